@@ -1,0 +1,1 @@
+"""Audit trail: pure record hashing and verification (chain, verify) and the appender (log)."""

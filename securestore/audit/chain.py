@@ -1,0 +1,153 @@
+"""Audit records and the hash chain (pure: bytes in, bytes out).
+
+A log is JSON Lines. Each line is the canonical encoding of one record (sorted keys, ASCII
+keys, integers only, no floats). record hash = SHA-256(0x00 || line without newline), the
+RFC 6962 leaf hash, and each record's `prev` is the hash of the record before it. The first
+record (seq 0) is a genesis record naming the log id, the store and the scope.
+
+Records never contain values: targets are encoded file names, content is named by its hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Annotated, Literal, Union
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from ..canonical import canonical_bytes
+
+RECORD_VERSION = 1
+GENESIS_PREV = "0" * 64
+_HEX64 = r"^[0-9a-f]{64}$"
+_HEX32 = r"^[0-9a-f]{32}$"
+_TARGET = r"^[A-Za-z0-9._\-/]{1,600}$"
+
+Result = Literal["committed", "failed", "recovered-committed", "recovered-not-applied"]
+COMMITTED_RESULTS = frozenset({"committed", "recovered-committed"})
+
+
+class Actor(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    uid: int
+    pid: int
+    principal: str | None = Field(None, max_length=256)
+
+
+class _Base(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    v: Literal[1]
+    log: str = Field(pattern=_HEX32)
+    seq: int = Field(ge=0)
+    ts: int = Field(ge=0)
+    prev: str = Field(pattern=_HEX64)
+    actor: Actor
+
+
+class Genesis(_Base):
+    kind: Literal["genesis"]
+    store: str = Field(pattern=_HEX32)
+    scope: Literal["store", "session"]
+    session: str | None = Field(None, pattern=_TARGET)
+
+
+class Intent(_Base):
+    kind: Literal["intent"]
+    op: str = Field(pattern=r"^[a-z][a-z.\-]{1,40}$")
+    target: str = Field(pattern=_TARGET)
+    sha256: str | None = Field(None, pattern=_HEX64)  # None: the op removes the target
+    size: int | None = Field(None, ge=0)
+
+
+class Outcome(_Base):
+    kind: Literal["outcome"]
+    txn: int = Field(ge=0)
+    result: Result
+    sha256: str | None = Field(None, pattern=_HEX64)  # what the target holds now
+
+
+class Rejected(_Base):
+    kind: Literal["rejected"]
+    op: str = Field(pattern=r"^[a-z][a-z.\-]{1,40}$")
+    target: str | None = Field(None, pattern=_TARGET)
+    reason: str = Field(pattern=r"^[a-z][a-z\-]{1,40}$")
+
+
+class Suppressed(_Base):
+    """From here to the end of `window`, rejections are past the budget and not recorded."""
+
+    kind: Literal["suppressed"]
+    window: int = Field(ge=0)
+    window_seconds: int = Field(ge=1)
+
+
+class Recovery(_Base):
+    kind: Literal["recovery"]
+    event: Literal["torn-tail", "temp-removed"]
+    target: str = Field(pattern=_TARGET)
+    size: int = Field(ge=0)
+    sha256: str | None = Field(None, pattern=_HEX64)  # of discarded bytes, when they were read
+
+
+Record = Annotated[
+    Union[Genesis, Intent, Outcome, Rejected, Suppressed, Recovery], Field(discriminator="kind")
+]
+_RECORD = TypeAdapter(Record)
+
+
+class RecordError(ValueError):
+    """A line that is not a valid record. `check` names the failed check."""
+
+    def __init__(self, check: str, detail: str) -> None:
+        super().__init__(detail)
+        self.check = check
+        self.detail = detail
+
+
+def record_hash(line: bytes) -> str:
+    """RFC 6962 leaf hash of a line (without its newline)."""
+    return hashlib.sha256(b"\x00" + line).hexdigest()
+
+
+def encode_record(record: BaseModel) -> bytes:
+    """The canonical line for a record, with its trailing newline."""
+    return canonical_bytes(record.model_dump(mode="python")) + b"\n"
+
+
+def parse_record(line: bytes) -> BaseModel:
+    """Parse one line (without newline) strictly; it must be byte-identical to its canonical form."""
+    try:
+        raw = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        raise RecordError("parse", "not valid JSON") from None
+    if not isinstance(raw, dict):
+        raise RecordError("parse", "not a JSON object")
+    try:
+        record = _RECORD.validate_python(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise RecordError("schema", f"field {where}: {first['msg']}") from None
+    if canonical_bytes(record.model_dump(mode="python")) != line:
+        raise RecordError("canonical", "bytes are not the canonical encoding of the record")
+    return record
+
+
+@dataclass(frozen=True)
+class ChainHead:
+    """Where the next record goes: its log id, seq and prev hash."""
+
+    log_id: str
+    next_seq: int
+    prev: str
+
+
+def build_record(head: ChainHead, ts: int, actor: Actor, fields: dict[str, object]) -> tuple[BaseModel, bytes, ChainHead]:
+    record = _RECORD.validate_python(
+        {"v": RECORD_VERSION, "log": head.log_id, "seq": head.next_seq, "ts": ts, "prev": head.prev,
+         "actor": actor, **fields}
+    )
+    line = encode_record(record)
+    return record, line, ChainHead(head.log_id, head.next_seq + 1, record_hash(line[:-1]))

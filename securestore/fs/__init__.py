@@ -1,0 +1,23 @@
+"""The fence: the only package that calls the operating system (like pyca/cryptography's hazmat)."""
+
+from .osapi import REAL_OS, OsApi, instrumented, io_call_names
+from .root import open_root, read_key_file, write_key_file
+from .safe import DIR_MODE, FILE_MODE, TEMP_PREFIX, Dir, EntryInfo, FileLock, FsContext, check_name
+
+__all__ = [
+    "DIR_MODE",
+    "FILE_MODE",
+    "REAL_OS",
+    "TEMP_PREFIX",
+    "Dir",
+    "EntryInfo",
+    "FileLock",
+    "FsContext",
+    "OsApi",
+    "check_name",
+    "instrumented",
+    "io_call_names",
+    "open_root",
+    "read_key_file",
+    "write_key_file",
+]

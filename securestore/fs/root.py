@@ -1,0 +1,163 @@
+"""Opening the store root, and key files that must live outside it."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from ..errors import KeyMaterialError, NotFoundError, UnsafeFileError, UsageError
+from .safe import _DIR_FLAGS, _READ_FLAGS, DIR_MODE, FILE_MODE, Dir, FsContext, _translate
+
+
+def _split(path: str) -> tuple[str, str]:
+    absolute = os.path.abspath(path)
+    parent, name = os.path.split(absolute)
+    if not name:
+        raise UsageError("the filesystem root cannot be a store root")
+    return parent, name
+
+
+def open_root(path: str, ctx: FsContext, *, create: bool) -> Dir:
+    """Open (or create) the store root as a directory handle.
+
+    The root itself is opened with O_NOFOLLOW and must be a directory owned by us with mode 0700.
+    Its parents are resolved normally (a symlinked /home or /var is common and legitimate);
+    documented in SECURITY.md. `create` may tighten the mode of an empty directory we own.
+    """
+    parent, name = _split(path)
+    if create:
+        _make_parents(parent, ctx)
+    try:
+        parent_fd = ctx.os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise _translate(exc, "open", parent) from None
+    try:
+        created = False
+        if create:
+            try:
+                ctx.os.mkdir(name, DIR_MODE, dir_fd=parent_fd)
+                created = True
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                raise _translate(exc, "create", path) from None
+        try:
+            fd = ctx.os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+        except OSError as exc:
+            error = _translate(exc, "open store root", path)
+            if isinstance(error, NotFoundError):
+                raise NotFoundError(f"no store at {path} (run `securestore init`)") from None
+            raise error from None
+        root = Dir(ctx, fd, "")
+        try:
+            st = ctx.os.fstat(fd)
+            if st.st_uid != ctx.euid:
+                raise UnsafeFileError(f"refused store root {path}: owned by uid {st.st_uid}, not {ctx.euid}")
+            mode = stat.S_IMODE(st.st_mode)
+            if mode & 0o022:
+                raise UnsafeFileError(f"refused store root {path}: mode {mode:04o} is group/world-writable")
+            if mode != DIR_MODE:
+                if not (create and (created or not root.list())):
+                    raise UnsafeFileError(f"refused store root {path}: mode {mode:04o}, expected 0700")
+                ctx.os.fchmod(fd, DIR_MODE)
+            if created:
+                ctx.fsync(parent_fd, parent)
+        except OSError as exc:
+            root.close()
+            raise _translate(exc, "open store root", path) from None
+        except BaseException:
+            root.close()
+            raise
+        return root
+    finally:
+        ctx.os.close(parent_fd)
+
+
+def _make_parents(parent: str, ctx: FsContext) -> None:
+    """mkdir -p for the root's parents, 0700 (the umask may only narrow that)."""
+    missing: list[str] = []
+    current = parent
+    while True:
+        try:
+            ctx.os.lstat_at(current)
+            break
+        except FileNotFoundError:
+            missing.append(current)
+            current = os.path.dirname(current)
+        except OSError as exc:
+            raise _translate(exc, "stat", current) from None
+    for directory in reversed(missing):
+        try:
+            ctx.os.mkdir(directory, DIR_MODE)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise _translate(exc, "create", directory) from None
+
+
+def _outside_root(key_path: str, root_path: str | None) -> None:
+    if root_path is None:
+        return
+    real_key = os.path.realpath(key_path)
+    real_root = os.path.realpath(root_path)
+    if os.path.commonpath([real_key, real_root]) == real_root:
+        raise KeyMaterialError("refused key file: it must live outside the store root")
+
+
+def read_key_file(path: str, ctx: FsContext, *, root_path: str | None, cap: int = 4096) -> bytes:
+    """Read a private key file: not under the store root, not a symlink, owner-only mode."""
+    _outside_root(path, root_path)
+    parent, name = _split(path)
+    try:
+        parent_fd = ctx.os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise KeyMaterialError(f"cannot open key file directory: {_translate(exc, 'open', parent)}") from None
+    try:
+        try:
+            fd = ctx.os.open(name, _READ_FLAGS, dir_fd=parent_fd)
+        except OSError as exc:
+            raise KeyMaterialError(f"cannot open key file: {_translate(exc, 'open', path)}") from None
+        try:
+            st = ctx.os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise KeyMaterialError(f"refused key file {path}: not a regular file")
+            if st.st_uid != ctx.euid:
+                raise KeyMaterialError(f"refused key file {path}: owned by uid {st.st_uid}")
+            if stat.S_IMODE(st.st_mode) & 0o077:
+                raise KeyMaterialError(
+                    f"refused key file {path}: mode {stat.S_IMODE(st.st_mode):04o} lets others read it"
+                )
+            if st.st_size > cap:
+                raise KeyMaterialError(f"refused key file {path}: larger than {cap} bytes")
+            return ctx.os.read(fd, cap + 1)
+        finally:
+            ctx.os.close(fd)
+    finally:
+        ctx.os.close(parent_fd)
+
+
+def write_key_file(path: str, data: bytes, ctx: FsContext, *, root_path: str | None) -> None:
+    """Create a new 0600 key file outside the store root; never overwrites an existing file."""
+    _outside_root(path, root_path)
+    parent, name = _split(path)
+    try:
+        parent_fd = ctx.os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise KeyMaterialError(f"cannot open key directory: {_translate(exc, 'open', parent)}") from None
+    try:
+        holder = Dir(ctx, parent_fd, parent)
+        try:
+            fd = ctx.os.open(
+                name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE, dir_fd=parent_fd
+            )
+        except OSError as exc:
+            raise KeyMaterialError(f"cannot create key file: {_translate(exc, 'create', path)}") from None
+        try:
+            ctx.os.fchmod(fd, FILE_MODE)
+            holder._write_all(fd, data, path)
+            ctx.fsync(fd, path)
+        finally:
+            ctx.os.close(fd)
+        ctx.fsync(parent_fd, parent)
+    finally:
+        ctx.os.close(parent_fd)

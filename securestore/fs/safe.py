@@ -1,0 +1,553 @@
+"""Directory handles anchored on file descriptors: the only place securestore touches files.
+
+Every name is resolved one component at a time relative to an open directory fd, with
+O_NOFOLLOW (and O_DIRECTORY for directories), so a symlink planted anywhere inside the store is
+refused instead of followed. Every opened object is fstat-checked: type, owner == euid, mode,
+and a link count of 1 for files (a planted hard link could alias a file outside the store).
+
+Mode policy: a file or directory whose mode differs from 0600/0700 is refused, never silently
+repaired. securestore always sets modes with fchmod right after creating, so a different mode
+means someone else changed it; refusing makes that visible instead of hiding it.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import stat
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+from ..errors import (
+    AlreadyExistsError,
+    DurabilityError,
+    LockHeldError,
+    NotFoundError,
+    SecureStoreError,
+    StorageError,
+    UnsafeFileError,
+    UsageError,
+)
+from .osapi import REAL_OS, OsApi
+
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+TEMP_PREFIX = ".tmp-"
+MAX_NAME_BYTES = 255
+_MAX_TREE_DEPTH = 16
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: opening a planted FIFO returns at once instead of waiting for a writer.
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_APPEND_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_RW_FLAGS = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_LOCK_CREATE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def check_name(name: str) -> None:
+    """A single path component we are willing to pass to the kernel."""
+    if not isinstance(name, str) or name in ("", ".", ".."):
+        raise UsageError(f"invalid file name {name!r}")
+    if "/" in name or "\x00" in name:
+        raise UsageError("invalid file name: contains '/' or NUL")
+    try:
+        encoded = name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError("invalid file name: not encodable as UTF-8") from None
+    if len(encoded) > MAX_NAME_BYTES:
+        raise UsageError(f"invalid file name: {len(encoded)} bytes, limit {MAX_NAME_BYTES}")
+
+
+def _errno_name(exc: OSError) -> str:
+    return errno.errorcode.get(exc.errno or 0, str(exc.errno))
+
+
+def _translate(exc: OSError, action: str, label: str) -> SecureStoreError:
+    code = exc.errno
+    if code == errno.ELOOP:
+        return UnsafeFileError(f"refused {label}: it is a symbolic link")
+    if code == errno.ENOTDIR:
+        return UnsafeFileError(f"refused {label}: not a directory (or a symbolic link)")
+    if code == errno.ENXIO:
+        return UnsafeFileError(f"refused {label}: not a regular file (a FIFO or device)")
+    if code == errno.ENOENT:
+        return NotFoundError(f"{label} does not exist")
+    if code == errno.EEXIST:
+        return AlreadyExistsError(f"{label} already exists")
+    return StorageError(f"{action} {label} failed: {_errno_name(exc)}")
+
+
+class FsContext:
+    """Shared state of one store handle: the OS-call table and the fatal-failure latch."""
+
+    def __init__(self, os_api: OsApi = REAL_OS) -> None:
+        self.os = os_api
+        self.euid = os_api.geteuid()
+        self.failed: str | None = None
+
+    def check_usable(self) -> None:
+        if self.failed is not None:
+            raise DurabilityError(
+                f"store handle is unusable after a failed fsync ({self.failed}); reopen the store"
+            )
+
+    def fsync(self, fd: int, label: str) -> None:
+        # No retry: after a failed fsync the kernel may have dropped the dirty pages, and a
+        # second fsync can "succeed" with the data gone (the PostgreSQL fsync lesson).
+        try:
+            self.os.fsync(fd)
+        except OSError as exc:
+            self.failed = f"fsync {label}: {_errno_name(exc)}"
+            raise DurabilityError(f"fsync of {label} failed: {_errno_name(exc)}") from None
+
+    def random_hex(self, nbytes: int) -> str:
+        return self.os.urandom(nbytes).hex()
+
+
+@dataclass(frozen=True)
+class EntryInfo:
+    name: str
+    kind: str  # "file" | "dir" | "symlink" | "other"
+    mode: int
+    size: int
+    mtime_ns: int
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISREG(mode):
+        return "file"
+    return "other"
+
+
+class Dir:
+    """An open directory inside the store. All names are single components relative to it."""
+
+    def __init__(self, ctx: FsContext, fd: int, label: str) -> None:
+        self.ctx = ctx
+        self.fd = fd
+        self.label = label
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def close(self) -> None:
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            try:
+                self.ctx.os.close(fd)
+            except OSError:
+                pass
+
+    def __enter__(self) -> Dir:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def child_label(self, name: str) -> str:
+        return f"{self.label}/{name}" if self.label else name
+
+    # -- checks --------------------------------------------------------------------------------
+    def _verify(self, st: os.stat_result, label: str, kind: str, mode: int) -> None:
+        actual_kind = _kind(st.st_mode)
+        if actual_kind != kind:
+            raise UnsafeFileError(f"refused {label}: expected a {kind}, found a {actual_kind}")
+        if st.st_uid != self.ctx.euid:
+            raise UnsafeFileError(f"refused {label}: owned by uid {st.st_uid}, not {self.ctx.euid}")
+        if kind == "file" and st.st_nlink != 1:
+            raise UnsafeFileError(f"refused {label}: it has {st.st_nlink} hard links")
+        actual_mode = stat.S_IMODE(st.st_mode)
+        if actual_mode != mode:
+            raise UnsafeFileError(f"refused {label}: mode {actual_mode:04o}, expected {mode:04o}")
+
+    def _open_checked(self, name: str, flags: int, kind: str, action: str) -> tuple[int, os.stat_result]:
+        check_name(name)
+        label = self.child_label(name)
+        try:
+            fd = self.ctx.os.open(name, flags, dir_fd=self.fd)
+        except OSError as exc:
+            raise _translate(exc, action, label) from None
+        try:
+            st = self.ctx.os.fstat(fd)
+            self._verify(st, label, kind, DIR_MODE if kind == "dir" else FILE_MODE)
+        except BaseException:
+            self.ctx.os.close(fd)
+            raise
+        return fd, st
+
+    # -- directories ---------------------------------------------------------------------------
+    def open_dir(self, name: str) -> Dir:
+        fd, _ = self._open_checked(name, _DIR_FLAGS, "dir", "open directory")
+        return Dir(self.ctx, fd, self.child_label(name))
+
+    def make_dir(self, name: str) -> Dir:
+        """Create a 0700 directory (fails if the name exists) and make the entry durable."""
+        self.ctx.check_usable()
+        check_name(name)
+        label = self.child_label(name)
+        try:
+            self.ctx.os.mkdir(name, DIR_MODE, dir_fd=self.fd)
+        except OSError as exc:
+            raise _translate(exc, "create directory", label) from None
+        try:
+            fd = self.ctx.os.open(name, _DIR_FLAGS, dir_fd=self.fd)
+        except OSError as exc:
+            raise _translate(exc, "open directory", label) from None
+        child = Dir(self.ctx, fd, label)
+        try:
+            # The umask applies to mkdir's mode; set the mode explicitly, never touch the umask.
+            self.ctx.os.fchmod(fd, DIR_MODE)
+            child._verify(self.ctx.os.fstat(fd), label, "dir", DIR_MODE)
+            self.sync()
+        except OSError as exc:
+            child.close()
+            raise _translate(exc, "create directory", label) from None
+        except BaseException:
+            child.close()
+            raise
+        return child
+
+    def open_or_make_dir(self, name: str) -> Dir:
+        try:
+            return self.open_dir(name)
+        except NotFoundError:
+            return self.make_dir(name)
+
+    def sync(self) -> None:
+        self.ctx.check_usable()
+        self.ctx.fsync(self.fd, self.label or ".")
+
+    def entry(self, name: str) -> EntryInfo | None:
+        """lstat of one entry (never follows a symlink); None if absent."""
+        check_name(name)
+        try:
+            st = self.ctx.os.lstat_at(name, dir_fd=self.fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise _translate(exc, "stat", self.child_label(name)) from None
+        return EntryInfo(name, _kind(st.st_mode), stat.S_IMODE(st.st_mode), st.st_size, st.st_mtime_ns)
+
+    def holds(self, name: str, child: Dir) -> bool:
+        """Is the entry `name` here still the directory `child` has open (not deleted or swapped)?"""
+        check_name(name)
+        try:
+            current = self.ctx.os.lstat_at(name, dir_fd=self.fd, follow_symlinks=False)
+            opened = self.ctx.os.fstat(child.fd)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise _translate(exc, "stat", self.child_label(name)) from None
+        return (current.st_dev, current.st_ino) == (opened.st_dev, opened.st_ino)
+
+    def list(self) -> list[str]:
+        try:
+            return sorted(self.ctx.os.listdir(self.fd))
+        except OSError as exc:
+            raise _translate(exc, "list", self.label or ".") from None
+
+    # -- reads ---------------------------------------------------------------------------------
+    def read(self, name: str, cap: int) -> bytes:
+        """Read a whole regular file of at most `cap` bytes."""
+        fd, st = self._open_checked(name, _READ_FLAGS, "file", "open")
+        label = self.child_label(name)
+        try:
+            if st.st_size > cap:
+                raise StorageError(f"refused {label}: {st.st_size} bytes exceeds the {cap}-byte cap")
+            chunks: list[bytes] = []
+            remaining = st.st_size + 1  # one extra byte detects a file growing under us
+            while remaining > 0:
+                chunk = self.ctx.os.read(fd, min(remaining, 1 << 20))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                remaining -= len(chunk)
+            data = b"".join(chunks)
+            if len(data) > cap:
+                raise StorageError(f"refused {label}: grew past the {cap}-byte cap while reading")
+            return data
+        except OSError as exc:
+            raise _translate(exc, "read", label) from None
+        finally:
+            self.ctx.os.close(fd)
+
+    def read_optional(self, name: str, cap: int) -> bytes | None:
+        try:
+            return self.read(name, cap)
+        except NotFoundError:
+            return None
+
+    def read_tail(self, name: str, nbytes: int) -> tuple[int, bytes]:
+        """(file size, last `nbytes` bytes) of a regular file."""
+        fd, st = self._open_checked(name, _READ_FLAGS, "file", "open")
+        try:
+            start = max(0, st.st_size - nbytes)
+            data = self.ctx.os.pread(fd, st.st_size - start, start)
+            return st.st_size, data
+        except OSError as exc:
+            raise _translate(exc, "read", self.child_label(name)) from None
+        finally:
+            self.ctx.os.close(fd)
+
+    def iter_lines(self, name: str, max_line: int, chunk_size: int = 1 << 16) -> Iterator[tuple[int, bytes]]:
+        """Stream (offset, line) pairs; the last line may lack its newline. Constant memory."""
+        fd, _ = self._open_checked(name, _READ_FLAGS, "file", "open")
+        label = self.child_label(name)
+        try:
+            buffer = b""
+            offset = 0
+            while True:
+                try:
+                    chunk = self.ctx.os.read(fd, chunk_size)
+                except OSError as exc:
+                    raise _translate(exc, "read", label) from None
+                if not chunk:
+                    break
+                buffer += chunk
+                while True:
+                    cut = buffer.find(b"\n")
+                    if cut < 0:
+                        break
+                    line, buffer = buffer[: cut + 1], buffer[cut + 1 :]
+                    yield offset, line
+                    offset += len(line)
+                if len(buffer) > max_line:
+                    # Yield the oversized fragment; the parser above reports it.
+                    yield offset, buffer
+                    offset += len(buffer)
+                    buffer = b""
+            if buffer:
+                yield offset, buffer
+        finally:
+            self.ctx.os.close(fd)
+
+    # -- writes --------------------------------------------------------------------------------
+    def _write_all(self, fd: int, data: bytes, label: str) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                written = self.ctx.os.write(fd, view)
+            except OSError as exc:
+                raise _translate(exc, "write", label) from None
+            view = view[written:]
+
+    def _create_temp(self) -> tuple[int, str]:
+        for _ in range(8):
+            temp = f"{TEMP_PREFIX}{self.ctx.random_hex(12)}"
+            try:
+                fd = self.ctx.os.open(temp, _CREATE_FLAGS, FILE_MODE, dir_fd=self.fd)
+            except FileExistsError:
+                continue  # a planted name: never reuse it, pick another
+            except OSError as exc:
+                raise _translate(exc, "create", self.child_label(temp)) from None
+            return fd, temp
+        raise StorageError(f"could not create a temporary file in {self.label or '.'}")
+
+    def write_atomic(self, name: str, data: bytes) -> None:
+        """Replace `name` with `data`: temp file, fsync, renameat, fsync directory."""
+        self.ctx.check_usable()
+        check_name(name)
+        label = self.child_label(name)
+        existing = self.entry(name)
+        if existing is not None and existing.kind not in ("file", "symlink"):
+            raise UnsafeFileError(f"refused {label}: expected a file, found a {existing.kind}")
+        fd, temp = self._create_temp()
+        published = False
+        try:
+            try:
+                self.ctx.os.fchmod(fd, FILE_MODE)
+            except OSError as exc:
+                raise _translate(exc, "chmod", label) from None
+            self._write_all(fd, data, label)
+            self.ctx.fsync(fd, label)
+            try:
+                self.ctx.os.replace(temp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+            except OSError as exc:
+                raise _translate(exc, "rename into", label) from None
+            published = True
+        finally:
+            self.ctx.os.close(fd)
+            if not published:
+                self._discard(temp)
+        self.sync()
+
+    def write_new(self, name: str, data: bytes) -> None:
+        """Create `name` (must not exist) with `data`, durably, through a temp file."""
+        self.ctx.check_usable()
+        if self.entry(name) is not None:
+            raise AlreadyExistsError(f"{self.child_label(name)} already exists")
+        self.write_atomic(name, data)
+
+    def append(self, name: str, data: bytes, *, durable: bool) -> None:
+        self.ctx.check_usable()
+        fd, _ = self._open_checked(name, _APPEND_FLAGS, "file", "open for append")
+        label = self.child_label(name)
+        try:
+            self._write_all(fd, data, label)
+            if durable:
+                self.ctx.fsync(fd, label)
+        finally:
+            self.ctx.os.close(fd)
+
+    def truncate(self, name: str, length: int) -> None:
+        self.ctx.check_usable()
+        fd, _ = self._open_checked(name, _RW_FLAGS, "file", "open for truncate")
+        label = self.child_label(name)
+        try:
+            try:
+                self.ctx.os.ftruncate(fd, length)
+            except OSError as exc:
+                raise _translate(exc, "truncate", label) from None
+            self.ctx.fsync(fd, label)
+        finally:
+            self.ctx.os.close(fd)
+
+    def unlink(self, name: str) -> None:
+        """Remove a file entry (a symlink is removed, never followed) and sync the directory."""
+        self.ctx.check_usable()
+        check_name(name)
+        try:
+            self.ctx.os.unlink(name, dir_fd=self.fd)
+        except OSError as exc:
+            raise _translate(exc, "remove", self.child_label(name)) from None
+        self.sync()
+
+    def _discard(self, name: str) -> None:
+        try:
+            self.ctx.os.unlink(name, dir_fd=self.fd)
+        except OSError:
+            pass
+
+    def rename(self, src: str, dst: str, target: Dir | None = None) -> None:
+        """rename src (here) to dst (here, or in `target`), failing if dst exists; sync both."""
+        self.ctx.check_usable()
+        check_name(src)
+        check_name(dst)
+        into = target or self
+        if into.entry(dst) is not None:
+            raise AlreadyExistsError(f"{into.child_label(dst)} already exists")
+        try:
+            self.ctx.os.replace(src, dst, src_dir_fd=self.fd, dst_dir_fd=into.fd)
+        except OSError as exc:
+            raise _translate(exc, "rename", self.child_label(src)) from None
+        into.sync()
+        if into is not self:
+            self.sync()
+
+    def remove_tree(self, name: str) -> None:
+        """Delete `name` and everything under it without ever following a symlink."""
+        self.ctx.check_usable()
+        self._remove_entry(name, 0)
+        self.sync()
+
+    def _remove_entry(self, name: str, depth: int) -> None:
+        info = self.entry(name)
+        if info is None:
+            return
+        label = self.child_label(name)
+        if info.kind != "dir":
+            try:
+                self.ctx.os.unlink(name, dir_fd=self.fd)
+            except OSError as exc:
+                raise _translate(exc, "remove", label) from None
+            return
+        if depth >= _MAX_TREE_DEPTH:
+            raise UnsafeFileError(f"refused to delete {label}: nested deeper than the store layout")
+        try:
+            fd = self.ctx.os.open(name, _DIR_FLAGS, dir_fd=self.fd)
+        except OSError as exc:
+            raise _translate(exc, "open directory", label) from None
+        child = Dir(self.ctx, fd, label)
+        try:
+            # Same inode as the lstat we decided on? If not, it was swapped: stop (rmtree's check).
+            opened = self.ctx.os.fstat(fd)
+            before = self.ctx.os.lstat_at(name, dir_fd=self.fd, follow_symlinks=False)
+            if (opened.st_dev, opened.st_ino) != (before.st_dev, before.st_ino):
+                raise UnsafeFileError(f"refused to delete {label}: it changed while being deleted")
+            for entry in child.list():
+                child._remove_entry(entry, depth + 1)
+        except OSError as exc:
+            raise _translate(exc, "delete", label) from None
+        finally:
+            child.close()
+        try:
+            self.ctx.os.rmdir(name, dir_fd=self.fd)
+        except OSError as exc:
+            raise _translate(exc, "remove directory", label) from None
+
+    # -- locking -------------------------------------------------------------------------------
+    def lock(self, name: str, timeout: float) -> FileLock:
+        """Exclusive flock on `name` (created 0600 if missing). The lock file is never unlinked:
+        contenders that opened the old inode would otherwise lock a different file."""
+        check_name(name)
+        label = self.child_label(name)
+        created = False
+        try:
+            fd = self.ctx.os.open(name, _LOCK_CREATE_FLAGS, FILE_MODE, dir_fd=self.fd)
+            created = True
+        except FileExistsError:
+            fd = -1
+        except OSError as exc:
+            raise _translate(exc, "create lock", label) from None
+        if created:
+            try:
+                self.ctx.os.fchmod(fd, FILE_MODE)
+            except OSError as exc:
+                self.ctx.os.close(fd)
+                raise _translate(exc, "chmod", label) from None
+            self.ctx.os.close(fd)
+        fd, _ = self._open_checked(name, _RW_FLAGS, "file", "open lock")
+        deadline = time.monotonic() + timeout
+        delay = 0.005
+        while True:
+            try:
+                self.ctx.os.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return FileLock(self.ctx, fd)
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    self.ctx.os.close(fd)
+                    raise LockHeldError(f"{label} is held by another process") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.1)
+            except OSError as exc:
+                self.ctx.os.close(fd)
+                raise _translate(exc, "lock", label) from None
+
+    # -- inspection ----------------------------------------------------------------------------
+    def walk(self, depth: int = 0) -> Iterator[tuple[str, EntryInfo]]:
+        """(relative path, info) for every entry below, directories before their contents."""
+        for name in self.list():
+            info = self.entry(name)
+            if info is None:
+                continue
+            yield name, info
+            if info.kind == "dir" and depth < _MAX_TREE_DEPTH:
+                with self.open_dir(name) as child:
+                    for sub, sub_info in child.walk(depth + 1):
+                        yield f"{name}/{sub}", sub_info
+
+
+class FileLock:
+    def __init__(self, ctx: FsContext, fd: int) -> None:
+        self.ctx = ctx
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            try:
+                self.ctx.os.flock(fd, fcntl.LOCK_UN)
+            except OSError:
+                pass
+            self.ctx.os.close(fd)
+
+    def __enter__(self) -> FileLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -1,0 +1,82 @@
+"""Names and record formats of the on-disk layout (pure). See README "On disk"."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .canonical import canonical_bytes
+from .errors import IntegrityError
+
+LAYOUT_VERSION = 1
+BACKEND = "fs"
+
+STORE_FILE = "store.json"
+STORE_LOCK = "lock"
+AUDIT_DIR = "audit"
+SESSIONS_DIR = "sessions"
+MANIFEST_FILE = "manifest.json"
+STATE_DIR = "state"
+VAULT_FILE = "vault.json"
+SESSION_LOCK = "lock"
+SLOT_SUFFIX = ".json"
+STAGING_PREFIX = ".staging-"
+TRASH_PREFIX = ".trash-"
+
+_HEX32 = r"^[0-9a-f]{32}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class StoreIdentity(_Strict):
+    v: Literal[1]
+    store_id: str = Field(pattern=_HEX32)
+    layout_version: int = Field(ge=1)
+    backend: str
+    created_ms: int = Field(ge=0)
+    # Keys the fingerprints of secrets dropped when no master key is configured.
+    fingerprint_key: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class Manifest(_Strict):
+    v: Literal[1]
+    key: str = Field(min_length=1, max_length=65536)
+    name: str
+    store_id: str = Field(pattern=_HEX32)
+    backend: str
+    layout_version: int = Field(ge=1)
+    audit_log_id: str = Field(pattern=_HEX32)
+    created_ms: int = Field(ge=0)
+
+
+class SlotEnvelope(_Strict):
+    ext_id: str
+    slot_version: int = Field(ge=1)
+    payload: Any
+
+
+def encode_model(model: BaseModel) -> bytes:
+    return canonical_bytes(model.model_dump(mode="python"))
+
+
+def decode_model(cls: type[_Strict], data: bytes, what: str) -> Any:
+    try:
+        return cls.model_validate(orjson.loads(data))
+    except (orjson.JSONDecodeError, ValidationError):
+        raise IntegrityError(f"{what} is malformed") from None
+
+
+def slot_file(name: str) -> str:
+    return name + SLOT_SUFFIX
+
+
+def slot_target(name: str) -> str:
+    return f"{STATE_DIR}/{slot_file(name)}"
+
+
+def session_target(name: str) -> str:
+    return f"{SESSIONS_DIR}/{name}"

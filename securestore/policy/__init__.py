@@ -1,0 +1,27 @@
+"""Pure input policy: key normalization and encoding, prototype-key rejection, value caps."""
+
+from .keys import (
+    PROTOTYPE_KEYS,
+    decode_plain_name,
+    encode_name,
+    is_forbidden_key,
+    is_hashed_name,
+    is_session_name,
+    name_matches_key,
+    normalize_key,
+)
+from .limits import check_value, parse_json_text, render_path
+
+__all__ = [
+    "PROTOTYPE_KEYS",
+    "check_value",
+    "decode_plain_name",
+    "encode_name",
+    "is_forbidden_key",
+    "is_hashed_name",
+    "is_session_name",
+    "name_matches_key",
+    "normalize_key",
+    "parse_json_text",
+    "render_path",
+]

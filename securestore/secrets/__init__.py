@@ -1,0 +1,24 @@
+"""Secrets: typed secrets, credential detection, references, and the session vault."""
+
+from .detect import DETECTOR_KINDS, Finding, contains_secret, find_secrets, scrub_text
+from .markers import REFERENCE, marker, references_in
+from .redact import SECRET_TYPES, Redaction, SecretSink, redact, resolve_value, unescape_value
+from .types import Secret
+
+__all__ = [
+    "DETECTOR_KINDS",
+    "REFERENCE",
+    "SECRET_TYPES",
+    "Finding",
+    "Redaction",
+    "Secret",
+    "SecretSink",
+    "contains_secret",
+    "find_secrets",
+    "marker",
+    "redact",
+    "references_in",
+    "resolve_value",
+    "scrub_text",
+    "unescape_value",
+]

@@ -1,0 +1,164 @@
+"""The session vault (pure): AES-256-GCM under a per-session key derived from the master key.
+
+data key   = HKDF-SHA256(master, salt = per-session random salt,
+                         info = "securestore/vault/v1" | store id | session name)
+reference  = HMAC-SHA256(data key, "ref" | kind | value)[:16]  (same secret -> same reference,
+             so a key repeated across a transcript is stored once; unguessable without the key)
+ciphertext = AES-256-GCM(data key, random 96-bit nonce, value,
+                         AAD = canonical {store, session, ref, kind})  (binds session and id)
+check      = HMAC-SHA256(data key, "check")[:16]  (tells "wrong master key" from "tampered")
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+from typing import Literal
+
+import orjson
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..canonical import canonical_bytes
+from ..errors import IntegrityError, KeyMaterialError, SecretUnavailableError
+
+MASTER_KEY_BYTES = 32
+ValueKind = Literal["text", "bytes"]
+
+
+def parse_master_key(material: bytes | str) -> bytes:
+    """Accept 32 bytes encoded as base64 (standard or url-safe) or hex, surrounding space ignored."""
+    text = material.decode("ascii", "replace") if isinstance(material, bytes) else material
+    text = text.strip()
+    candidates: list[bytes] = []
+    for decode in (
+        lambda t: bytes.fromhex(t),
+        lambda t: base64.b64decode(t, validate=True),
+        lambda t: base64.urlsafe_b64decode(t + "=" * (-len(t) % 4)),
+    ):
+        try:
+            candidates.append(decode(text))
+        except (ValueError, binascii.Error):
+            continue
+    for key in candidates:
+        if len(key) == MASTER_KEY_BYTES:
+            return key
+    raise KeyMaterialError("master key must be 32 bytes, encoded as base64 or hex")
+
+
+def encode_master_key(key: bytes) -> str:
+    return base64.urlsafe_b64encode(key).decode("ascii")
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text, validate=True)
+
+
+class _EntryModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    kind: ValueKind
+    nonce: str = Field(min_length=16, max_length=16)
+    ct: str = Field(max_length=4 * 1024 * 1024)
+
+
+class _VaultModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    v: Literal[1]
+    salt: str = Field(min_length=44, max_length=44)
+    check: str = Field(min_length=24, max_length=24)
+    entries: dict[str, _EntryModel]
+
+
+@dataclass
+class Vault:
+    store_id: str
+    session: str
+    salt: bytes
+    check: bytes
+    entries: dict[str, _EntryModel] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        doc = {
+            "v": 1,
+            "salt": _b64(self.salt),
+            "check": _b64(self.check),
+            "entries": {k: e.model_dump() for k, e in self.entries.items()},
+        }
+        return canonical_bytes(doc)
+
+
+def derive_data_key(master: bytes, salt: bytes, store_id: str, session: str) -> bytes:
+    info = b"securestore/vault/v1\x00" + store_id.encode() + b"\x00" + session.encode()
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=info).derive(master)
+
+
+def _check_value(data_key: bytes) -> bytes:
+    return hmac.new(data_key, b"securestore/vault/check", hashlib.sha256).digest()[:16]
+
+
+def new_vault(master: bytes, store_id: str, session: str, salt: bytes) -> tuple[Vault, bytes]:
+    data_key = derive_data_key(master, salt, store_id, session)
+    return Vault(store_id, session, salt, _check_value(data_key)), data_key
+
+
+def load_vault(data: bytes, master: bytes, store_id: str, session: str) -> tuple[Vault, bytes]:
+    try:
+        model = _VaultModel.model_validate(orjson.loads(data))
+        salt, check = _unb64(model.salt), _unb64(model.check)
+    except (orjson.JSONDecodeError, ValidationError, ValueError, binascii.Error):
+        raise IntegrityError(f"vault of session {session} is malformed") from None
+    data_key = derive_data_key(master, salt, store_id, session)
+    if not hmac.compare_digest(_check_value(data_key), check):
+        raise KeyMaterialError(f"the master key does not open the vault of session {session}")
+    return Vault(store_id, session, salt, check, dict(model.entries)), data_key
+
+
+def _aad(vault: Vault, ref: str, kind: str) -> bytes:
+    return canonical_bytes({"kind": kind, "ref": ref, "session": vault.session, "store": vault.store_id})
+
+
+def reference_id(data_key: bytes, value: bytes, kind: ValueKind) -> str:
+    digest = hmac.new(data_key, b"ref\x00" + kind.encode() + b"\x00" + value, hashlib.sha256).digest()
+    return base64.b32encode(digest[:16]).decode("ascii").rstrip("=").lower()
+
+
+def seal(vault: Vault, data_key: bytes, value: str | bytes, nonce: bytes) -> tuple[str, bool]:
+    """Add `value`; returns (reference id, whether the vault changed)."""
+    kind: ValueKind = "text" if isinstance(value, str) else "bytes"
+    raw = value.encode("utf-8") if isinstance(value, str) else value
+    ref = reference_id(data_key, raw, kind)
+    if ref in vault.entries:
+        return ref, False
+    ct = AESGCM(data_key).encrypt(nonce, raw, _aad(vault, ref, kind))
+    vault.entries[ref] = _EntryModel(kind=kind, nonce=_b64(nonce), ct=_b64(ct))
+    return ref, True
+
+
+def unseal(vault: Vault, data_key: bytes, ref: str) -> str | bytes:
+    entry = vault.entries.get(ref)
+    if entry is None:
+        raise SecretUnavailableError(f"vault reference {ref} is not in the vault of session {vault.session}")
+    try:
+        raw = AESGCM(data_key).decrypt(_unb64(entry.nonce), _unb64(entry.ct), _aad(vault, ref, entry.kind))
+    except (InvalidTag, ValueError, binascii.Error):
+        raise IntegrityError(f"vault entry {ref} of session {vault.session} fails authentication") from None
+    return raw.decode("utf-8") if entry.kind == "text" else raw
+
+
+def fingerprint(key: bytes, value: str | bytes) -> str:
+    """Keyed fingerprint of a dropped secret: correlates equal values, reveals nothing else
+    to someone without the key. A low-entropy value (a short password) can be guessed by
+    whoever holds the key; see SECURITY.md."""
+    raw = value.encode("utf-8") if isinstance(value, str) else value
+    digest = hmac.new(key, b"fingerprint\x00" + raw, hashlib.sha256).digest()
+    return base64.b32encode(digest[:15]).decode("ascii").lower()

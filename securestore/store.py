@@ -1,0 +1,389 @@
+"""SecureStore: the object users call. Reads happen here; every write goes through the pipeline."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from .audit.log import AuditLog
+from .config import StoreConfig
+from .errors import (
+    AlreadyExistsError,
+    IntegrityError,
+    KeyMaterialError,
+    NotFoundError,
+    OperationalError,
+    PolicyError,
+    SecretUnavailableError,
+    UnsafeFileError,
+    UsageError,
+)
+from .fs import REAL_OS, Dir, FsContext, OsApi, open_root, read_key_file, write_key_file
+from .layout import (
+    AUDIT_DIR,
+    BACKEND,
+    LAYOUT_VERSION,
+    MANIFEST_FILE,
+    SESSION_LOCK,
+    SESSIONS_DIR,
+    STATE_DIR,
+    STORE_FILE,
+    STORE_LOCK,
+    VAULT_FILE,
+    Manifest,
+    SlotEnvelope,
+    StoreIdentity,
+    decode_model,
+    encode_model,
+    session_target,
+    slot_file,
+)
+from .pipeline import Change, OpenSession, Pipeline, checked_key, now_ms, observe_file
+from .canonical import sha256_hex
+from .policy import encode_name, is_session_name, name_matches_key
+from .secrets import resolve_value, unescape_value
+from .secrets.vault import encode_master_key, load_vault, parse_master_key, unseal
+
+MASTER_KEY_ENV = "SECURESTORE_MASTER_KEY"
+MASTER_KEY_FILE_ENV = "SECURESTORE_MASTER_KEY_FILE"
+_STORE_FILE_CAP = 64 * 1024
+
+
+def load_master_key(
+    ctx: FsContext, root_path: str, *, key: bytes | str | None, key_file: str | None, environ: Mapping[str, str]
+) -> bytes | None:
+    """Explicit key, else key file, else $SECURESTORE_MASTER_KEY, else $SECURESTORE_MASTER_KEY_FILE."""
+    if key is not None:
+        return parse_master_key(key)
+    path = key_file or None
+    if path is None and environ.get(MASTER_KEY_ENV):
+        return parse_master_key(environ[MASTER_KEY_ENV])
+    path = path or environ.get(MASTER_KEY_FILE_ENV) or None
+    if path is None:
+        return None
+    return parse_master_key(read_key_file(path, ctx, root_path=root_path))
+
+
+def generate_master_key(path: str, *, root_path: str | None = None, os_api: OsApi = REAL_OS) -> None:
+    """Write a new random master key to a 0600 file outside the store root."""
+    ctx = FsContext(os_api)
+    write_key_file(path, (encode_master_key(os_api.urandom(32)) + "\n").encode(), ctx, root_path=root_path)
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    key: str
+    name: str
+    created_ms: int
+    slots: int
+
+
+@dataclass(frozen=True)
+class SkippedEntry:
+    name: str
+    reason: str
+
+
+def init_store(
+    root: str | os.PathLike[str],
+    config: StoreConfig | None = None,
+    *,
+    os_api: OsApi = REAL_OS,
+    clock: Any = now_ms,
+) -> str:
+    """Create a new store at `root` (an absent or empty directory). Returns the store id."""
+    ctx = FsContext(os_api)
+    root_path = os.fspath(root)
+    with open_root(root_path, ctx, create=True) as root_dir:
+        if root_dir.entry(STORE_FILE) is not None:
+            raise AlreadyExistsError(f"a store already exists at {root_path}")
+        leftovers = set(root_dir.list())
+        if leftovers - {AUDIT_DIR, SESSIONS_DIR, STORE_LOCK}:
+            raise UsageError(f"refused to init {root_path}: the directory is not empty")
+        with root_dir.lock(STORE_LOCK, 0.0):
+            for name in leftovers - {STORE_LOCK}:  # an init that crashed before store.json
+                root_dir.remove_tree(name)
+            identity = StoreIdentity(
+                v=1, store_id=ctx.random_hex(16), layout_version=LAYOUT_VERSION, backend=BACKEND,
+                created_ms=clock(), fingerprint_key=ctx.random_hex(32),
+            )
+            data = encode_model(identity)
+            pipeline = Pipeline(ctx, config or StoreConfig(), identity, master_key=None, clock=clock)
+            with root_dir.make_dir(AUDIT_DIR) as audit_dir:
+                log = pipeline.new_log(audit_dir)
+                log.create(ctx.random_hex(16), {"store": identity.store_id, "scope": "store", "session": None})
+                root_dir.make_dir(SESSIONS_DIR).close()
+                # store.json last: its presence means the store is complete.
+                pipeline.apply(log, Change(
+                    "store.init", STORE_FILE, sha256_hex(data), len(data),
+                    lambda: root_dir.write_new(STORE_FILE, data),
+                    lambda: observe_file(root_dir, STORE_FILE, _STORE_FILE_CAP),
+                ))
+    return identity.store_id
+
+
+class SecureStore:
+    """An open store. Not thread-safe; use one per thread or guard it."""
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        config: StoreConfig | None = None,
+        *,
+        master_key: bytes | str | None = None,
+        master_key_file: str | None = None,
+        environ: Mapping[str, str] | None = None,
+        os_api: OsApi = REAL_OS,
+        clock: Any = now_ms,
+    ) -> None:
+        self.config = config or StoreConfig()
+        self.root_path = os.fspath(root)
+        self.environ = os.environ if environ is None else environ
+        self.ctx = FsContext(os_api)
+        self._root = open_root(self.root_path, self.ctx, create=False)
+        try:
+            data = self._root.read_optional(STORE_FILE, _STORE_FILE_CAP)
+            if data is None:
+                raise NotFoundError(f"no store at {self.root_path} (run `securestore init`)")
+            self.identity: StoreIdentity = decode_model(StoreIdentity, data, STORE_FILE)
+            if self.identity.layout_version > LAYOUT_VERSION:
+                raise OperationalError(
+                    f"store layout version {self.identity.layout_version} is newer than this securestore "
+                    f"supports ({LAYOUT_VERSION}); nothing was modified"
+                )
+            if self.identity.backend != BACKEND:
+                raise OperationalError(f"store backend {self.identity.backend!r} is not {BACKEND!r}")
+            master = load_master_key(self.ctx, self.root_path, key=master_key, key_file=master_key_file,
+                                     environ=self.environ)
+            self.pipeline = Pipeline(self.ctx, self.config, self.identity, master_key=master, clock=clock)
+            self._sessions = self._root.open_dir(SESSIONS_DIR)
+            self._audit_dir = self._root.open_dir(AUDIT_DIR)
+        except BaseException:
+            self._root.close()
+            raise
+        self.recovered: list[str] = []
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def close(self) -> None:
+        for handle in ("_audit_dir", "_sessions", "_root"):
+            directory = getattr(self, handle, None)
+            if directory is not None:
+                directory.close()
+
+    def __enter__(self) -> SecureStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def store_id(self) -> str:
+        return self.identity.store_id
+
+    @property
+    def has_master_key(self) -> bool:
+        return self.pipeline.master_key is not None
+
+    # -- locking ---------------------------------------------------------------------------------
+    @contextmanager
+    def _store_writer(self) -> Iterator[AuditLog]:
+        with self._root.lock(STORE_LOCK, self.config.lock_timeout_seconds):
+            log = self.pipeline.new_log(self._audit_dir)
+            self.recovered += self.pipeline.reconcile_store(log, self._root, self._sessions)
+            yield log
+
+    def _rejected(self, op: str, session: object, error: PolicyError) -> None:
+        """Audit a policy rejection in the store log (rate-bounded); never masks the error.
+
+        Called with no lock held, so the lock order is always store, then session."""
+        try:
+            name = encode_name(checked_key(session, what="session key", max_bytes=self.config.limits.max_key_bytes))
+            target: str | None = session_target(name)
+        except PolicyError:
+            target = None
+        try:
+            with self._store_writer() as log:
+                self.pipeline.record_rejection(log, op, target, error)
+        except OperationalError:
+            pass
+
+    @contextmanager
+    def _session_writer(self, key: object, *, create: bool) -> Iterator[OpenSession]:
+        key = checked_key(key, what="session key", max_bytes=self.config.limits.max_key_bytes)
+        name = encode_name(key)
+        if create and self._sessions.entry(name) is None:
+            with self._store_writer() as log:
+                if self._sessions.entry(name) is None:
+                    self.pipeline.create_session(log, self._sessions, key)
+        session = self._open_for_write(key, name)
+        try:
+            session.recovered = self.pipeline.reconcile_session(session)
+            self.recovered += session.recovered
+            yield session
+        finally:
+            session.close()
+
+    def _open_for_write(self, key: str, name: str) -> OpenSession:
+        directory = self._open_session_dir(name)
+        try:
+            lock = directory.lock(SESSION_LOCK, self.config.lock_timeout_seconds)
+        except BaseException:
+            directory.close()
+            raise
+        try:
+            # The directory may have been deleted or replaced while we waited for the lock.
+            if not self._sessions.holds(name, directory):
+                raise NotFoundError(f"session {name} was deleted")
+            manifest = self._manifest(directory, name, key)
+            state = directory.open_dir(STATE_DIR)
+            audit = directory.open_dir(AUDIT_DIR)
+        except BaseException:
+            lock.release()
+            directory.close()
+            raise
+        return OpenSession(key, name, directory, state, self.pipeline.new_log(audit), lock, manifest)
+
+    def _open_session_dir(self, name: str) -> Dir:
+        try:
+            return self._sessions.open_dir(name)
+        except NotFoundError:
+            raise NotFoundError(f"session {name} does not exist") from None
+
+    def _manifest(self, directory: Dir, name: str, key: str | None) -> Manifest:
+        data = directory.read(MANIFEST_FILE, self.config.limits.max_manifest_bytes)
+        manifest: Manifest = decode_model(Manifest, data, f"manifest of session {name}")
+        if not name_matches_key(name, manifest.key) or manifest.name != name:
+            raise IntegrityError(f"session {name}: its directory name does not encode the key in its manifest")
+        if key is not None and manifest.key != key:
+            raise IntegrityError(f"session {name}: manifest names a different key")
+        if manifest.store_id != self.identity.store_id or manifest.backend != BACKEND:
+            raise IntegrityError(f"session {name} belongs to another store")
+        return manifest
+
+    # -- writes ----------------------------------------------------------------------------------
+    def create_session(self, key: str) -> str:
+        """Create a session; returns its normalized key."""
+        try:
+            normalized = checked_key(key, what="session key", max_bytes=self.config.limits.max_key_bytes)
+            with self._store_writer() as log:
+                self.pipeline.create_session(log, self._sessions, normalized)
+        except PolicyError as error:
+            self._rejected("session.create", key, error)
+            raise
+        return normalized
+
+    def put(self, session: str, slot: str, value: Any, *, create: bool = True,
+            expected_version: int | None = None) -> int:
+        """Store `value` in a slot (creating the session if needed); returns the slot version."""
+        try:
+            with self._session_writer(session, create=create) as open_session:
+                return self.pipeline.put_slot(open_session, slot, value, expected_version)
+        except PolicyError as error:
+            self._rejected("slot.put", session, error)
+            raise
+
+    def delete_slot(self, session: str, slot: str) -> None:
+        try:
+            with self._session_writer(session, create=False) as open_session:
+                self.pipeline.delete_slot(open_session, slot)
+        except PolicyError as error:
+            self._rejected("slot.delete", session, error)
+            raise
+
+    def delete_session(self, session: str) -> None:
+        try:
+            key = checked_key(session, what="session key", max_bytes=self.config.limits.max_key_bytes)
+        except PolicyError as error:
+            self._rejected("session.delete", session, error)
+            raise
+        with self._store_writer() as log, self._session_writer(key, create=False) as open_session:
+            self.pipeline.delete_session(log, self._sessions, open_session)
+
+    # -- reads -----------------------------------------------------------------------------------
+    def get(self, session: str, slot: str, *, resolve: bool = False, default: Any = None) -> Any:
+        """The stored value with references as `[secret:...]` markers; `resolve=True` puts the
+        secrets back (needs the master key for vault references)."""
+        limits = self.config.limits
+        key = checked_key(session, what="session key", max_bytes=limits.max_key_bytes)
+        slot_key = checked_key(slot, what="slot name", max_bytes=limits.max_key_bytes)
+        name = encode_name(key)
+        with self._open_session_dir(name) as directory:
+            self._manifest(directory, name, key)
+            with directory.open_dir(STATE_DIR) as state:
+                data = state.read_optional(slot_file(encode_name(slot_key)), self.pipeline._slot_cap())
+            if data is None:
+                return default
+            envelope: SlotEnvelope = decode_model(SlotEnvelope, data, f"slot of session {name}")
+            if envelope.ext_id != slot_key:
+                raise IntegrityError(f"session {name}: a slot file does not hold the slot it is named for")
+            if not resolve:
+                return unescape_value(envelope.payload)
+            return resolve_value(envelope.payload, self._resolver(directory, name))
+
+    def _resolver(self, directory: Dir, name: str) -> Any:
+        cache: dict[str, Any] = {}
+
+        def lookup(scheme: str, ident: str) -> str | bytes:
+            if scheme == "env":
+                value = self.environ.get(ident)
+                if value is None:
+                    raise SecretUnavailableError(f"env reference {ident} is not set in the environment")
+                return value
+            if scheme == "redacted":
+                raise SecretUnavailableError(
+                    f"reference redacted:{ident} cannot be resolved: the value was dropped (no master key at write time)"
+                )
+            if self.pipeline.master_key is None:
+                raise KeyMaterialError("resolving vault references needs the master key")
+            if "vault" not in cache:
+                data = directory.read_optional(VAULT_FILE, self.config.limits.max_vault_bytes)
+                if data is None:
+                    raise SecretUnavailableError(f"session {name} has no vault")
+                cache["vault"] = load_vault(data, self.pipeline.master_key, self.store_id, name)
+            vault, data_key = cache["vault"]
+            return unseal(vault, data_key, ident)
+
+        return lookup
+
+    def slots(self, session: str) -> list[str]:
+        limits = self.config.limits
+        key = checked_key(session, what="session key", max_bytes=limits.max_key_bytes)
+        name = encode_name(key)
+        names = []
+        with self._open_session_dir(name) as directory, directory.open_dir(STATE_DIR) as state:
+            for file in state.list():
+                if file.startswith("."):
+                    continue
+                data = state.read(file, self.pipeline._slot_cap())
+                envelope: SlotEnvelope = decode_model(SlotEnvelope, data, f"slot of session {name}")
+                names.append(envelope.ext_id)
+        return sorted(names)
+
+    def list_sessions(self) -> tuple[list[SessionInfo], list[SkippedEntry]]:
+        """Every session whose directory re-encodes from its manifest key; the rest are skipped."""
+        found: list[SessionInfo] = []
+        skipped: list[SkippedEntry] = []
+        for name in self._sessions.list():
+            if name.startswith("."):
+                continue
+            if not is_session_name(name):
+                skipped.append(SkippedEntry(name, "not a session name"))
+                continue
+            try:
+                with self._sessions.open_dir(name) as directory:
+                    manifest = self._manifest(directory, name, None)
+                    with directory.open_dir(STATE_DIR) as state:
+                        slots = sum(1 for f in state.list() if not f.startswith("."))
+            except (IntegrityError, UnsafeFileError, NotFoundError) as exc:
+                skipped.append(SkippedEntry(name, str(exc)))
+                continue
+            found.append(SessionInfo(manifest.key, name, manifest.created_ms, slots))
+        found.sort(key=lambda info: (info.created_ms, info.key))
+        return found, skipped
+
+
+def open_store(root: str | os.PathLike[str], config: StoreConfig | None = None, **kwargs: Any) -> SecureStore:
+    return SecureStore(root, config, **kwargs)

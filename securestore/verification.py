@@ -1,0 +1,184 @@
+"""`audit verify`: every log through the verifier, then the data checked against the trail.
+
+Read-only: nothing is repaired or locked. A change in flight (intent without outcome) is
+reported as pending and its target may hold either the old or the new content.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .audit.log import LOG_FILE
+from .audit.verify import Commit, Failure, LogReport, LogVerifier
+from .canonical import sha256_hex
+from .errors import IntegrityError, NotFoundError, SecureStoreError, UnsafeFileError
+from .fs import Dir
+from .layout import (
+    AUDIT_DIR,
+    MANIFEST_FILE,
+    SESSIONS_DIR,
+    STATE_DIR,
+    STORE_FILE,
+    VAULT_FILE,
+    Manifest,
+    decode_model,
+    session_target,
+)
+from .policy import encode_name, is_session_name, name_matches_key, normalize_key
+from .store import SecureStore
+
+
+@dataclass
+class VerifyReport:
+    logs: list[LogReport] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    files_checked: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "files_checked": self.files_checked,
+            "logs": [
+                {"log": r.label, "log_id": r.log_id, "records": r.records, "first_seq": 0 if r.records else None,
+                 "last_seq": r.last_seq, "first_ts": r.first_ts, "last_ts": r.last_ts, "torn_bytes": r.torn_bytes,
+                 "pending_intent": r.dangling.seq if r.dangling else None, "rejections": r.rejected,
+                 "ok": r.ok}
+                for r in self.logs
+            ],
+            "failures": [f.__dict__ for f in self.failures],
+            "warnings": self.warnings,
+        }
+
+
+def _verify_log(directory: Dir, label: str, verifier: LogVerifier, max_line: int) -> LogReport:
+    try:
+        for offset, line in directory.iter_lines(LOG_FILE, max_line + 1):
+            verifier.feed(offset, line)
+            if verifier.report.failure is not None:
+                break
+    except (NotFoundError, UnsafeFileError) as exc:
+        verifier.report.failure = Failure(label, None, 0, 0, "missing", "a readable audit log", str(exc))
+    return verifier.finish()
+
+
+class _Checker:
+    def __init__(self, store: SecureStore) -> None:
+        self.store = store
+        self.limits = store.config.limits
+        self.report = VerifyReport()
+
+    def fail(self, log: str, commit: Commit | None, check: str, expected: object, actual: object) -> None:
+        seq, line, offset = (commit.seq, commit.line, commit.offset) if commit else (None, 0, 0)
+        self.report.failures.append(Failure(log, seq, line, offset, check, str(expected), str(actual)))
+
+    def take(self, log: LogReport) -> LogReport:
+        self.report.logs.append(log)
+        if log.failure is not None:
+            self.report.failures.append(log.failure)
+        if log.torn_bytes:
+            self.report.warnings.append(f"{log.label}: torn final record ({log.torn_bytes} bytes), repaired on next write")
+        if log.dangling is not None:
+            self.report.warnings.append(
+                f"{log.label}: intent seq {log.dangling.seq} ({log.dangling.op}) has no outcome yet"
+            )
+        return log
+
+    def expect(self, log: LogReport, target: str, actual: str | None) -> None:
+        """The target's current content hash must match the trail."""
+        self.report.files_checked += 1
+        commit = log.committed.get(target)
+        expected = commit.sha256 if commit else None
+        if actual == expected:
+            return
+        pending = log.dangling
+        if pending is not None and pending.target == target and actual == pending.sha256:
+            return
+        label = f"{log.label}#{target}"
+        self.fail(label, commit, "data-mismatch", expected or "absent", actual or "absent")
+
+    def store_level(self) -> tuple[LogReport, Dir, Dir]:
+        root = self.store._root
+        identity = self.store.identity
+        audit = root.open_dir(AUDIT_DIR)
+        label = f"{AUDIT_DIR}/{LOG_FILE}"
+        log = self.take(_verify_log(audit, label, LogVerifier(
+            label, scope="store", store_id=identity.store_id, max_line=self.limits.max_audit_line_bytes,
+        ), self.limits.max_audit_line_bytes))
+        audit.close()
+        data = root.read(STORE_FILE, 64 * 1024)
+        self.expect(log, STORE_FILE, sha256_hex(data))
+        return log, root, root.open_dir(SESSIONS_DIR)
+
+    def session(self, store_log: LogReport, sessions: Dir, name: str) -> None:
+        target = session_target(name)
+        if not store_log.ok:
+            return
+        try:
+            directory = sessions.open_dir(name)
+        except (NotFoundError, UnsafeFileError, IntegrityError) as exc:
+            self.fail(f"{target}", store_log.committed.get(target), "data-mismatch", "a session directory", str(exc))
+            return
+        with directory:
+            manifest_bytes = directory.read(MANIFEST_FILE, self.limits.max_manifest_bytes)
+            self.expect(store_log, target, sha256_hex(manifest_bytes))
+            manifest: Manifest = decode_model(Manifest, manifest_bytes, f"manifest of {target}")
+            if not name_matches_key(name, manifest.key):
+                self.fail(target, None, "name-mismatch", encode_name(manifest.key), name)
+                return
+            label = f"{target}/{AUDIT_DIR}/{LOG_FILE}"
+            with directory.open_dir(AUDIT_DIR) as audit:
+                log = self.take(_verify_log(audit, label, LogVerifier(
+                    label, scope="session", store_id=self.store.store_id, session=name,
+                    log_id=manifest.audit_log_id, max_line=self.limits.max_audit_line_bytes,
+                ), self.limits.max_audit_line_bytes))
+            if not log.ok:
+                return
+            vault = directory.read_optional(VAULT_FILE, self.limits.max_vault_bytes)
+            self.expect(log, VAULT_FILE, None if vault is None else sha256_hex(vault))
+            seen = set()
+            with directory.open_dir(STATE_DIR) as state:
+                for file in state.list():
+                    if file.startswith("."):
+                        self.report.warnings.append(f"{target}/{STATE_DIR}/{file}: leftover temporary file")
+                        continue
+                    seen.add(f"{STATE_DIR}/{file}")
+                    self.expect(log, f"{STATE_DIR}/{file}", sha256_hex(state.read(file, self.store.pipeline._slot_cap())))
+            for slot, commit in log.committed.items():
+                if slot.startswith(f"{STATE_DIR}/") and slot not in seen and commit.sha256 is not None:
+                    self.expect(log, slot, None)
+
+
+def verify_store(store: SecureStore, session: str | None = None) -> VerifyReport:
+    checker = _Checker(store)
+    store_log, _, sessions = checker.store_level()
+    with sessions:
+        present = [n for n in sessions.list()]
+        if session is not None:
+            wanted = [encode_name(normalize_key(session, what="session key", max_bytes=store.config.limits.max_key_bytes))]
+        else:
+            wanted = []
+            for name in present:
+                if name.startswith("."):
+                    checker.report.warnings.append(f"{SESSIONS_DIR}/{name}: leftover of an interrupted write")
+                elif not is_session_name(name):
+                    checker.fail(f"{SESSIONS_DIR}/{name}", None, "data-mismatch", "no foreign entries", "an unknown entry")
+                else:
+                    wanted.append(name)
+            # Sessions the trail says exist must exist (a deleted directory is caught here).
+            for target, commit in store_log.committed.items():
+                if target.startswith(f"{SESSIONS_DIR}/") and commit.sha256 is not None:
+                    if target.removeprefix(f"{SESSIONS_DIR}/") not in present:
+                        checker.expect(store_log, target, None)
+        for name in wanted:
+            try:
+                checker.session(store_log, sessions, name)
+            except SecureStoreError as exc:  # a planted link, a malformed file: a finding, not a crash
+                checker.fail(session_target(name), None, "read", "readable session files", str(exc))
+    return checker.report
+
