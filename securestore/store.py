@@ -195,7 +195,7 @@ class SecureStore:
             self.recovered += self.pipeline.reconcile_store(log, self._root, self._sessions)
             yield log
 
-    def _rejected(self, op: str, session: object, error: PolicyError) -> None:
+    def record_rejection(self, op: str, session: object, error: PolicyError) -> None:
         """Audit a policy rejection in the store log (rate-bounded); never masks the error.
 
         Called with no lock held, so the lock order is always store, then session."""
@@ -271,7 +271,7 @@ class SecureStore:
             with self._store_writer() as log:
                 self.pipeline.create_session(log, self._sessions, normalized)
         except PolicyError as error:
-            self._rejected("session.create", key, error)
+            self.record_rejection("session.create", key, error)
             raise
         return normalized
 
@@ -282,7 +282,7 @@ class SecureStore:
             with self._session_writer(session, create=create) as open_session:
                 return self.pipeline.put_slot(open_session, slot, value, expected_version)
         except PolicyError as error:
-            self._rejected("slot.put", session, error)
+            self.record_rejection("slot.put", session, error)
             raise
 
     def delete_slot(self, session: str, slot: str) -> None:
@@ -290,14 +290,14 @@ class SecureStore:
             with self._session_writer(session, create=False) as open_session:
                 self.pipeline.delete_slot(open_session, slot)
         except PolicyError as error:
-            self._rejected("slot.delete", session, error)
+            self.record_rejection("slot.delete", session, error)
             raise
 
     def delete_session(self, session: str) -> None:
         try:
             key = checked_key(session, what="session key", max_bytes=self.config.limits.max_key_bytes)
         except PolicyError as error:
-            self._rejected("session.delete", session, error)
+            self.record_rejection("session.delete", session, error)
             raise
         with self._store_writer() as log, self._session_writer(key, create=False) as open_session:
             self.pipeline.delete_session(log, self._sessions, open_session)

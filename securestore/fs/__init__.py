@@ -1,7 +1,7 @@
 """The fence: the only package that calls the operating system (like pyca/cryptography's hazmat)."""
 
 from .osapi import REAL_OS, OsApi, instrumented, io_call_names
-from .root import open_root, read_key_file, write_key_file
+from .root import make_temp_dir, open_root, read_key_file, remove_dir, write_key_file
 from .safe import DIR_MODE, FILE_MODE, TEMP_PREFIX, Dir, EntryInfo, FileLock, FsContext, check_name
 
 __all__ = [
@@ -17,6 +17,8 @@ __all__ = [
     "check_name",
     "instrumented",
     "io_call_names",
+    "make_temp_dir",
+    "remove_dir",
     "open_root",
     "read_key_file",
     "write_key_file",

@@ -70,7 +70,7 @@ def open_root(path: str, ctx: FsContext, *, create: bool) -> Dir:
             raise
         return root
     finally:
-        ctx.os.close(parent_fd)
+        ctx.close_quietly(parent_fd)
 
 
 def _make_parents(parent: str, ctx: FsContext) -> None:
@@ -131,9 +131,9 @@ def read_key_file(path: str, ctx: FsContext, *, root_path: str | None, cap: int 
                 raise KeyMaterialError(f"refused key file {path}: larger than {cap} bytes")
             return ctx.os.read(fd, cap + 1)
         finally:
-            ctx.os.close(fd)
+            ctx.close_quietly(fd)
     finally:
-        ctx.os.close(parent_fd)
+        ctx.close_quietly(parent_fd)
 
 
 def write_key_file(path: str, data: bytes, ctx: FsContext, *, root_path: str | None) -> None:
@@ -157,7 +157,35 @@ def write_key_file(path: str, data: bytes, ctx: FsContext, *, root_path: str | N
             holder._write_all(fd, data, path)
             ctx.fsync(fd, path)
         finally:
-            ctx.os.close(fd)
+            ctx.close_quietly(fd)
         ctx.fsync(parent_fd, parent)
     finally:
-        ctx.os.close(parent_fd)
+        ctx.close_quietly(parent_fd)
+
+
+def make_temp_dir(ctx: FsContext, prefix: str) -> str:
+    """A new 0700 directory under the system temp directory; returns its path."""
+    import tempfile
+
+    base = tempfile.gettempdir()
+    for _ in range(8):
+        path = os.path.join(base, f"{prefix}{ctx.random_hex(8)}")
+        try:
+            ctx.os.mkdir(path, DIR_MODE)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise _translate(exc, "create", path) from None
+        return path
+    raise UsageError("could not create a temporary directory")
+
+
+def remove_dir(path: str, ctx: FsContext) -> None:
+    """Delete a directory tree we created, without following symlinks inside it."""
+    parent, name = _split(path)
+    try:
+        parent_fd = ctx.os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise _translate(exc, "open", parent) from None
+    with Dir(ctx, parent_fd, parent) as holder:
+        holder._remove_entry(name, 0)

@@ -103,6 +103,13 @@ class FsContext:
             self.failed = f"fsync {label}: {_errno_name(exc)}"
             raise DurabilityError(f"fsync of {label} failed: {_errno_name(exc)}") from None
 
+    def close_quietly(self, fd: int) -> None:
+        # A close error after the data was fsynced (or never written) changes nothing we rely on.
+        try:
+            self.os.close(fd)
+        except OSError:
+            pass
+
     def random_hex(self, nbytes: int) -> str:
         return self.os.urandom(nbytes).hex()
 
@@ -138,10 +145,7 @@ class Dir:
     def close(self) -> None:
         if self.fd >= 0:
             fd, self.fd = self.fd, -1
-            try:
-                self.ctx.os.close(fd)
-            except OSError:
-                pass
+            self.ctx.close_quietly(fd)
 
     def __enter__(self) -> Dir:
         return self
@@ -175,8 +179,11 @@ class Dir:
         try:
             st = self.ctx.os.fstat(fd)
             self._verify(st, label, kind, DIR_MODE if kind == "dir" else FILE_MODE)
+        except OSError as exc:
+            self.ctx.close_quietly(fd)
+            raise _translate(exc, "stat", label) from None
         except BaseException:
-            self.ctx.os.close(fd)
+            self.ctx.close_quietly(fd)
             raise
         return fd, st
 
@@ -274,7 +281,7 @@ class Dir:
         except OSError as exc:
             raise _translate(exc, "read", label) from None
         finally:
-            self.ctx.os.close(fd)
+            self.ctx.close_quietly(fd)
 
     def read_optional(self, name: str, cap: int) -> bytes | None:
         try:
@@ -292,7 +299,7 @@ class Dir:
         except OSError as exc:
             raise _translate(exc, "read", self.child_label(name)) from None
         finally:
-            self.ctx.os.close(fd)
+            self.ctx.close_quietly(fd)
 
     def iter_lines(self, name: str, max_line: int, chunk_size: int = 1 << 16) -> Iterator[tuple[int, bytes]]:
         """Stream (offset, line) pairs; the last line may lack its newline. Constant memory."""
@@ -324,7 +331,7 @@ class Dir:
             if buffer:
                 yield offset, buffer
         finally:
-            self.ctx.os.close(fd)
+            self.ctx.close_quietly(fd)
 
     # -- writes --------------------------------------------------------------------------------
     def _write_all(self, fd: int, data: bytes, label: str) -> None:
@@ -371,7 +378,7 @@ class Dir:
                 raise _translate(exc, "rename into", label) from None
             published = True
         finally:
-            self.ctx.os.close(fd)
+            self.ctx.close_quietly(fd)
             if not published:
                 self._discard(temp)
         self.sync()
@@ -392,7 +399,7 @@ class Dir:
             if durable:
                 self.ctx.fsync(fd, label)
         finally:
-            self.ctx.os.close(fd)
+            self.ctx.close_quietly(fd)
 
     def truncate(self, name: str, length: int) -> None:
         self.ctx.check_usable()
@@ -405,7 +412,7 @@ class Dir:
                 raise _translate(exc, "truncate", label) from None
             self.ctx.fsync(fd, label)
         finally:
-            self.ctx.os.close(fd)
+            self.ctx.close_quietly(fd)
 
     def unlink(self, name: str) -> None:
         """Remove a file entry (a symlink is removed, never followed) and sync the directory."""
@@ -498,9 +505,9 @@ class Dir:
             try:
                 self.ctx.os.fchmod(fd, FILE_MODE)
             except OSError as exc:
-                self.ctx.os.close(fd)
+                self.ctx.close_quietly(fd)
                 raise _translate(exc, "chmod", label) from None
-            self.ctx.os.close(fd)
+            self.ctx.close_quietly(fd)
         fd, _ = self._open_checked(name, _RW_FLAGS, "file", "open lock")
         deadline = time.monotonic() + timeout
         delay = 0.005
@@ -510,12 +517,12 @@ class Dir:
                 return FileLock(self.ctx, fd)
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    self.ctx.os.close(fd)
+                    self.ctx.close_quietly(fd)
                     raise LockHeldError(f"{label} is held by another process") from None
                 time.sleep(delay)
                 delay = min(delay * 2, 0.1)
             except OSError as exc:
-                self.ctx.os.close(fd)
+                self.ctx.close_quietly(fd)
                 raise _translate(exc, "lock", label) from None
 
     # -- inspection ----------------------------------------------------------------------------
@@ -544,7 +551,7 @@ class FileLock:
                 self.ctx.os.flock(fd, fcntl.LOCK_UN)
             except OSError:
                 pass
-            self.ctx.os.close(fd)
+            self.ctx.close_quietly(fd)
 
     def __enter__(self) -> FileLock:
         return self

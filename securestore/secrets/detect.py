@@ -19,6 +19,7 @@ class Finding:
     start: int
     end: int
     kind: str
+    generic: bool = False
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class _Detector:
     pattern: re.Pattern[str]
     group: int = 0
     accept: Callable[[str], bool] | None = None
+    generic: bool = False  # context rules yield to vendor formats found at the same place
 
 
 _PLACEHOLDER = re.compile(
@@ -44,14 +46,14 @@ _PATHLIKE = re.compile(r"\A(?:/|~/|\./|\.\./|[A-Za-z]:\\)")
 
 def _plausible_assignment(value: str) -> bool:
     """Is the right-hand side of `password=...` a literal secret rather than code or a template?"""
+    value = value.rstrip(".,;:!?")  # sentence punctuation: "the password is incorrect."
     if len(value) < 4 or _PLACEHOLDER.match(value) or _PATHLIKE.match(value):
         return False
     if any(c in value for c in "()[]{}") or _DOTTED_NAME.match(value):
         return False
-    if value.isalpha() and (value.islower() or value.isupper() or "_" in value):
-        return False
-    # A bare identifier (no digit, no symbol) is almost always a variable name in code.
-    if re.fullmatch(r"[A-Za-z_]+", value):
+    # Identifiers and references ("my_var", "env:API_KEY", "vault/prod-db") without a digit
+    # are names, not secrets: code and config mention them all the time.
+    if re.fullmatch(r"[A-Za-z_:\-./]+", value):
         return False
     return True
 
@@ -100,8 +102,9 @@ _DETECTORS: tuple[_Detector, ...] = (
         "authorization-header",
         re.compile(r"(?i)\bauthorization[\"']?\s*[:=]\s*[\"']?\s*(?:bearer|basic|token|bot|digest)\s+([A-Za-z0-9\-._~+/]{8,}=*)"),
         1,
+        generic=True,
     ),
-    _Detector("bearer-token", re.compile(r"(?i)\bbearer\s+([A-Za-z0-9\-._~+/]{20,}=*)"), 1),
+    _Detector("bearer-token", re.compile(r"(?i)\bbearer\s+([A-Za-z0-9\-._~+/]{20,}=*)"), 1, generic=True),
     _Detector(
         "url-credentials",
         re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.\-]{1,15}://[^\s:/@\"'<>]{1,128}:([^\s@/\"'<>]{3,256})@"),
@@ -116,12 +119,14 @@ _DETECTORS: tuple[_Detector, ...] = (
         ),
         -1,
         _plausible_assignment,
+        generic=True,
     ),
     _Detector(
         "password-phrase",
         re.compile(r"(?i)\b(?:password|passcode|passphrase)\s+(?:is|was|=)\s*:?\s*[\"']?([^\s\"']{6,128})"),
         1,
         _plausible_assignment,
+        generic=True,
     ),
 )
 
@@ -138,7 +143,8 @@ def _span(detector: _Detector, match: re.Match[str]) -> tuple[int, int] | None:
 
 
 def find_secrets(text: str) -> list[Finding]:
-    """Non-overlapping findings, in order; where two overlap, the earlier and longer wins."""
+    """Non-overlapping findings in order. Of overlapping ones the earliest wins; at the same
+    start a vendor format beats a generic rule, then the longer match wins."""
     found: list[Finding] = []
     for detector in _DETECTORS:
         for match in detector.pattern.finditer(text):
@@ -147,8 +153,8 @@ def find_secrets(text: str) -> list[Finding]:
                 continue
             if detector.accept is not None and not detector.accept(text[span[0] : span[1]]):
                 continue
-            found.append(Finding(span[0], span[1], detector.kind))
-    found.sort(key=lambda f: (f.start, -(f.end - f.start)))
+            found.append(Finding(span[0], span[1], detector.kind, detector.generic))
+    found.sort(key=lambda f: (f.start, f.generic, -(f.end - f.start)))
     kept: list[Finding] = []
     for finding in found:
         if kept and finding.start < kept[-1].end:

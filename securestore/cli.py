@@ -1,0 +1,151 @@
+"""Command-line front end: parses arguments, calls the API, formats results, maps exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .config import StoreConfig
+from .errors import EXIT_OK, EXIT_OPERATIONAL, EXIT_USAGE, NotFoundError, PolicyError, SecureStoreError, UsageError
+from .policy import parse_json_text
+from .secrets import scrub_text
+from .store import SecureStore, generate_master_key, init_store
+from .render import dump_json, format_verify, iso_time
+from .verification import verify_store
+
+ROOT_ENV = "SECURESTORE_ROOT"
+
+
+def default_root() -> str:
+    if os.environ.get(ROOT_ENV):
+        return os.environ[ROOT_ENV]
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "securestore")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="securestore", description="Audited, hardened session store for AI agents.")
+    parser.add_argument("--root", help=f"store root (default: ${ROOT_ENV} or a per-user data directory)")
+    parser.add_argument("--master-key-file", help="file holding the master key (outside the root)")
+    parser.add_argument("--principal", help="who the writes are made for (recorded in the audit log)")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    init = commands.add_parser("init", help="create a new store")
+    init.add_argument("--generate-master-key", metavar="PATH",
+                      help="also write a new random master key to PATH (0600, outside the root)")
+
+    put = commands.add_parser("put", help="store a JSON value in a slot (creates the session)")
+    put.add_argument("session")
+    put.add_argument("slot")
+    put.add_argument("value", metavar="VALUE_JSON", help="JSON text, or - to read standard input")
+
+    get = commands.add_parser("get", help="print a slot's JSON value")
+    get.add_argument("session")
+    get.add_argument("slot")
+    get.add_argument("--resolve", action="store_true", help="replace references by secret values")
+
+    sessions = commands.add_parser("sessions", help="list or delete sessions")
+    session_commands = sessions.add_subparsers(dest="sessions_command", required=True, parser_class=_Parser)
+    listing = session_commands.add_parser("list", help="list sessions")
+    listing.add_argument("--json", action="store_true")
+    delete = session_commands.add_parser("delete", help="delete a session (audited)")
+    delete.add_argument("session")
+
+    audit = commands.add_parser("audit", help="audit trail commands")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True, parser_class=_Parser)
+    verify = audit_commands.add_parser("verify", help="verify the audit trail and the data against it")
+    verify.add_argument("session", nargs="?")
+    verify.add_argument("--json", action="store_true")
+
+    demo = commands.add_parser("demo", help="run a scripted agent session against a fresh store")
+    demo.add_argument("--keep", action="store_true", help="keep the temporary store and print its path")
+    return parser
+
+
+def _read_value(text: str, store: SecureStore) -> bytes:
+    if text != "-":
+        return text.encode("utf-8", "surrogatepass")
+    cap = 2 * store.config.limits.max_value_bytes
+    return sys.stdin.buffer.read(cap + 1)
+
+
+def _open(args: argparse.Namespace) -> SecureStore:
+    config = StoreConfig(principal=args.principal) if args.principal else StoreConfig()
+    return SecureStore(args.root, config, master_key_file=args.master_key_file)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        from .demo import run_demo
+
+        return run_demo(args.root, keep=args.keep)
+    args.root = args.root or default_root()
+    if args.command == "init":
+        if args.generate_master_key:  # first, so a refused key path leaves no store behind
+            generate_master_key(args.generate_master_key, root_path=args.root)
+            print(f"wrote a new master key to {args.generate_master_key} (keep it outside the store; back it up)")
+        store_id = init_store(args.root)
+        print(f"initialized store {store_id} at {args.root}")
+        return EXIT_OK
+    with _open(args) as store:
+        if args.command == "put":
+            try:
+                value = parse_json_text(_read_value(args.value, store), store.config.limits)
+            except PolicyError as error:
+                store.record_rejection("slot.put", args.session, error)
+                raise
+            version = store.put(args.session, args.slot, value)
+            print(f"stored slot version {version}", file=sys.stderr)
+        elif args.command == "get":
+            value = store.get(args.session, args.slot, resolve=args.resolve, default=_MISSING)
+            if value is _MISSING:
+                raise NotFoundError("no such slot in that session")
+            print(dump_json(value))
+        elif args.command == "sessions" and args.sessions_command == "list":
+            found, skipped = store.list_sessions()
+            if args.json:
+                print(dump_json({"sessions": [s.__dict__ for s in found], "skipped": [s.__dict__ for s in skipped]}))
+            else:
+                for info in found:
+                    print(f"{info.key}\t{info.slots} slots\tcreated {iso_time(info.created_ms)}")
+                for entry in skipped:
+                    print(f"skipped {entry.name}: {entry.reason}", file=sys.stderr)
+        elif args.command == "sessions" and args.sessions_command == "delete":
+            store.delete_session(args.session)
+            print("deleted", file=sys.stderr)
+        elif args.command == "audit" and args.audit_command == "verify":
+            report = verify_store(store, args.session)
+            print(dump_json(report.to_json()) if args.json else format_verify(report))
+            return EXIT_OK if report.ok else 1
+    return EXIT_OK
+
+
+_MISSING = object()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return run(args)
+    except SecureStoreError as error:
+        # Defence in depth: messages are built without values, and are scrubbed once more.
+        print(f"securestore: error: {scrub_text(str(error))}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("securestore: interrupted", file=sys.stderr)
+        return EXIT_OPERATIONAL
+    except SystemExit as exit_:  # argparse --help
+        return int(exit_.code or 0) if isinstance(exit_.code, int) else EXIT_USAGE
+    except Exception as exc:  # a bug: say so in one line; the message is scrubbed like any other
+        if os.environ.get("SECURESTORE_DEBUG") == "1":
+            raise
+        print(f"securestore: internal error ({type(exc).__name__}): {scrub_text(str(exc))[:300]}", file=sys.stderr)
+        return EXIT_OPERATIONAL

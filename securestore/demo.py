@@ -1,0 +1,122 @@
+"""`securestore demo`: a scripted agent session against a fresh store, shown end to end."""
+
+from __future__ import annotations
+
+import os
+import secrets as random_source
+import string
+from typing import Any
+
+from .fs import Dir, FsContext, make_temp_dir, open_root, remove_dir
+from .render import dump_json, format_verify
+from .secrets import Secret
+from .store import SecureStore, generate_master_key, init_store
+from .verification import verify_store
+
+SESSION = "support-bot/acme/ticket-4711"
+
+
+def _token(alphabet: str, length: int) -> str:
+    return "".join(random_source.choice(alphabet) for _ in range(length))
+
+
+def _fake_secrets() -> dict[str, str]:
+    """Realistic-format credentials, made up fresh on every run (none is real)."""
+    alnum = string.ascii_letters + string.digits
+    return {
+        "openai": "sk-proj-" + _token(alnum, 48),
+        "aws_id": "AKIA" + _token(string.ascii_uppercase + string.digits, 16),
+        "db_password": "Tr0ub4dor&" + _token(string.digits, 4),
+        "github": "ghp_" + _token(alnum, 36),
+        "deploy": _token(alnum, 32),
+    }
+
+
+def _script(fake: dict[str, str]) -> list[dict[str, Any]]:
+    return [
+        {"role": "user", "content": "Our staging deploy is failing. Can you check the app config?"},
+        {"role": "assistant", "tool_call": {"name": "shell", "arguments": {"cmd": "cat deploy/.env"}}},
+        {"role": "tool", "name": "shell", "content": (
+            "APP_ENV=staging\n"
+            f"OPENAI_API_KEY={fake['openai']}\n"
+            f"AWS_ACCESS_KEY_ID={fake['aws_id']}\n"
+            "LOG_LEVEL=debug\n"
+        )},
+        {"role": "assistant", "content": "The config loads. Which database credentials does staging use?"},
+        {"role": "user", "content": f"It uses the app user; the db password is {fake['db_password']} if you need it."},
+        {"role": "assistant", "tool_call": {"name": "shell", "arguments": {"cmd": "git remote -v"}}},
+        {"role": "tool", "name": "shell", "content": (
+            f"origin\thttps://x-access-token:{fake['github']}@github.com/acme/app.git (fetch)"
+        )},
+        {"role": "assistant", "content": "Found it: the remote embeds an expired token. Rotate it and redeploy."},
+    ]
+
+
+def _raw_files(directory: Dir, prefix: str = "") -> list[tuple[str, int, bytes | None]]:
+    out = []
+    for rel, info in directory.walk():
+        data = None
+        if info.kind == "file":
+            parts = rel.split("/")
+            holder = directory
+            opened = []
+            for part in parts[:-1]:
+                holder = holder.open_dir(part)
+                opened.append(holder)
+            data = holder.read(parts[-1], 64 * 1024 * 1024)
+            for handle in opened:
+                handle.close()
+        out.append((prefix + rel + ("/" if info.kind == "dir" else ""), info.mode, data))
+    return out
+
+
+def run_demo(root: str | None, *, keep: bool = False) -> int:
+    ctx = FsContext()
+    workdir = make_temp_dir(ctx, "securestore-demo-")
+    root = root or os.path.join(workdir, "store")
+    key_file = os.path.join(workdir, "master.key")
+    fake = _fake_secrets()
+    os.environ.setdefault("DEMO_DEPLOY_TOKEN", fake["deploy"])
+    try:
+        init_store(root)
+        generate_master_key(key_file, root_path=root)
+        print(f"store: {root}\nmaster key: {key_file} (outside the store root)\n")
+        with SecureStore(root, master_key_file=key_file) as store:
+            transcript: list[dict[str, Any]] = []
+            for turn, message in enumerate(_script(fake), start=1):
+                transcript.append(message)
+                store.put(SESSION, "agent.transcript", transcript)
+                print(f"turn {turn}: {message['role']} message stored")
+            store.put(SESSION, "ext.shell", {"cwd": "/srv/app", "last_exit": 0, "history": 2})
+            store.put(SESSION, "ext.deploy", {"token": Secret.from_env("DEMO_DEPLOY_TOKEN"),
+                                              "target": "staging"})
+
+            print("\n== what is stored (secrets appear only as references) ==")
+            for slot in store.slots(SESSION):
+                print(f"-- slot {slot}\n{dump_json(store.get(SESSION, slot))}")
+
+            resolved = store.get(SESSION, "agent.transcript", resolve=True)
+            deploy = store.get(SESSION, "ext.deploy", resolve=True)
+            print("\nresolved with the master key, the transcript equals the original:",
+                  resolved == transcript and deploy["token"] == fake["deploy"])
+
+            print("\n== on disk ==")
+            with open_root(root, ctx, create=False) as root_dir:
+                files = _raw_files(root_dir)
+            leaked = 0
+            for rel, mode, data in files:
+                print(f"  {mode:04o}  {rel}")
+                if data is not None:
+                    leaked += sum(value.encode() in data for value in fake.values())
+            print(f"\nsecret values found in clear in any stored byte: {leaked} (of {len(fake)} planted)")
+
+            print("\n== audit verify ==")
+            report = verify_store(store)
+            print(format_verify(report))
+            return 0 if report.ok and leaked == 0 else 1
+    finally:
+        if keep or root != os.path.join(workdir, "store"):
+            # With --root the store outlives the demo, so its master key must too.
+            print(f"\nkept: {workdir}")
+        else:
+            remove_dir(workdir, ctx)
