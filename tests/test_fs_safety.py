@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
+import signal
 import stat
 from pathlib import Path
 
@@ -30,6 +31,8 @@ def outside(tmp_path: Path) -> Path:
     target = tmp_path / "outside"
     target.mkdir()
     (target / "victim.json").write_bytes(b'{"ok": "original"}')
+    # Same owner and mode as a real slot file: only O_NOFOLLOW can refuse a link to it.
+    (target / "victim.json").chmod(0o600)
     return target
 
 
@@ -81,7 +84,7 @@ def test_symlinked_slot_file_is_never_read_or_written_through(root: Path, outsid
     slot.unlink()
     slot.symlink_to(outside / "victim.json")
     with open_store(root) as store:
-        with pytest.raises(UnsafeFileError):
+        with pytest.raises(UnsafeFileError, match="symbolic link"):
             store.get("sess", "slot")
         assert not verify_store(store).ok
     assert (outside / "victim.json").read_bytes() == b'{"ok": "original"}'
@@ -124,14 +127,34 @@ def test_hard_link_is_refused(root: Path, outside: Path) -> None:
         store.get("sess", "slot")
 
 
+def test_file_owned_by_another_uid_is_refused(root: Path) -> None:
+    with open_store(root) as store:
+        store.put("sess", "slot", {"a": 1})
+    slot = session_dir(root, "sess") / "state" / slot_file(encode_name("slot"))
+    os.chown(slot, 12345, -1)
+    with open_store(root) as store, pytest.raises(UnsafeFileError, match="owned by uid 12345"):
+        store.get("sess", "slot")
+
+
+def _hang_is_failure(signum: int, frame: object) -> None:
+    raise AssertionError("the read blocked on a FIFO")
+
+
 def test_fifo_does_not_hang_a_read(root: Path) -> None:
     with open_store(root) as store:
         store.put("sess", "slot", {"a": 1})
     slot = session_dir(root, "sess") / "state" / slot_file(encode_name("slot"))
     slot.unlink()
     os.mkfifo(slot, 0o600)
-    with open_store(root) as store, pytest.raises(UnsafeFileError, match="expected a file"):
-        store.get("sess", "slot")  # O_NONBLOCK: returns at once instead of waiting for a writer
+    # A watchdog, not a timing assertion: without O_NONBLOCK open() would block forever.
+    previous = signal.signal(signal.SIGALRM, _hang_is_failure)
+    signal.alarm(20)
+    try:
+        with open_store(root) as store, pytest.raises(UnsafeFileError, match="expected a file"):
+            store.get("sess", "slot")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def test_wrong_mode_is_refused_not_repaired(root: Path) -> None:
@@ -144,7 +167,7 @@ def test_wrong_mode_is_refused_not_repaired(root: Path) -> None:
     assert stat.S_IMODE(slot.stat().st_mode) == 0o644
 
 
-@pytest.mark.parametrize("mask", [0o000, 0o077])
+@pytest.mark.parametrize("mask", [0o000, 0o077, 0o277])
 def test_every_file_0600_and_dir_0700_under_any_umask(tmp_path: Path, mask: int) -> None:
     old = os.umask(mask)
     try:
@@ -232,3 +255,27 @@ def test_dir_handles_are_anchored(tmp_path: Path, outside: Path) -> None:
         sub.write_atomic("f.json", b"1")
     assert (root / "moved" / "f.json").read_bytes() == b"1"
     assert not (outside / "f.json").exists()
+
+
+def test_put_is_durable_in_the_right_order(root: Path) -> None:
+    """intent fsynced before the act; temp file fsynced before the rename; directory fsynced
+    after it. Without the directory fsync a rename can vanish in a power cut."""
+    calls: list[tuple[str, tuple[object, ...]]] = []
+    api = instrumented(REAL_OS, lambda name, args: calls.append((name, args)))
+    with SecureStore(root, master_key=MASTER_KEY, environ={}, os_api=api) as store:
+        store.put("sess", "slot", {"v": 1})
+        calls.clear()
+        store.put("sess", "slot", {"v": 2})
+    names = [name for name, _ in calls]
+    renames = [i for i, name in enumerate(names) if name == "replace"]
+    assert len(renames) == 1
+    rename = renames[0]
+    temp_create = next(i for i, (name, args) in enumerate(calls)
+                       if name == "open" and str(args[0]).startswith(".tmp-"))
+    intent_write = max(i for i in range(temp_create) if names[i] == "write")
+    assert "fsync" in names[intent_write:temp_create], "intent not made durable before acting"
+    assert "fsync" in names[temp_create:rename], "temp file not fsynced before the rename"
+    after = names[rename + 1 :]
+    assert "fsync" in after and after.index("fsync") < after.index("write"), (
+        "directory not fsynced after the rename, before the outcome is written"
+    )
