@@ -8,6 +8,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import ValidationError
+
 from .config import StoreConfig
 from .errors import EXIT_OK, EXIT_OPERATIONAL, EXIT_USAGE, NotFoundError, PolicyError, SecureStoreError, UsageError
 from .policy import parse_json_text
@@ -78,7 +80,11 @@ def _read_value(text: str, store: SecureStore) -> bytes:
 
 
 def _open(args: argparse.Namespace) -> SecureStore:
-    config = StoreConfig(principal=args.principal) if args.principal else StoreConfig()
+    try:
+        config = StoreConfig(principal=args.principal) if args.principal else StoreConfig()
+    except ValidationError as exc:
+        # pydantic's own text repeats the input value; report the rule only.
+        raise UsageError(f"--principal rejected: {exc.errors()[0]['msg']}") from None
     return SecureStore(args.root, config, master_key_file=args.master_key_file)
 
 

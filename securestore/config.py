@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .secrets.detect import contains_secret
 
 MiB = 1024 * 1024
 
@@ -45,3 +47,11 @@ class StoreConfig(BaseModel):
     # Recorded in audit records as actor.principal when set (e.g. the agent or user on whose
     # behalf the write happens). Never a secret.
     principal: str | None = Field(None, max_length=256)
+
+    @field_validator("principal")
+    @classmethod
+    def _principal_is_not_a_secret(cls, value: str | None) -> str | None:
+        # It is written into every audit record, which must never hold a credential.
+        if value is not None and contains_secret(value):
+            raise ValueError("principal looks like it contains a credential")
+        return value

@@ -151,3 +151,14 @@ def test_demo_runs_and_verifies() -> None:
 def test_python_dash_m_and_help() -> None:
     result = run_cli("--help")
     assert result.returncode == 0 and "audit" in result.stdout
+
+
+def test_principal_is_recorded_and_must_not_be_a_credential(cli_root: Path, env: dict[str, str]) -> None:
+    run_cli("init", env=env)
+    assert run_cli("--principal", "agent:support-bot", "put", "s", "x", "1", env=env).returncode == 0
+    log = (session_dir(cli_root, "s") / "audit" / "log.jsonl").read_text()
+    assert '"principal":"agent:support-bot"' in log
+    secret = secret_corpus()[3].secret
+    result = run_cli("--principal", f"bot {secret}", "put", "s", "x", "1", env=env)
+    assert result.returncode == 2 and "credential" in result.stderr
+    assert secret not in result.stderr

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import tempfile
 from dataclasses import dataclass, fields, replace
 from typing import Any, Callable
 
@@ -30,6 +31,8 @@ class OsApi:
     replace: Callable[..., None] = os.replace
     listdir: Callable[[int], list[str]] = os.listdir
     flock: Callable[[int, int], None] = fcntl.flock
+    realpath: Callable[[str], str] = os.path.realpath
+    tempdir: Callable[[], str] = tempfile.gettempdir
     urandom: Callable[[int], bytes] = os.urandom
     geteuid: Callable[[], int] = os.geteuid
     getpid: Callable[[], int] = os.getpid

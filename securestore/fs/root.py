@@ -95,18 +95,18 @@ def _make_parents(parent: str, ctx: FsContext) -> None:
             raise _translate(exc, "create", directory) from None
 
 
-def _outside_root(key_path: str, root_path: str | None) -> None:
+def _outside_root(key_path: str, root_path: str | None, ctx: FsContext) -> None:
     if root_path is None:
         return
-    real_key = os.path.realpath(key_path)
-    real_root = os.path.realpath(root_path)
+    real_key = ctx.os.realpath(key_path)
+    real_root = ctx.os.realpath(root_path)
     if os.path.commonpath([real_key, real_root]) == real_root:
         raise KeyMaterialError("refused key file: it must live outside the store root")
 
 
 def read_key_file(path: str, ctx: FsContext, *, root_path: str | None, cap: int = 4096) -> bytes:
     """Read a private key file: not under the store root, not a symlink, owner-only mode."""
-    _outside_root(path, root_path)
+    _outside_root(path, root_path, ctx)
     parent, name = _split(path)
     try:
         parent_fd = ctx.os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -138,7 +138,7 @@ def read_key_file(path: str, ctx: FsContext, *, root_path: str | None, cap: int 
 
 def write_key_file(path: str, data: bytes, ctx: FsContext, *, root_path: str | None) -> None:
     """Create a new 0600 key file outside the store root; never overwrites an existing file."""
-    _outside_root(path, root_path)
+    _outside_root(path, root_path, ctx)
     parent, name = _split(path)
     try:
         parent_fd = ctx.os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -165,9 +165,7 @@ def write_key_file(path: str, data: bytes, ctx: FsContext, *, root_path: str | N
 
 def make_temp_dir(ctx: FsContext, prefix: str) -> str:
     """A new 0700 directory under the system temp directory; returns its path."""
-    import tempfile
-
-    base = tempfile.gettempdir()
+    base = ctx.os.tempdir()
     for _ in range(8):
         path = os.path.join(base, f"{prefix}{ctx.random_hex(8)}")
         try:

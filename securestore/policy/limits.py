@@ -6,11 +6,13 @@ import json
 import math
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..config import Limits
 from ..errors import ForbiddenKeyError, InvalidValueError, LimitExceededError
 from .keys import is_forbidden_key
+
+if TYPE_CHECKING:
+    from ..config import Limits
 
 _PLAIN_SEGMENT = re.compile(r"\A[A-Za-z_][A-Za-z0-9_\-]{0,39}\Z")
 

@@ -72,31 +72,32 @@ _DETECTORS: tuple[_Detector, ...] = (
             r"[\s\S]*?(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|\Z)"
         ),
     ),
-    _Detector("aws-access-key-id", re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}(?![A-Z0-9])")),
+    # Distinctive vendor prefixes need no left boundary: a key glued to other text is still a key.
+    _Detector("aws-access-key-id", re.compile(r"(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}")),
     _Detector(
         "aws-secret-access-key",
         re.compile(r"(?i)aws_?secret_?(?:access_?)?key[\"']?\s*[:=]\s*[\"']?([A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])"),
         1,
     ),
-    _Detector("github-token", re.compile(r"(?<![A-Za-z0-9_])(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36,255}" + _END)),
-    _Detector("github-pat", re.compile(r"(?<![A-Za-z0-9_])github_pat_[A-Za-z0-9_]{22,255}" + _END)),
-    _Detector("anthropic-key", re.compile(r"(?<![A-Za-z0-9_\-])sk-ant-[a-z]{2,10}\d{0,3}-[A-Za-z0-9_\-]{32,}" + _END)),
-    _Detector(
-        "openai-key",
-        re.compile(r"(?<![A-Za-z0-9_\-])sk-(?!ant-)(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_\-]{20,}" + _END),
-    ),
-    _Detector("slack-token", re.compile(r"(?<![A-Za-z0-9])xox[abposr]-[0-9A-Za-z\-]{10,}" + _END)),
-    _Detector("slack-app-token", re.compile(r"(?<![A-Za-z0-9])xapp-\d-[A-Z0-9]+-\d+-[a-f0-9]+" + _END)),
+    _Detector("github-token", re.compile(r"(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36,255}")),
+    _Detector("github-pat", re.compile(r"github_pat_[A-Za-z0-9_]{22,255}")),
+    _Detector("anthropic-key", re.compile(r"sk-ant-[a-z]{2,10}\d{0,3}-[A-Za-z0-9_\-]{32,}")),
+    _Detector("openai-key", re.compile(r"sk-(?:proj|svcacct|admin)-[A-Za-z0-9_\-]{20,}")),
+    _Detector("openai-key", re.compile(r"sk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}")),
+    # The bare `sk-` form keeps its boundary: "desk-organizer-2024-edition" is not a key.
+    _Detector("openai-key", re.compile(r"(?<![A-Za-z0-9_\-])sk-(?!ant-)[A-Za-z0-9_\-]{20,}" + _END)),
+    _Detector("slack-token", re.compile(r"xox[abposr]-[0-9]{6,}-[0-9A-Za-z\-]{8,}")),
+    _Detector("slack-app-token", re.compile(r"xapp-\d-[A-Z0-9]+-\d+-[a-f0-9]+")),
     _Detector(
         "slack-webhook",
         re.compile(r"https://hooks\.slack\.com/(?:services|workflows)/[A-Za-z0-9_/\-]{20,}"),
     ),
-    _Detector("google-api-key", re.compile(r"(?<![A-Za-z0-9_\-])AIza[0-9A-Za-z_\-]{35}" + _END)),
-    _Detector("stripe-key", re.compile(r"(?<![A-Za-z0-9_])(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{16,}" + _END)),
-    _Detector("stripe-webhook-secret", re.compile(r"(?<![A-Za-z0-9_])whsec_[A-Za-z0-9]{24,}" + _END)),
+    _Detector("google-api-key", re.compile(r"AIza[0-9A-Za-z_\-]{35}")),
+    _Detector("stripe-key", re.compile(r"(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{16,}")),
+    _Detector("stripe-webhook-secret", re.compile(r"whsec_[A-Za-z0-9]{24,}")),
     _Detector(
         "jwt",
-        re.compile(r"(?<![A-Za-z0-9_\-])eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*" + _END),
+        re.compile(r"eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*"),
     ),
     _Detector(
         "authorization-header",
@@ -143,8 +144,12 @@ def _span(detector: _Detector, match: re.Match[str]) -> tuple[int, int] | None:
 
 
 def find_secrets(text: str) -> list[Finding]:
-    """Non-overlapping findings in order. Of overlapping ones the earliest wins; at the same
-    start a vendor format beats a generic rule, then the longer match wins."""
+    """Non-overlapping spans to redact, in order.
+
+    Overlapping findings are merged into one span (a secret partly covered by another match is
+    still redacted whole). One exception: where a vendor format and a generic rule start at the
+    same place, the vendor format defines the extent (`x-access-token:ghp_...@host` keeps @host).
+    """
     found: list[Finding] = []
     for detector in _DETECTORS:
         for match in detector.pattern.finditer(text):
@@ -157,7 +162,11 @@ def find_secrets(text: str) -> list[Finding]:
     found.sort(key=lambda f: (f.start, f.generic, -(f.end - f.start)))
     kept: list[Finding] = []
     for finding in found:
+        if kept and finding.generic and not kept[-1].generic and kept[-1].start == finding.start:
+            continue
         if kept and finding.start < kept[-1].end:
+            last = kept[-1]
+            kept[-1] = Finding(last.start, max(last.end, finding.end), last.kind, last.generic)
             continue
         kept.append(finding)
     return kept
