@@ -14,19 +14,19 @@ class Limits(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    max_key_bytes: int = Field(4096, ge=1, le=65536)
-    max_value_bytes: int = Field(1 * MiB, ge=64, le=256 * MiB)
-    max_slots_per_session: int = Field(256, ge=1)
-    max_sessions: int = Field(10_000, ge=1)
-    max_depth: int = Field(64, ge=1, le=512)
-    max_string_bytes: int = Field(256 * 1024, ge=1)
-    max_nodes: int = Field(100_000, ge=1)
+    max_key_bytes: int = Field(default=4096, ge=1, le=65536)
+    max_value_bytes: int = Field(default=1 * MiB, ge=64, le=256 * MiB)
+    max_slots_per_session: int = Field(default=256, ge=1)
+    max_sessions: int = Field(default=10_000, ge=1)
+    max_depth: int = Field(default=64, ge=1, le=512)
+    max_string_bytes: int = Field(default=256 * 1024, ge=1)
+    max_nodes: int = Field(default=100_000, ge=1)
     # Signed 64-bit: what every JSON consumer we hand data to can represent exactly.
-    max_int_bits: int = Field(63, ge=8, le=63)
-    max_secrets_per_value: int = Field(1024, ge=0)
-    max_vault_bytes: int = Field(16 * MiB, ge=1024)
-    max_audit_line_bytes: int = Field(64 * 1024, ge=1024)
-    max_manifest_bytes: int = Field(256 * 1024, ge=1024)
+    max_int_bits: int = Field(default=63, ge=8, le=63)
+    max_secrets_per_value: int = Field(default=1024, ge=0)
+    max_vault_bytes: int = Field(default=16 * MiB, ge=1024)
+    max_audit_line_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_manifest_bytes: int = Field(default=256 * 1024, ge=1024)
 
 
 class RejectionAuditPolicy(BaseModel):
@@ -34,8 +34,8 @@ class RejectionAuditPolicy(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    records_per_window: int = Field(16, ge=0, le=10_000)
-    window_seconds: int = Field(60, ge=1, le=86_400)
+    records_per_window: int = Field(default=16, ge=0, le=10_000)
+    window_seconds: int = Field(default=60, ge=1, le=86_400)
 
 
 class StoreConfig(BaseModel):
@@ -43,10 +43,10 @@ class StoreConfig(BaseModel):
 
     limits: Limits = Limits()
     rejection_audit: RejectionAuditPolicy = RejectionAuditPolicy()
-    lock_timeout_seconds: float = Field(10.0, ge=0.0, le=600.0)
+    lock_timeout_seconds: float = Field(default=10.0, ge=0.0, le=600.0)
     # Recorded in audit records as actor.principal when set (e.g. the agent or user on whose
     # behalf the write happens). Never a secret.
-    principal: str | None = Field(None, max_length=256)
+    principal: str | None = Field(default=None, max_length=256)
 
     @field_validator("principal")
     @classmethod

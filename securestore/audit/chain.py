@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -33,7 +33,7 @@ class Actor(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
     uid: int
     pid: int
-    principal: str | None = Field(None, max_length=256)
+    principal: str | None = Field(default=None, max_length=256)
 
 
 class _Base(BaseModel):
@@ -50,28 +50,28 @@ class Genesis(_Base):
     kind: Literal["genesis"]
     store: str = Field(pattern=_HEX32)
     scope: Literal["store", "session"]
-    session: str | None = Field(None, pattern=_TARGET)
+    session: str | None = Field(default=None, pattern=_TARGET)
 
 
 class Intent(_Base):
     kind: Literal["intent"]
     op: str = Field(pattern=r"^[a-z][a-z.\-]{1,40}$")
     target: str = Field(pattern=_TARGET)
-    sha256: str | None = Field(None, pattern=_HEX64)  # None: the op removes the target
-    size: int | None = Field(None, ge=0)
+    sha256: str | None = Field(default=None, pattern=_HEX64)  # None: the op removes the target
+    size: int | None = Field(default=None, ge=0)
 
 
 class Outcome(_Base):
     kind: Literal["outcome"]
     txn: int = Field(ge=0)
     result: Result
-    sha256: str | None = Field(None, pattern=_HEX64)  # what the target holds now
+    sha256: str | None = Field(default=None, pattern=_HEX64)  # what the target holds now
 
 
 class Rejected(_Base):
     kind: Literal["rejected"]
     op: str = Field(pattern=r"^[a-z][a-z.\-]{1,40}$")
-    target: str | None = Field(None, pattern=_TARGET)
+    target: str | None = Field(default=None, pattern=_TARGET)
     reason: str = Field(pattern=r"^[a-z][a-z\-]{1,40}$")
 
 
@@ -88,13 +88,13 @@ class Recovery(_Base):
     event: Literal["torn-tail", "temp-removed"]
     target: str = Field(pattern=_TARGET)
     size: int = Field(ge=0)
-    sha256: str | None = Field(None, pattern=_HEX64)  # of discarded bytes, when they were read
+    sha256: str | None = Field(default=None, pattern=_HEX64)  # of discarded bytes, when they were read
 
 
 Record = Annotated[
     Union[Genesis, Intent, Outcome, Rejected, Suppressed, Recovery], Field(discriminator="kind")
 ]
-_RECORD = TypeAdapter(Record)
+_RECORD: TypeAdapter[Any] = TypeAdapter(Record)
 
 
 class RecordError(ValueError):
@@ -132,7 +132,8 @@ def parse_record(line: bytes) -> BaseModel:
         raise RecordError("schema", f"field {where}: {first['msg']}") from None
     if canonical_bytes(record.model_dump(mode="python")) != line:
         raise RecordError("canonical", "bytes are not the canonical encoding of the record")
-    return record
+    parsed: BaseModel = record
+    return parsed
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ class OsApi:
     close: Callable[[int], None] = os.close
     read: Callable[[int, int], bytes] = os.read
     pread: Callable[[int, int, int], bytes] = os.pread
-    write: Callable[[int, bytes], int] = os.write
+    write: Callable[[int, bytes | memoryview], int] = os.write
     fsync: Callable[[int], None] = os.fsync
     fstat: Callable[[int], os.stat_result] = os.fstat
     lstat_at: Callable[..., os.stat_result] = os.stat

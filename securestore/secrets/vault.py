@@ -15,6 +15,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -36,12 +37,13 @@ def parse_master_key(material: bytes | str) -> bytes:
     """Accept 32 bytes encoded as base64 (standard or url-safe) or hex, surrounding space ignored."""
     text = material.decode("ascii", "replace") if isinstance(material, bytes) else material
     text = text.strip()
-    candidates: list[bytes] = []
-    for decode in (
-        lambda t: bytes.fromhex(t),
+    decoders: tuple[Callable[[str], bytes], ...] = (
+        bytes.fromhex,
         lambda t: base64.b64decode(t, validate=True),
         lambda t: base64.urlsafe_b64decode(t + "=" * (-len(t) % 4)),
-    ):
+    )
+    candidates: list[bytes] = []
+    for decode in decoders:
         try:
             candidates.append(decode(text))
         except (ValueError, binascii.Error):
