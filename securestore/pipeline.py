@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from .audit.chain import Actor, Intent, Rejected, Suppressed
 from .audit.log import LOG_FILE, AuditLog
@@ -146,21 +146,21 @@ class Pipeline:
     # -- the core: intent, act, outcome --------------------------------------------------------
     def apply(self, log: AuditLog, change: Change) -> None:
         self.ctx.check_usable()
-        intent = log.append(
+        intent = cast(Intent, log.append(
             {"kind": "intent", "op": change.op, "target": change.target, "sha256": change.sha256,
              "size": change.size},
             durable=True,
-        )
+        ))
         try:
             change.act()
         except DurabilityError:
             raise  # the handle is dead; the next open reconciles by observation
         except SecureStoreError:
-            self._settle(log, intent, change.observe, recovered=False)  # type: ignore[arg-type]
+            self._settle(log, intent, change.observe, recovered=False)
             raise
         # Not fsynced: if this outcome is lost, reconciliation observes the target and records
         # the same result. The next intent's fsync makes it durable anyway.
-        log.append({"kind": "outcome", "txn": intent.seq, "result": "committed", "sha256": change.sha256},  # type: ignore[attr-defined]
+        log.append({"kind": "outcome", "txn": intent.seq, "result": "committed", "sha256": change.sha256},
                    durable=False)
 
     def _settle(self, log: AuditLog, intent: Intent, observe: Callable[[], str | None], *, recovered: bool) -> str | None:

@@ -36,7 +36,9 @@ class Actor(BaseModel):
     principal: str | None = Field(default=None, max_length=256)
 
 
-class _Base(BaseModel):
+class RecordBase(BaseModel):
+    """Fields every record has."""
+
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
     v: Literal[1]
     log: str = Field(pattern=_HEX32)
@@ -46,14 +48,14 @@ class _Base(BaseModel):
     actor: Actor
 
 
-class Genesis(_Base):
+class Genesis(RecordBase):
     kind: Literal["genesis"]
     store: str = Field(pattern=_HEX32)
     scope: Literal["store", "session"]
     session: str | None = Field(default=None, pattern=_TARGET)
 
 
-class Intent(_Base):
+class Intent(RecordBase):
     kind: Literal["intent"]
     op: str = Field(pattern=r"^[a-z][a-z.\-]{1,40}$")
     target: str = Field(pattern=_TARGET)
@@ -61,21 +63,21 @@ class Intent(_Base):
     size: int | None = Field(default=None, ge=0)
 
 
-class Outcome(_Base):
+class Outcome(RecordBase):
     kind: Literal["outcome"]
     txn: int = Field(ge=0)
     result: Result
     sha256: str | None = Field(default=None, pattern=_HEX64)  # what the target holds now
 
 
-class Rejected(_Base):
+class Rejected(RecordBase):
     kind: Literal["rejected"]
     op: str = Field(pattern=r"^[a-z][a-z.\-]{1,40}$")
     target: str | None = Field(default=None, pattern=_TARGET)
     reason: str = Field(pattern=r"^[a-z][a-z\-]{1,40}$")
 
 
-class Suppressed(_Base):
+class Suppressed(RecordBase):
     """From here to the end of `window`, rejections are past the budget and not recorded."""
 
     kind: Literal["suppressed"]
@@ -83,7 +85,7 @@ class Suppressed(_Base):
     window_seconds: int = Field(ge=1)
 
 
-class Recovery(_Base):
+class Recovery(RecordBase):
     kind: Literal["recovery"]
     event: Literal["torn-tail", "temp-removed"]
     target: str = Field(pattern=_TARGET)
@@ -116,7 +118,7 @@ def encode_record(record: BaseModel) -> bytes:
     return canonical_bytes(record.model_dump(mode="python")) + b"\n"
 
 
-def parse_record(line: bytes) -> BaseModel:
+def parse_record(line: bytes) -> RecordBase:
     """Parse one line (without newline) strictly; it must be byte-identical to its canonical form."""
     try:
         raw = orjson.loads(line)
@@ -132,7 +134,7 @@ def parse_record(line: bytes) -> BaseModel:
         raise RecordError("schema", f"field {where}: {first['msg']}") from None
     if canonical_bytes(record.model_dump(mode="python")) != line:
         raise RecordError("canonical", "bytes are not the canonical encoding of the record")
-    parsed: BaseModel = record
+    parsed: RecordBase = record
     return parsed
 
 
@@ -145,7 +147,9 @@ class ChainHead:
     prev: str
 
 
-def build_record(head: ChainHead, ts: int, actor: Actor, fields: dict[str, object]) -> tuple[BaseModel, bytes, ChainHead]:
+def build_record(
+    head: ChainHead, ts: int, actor: Actor, fields: dict[str, object]
+) -> tuple[RecordBase, bytes, ChainHead]:
     record = _RECORD.validate_python(
         {"v": RECORD_VERSION, "log": head.log_id, "seq": head.next_seq, "ts": ts, "prev": head.prev,
          "actor": actor, **fields}

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pydantic import BaseModel
-
 from ..errors import IntegrityError
 from ..fs import Dir
-from .chain import GENESIS_PREV, Actor, ChainHead, RecordError, build_record, parse_record, record_hash
+from .chain import GENESIS_PREV, Actor, ChainHead, RecordBase, RecordError, build_record, parse_record, record_hash
 
 LOG_FILE = "log.jsonl"
 
@@ -22,14 +20,14 @@ class AuditLog:
         self.actor = actor
         self.max_line = max_line
         self.head: ChainHead | None = None
-        self.last: BaseModel | None = None
+        self.last: RecordBase | None = None
         self.torn: bytes = b""
 
     @property
     def label(self) -> str:
         return self.dir.child_label(LOG_FILE)
 
-    def create(self, log_id: str, genesis: dict[str, object]) -> BaseModel:
+    def create(self, log_id: str, genesis: dict[str, object]) -> RecordBase:
         """Write the genesis record as a new file, durably (temp file + rename)."""
         head = ChainHead(log_id, 0, GENESIS_PREV)
         record, line, self.head = build_record(head, self.clock(), self.actor, {"kind": "genesis", **genesis})
@@ -53,9 +51,9 @@ class AuditLog:
         except RecordError as exc:
             raise IntegrityError(f"{self.label}: the last record fails the {exc.check} check") from None
         self.last = record
-        self.head = ChainHead(record.log, record.seq + 1, record_hash(line))  # type: ignore[attr-defined]
+        self.head = ChainHead(record.log, record.seq + 1, record_hash(line))
 
-    def recent(self, nbytes: int) -> list[BaseModel]:
+    def recent(self, nbytes: int) -> list[RecordBase]:
         """Records in the last `nbytes` of the log (for rate bounds; not a verification)."""
         size, tail = self.dir.read_tail(LOG_FILE, nbytes)
         lines = tail.split(b"\n")[:-1]
@@ -78,7 +76,7 @@ class AuditLog:
             self.torn = b""
         return fragment
 
-    def append(self, fields: dict[str, object], *, durable: bool) -> BaseModel:
+    def append(self, fields: dict[str, object], *, durable: bool) -> RecordBase:
         head = self.head
         if head is None:
             self.load()

@@ -124,23 +124,23 @@ class LogVerifier:
         except RecordError as exc:
             self._fail(offset, None, exc.check, "a valid record", exc.detail)
             return
-        if record.seq != seq:  # type: ignore[attr-defined]
-            self._fail(offset, record.seq, "seq-gap", seq, record.seq)  # type: ignore[attr-defined]
+        if record.seq != seq:
+            self._fail(offset, record.seq, "seq-gap", seq, record.seq)
             return
-        if record.prev != self._prev:  # type: ignore[attr-defined]
-            self._fail(offset, seq, "prev", self._prev, record.prev)  # type: ignore[attr-defined]
+        if record.prev != self._prev:
+            self._fail(offset, seq, "prev", self._prev, record.prev)
             return
         if seq == 0:
             if not self._check_genesis(offset, record):
                 return
-        elif record.log != self.report.log_id:  # type: ignore[attr-defined]
-            self._fail(offset, seq, "log-id", self.report.log_id, record.log)  # type: ignore[attr-defined]
+        elif record.log != self.report.log_id:
+            self._fail(offset, seq, "log-id", self.report.log_id, record.log)
             return
         if not self._apply(offset, seq, record):
             return
         self._prev = record_hash(body)
         self.report.records += 1
-        ts = record.ts  # type: ignore[attr-defined]
+        ts = record.ts
         if self.report.first_ts is None:
             self.report.first_ts = ts
         self.report.last_ts = ts

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import stat
 
-from ..errors import KeyMaterialError, NotFoundError, UnsafeFileError, UsageError
-from .safe import _DIR_FLAGS, _READ_FLAGS, DIR_MODE, FILE_MODE, Dir, FsContext, _translate
+from ..errors import AlreadyExistsError, KeyMaterialError, NotFoundError, StorageError, UnsafeFileError, UsageError
+from .safe import _DIR_FLAGS, _READ_FLAGS, DIR_MODE, Dir, FsContext, _translate
 
 
 def _split(path: str) -> tuple[str, str]:
@@ -17,6 +17,16 @@ def _split(path: str) -> tuple[str, str]:
     return parent, name
 
 
+def _open_parent(path: str, ctx: FsContext) -> tuple[Dir, str]:
+    """The (normally resolved) parent directory of `path` as a handle, and the last component."""
+    parent, name = _split(path)
+    try:
+        fd = ctx.os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise _translate(exc, "open", parent) from None
+    return Dir(ctx, fd, parent), name
+
+
 def open_root(path: str, ctx: FsContext, *, create: bool) -> Dir:
     """Open (or create) the store root as a directory handle.
 
@@ -24,14 +34,11 @@ def open_root(path: str, ctx: FsContext, *, create: bool) -> Dir:
     Its parents are resolved normally (a symlinked /home or /var is common and legitimate);
     documented in SECURITY.md. `create` may tighten the mode of an empty directory we own.
     """
-    parent, name = _split(path)
     if create:
-        _make_parents(parent, ctx)
-    try:
-        parent_fd = ctx.os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise _translate(exc, "open", parent) from None
-    try:
+        _make_parents(_split(path)[0], ctx)
+    holder, name = _open_parent(path, ctx)
+    parent_fd = holder.fd
+    with holder:
         created = False
         if create:
             try:
@@ -61,7 +68,7 @@ def open_root(path: str, ctx: FsContext, *, create: bool) -> Dir:
                     raise UnsafeFileError(f"refused store root {path}: mode {mode:04o}, expected 0700")
                 ctx.os.fchmod(fd, DIR_MODE)
             if created:
-                ctx.fsync(parent_fd, parent)
+                holder.sync()
         except OSError as exc:
             root.close()
             raise _translate(exc, "open store root", path) from None
@@ -69,8 +76,6 @@ def open_root(path: str, ctx: FsContext, *, create: bool) -> Dir:
             root.close()
             raise
         return root
-    finally:
-        ctx.close_quietly(parent_fd)
 
 
 def _make_parents(parent: str, ctx: FsContext) -> None:
@@ -107,60 +112,39 @@ def _outside_root(key_path: str, root_path: str | None, ctx: FsContext) -> None:
 def read_key_file(path: str, ctx: FsContext, *, root_path: str | None, cap: int = 4096) -> bytes:
     """Read a private key file: not under the store root, not a symlink, owner-only mode."""
     _outside_root(path, root_path, ctx)
-    parent, name = _split(path)
     try:
-        parent_fd = ctx.os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        holder, name = _open_parent(path, ctx)
+        with holder:
+            fd = ctx.os.open(name, _READ_FLAGS, dir_fd=holder.fd)
+            try:
+                st = ctx.os.fstat(fd)
+                mode = stat.S_IMODE(st.st_mode)
+                if not stat.S_ISREG(st.st_mode):
+                    raise KeyMaterialError(f"refused key file {path}: not a regular file")
+                if st.st_uid != ctx.euid:
+                    raise KeyMaterialError(f"refused key file {path}: owned by uid {st.st_uid}")
+                if mode & 0o077:
+                    raise KeyMaterialError(f"refused key file {path}: mode {mode:04o} lets others read it")
+                if st.st_size > cap:
+                    raise KeyMaterialError(f"refused key file {path}: larger than {cap} bytes")
+                return ctx.os.read(fd, cap + 1)
+            finally:
+                ctx.close_quietly(fd)
     except OSError as exc:
-        raise KeyMaterialError(f"cannot open key file directory: {_translate(exc, 'open', parent)}") from None
-    try:
-        try:
-            fd = ctx.os.open(name, _READ_FLAGS, dir_fd=parent_fd)
-        except OSError as exc:
-            raise KeyMaterialError(f"cannot open key file: {_translate(exc, 'open', path)}") from None
-        try:
-            st = ctx.os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise KeyMaterialError(f"refused key file {path}: not a regular file")
-            if st.st_uid != ctx.euid:
-                raise KeyMaterialError(f"refused key file {path}: owned by uid {st.st_uid}")
-            if stat.S_IMODE(st.st_mode) & 0o077:
-                raise KeyMaterialError(
-                    f"refused key file {path}: mode {stat.S_IMODE(st.st_mode):04o} lets others read it"
-                )
-            if st.st_size > cap:
-                raise KeyMaterialError(f"refused key file {path}: larger than {cap} bytes")
-            return ctx.os.read(fd, cap + 1)
-        finally:
-            ctx.close_quietly(fd)
-    finally:
-        ctx.close_quietly(parent_fd)
+        raise KeyMaterialError(f"cannot read key file: {_translate(exc, 'read', path)}") from None
+    except (NotFoundError, UnsafeFileError, StorageError) as exc:
+        raise KeyMaterialError(f"cannot read key file: {exc}") from None
 
 
 def write_key_file(path: str, data: bytes, ctx: FsContext, *, root_path: str | None) -> None:
     """Create a new 0600 key file outside the store root; never overwrites an existing file."""
     _outside_root(path, root_path, ctx)
-    parent, name = _split(path)
     try:
-        parent_fd = ctx.os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise KeyMaterialError(f"cannot open key directory: {_translate(exc, 'open', parent)}") from None
-    try:
-        holder = Dir(ctx, parent_fd, parent)
-        try:
-            fd = ctx.os.open(
-                name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE, dir_fd=parent_fd
-            )
-        except OSError as exc:
-            raise KeyMaterialError(f"cannot create key file: {_translate(exc, 'create', path)}") from None
-        try:
-            ctx.os.fchmod(fd, FILE_MODE)
-            holder._write_all(fd, data, path)
-            ctx.fsync(fd, path)
-        finally:
-            ctx.close_quietly(fd)
-        ctx.fsync(parent_fd, parent)
-    finally:
-        ctx.close_quietly(parent_fd)
+        holder, name = _open_parent(path, ctx)
+        with holder:
+            holder.write_new(name, data)
+    except (NotFoundError, UnsafeFileError, StorageError, AlreadyExistsError) as exc:
+        raise KeyMaterialError(f"cannot create key file: {exc}") from None
 
 
 def make_temp_dir(ctx: FsContext, prefix: str) -> str:
@@ -180,10 +164,6 @@ def make_temp_dir(ctx: FsContext, prefix: str) -> str:
 
 def remove_dir(path: str, ctx: FsContext) -> None:
     """Delete a directory tree we created, without following symlinks inside it."""
-    parent, name = _split(path)
-    try:
-        parent_fd = ctx.os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise _translate(exc, "open", parent) from None
-    with Dir(ctx, parent_fd, parent) as holder:
+    holder, name = _open_parent(path, ctx)
+    with holder:
         holder._remove_entry(name, 0)
