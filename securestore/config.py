@@ -26,7 +26,11 @@ class Limits(BaseModel):
     max_secrets_per_value: int = Field(default=1024, ge=0)
     max_vault_bytes: int = Field(default=16 * MiB, ge=1024)
     max_audit_line_bytes: int = Field(default=64 * 1024, ge=1024)
-    max_manifest_bytes: int = Field(default=256 * 1024, ge=1024)
+    max_manifest_bytes: int = Field(default=16 * MiB, ge=1024)
+    max_items: int = Field(default=100_000, ge=1)
+    max_record_bytes: int = Field(default=8 * MiB, ge=1024)  # one journal record: an update or a turn
+    max_journal_bytes: int = Field(default=256 * MiB, ge=1024)
+    max_snapshot_bytes: int = Field(default=512 * MiB, ge=1024)
 
 
 class RejectionAuditPolicy(BaseModel):
@@ -43,7 +47,12 @@ class StoreConfig(BaseModel):
 
     limits: Limits = Limits()
     rejection_audit: RejectionAuditPolicy = RejectionAuditPolicy()
+    # There is no age after which a live lock holder is declared stale: a holder is only
+    # replaced when it is provably dead, so this timeout can never undercut a live holder.
     lock_timeout_seconds: float = Field(default=10.0, ge=0.0, le=600.0)
+    # Snapshots are written at every turn commit; these also trigger one between turns.
+    snapshot_every_records: int | None = Field(default=1000, ge=1)
+    snapshot_every_bytes: int | None = Field(default=8 * MiB, ge=1024)
     # Recorded in audit records as actor.principal when set (e.g. the agent or user on whose
     # behalf the write happens). Never a secret.
     principal: str | None = Field(default=None, max_length=256)

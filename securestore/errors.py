@@ -87,6 +87,14 @@ class LockHeldError(OperationalError):
     pass
 
 
+class ResumeMismatchError(OperationalError):
+    """A session written by another store (or backend) was opened through this one."""
+
+
+class LayoutVersionError(OperationalError):
+    """The data was written by a newer securestore; nothing is modified."""
+
+
 class VersionConflictError(OperationalError):
     """Optimistic concurrency: the caller expected a different version."""
 

@@ -17,13 +17,17 @@ STORE_FILE = "store.json"
 STORE_LOCK = "lock"
 AUDIT_DIR = "audit"
 SESSIONS_DIR = "sessions"
-MANIFEST_FILE = "manifest.json"
+MANIFEST_FILE = "manifest.jsonl"  # one revision per line, append-only
+JOURNAL_FILE = "journal.log"
+SNAPSHOT_FILE = "snapshot.json"
 STATE_DIR = "state"
 VAULT_FILE = "vault.json"
 SESSION_LOCK = "lock"
 SLOT_SUFFIX = ".json"
 STAGING_PREFIX = ".staging-"
 TRASH_PREFIX = ".trash-"
+# Files that only grow by appended lines; everything else is replaced atomically.
+APPEND_ONLY = frozenset({MANIFEST_FILE, JOURNAL_FILE})
 
 _HEX32 = r"^[0-9a-f]{32}$"
 
@@ -42,8 +46,22 @@ class StoreIdentity(_Strict):
     fingerprint_key: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
+class SessionMetadata(_Strict):
+    """What a session is about. Strings may hold secret references, never secret values."""
+
+    title: str | None = Field(default=None, max_length=4096)
+    workspace: str | None = Field(default=None, max_length=4096)
+    agent: str | None = Field(default=None, max_length=1024)
+    model: str | None = Field(default=None, max_length=1024)
+    labels: dict[str, str] = Field(default_factory=dict, max_length=64)
+
+
 class Manifest(_Strict):
+    """One revision of a session's manifest; revision 1 is written when the session is created."""
+
     v: Literal[1]
+    rev: int = Field(ge=1)
+    ts: int = Field(ge=0)
     key: str = Field(min_length=1, max_length=65536)
     name: str
     store_id: str = Field(pattern=_HEX32)
@@ -51,6 +69,17 @@ class Manifest(_Strict):
     layout_version: int = Field(ge=1)
     audit_log_id: str = Field(pattern=_HEX32)
     created_ms: int = Field(ge=0)
+    updated_ms: int = Field(ge=0)
+    metadata: SessionMetadata = SessionMetadata()
+
+
+class Snapshot(_Strict):
+    """The transcript as of journal record `seq` (0: before any record)."""
+
+    v: Literal[1]
+    seq: int = Field(ge=0)
+    ts: int = Field(ge=0)
+    items: list[Any]
 
 
 class SlotEnvelope(_Strict):

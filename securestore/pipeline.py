@@ -6,6 +6,10 @@ If the intent cannot be made durable, the act does not happen. A crash between i
 outcome leaves a dangling intent; `reconcile` settles it on the next open by observing the
 target (its content hash equals the intent's: recovered-committed; otherwise
 recovered-not-applied), never by retrying the act.
+
+A batch (one update, or a whole turn) is one journal record: ONE intent, ONE append as the
+commit point, then its materialization into slot files, the vault and the manifest. Those
+writes are derived from the journal record, so recovery redoes them when a crash cut them off.
 """
 
 from __future__ import annotations
@@ -15,15 +19,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from .audit.chain import Actor, Intent, Rejected, Suppressed
+import orjson
+
+from .audit.chain import Actor, Intent, Rejected, Suppressed, TargetState
 from .audit.log import LOG_FILE, AuditLog
 from .canonical import canonical_bytes, sha256_hex
 from .config import StoreConfig
+from .engine.files import last_line_hash, split_lines
+from .engine.journal import Op, encode_record, parse_journal
 from .errors import (
     AlreadyExistsError,
     DurabilityError,
+    IntegrityError,
     LimitExceededError,
     NotFoundError,
+    OperationalError,
     PolicyError,
     SecretInKeyError,
     SecureStoreError,
@@ -31,16 +41,21 @@ from .errors import (
 )
 from .fs import TEMP_PREFIX, Dir, FileLock, FsContext
 from .layout import (
+    APPEND_ONLY,
     AUDIT_DIR,
     BACKEND,
+    JOURNAL_FILE,
     LAYOUT_VERSION,
     MANIFEST_FILE,
+    SNAPSHOT_FILE,
     STAGING_PREFIX,
     STATE_DIR,
     TRASH_PREFIX,
     VAULT_FILE,
     Manifest,
+    SessionMetadata,
     SlotEnvelope,
+    Snapshot,
     StoreIdentity,
     decode_model,
     encode_model,
@@ -50,7 +65,7 @@ from .layout import (
 )
 from .policy import check_value, encode_name, normalize_key
 from .secrets import SECRET_TYPES, contains_secret, redact
-from .secrets.vault import Vault, fingerprint, load_vault, new_vault, seal
+from .secrets.vault import Vault, VaultEntry, fingerprint, load_vault, new_vault, seal
 
 
 def now_ms() -> int:
@@ -68,7 +83,7 @@ def checked_key(raw: object, *, what: str, max_bytes: int) -> str:
 
 @dataclass
 class OpenSession:
-    """A session opened for writing: its directories, its log, and the writer lock."""
+    """A session opened for writing: its directories, its log, the writer lock, and its state."""
 
     key: str
     name: str
@@ -76,10 +91,16 @@ class OpenSession:
     state: Dir
     log: AuditLog
     lock: FileLock
-    manifest: Manifest
+    manifest: Manifest  # the latest revision
+    revisions: int = 1
+    items: list[Any] = field(default_factory=list)
+    seq: int = 0  # the last journal record
+    journal_records: int = 0  # since the last snapshot
+    journal_bytes: int = 0
     vault: Vault | None = None
     data_key: bytes | None = None
     recovered: list[str] = field(default_factory=list)
+    broken: str | None = None  # a committed batch whose materialization failed: reopen to redo
 
     def close(self) -> None:
         self.state.close()
@@ -92,10 +113,24 @@ class OpenSession:
 class Change:
     op: str
     target: str
-    sha256: str | None  # content after the act; None when the act removes the target
+    sha256: str | None  # content after the act (replace), the appended line, or None (removed)
     size: int | None
     act: Callable[[], None]
-    observe: Callable[[], str | None]  # hash of what the target holds now (None: absent)
+    observe: Callable[[], str | None]  # what the target holds now, in the same terms
+    also: tuple[TargetState, ...] = ()
+
+
+@dataclass(frozen=True)
+class Materialize:
+    """A write that follows a journal commit and is redone from the journal after a crash."""
+
+    target: str  # state/<slot>.json, vault.json or manifest.jsonl
+    data: bytes | None  # new content, the line to append (append-only files), or None: remove
+
+    def describe(self) -> TargetState:
+        if self.data is None:
+            return TargetState(target=self.target)
+        return TargetState(target=self.target, sha256=sha256_hex(self.data), size=len(self.data))
 
 
 def observe_file(directory: Dir, name: str, cap: int) -> str | None:
@@ -109,16 +144,36 @@ class _VaultSink:
     def __init__(self, pipeline: Pipeline, session: OpenSession) -> None:
         self.pipeline = pipeline
         self.session = session
-        self.changed = False
+        self.new_entries: dict[str, VaultEntry] = {}
 
     def keep(self, value: str | bytes, kind: str) -> tuple[str, str]:
-        master = self.pipeline.master_key
-        if master is None:
+        if self.pipeline.master_key is None:
             return "redacted", fingerprint(self.pipeline.fingerprint_key, value)
         vault, data_key = self.pipeline.vault_of(self.session)
         ref, changed = seal(vault, data_key, value, self.pipeline.ctx.os.urandom(12))
-        self.changed |= changed
+        if changed:
+            self.new_entries[ref] = vault.entries[ref]
         return "vault", ref
+
+    def mark(self) -> frozenset[str]:
+        return frozenset(self.new_entries)
+
+    def rollback(self, mark: frozenset[str] = frozenset()) -> None:
+        """Forget entries sealed since `mark` for a write that did not happen. Otherwise a later
+        write of the same secret would find it "already stored" and never persist it."""
+        vault = self.session.vault
+        for ref in [ref for ref in self.new_entries if ref not in mark]:
+            del self.new_entries[ref]
+            if vault is not None:
+                vault.entries.pop(ref, None)
+
+    def vault_op(self) -> Op | None:
+        """The journal op that carries this batch's new vault entries (encrypted)."""
+        if not self.new_entries or self.session.vault is None:
+            return None
+        header = self.session.vault.to_json()
+        return {"op": "vault", "salt": header["salt"], "check": header["check"],
+                "entries": {ref: entry.model_dump() for ref, entry in self.new_entries.items()}}
 
 
 class Pipeline:
@@ -144,11 +199,13 @@ class Pipeline:
         return AuditLog(directory, clock=self.clock, actor=self.actor, max_line=self.limits.max_audit_line_bytes)
 
     # -- the core: intent, act, outcome --------------------------------------------------------
-    def apply(self, log: AuditLog, change: Change) -> None:
+    def apply(self, log: AuditLog, change: Change, session: OpenSession | None = None) -> None:
         self.ctx.check_usable()
+        if session is not None and session.broken:
+            raise OperationalError(f"session {session.name} must be reopened: {session.broken}")
         intent = cast(Intent, log.append(
             {"kind": "intent", "op": change.op, "target": change.target, "sha256": change.sha256,
-             "size": change.size},
+             "size": change.size, "also": [t.model_dump() for t in change.also]},
             durable=True,
         ))
         try:
@@ -156,6 +213,12 @@ class Pipeline:
         except DurabilityError:
             raise  # the handle is dead; the next open reconciles by observation
         except SecureStoreError:
+            if change.also:
+                # The batch may be committed but not materialized: leave the intent open so the
+                # next open redoes the materialization from the journal.
+                if session is not None:
+                    session.broken = f"{change.op} failed after its intent"
+                raise
             self._settle(log, intent, change.observe, recovered=False)
             raise
         # Not fsynced: if this outcome is lost, reconciliation observes the target and records
@@ -163,20 +226,31 @@ class Pipeline:
         log.append({"kind": "outcome", "txn": intent.seq, "result": "committed", "sha256": change.sha256},
                    durable=False)
 
-    def _settle(self, log: AuditLog, intent: Intent, observe: Callable[[], str | None], *, recovered: bool) -> str | None:
+    def _settle(
+        self,
+        log: AuditLog,
+        intent: Intent,
+        observe: Callable[[], str | None],
+        *,
+        recovered: bool,
+        finish: Callable[[], None] | None = None,
+    ) -> str | None:
         try:
             observed = observe()
+            applied = observed == intent.sha256
+            if applied and finish is not None:
+                finish()
         except SecureStoreError:
             if recovered:
                 raise
             return None  # stays dangling; the next open reconciles it
-        applied = observed == intent.sha256
         if recovered:
             result = "recovered-committed" if applied else "recovered-not-applied"
         else:
             result = "committed" if applied else "failed"
         try:
-            log.append({"kind": "outcome", "txn": intent.seq, "result": result, "sha256": observed}, durable=True)
+            log.append({"kind": "outcome", "txn": intent.seq, "result": result,
+                        "sha256": intent.sha256 if applied else observed}, durable=True)
         except SecureStoreError:
             if recovered:
                 raise
@@ -184,7 +258,12 @@ class Pipeline:
         return result
 
     def reconcile(
-        self, log: AuditLog, observe_target: Callable[[str], str | None], cleanup: Callable[[], list[dict[str, Any]]]
+        self,
+        log: AuditLog,
+        observe_target: Callable[[Intent], str | None],
+        cleanup: Callable[[], list[dict[str, Any]]],
+        finish: Callable[[Intent], None] | None = None,
+        torn_files: Callable[[], list[dict[str, Any]]] | None = None,
     ) -> list[str]:
         """Repair what a crash left behind in one log's scope. Caller holds the writer lock."""
         events: list[str] = []
@@ -198,9 +277,13 @@ class Pipeline:
                 durable=True,
             )
             events.append(f"torn tail of {log.label} ({len(fragment)} bytes) discarded")
+        for fields in torn_files() if torn_files else []:
+            log.append(fields, durable=True)
+            events.append(f"torn tail of {fields['target']} ({fields['size']} bytes) discarded")
         last = log.last
         if isinstance(last, Intent):
-            result = self._settle(log, last, lambda: observe_target(last.target), recovered=True)
+            done = (lambda: finish(last)) if finish is not None else None
+            result = self._settle(log, last, lambda: observe_target(last), recovered=True, finish=done)
             events.append(f"dangling intent seq {last.seq} ({last.op} {last.target}): {result}")
         for fields in cleanup():
             log.append(fields, durable=True)
@@ -222,16 +305,22 @@ class Pipeline:
         return removed
 
     # -- store scope -----------------------------------------------------------------------------
+    def _session_identity(self, sessions: Dir, name: str) -> str | None:
+        """What the store log records for a session: the hash of its first manifest revision."""
+        if sessions.entry(name) is None:
+            return None
+        with sessions.open_dir(name) as directory:
+            data = directory.read_optional(MANIFEST_FILE, self.limits.max_manifest_bytes)
+        if data is None:
+            return None
+        lines, _ = split_lines(data)
+        return sha256_hex(lines[0]) if lines else None
+
     def reconcile_store(self, log: AuditLog, root: Dir, sessions: Dir) -> list[str]:
-        def observe(target: str) -> str | None:
-            if target == "store.json":
+        def observe(intent: Intent) -> str | None:
+            if intent.target == "store.json":
                 return observe_file(root, "store.json", 64 * 1024)
-            name = target.removeprefix("sessions/")
-            info = sessions.entry(name)
-            if info is None:
-                return None
-            with sessions.open_dir(name) as directory:
-                return observe_file(directory, MANIFEST_FILE, self.limits.max_manifest_bytes)
+            return self._session_identity(sessions, intent.target.removeprefix("sessions/"))
 
         def cleanup() -> list[dict[str, Any]]:
             return self._leftovers(sessions, (STAGING_PREFIX, TRASH_PREFIX, TEMP_PREFIX), "sessions/") + \
@@ -239,8 +328,8 @@ class Pipeline:
 
         return self.reconcile(log, observe, cleanup)
 
-    def create_session(self, log: AuditLog, sessions: Dir, raw_key: object) -> tuple[str, str]:
-        key = checked_key(raw_key, what="session key", max_bytes=self.limits.max_key_bytes)
+    def create_session(self, log: AuditLog, sessions: Dir, key: str, metadata: SessionMetadata) -> str:
+        """Create a session directory (manifest revision 1, empty journal, state/, audit/)."""
         name = encode_name(key)
         if sessions.entry(name) is not None:
             raise AlreadyExistsError(f"session {name} already exists")
@@ -248,19 +337,21 @@ class Pipeline:
         if count >= self.limits.max_sessions:
             raise LimitExceededError(f"the store already holds {count} sessions (limit {self.limits.max_sessions})")
         log_id = self.ctx.random_hex(16)
+        now = self.clock()
         manifest = Manifest(
-            v=1, key=key, name=name, store_id=self.identity.store_id, backend=BACKEND,
-            layout_version=LAYOUT_VERSION, audit_log_id=log_id, created_ms=self.clock(),
+            v=1, rev=1, ts=now, key=key, name=name, store_id=self.identity.store_id, backend=BACKEND,
+            layout_version=LAYOUT_VERSION, audit_log_id=log_id, created_ms=now, updated_ms=now, metadata=metadata,
         )
-        manifest_bytes = encode_model(manifest)
-        if len(manifest_bytes) > self.limits.max_manifest_bytes:
+        line = encode_model(manifest) + b"\n"
+        if len(line) > self.limits.max_manifest_bytes:
             raise LimitExceededError("session manifest exceeds its size cap")
         staging = STAGING_PREFIX + self.ctx.random_hex(8)
 
         def act() -> None:
             # Build the whole session under a temporary name, then publish it with one rename.
             with sessions.make_dir(staging) as directory:
-                directory.write_new(MANIFEST_FILE, manifest_bytes)
+                directory.write_new(MANIFEST_FILE, line)
+                directory.write_new(JOURNAL_FILE, b"")
                 directory.make_dir(STATE_DIR).close()
                 with directory.make_dir(AUDIT_DIR) as audit_dir:
                     self.new_log(audit_dir).create(
@@ -268,39 +359,25 @@ class Pipeline:
                     )
             sessions.rename(staging, name)
 
-        def observe() -> str | None:
-            if sessions.entry(name) is None:
-                return None
-            with sessions.open_dir(name) as directory:
-                return observe_file(directory, MANIFEST_FILE, self.limits.max_manifest_bytes)
-
         try:
-            self.apply(log, Change("session.create", session_target(name), sha256_hex(manifest_bytes),
-                                   len(manifest_bytes), act, observe))
+            self.apply(log, Change("session.create", session_target(name), sha256_hex(line), len(line), act,
+                                   lambda: self._session_identity(sessions, name)))
         finally:
             if sessions.entry(staging) is not None and not self.ctx.failed:
                 sessions.remove_tree(staging)
-        return key, name
+        return name
 
     def delete_session(self, log: AuditLog, sessions: Dir, session: OpenSession) -> None:
         trash = TRASH_PREFIX + self.ctx.random_hex(8)
         name = session.name
-
-        def observe() -> str | None:
-            if sessions.entry(name) is None:
-                return None
-            with sessions.open_dir(name) as directory:
-                return observe_file(directory, MANIFEST_FILE, self.limits.max_manifest_bytes)
-
         self.apply(log, Change("session.delete", session_target(name), None, None,
-                               lambda: sessions.rename(name, trash), observe))
+                               lambda: sessions.rename(name, trash), lambda: self._session_identity(sessions, name)))
         sessions.remove_tree(trash)  # the session is gone once renamed; this frees the space
 
     def record_rejection(self, log: AuditLog, op: str, target: str | None, error: PolicyError) -> None:
         """Audit a rejected write, at most `records_per_window` per window; then one marker."""
         policy = self.config.rejection_audit
-        now = self.clock()
-        window = now // 1000 // policy.window_seconds
+        window = self.clock() // 1000 // policy.window_seconds
         in_window = [r for r in log.recent(64 * 1024)
                      if isinstance(r, (Rejected, Suppressed)) and r.ts // 1000 // policy.window_seconds == window]
         if any(isinstance(r, Suppressed) for r in in_window):
@@ -311,19 +388,64 @@ class Pipeline:
             log.append({"kind": "suppressed", "window": window, "window_seconds": policy.window_seconds},
                        durable=True)
 
-    # -- session scope -------------------------------------------------------------------------
-    def reconcile_session(self, session: OpenSession) -> list[str]:
-        def observe(target: str) -> str | None:
-            if target == VAULT_FILE:
-                return observe_file(session.dir, VAULT_FILE, self.limits.max_vault_bytes)
-            return observe_file(session.state, target.removeprefix(f"{STATE_DIR}/"), self._slot_cap())
+    # -- session scope: recovery -----------------------------------------------------------------
+    def _observe_session(self, session: OpenSession, target: str, op: str = "") -> str | None:
+        """The target's state in the terms its intent uses: the last line of an append-only file
+        (the whole file for a compaction), the whole content otherwise."""
+        if target in APPEND_ONLY and op != "journal.compact":
+            return last_line_hash(session.dir, target, self.limits.max_record_bytes + 1024)
+        if target in (VAULT_FILE, SNAPSHOT_FILE):
+            cap = self.limits.max_vault_bytes if target == VAULT_FILE else self.limits.max_snapshot_bytes
+            return observe_file(session.dir, target, cap)
+        return observe_file(session.state, target.removeprefix(f"{STATE_DIR}/"), self._slot_cap())
 
+    def _drop_torn_lines(self, session: OpenSession) -> list[dict[str, Any]]:
+        """A crash mid-append leaves a partial last line (or a bad final journal record)."""
+        records = []
+        for name, cap in ((MANIFEST_FILE, self.limits.max_manifest_bytes), (JOURNAL_FILE, self.limits.max_journal_bytes)):
+            data = session.dir.read_optional(name, cap)
+            if data is None:
+                continue
+            if name == JOURNAL_FILE:
+                parsed = parse_journal(data, after_seq=None)
+                keep = parsed.good_bytes if parsed.damage is None else len(data)
+            else:
+                keep = data.rfind(b"\n") + 1
+            if keep < len(data):
+                fragment = data[keep:]
+                session.dir.truncate(name, keep)
+                records.append({"kind": "recovery", "event": "torn-tail", "target": name,
+                                "size": len(fragment), "sha256": sha256_hex(fragment)})
+        return records
+
+    def _redo(self, session: OpenSession, intent: Intent) -> None:
+        """Finish materializing a committed journal record that a crash interrupted."""
+        if intent.op != "journal.append":
+            return
+        data = session.dir.read(JOURNAL_FILE, self.limits.max_journal_bytes)
+        lines, _ = split_lines(data)
+        record = parse_journal(lines[-1], after_seq=None).records[0]
+        steps = self.materializations(session, record.ops)
+        if tuple(step.describe() for step in steps) != tuple(intent.also):
+            raise IntegrityError(f"session {session.name}: journal record {record.seq} does not match its intent")
+        for step in steps:
+            if self._observe_session(session, step.target) != step.describe().sha256:
+                self._materialize(session, step)
+
+    def reconcile_session(self, session: OpenSession) -> list[str]:
         def cleanup() -> list[dict[str, Any]]:
             return self._leftovers(session.dir, (TEMP_PREFIX,), "") + \
                 self._leftovers(session.state, (TEMP_PREFIX,), f"{STATE_DIR}/")
 
-        return self.reconcile(session.log, observe, cleanup)
+        return self.reconcile(
+            session.log,
+            lambda intent: self._observe_session(session, intent.target, intent.op),
+            cleanup,
+            finish=lambda intent: self._redo(session, intent),
+            torn_files=lambda: self._drop_torn_lines(session),
+        )
 
+    # -- session scope: writes -------------------------------------------------------------------
     def _slot_cap(self) -> int:
         return self.limits.max_value_bytes + self.limits.max_key_bytes + 4096
 
@@ -342,66 +464,186 @@ class Pipeline:
                 )
         return session.vault, session.data_key
 
-    def prepare(self, value: Any, sink: _VaultSink) -> Any:
-        """validate -> redact. Nothing is written; a PolicyError leaves the store unchanged."""
-        check_value(value, self.limits, leaf_types=SECRET_TYPES, hide=contains_secret)
-        return redact(value, sink, max_secrets=self.limits.max_secrets_per_value).value
+    def prepare(self, session: OpenSession, value: Any, sink: _VaultSink | None = None) -> tuple[Any, _VaultSink]:
+        """validate -> redact. Nothing is written; a PolicyError leaves the store unchanged and
+        forgets any secret sealed into the in-memory vault for this value."""
+        sink = sink or _VaultSink(self, session)
+        mark = sink.mark()
+        try:
+            check_value(value, self.limits, leaf_types=SECRET_TYPES, hide=contains_secret)
+            redacted = redact(value, sink, max_secrets=self.limits.max_secrets_per_value).value
+            size = len(canonical_bytes(redacted))
+            if size > self.limits.max_value_bytes:
+                raise LimitExceededError(f"value of {size} bytes exceeds {self.limits.max_value_bytes}")
+        except BaseException:
+            sink.rollback(mark)
+            raise
+        return redacted, sink
 
-    def put_slot(self, session: OpenSession, raw_slot: object, value: Any, expected_version: int | None = None) -> int:
-        slot = checked_key(raw_slot, what="slot name", max_bytes=self.limits.max_key_bytes)
+    def _vault_bytes(self, session: OpenSession) -> bytes:
+        if session.vault is None:
+            raise AssertionError("no vault to write")  # pragma: no cover
+        data = session.vault.to_bytes()
+        if len(data) > self.limits.max_vault_bytes:
+            raise LimitExceededError(f"session vault would exceed {self.limits.max_vault_bytes} bytes")
+        return data
+
+    def current_slot(self, session: OpenSession, slot: str) -> SlotEnvelope | None:
         name = encode_name(slot)
-        file = slot_file(name)
-        current = session.state.read_optional(file, self._slot_cap())
-        version = 0 if current is None else decode_model(SlotEnvelope, current, f"slot {name}").slot_version
-        if expected_version is not None and expected_version != version:
-            raise VersionConflictError(f"slot {name} is at version {version}, expected {expected_version}")
-        if current is None:
+        data = session.state.read_optional(slot_file(name), self._slot_cap())
+        if data is None:
+            return None
+        envelope: SlotEnvelope = decode_model(SlotEnvelope, data, f"slot {name}")
+        if envelope.ext_id != slot:
+            raise IntegrityError(f"session {session.name}: slot file {name} holds another slot")
+        return envelope
+
+    def slot_version_check(self, session: OpenSession, slot: str, current: int, expected: int | None,
+                           adding: bool) -> None:
+        if expected is not None and expected != current:
+            raise VersionConflictError(f"slot {encode_name(slot)} is at version {current}, expected {expected}")
+        if adding:
             count = sum(1 for entry in session.state.list() if not entry.startswith("."))
             if count >= self.limits.max_slots_per_session:
-                raise LimitExceededError(
-                    f"session already holds {count} slots (limit {self.limits.max_slots_per_session})"
-                )
-        sink = _VaultSink(self, session)
-        vault_before = dict(session.vault.entries) if session.vault is not None else None
-        try:
-            payload = self.prepare(value, sink)
-            payload_bytes = canonical_bytes(payload)
-            if len(payload_bytes) > self.limits.max_value_bytes:
-                raise LimitExceededError(
-                    f"value of {len(payload_bytes)} bytes exceeds {self.limits.max_value_bytes}"
-                )
-            vault_bytes = session.vault.to_bytes() if sink.changed and session.vault is not None else None
-            if vault_bytes is not None and len(vault_bytes) > self.limits.max_vault_bytes:
-                raise LimitExceededError(f"session vault would exceed {self.limits.max_vault_bytes} bytes")
-        except BaseException:
-            if session.vault is not None:  # forget secrets sealed for a write that will not happen
-                if vault_before is None:
-                    session.vault = session.data_key = None
-                else:
-                    session.vault.entries = vault_before
-            raise
+                raise LimitExceededError(f"session already holds {count} slots (limit {self.limits.max_slots_per_session})")
+
+    def put_slot(self, session: OpenSession, slot: str, value: Any, expected_version: int | None = None) -> int:
+        """A slot update on its own: one atomic replace (plus the vault, if it gained a secret)."""
+        current = self.current_slot(session, slot)
+        version = current.slot_version if current else 0
+        self.slot_version_check(session, slot, version, expected_version, adding=current is None)
+        payload, sink = self.prepare(session, value)
         data = encode_model(SlotEnvelope(ext_id=slot, slot_version=version + 1, payload=payload))
-        if vault_bytes is not None:
+        file = slot_file(encode_name(slot))
+        try:
+            if sink.new_entries:
+                vault_bytes = self._vault_bytes(session)
+                self.apply(session.log, Change(
+                    "vault.put", VAULT_FILE, sha256_hex(vault_bytes), len(vault_bytes),
+                    lambda: session.dir.write_atomic(VAULT_FILE, vault_bytes),
+                    lambda: observe_file(session.dir, VAULT_FILE, self.limits.max_vault_bytes),
+                ), session)
             self.apply(session.log, Change(
-                "vault.put", VAULT_FILE, sha256_hex(vault_bytes), len(vault_bytes),
-                lambda: session.dir.write_atomic(VAULT_FILE, vault_bytes),
-                lambda: observe_file(session.dir, VAULT_FILE, self.limits.max_vault_bytes),
-            ))
-        self.apply(session.log, Change(
-            "slot.put", slot_target(name), sha256_hex(data), len(data),
-            lambda: session.state.write_atomic(file, data),
-            lambda: observe_file(session.state, file, self._slot_cap()),
-        ))
+                "slot.put", slot_target(encode_name(slot)), sha256_hex(data), len(data),
+                lambda: session.state.write_atomic(file, data),
+                lambda: observe_file(session.state, file, self._slot_cap()),
+            ), session)
+        except BaseException:
+            sink.rollback()
+            raise
         return version + 1
 
-    def delete_slot(self, session: OpenSession, raw_slot: object) -> None:
-        slot = checked_key(raw_slot, what="slot name", max_bytes=self.limits.max_key_bytes)
-        name = encode_name(slot)
-        file = slot_file(name)
+    def delete_slot(self, session: OpenSession, slot: str) -> None:
+        file = slot_file(encode_name(slot))
         if session.state.entry(file) is None:
-            raise NotFoundError(f"slot {name} does not exist")
+            raise NotFoundError(f"slot {encode_name(slot)} does not exist")
         self.apply(session.log, Change(
-            "slot.delete", slot_target(name), None, None,
+            "slot.delete", slot_target(encode_name(slot)), None, None,
             lambda: session.state.unlink(file),
             lambda: observe_file(session.state, file, self._slot_cap()),
-        ))
+        ), session)
+
+    def next_revision(self, session: OpenSession, metadata: SessionMetadata) -> Manifest:
+        now = max(self.clock(), session.manifest.updated_ms)
+        return session.manifest.model_copy(update={"rev": session.revisions + 1, "ts": now, "updated_ms": now,
+                                                   "metadata": metadata})
+
+    # -- session scope: the journal --------------------------------------------------------------
+    def materializations(self, session: OpenSession, ops: list[Op]) -> list[Materialize]:
+        """The file writes a journal record implies, computed from the record alone (plus the
+        vault on disk for merging), so recovery can recompute and redo them."""
+        steps: list[Materialize] = []
+        for op in ops:
+            kind = op["op"]
+            if kind == "slot":
+                envelope = SlotEnvelope(ext_id=op["ext_id"], slot_version=op["slot_version"], payload=op["payload"])
+                steps.append(Materialize(slot_target(encode_name(op["ext_id"])), encode_model(envelope)))
+            elif kind == "slot-delete":
+                steps.append(Materialize(slot_target(encode_name(op["ext_id"])), None))
+            elif kind == "meta":
+                steps.append(Materialize(MANIFEST_FILE, canonical_bytes(op["revision"]) + b"\n"))
+            elif kind == "vault":
+                steps.append(Materialize(VAULT_FILE, self._merged_vault(session, op)))
+        return steps
+
+    def _merged_vault(self, session: OpenSession, op: Op) -> bytes:
+        existing = session.dir.read_optional(VAULT_FILE, self.limits.max_vault_bytes)
+        entries = {} if existing is None else dict(_vault_entries(existing))
+        entries.update(op["entries"])
+        return canonical_bytes({"check": op["check"], "entries": entries, "salt": op["salt"], "v": 1})
+
+    def _materialize(self, session: OpenSession, step: Materialize) -> None:
+        if step.target in APPEND_ONLY:
+            if step.data is None:
+                raise AssertionError("append-only files are never removed")  # pragma: no cover
+            session.dir.append(step.target, step.data, durable=True)
+        elif step.target.startswith(f"{STATE_DIR}/"):
+            name = step.target.removeprefix(f"{STATE_DIR}/")
+            if step.data is None:
+                if session.state.entry(name) is not None:
+                    session.state.unlink(name)
+            else:
+                session.state.write_atomic(name, step.data)
+        else:
+            if step.data is None:
+                raise AssertionError("only slots are removed by a batch")  # pragma: no cover
+            session.dir.write_atomic(step.target, step.data)
+
+    def append_record(self, session: OpenSession, ops: list[Op]) -> None:
+        """Commit a batch: one intent, one journal append (the commit point), then materialize."""
+        seq = session.seq + 1
+        line = encode_record(seq, self.clock(), ops)
+        if len(line) > self.limits.max_record_bytes:
+            raise LimitExceededError(f"journal record of {len(line)} bytes exceeds {self.limits.max_record_bytes}")
+        if session.journal_bytes + len(line) > self.limits.max_journal_bytes:
+            raise LimitExceededError("the journal is full; commit a turn to snapshot it")
+        steps = self.materializations(session, ops)
+
+        def act() -> None:
+            session.dir.append(JOURNAL_FILE, line, durable=True)
+            for step in steps:
+                self._materialize(session, step)
+
+        self.apply(session.log, Change(
+            "journal.append", JOURNAL_FILE, sha256_hex(line), len(line), act,
+            lambda: self._observe_session(session, JOURNAL_FILE), tuple(step.describe() for step in steps),
+        ), session)
+        session.seq = seq
+        session.journal_records += 1
+        session.journal_bytes += len(line)
+
+    def snapshot(self, session: OpenSession) -> None:
+        """Materialize the transcript at the current record, then empty the journal.
+
+        Crash-safe in either order of failure: the snapshot names the last record it holds, and
+        replay skips journal records at or below it, so a journal not yet emptied is harmless."""
+        data = encode_model(Snapshot(v=1, seq=session.seq, ts=self.clock(), items=session.items))
+        if len(data) > self.limits.max_snapshot_bytes:
+            raise LimitExceededError(f"snapshot of {len(data)} bytes exceeds {self.limits.max_snapshot_bytes}")
+        self.apply(session.log, Change(
+            "snapshot.write", SNAPSHOT_FILE, sha256_hex(data), len(data),
+            lambda: session.dir.write_atomic(SNAPSHOT_FILE, data),
+            lambda: observe_file(session.dir, SNAPSHOT_FILE, self.limits.max_snapshot_bytes),
+        ), session)
+        if session.journal_bytes:
+            self.apply(session.log, Change(
+                "journal.compact", JOURNAL_FILE, sha256_hex(b""), 0,
+                lambda: session.dir.write_atomic(JOURNAL_FILE, b""),
+                lambda: observe_file(session.dir, JOURNAL_FILE, self.limits.max_journal_bytes),
+            ), session)
+        session.journal_records = session.journal_bytes = 0
+
+    def snapshot_due(self, session: OpenSession) -> bool:
+        every_records, every_bytes = self.config.snapshot_every_records, self.config.snapshot_every_bytes
+        return bool((every_records and session.journal_records >= every_records)
+                    or (every_bytes and session.journal_bytes >= every_bytes))
+
+
+def _vault_entries(data: bytes) -> dict[str, Any]:
+    try:
+        entries = orjson.loads(data)["entries"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        raise IntegrityError("vault is malformed") from None
+    if not isinstance(entries, dict):
+        raise IntegrityError("vault is malformed")
+    return entries

@@ -4,29 +4,34 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from .audit.log import AuditLog
+from .canonical import sha256_hex
 from .config import StoreConfig
+from .engine.files import read_manifest, read_transcript
 from .errors import (
     AlreadyExistsError,
     IntegrityError,
+    InvalidValueError,
     KeyMaterialError,
+    LayoutVersionError,
+    LimitExceededError,
     NotFoundError,
     OperationalError,
     PolicyError,
+    ResumeMismatchError,
     SecretUnavailableError,
     UnsafeFileError,
     UsageError,
 )
-from .fs import REAL_OS, Dir, FsContext, OsApi, open_root, read_key_file, write_key_file
+from .fs import REAL_OS, Dir, FileLock, FsContext, OsApi, open_root, read_key_file, write_key_file
 from .layout import (
     AUDIT_DIR,
     BACKEND,
     LAYOUT_VERSION,
-    MANIFEST_FILE,
     SESSION_LOCK,
     SESSIONS_DIR,
     STATE_DIR,
@@ -34,6 +39,7 @@ from .layout import (
     STORE_LOCK,
     VAULT_FILE,
     Manifest,
+    SessionMetadata,
     SlotEnvelope,
     StoreIdentity,
     decode_model,
@@ -42,9 +48,9 @@ from .layout import (
     slot_file,
 )
 from .pipeline import Change, OpenSession, Pipeline, checked_key, now_ms, observe_file
-from .canonical import sha256_hex
-from .policy import encode_name, is_session_name, name_matches_key
-from .secrets import resolve_value, unescape_value
+from .policy import check_value, encode_name, is_session_name, name_matches_key
+from .secrets import SECRET_TYPES, contains_secret, redact, resolve_value, unescape_value
+from .session import Session
 from .secrets.vault import encode_master_key, load_vault, parse_master_key, unseal
 
 MASTER_KEY_ENV = "SECURESTORE_MASTER_KEY"
@@ -78,7 +84,22 @@ class SessionInfo:
     key: str
     name: str
     created_ms: int
+    updated_ms: int
+    title: str | None
     slots: int
+
+
+@dataclass(frozen=True)
+class SessionView:
+    key: str
+    name: str
+    metadata: dict[str, Any]
+    revisions: int
+    created_ms: int
+    updated_ms: int
+    items: int
+    slots: list[str]
+    lock_holder: str | None
 
 
 @dataclass(frozen=True)
@@ -103,7 +124,7 @@ def init_store(
         leftovers = set(root_dir.list())
         if leftovers - {AUDIT_DIR, SESSIONS_DIR, STORE_LOCK}:
             raise UsageError(f"refused to init {root_path}: the directory is not empty")
-        with root_dir.lock(STORE_LOCK, 0.0):
+        with root_dir.lock(STORE_LOCK, 0.0, clock()):
             for name in leftovers - {STORE_LOCK}:  # an init that crashed before store.json
                 root_dir.remove_tree(name)
             identity = StoreIdentity(
@@ -188,10 +209,23 @@ class SecureStore:
         return self.pipeline.master_key is not None
 
     # -- locking ---------------------------------------------------------------------------------
+    def _lock(self, directory: Dir, name: str, log: AuditLog) -> FileLock:
+        """Take a writer lock; a lock left by a dead holder is taken over and audited."""
+        lock = directory.lock(name, self.config.lock_timeout_seconds, self.pipeline.clock())
+        if lock.recovered_from is not None:
+            try:
+                log.append({"kind": "recovery", "event": "stale-lock", "target": name, "size": 0,
+                            "detail": f"holder {lock.recovered_from.describe()} is gone"}, durable=True)
+            except BaseException:
+                lock.release()
+                raise
+            self.recovered.append(f"stale lock of a dead holder ({lock.recovered_from.describe()}) taken over")
+        return lock
+
     @contextmanager
     def _store_writer(self) -> Iterator[AuditLog]:
-        with self._root.lock(STORE_LOCK, self.config.lock_timeout_seconds):
-            log = self.pipeline.new_log(self._audit_dir)
+        log = self.pipeline.new_log(self._audit_dir)
+        with self._lock(self._root, STORE_LOCK, log):
             self.recovered += self.pipeline.reconcile_store(log, self._root, self._sessions)
             yield log
 
@@ -210,41 +244,33 @@ class SecureStore:
         except OperationalError:
             pass
 
-    @contextmanager
-    def _session_writer(self, key: object, *, create: bool) -> Iterator[OpenSession]:
-        key = checked_key(key, what="session key", max_bytes=self.config.limits.max_key_bytes)
-        name = encode_name(key)
-        if create and self._sessions.entry(name) is None:
-            with self._store_writer() as log:
-                if self._sessions.entry(name) is None:
-                    self.pipeline.create_session(log, self._sessions, key)
-        session = self._open_for_write(key, name)
-        try:
-            session.recovered = self.pipeline.reconcile_session(session)
-            self.recovered += session.recovered
-            yield session
-        finally:
-            session.close()
-
     def _open_for_write(self, key: str, name: str) -> OpenSession:
-        directory = self._open_session_dir(name)
-        try:
-            lock = directory.lock(SESSION_LOCK, self.config.lock_timeout_seconds)
-        except BaseException:
-            directory.close()
-            raise
-        try:
+        with ExitStack() as cleanup:  # on any failure, everything opened so far is closed
+            directory = cleanup.enter_context(self._open_session_dir(name))
+            # Resume rules first, read-only: a foreign or newer session is refused untouched.
+            self._check_resumable(directory, name, key)
+            audit = cleanup.enter_context(directory.open_dir(AUDIT_DIR))
+            log = self.pipeline.new_log(audit)
+            lock = cleanup.enter_context(self._lock(directory, SESSION_LOCK, log))
             # The directory may have been deleted or replaced while we waited for the lock.
             if not self._sessions.holds(name, directory):
                 raise NotFoundError(f"session {name} was deleted")
-            manifest = self._manifest(directory, name, key)
-            state = directory.open_dir(STATE_DIR)
-            audit = directory.open_dir(AUDIT_DIR)
-        except BaseException:
-            lock.release()
-            directory.close()
-            raise
-        return OpenSession(key, name, directory, state, self.pipeline.new_log(audit), lock, manifest)
+            state = cleanup.enter_context(directory.open_dir(STATE_DIR))
+            history = read_manifest(directory, self.config.limits, f"session {name}")
+            session = OpenSession(key, name, directory, state, log, lock, history.latest, len(history.revisions))
+            cleanup.pop_all()
+            return session
+
+    def _load(self, session: OpenSession) -> None:
+        """After reconciliation: the latest manifest and the transcript, into memory."""
+        what = f"session {session.name}"
+        history = read_manifest(session.dir, self.config.limits, what)
+        transcript = read_transcript(session.dir, self.config.limits, what)
+        if transcript.torn_bytes or history.torn_bytes:
+            raise IntegrityError(f"{what}: a torn record survived recovery")
+        session.manifest, session.revisions = history.latest, len(history.revisions)
+        session.items, session.seq = transcript.items, transcript.seq
+        session.journal_records, session.journal_bytes = transcript.journal_records, transcript.journal_bytes
 
     def _open_session_dir(self, name: str) -> Dir:
         try:
@@ -252,43 +278,100 @@ class SecureStore:
         except NotFoundError:
             raise NotFoundError(f"session {name} does not exist") from None
 
-    def _manifest(self, directory: Dir, name: str, key: str | None) -> Manifest:
-        data = directory.read(MANIFEST_FILE, self.config.limits.max_manifest_bytes)
-        manifest: Manifest = decode_model(Manifest, data, f"manifest of session {name}")
-        if not name_matches_key(name, manifest.key) or manifest.name != name:
-            raise IntegrityError(f"session {name}: its directory name does not encode the key in its manifest")
-        if key is not None and manifest.key != key:
-            raise IntegrityError(f"session {name}: manifest names a different key")
+    def _check_resumable(self, directory: Dir, name: str, key: str | None) -> Manifest:
+        """The first manifest revision must name this store and backend, and a layout we know."""
+        manifest = self._manifest(directory, name, key)
+        if manifest.layout_version > LAYOUT_VERSION:
+            raise LayoutVersionError(
+                f"session {name} has layout version {manifest.layout_version}, newer than this securestore "
+                f"supports ({LAYOUT_VERSION}); nothing was modified"
+            )
         if manifest.store_id != self.identity.store_id or manifest.backend != BACKEND:
-            raise IntegrityError(f"session {name} belongs to another store")
+            raise ResumeMismatchError(
+                f"session {name} was written by store {manifest.store_id} ({manifest.backend}), "
+                f"not this store {self.identity.store_id} ({BACKEND}); nothing was modified"
+            )
         return manifest
 
-    # -- writes ----------------------------------------------------------------------------------
-    def create_session(self, key: str) -> str:
-        """Create a session; returns its normalized key."""
+    def _manifest(self, directory: Dir, name: str, key: str | None) -> Manifest:
+        latest: Manifest = read_manifest(directory, self.config.limits, f"session {name}").latest
+        if not name_matches_key(name, latest.key) or latest.name != name:
+            raise IntegrityError(f"session {name}: its directory name does not encode the key in its manifest")
+        if key is not None and latest.key != key:
+            raise IntegrityError(f"session {name}: manifest names a different key")
+        return latest
+
+    # -- sessions ----------------------------------------------------------------------------------
+    def _initial_metadata(self, metadata: Mapping[str, Any] | None) -> SessionMetadata | None:
+        """Metadata for revision 1, or None when it holds a secret: that needs the session's
+        vault, so it is written as revision 2 once the session exists."""
+        if not metadata:
+            return SessionMetadata()
+        unknown = set(metadata) - set(SessionMetadata.model_fields)
+        if unknown:
+            raise InvalidValueError(f"unknown metadata field(s): {', '.join(sorted(unknown))}")
+        check_value(dict(metadata), self.config.limits, leaf_types=SECRET_TYPES, hide=contains_secret)
+        try:
+            redacted = redact(dict(metadata), _NoSecretsSink(), max_secrets=0).value
+        except (_HoldsSecret, LimitExceededError):
+            return None
+        return Session._validated_metadata(redacted)
+
+    def open_session(self, key: str, *, create: bool = False,
+                     metadata: Mapping[str, Any] | None = None) -> Session:
+        """Open a session for writing (the one-writer lock is held until `close`)."""
         try:
             normalized = checked_key(key, what="session key", max_bytes=self.config.limits.max_key_bytes)
-            with self._store_writer() as log:
-                self.pipeline.create_session(log, self._sessions, normalized)
+            name = encode_name(normalized)
+            deferred = None
+            if create and self._sessions.entry(name) is None:
+                initial = self._initial_metadata(metadata)
+                deferred = metadata if initial is None else None
+                with self._store_writer() as log:
+                    if self._sessions.entry(name) is None:
+                        self.pipeline.create_session(log, self._sessions, normalized, initial or SessionMetadata())
         except PolicyError as error:
-            self.record_rejection("session.create", key, error)
+            self.record_rejection("session.create" if create else "session.open", key, error)
             raise
-        return normalized
+        session = self._open_for_write(normalized, name)
+        try:
+            session.recovered = self.pipeline.reconcile_session(session)
+            self.recovered += session.recovered
+            self._load(session)
+        except BaseException:
+            session.close()
+            raise
+        handle = Session(self, session)
+        if deferred:
+            try:
+                handle.update_metadata(**deferred)
+            except BaseException:
+                handle.close()
+                raise
+        return handle
+
+    def create_session(self, key: str, metadata: Mapping[str, Any] | None = None) -> Session:
+        """Create a new session (AlreadyExistsError if it exists) and open it for writing."""
+        normalized = checked_key(key, what="session key", max_bytes=self.config.limits.max_key_bytes)
+        if self._sessions.entry(encode_name(normalized)) is not None:
+            raise AlreadyExistsError(f"session {encode_name(normalized)} already exists")
+        return self.open_session(normalized, create=True, metadata=metadata)
 
     def put(self, session: str, slot: str, value: Any, *, create: bool = True,
             expected_version: int | None = None) -> int:
         """Store `value` in a slot (creating the session if needed); returns the slot version."""
         try:
-            with self._session_writer(session, create=create) as open_session:
-                return self.pipeline.put_slot(open_session, slot, value, expected_version)
+            with self.open_session(session, create=create) as handle:
+                version: int = handle.slot(slot).put(value, expected_version=expected_version)
+                return version
         except PolicyError as error:
             self.record_rejection("slot.put", session, error)
             raise
 
     def delete_slot(self, session: str, slot: str) -> None:
         try:
-            with self._session_writer(session, create=False) as open_session:
-                self.pipeline.delete_slot(open_session, slot)
+            with self.open_session(session) as handle:
+                handle.slot(slot).delete()
         except PolicyError as error:
             self.record_rejection("slot.delete", session, error)
             raise
@@ -299,8 +382,8 @@ class SecureStore:
         except PolicyError as error:
             self.record_rejection("session.delete", session, error)
             raise
-        with self._store_writer() as log, self._session_writer(key, create=False) as open_session:
-            self.pipeline.delete_session(log, self._sessions, open_session)
+        with self._store_writer() as log, self.open_session(key) as handle:
+            self.pipeline.delete_session(log, self._sessions, handle._open)
 
     # -- reads -----------------------------------------------------------------------------------
     def get(self, session: str, slot: str, *, resolve: bool = False, default: Any = None) -> Any:
@@ -348,19 +431,62 @@ class SecureStore:
 
         return lookup
 
-    def slots(self, session: str) -> list[str]:
-        limits = self.config.limits
-        key = checked_key(session, what="session key", max_bytes=limits.max_key_bytes)
-        name = encode_name(key)
+    def _slot_names(self, state: Dir, name: str) -> list[str]:
         names = []
-        with self._open_session_dir(name) as directory, directory.open_dir(STATE_DIR) as state:
-            for file in state.list():
-                if file.startswith("."):
-                    continue
-                data = state.read(file, self.pipeline._slot_cap())
-                envelope: SlotEnvelope = decode_model(SlotEnvelope, data, f"slot of session {name}")
-                names.append(envelope.ext_id)
+        for file in state.list():
+            if file.startswith("."):
+                continue
+            data = state.read(file, self.pipeline._slot_cap())
+            envelope: SlotEnvelope = decode_model(SlotEnvelope, data, f"slot of session {name}")
+            names.append(envelope.ext_id)
         return sorted(names)
+
+    def _history(self, directory: Dir, name: str) -> list[dict[str, Any]]:
+        history = read_manifest(directory, self.config.limits, f"session {name}")
+        return [unescape_value(revision.model_dump()) for revision in history.revisions]
+
+    @contextmanager
+    def _reader(self, session: str) -> Iterator[tuple[Dir, str]]:
+        """A session directory opened for reading: no lock, nothing repaired or written."""
+        key = checked_key(session, what="session key", max_bytes=self.config.limits.max_key_bytes)
+        name = encode_name(key)
+        with self._open_session_dir(name) as directory:
+            self._check_resumable(directory, name, key)
+            yield directory, name
+
+    def slots(self, session: str) -> list[str]:
+        with self._reader(session) as (directory, name), directory.open_dir(STATE_DIR) as state:
+            return self._slot_names(state, name)
+
+    def history(self, session: str) -> list[dict[str, Any]]:
+        """Every manifest revision of a session, oldest first."""
+        with self._reader(session) as (directory, name):
+            return self._history(directory, name)
+
+    def read_items(self, session: str, limit: int | None = None, *, resolve: bool = False) -> list[Any]:
+        """The latest `limit` transcript items, oldest first, read without taking the lock."""
+        with self._reader(session) as (directory, name):
+            items = read_transcript(directory, self.config.limits, f"session {name}").items
+            chosen = items if limit is None else items[max(0, len(items) - limit):]
+            if not resolve:
+                return [unescape_value(item) for item in chosen]
+            lookup = self._resolver(directory, name)
+            return [resolve_value(item, lookup) for item in chosen]
+
+    def describe_session(self, session: str) -> SessionView:
+        with self._reader(session) as (directory, name):
+            history = read_manifest(directory, self.config.limits, f"session {name}")
+            transcript = read_transcript(directory, self.config.limits, f"session {name}")
+            with directory.open_dir(STATE_DIR) as state:
+                slots = self._slot_names(state, name)
+            holder = directory.lock_owner(SESSION_LOCK)
+            latest = history.latest
+            return SessionView(
+                key=latest.key, name=name, metadata=unescape_value(latest.metadata.model_dump()),
+                revisions=len(history.revisions), created_ms=latest.created_ms, updated_ms=latest.updated_ms,
+                items=len(transcript.items), slots=slots,
+                lock_holder=holder.describe() if holder is not None else None,
+            )
 
     def list_sessions(self) -> tuple[list[SessionInfo], list[SkippedEntry]]:
         """Every session whose directory re-encodes from its manifest key; the rest are skipped."""
@@ -374,15 +500,25 @@ class SecureStore:
                 continue
             try:
                 with self._sessions.open_dir(name) as directory:
-                    manifest = self._manifest(directory, name, None)
+                    manifest = self._check_resumable(directory, name, None)
                     with directory.open_dir(STATE_DIR) as state:
                         slots = sum(1 for f in state.list() if not f.startswith("."))
-            except (IntegrityError, UnsafeFileError, NotFoundError) as exc:
+            except (IntegrityError, UnsafeFileError, NotFoundError, ResumeMismatchError, LayoutVersionError) as exc:
                 skipped.append(SkippedEntry(name, str(exc)))
                 continue
-            found.append(SessionInfo(manifest.key, name, manifest.created_ms, slots))
+            found.append(SessionInfo(manifest.key, name, manifest.created_ms, manifest.updated_ms,
+                                     manifest.metadata.title, slots))
         found.sort(key=lambda info: (info.created_ms, info.key))
         return found, skipped
+
+
+class _HoldsSecret(Exception):
+    pass
+
+
+class _NoSecretsSink:
+    def keep(self, value: str | bytes, kind: str) -> tuple[str, str]:
+        raise _HoldsSecret()
 
 
 def open_store(root: str | os.PathLike[str], config: StoreConfig | None = None, **kwargs: Any) -> SecureStore:

@@ -14,15 +14,17 @@ from .audit.verify import Commit, Failure, LogReport, LogVerifier
 from .canonical import sha256_hex
 from .errors import IntegrityError, NotFoundError, SecureStoreError, UnsafeFileError
 from .fs import Dir
+from .engine.files import line_hash, read_manifest, read_transcript, split_lines
 from .layout import (
+    APPEND_ONLY,
     AUDIT_DIR,
+    JOURNAL_FILE,
     MANIFEST_FILE,
+    SNAPSHOT_FILE,
     SESSIONS_DIR,
     STATE_DIR,
     STORE_FILE,
     VAULT_FILE,
-    Manifest,
-    decode_model,
     session_target,
 )
 from .policy import encode_name, is_session_name, name_matches_key, normalize_key
@@ -97,8 +99,11 @@ class _Checker:
         if actual == expected:
             return
         pending = log.dangling
-        if pending is not None and pending.target == target and actual == pending.sha256:
-            return
+        if pending is not None:
+            gained = {pending.sha256} if pending.target == target else set()
+            gained |= {t.sha256 for t in pending.also if t.target == target}
+            if actual in gained:
+                return  # a change in flight: either state is consistent
         label = f"{log.label}#{target}"
         self.fail(label, commit, "data-mismatch", expected or "absent", actual or "absent")
 
@@ -115,6 +120,28 @@ class _Checker:
         self.expect(log, STORE_FILE, sha256_hex(data))
         return log, root, root.open_dir(SESSIONS_DIR)
 
+    def lines_match(self, log: LogReport, target: str, lines: list[bytes], skip: int = 0) -> None:
+        """An append-only file holds exactly the lines the trail committed, in order."""
+        commits = log.appended.get(target, [])
+        actual = [line_hash(line) for line in lines[skip:]]
+        expected = [c.sha256 for c in commits]
+        pending = log.dangling
+        if pending is not None and len(actual) == len(expected) + 1:
+            gained = {pending.sha256} if pending.target == target else set()
+            gained |= {t.sha256 for t in pending.also if t.target == target}
+            if actual[-1] in gained:
+                actual = actual[:-1]  # the line of a change in flight
+        self.report.files_checked += 1
+        for index, (want, got) in enumerate(zip(expected, actual)):
+            if want != got:
+                self.fail(f"{log.label}#{target}", commits[index], "data-mismatch",
+                          f"line {index + 1 + skip} {want}", f"line {index + 1 + skip} {got}")
+                return
+        if len(actual) != len(expected):
+            commit = commits[len(actual)] if len(actual) < len(expected) else None
+            self.fail(f"{log.label}#{target}", commit, "data-mismatch",
+                      f"{len(expected) + skip} lines", f"{len(actual) + skip} lines")
+
     def session(self, store_log: LogReport, sessions: Dir, name: str) -> None:
         target = session_target(name)
         if not store_log.ok:
@@ -126,21 +153,37 @@ class _Checker:
             return
         with directory:
             manifest_bytes = directory.read(MANIFEST_FILE, self.limits.max_manifest_bytes)
-            self.expect(store_log, target, sha256_hex(manifest_bytes))
-            manifest: Manifest = decode_model(Manifest, manifest_bytes, f"manifest of {target}")
-            if not name_matches_key(name, manifest.key):
-                self.fail(target, None, "name-mismatch", encode_name(manifest.key), name)
+            manifest_lines, torn = split_lines(manifest_bytes)
+            if torn:
+                self.report.warnings.append(f"{target}/{MANIFEST_FILE}: torn final revision ({len(torn)} bytes)")
+            # The store log names the session by its first revision; its own log covers the rest.
+            self.expect(store_log, target, line_hash(manifest_lines[0]) if manifest_lines else None)
+            history = read_manifest(directory, self.limits, target)
+            first = history.revisions[0]
+            if not name_matches_key(name, first.key):
+                self.fail(target, None, "name-mismatch", encode_name(first.key), name)
                 return
             label = f"{target}/{AUDIT_DIR}/{LOG_FILE}"
             with directory.open_dir(AUDIT_DIR) as audit:
                 log = self.take(_verify_log(audit, label, LogVerifier(
                     label, scope="session", store_id=self.store.store_id, session=name,
-                    log_id=manifest.audit_log_id, max_line=self.limits.max_audit_line_bytes,
+                    log_id=first.audit_log_id, max_line=self.limits.max_audit_line_bytes, append_only=APPEND_ONLY,
                 ), self.limits.max_audit_line_bytes))
             if not log.ok:
                 return
-            vault = directory.read_optional(VAULT_FILE, self.limits.max_vault_bytes)
-            self.expect(log, VAULT_FILE, None if vault is None else sha256_hex(vault))
+            self.lines_match(log, MANIFEST_FILE, manifest_lines, skip=1)
+            journal = directory.read_optional(JOURNAL_FILE, self.limits.max_journal_bytes) or b""
+            journal_lines, torn = split_lines(journal)
+            if torn:
+                self.report.warnings.append(f"{target}/{JOURNAL_FILE}: torn final record ({len(torn)} bytes)")
+            self.lines_match(log, JOURNAL_FILE, journal_lines)
+            try:
+                read_transcript(directory, self.limits, target)
+            except IntegrityError as exc:
+                self.fail(f"{target}/{JOURNAL_FILE}", None, "journal", "a replayable journal", str(exc))
+            for name_, cap in ((VAULT_FILE, self.limits.max_vault_bytes), (SNAPSHOT_FILE, self.limits.max_snapshot_bytes)):
+                content = directory.read_optional(name_, cap)
+                self.expect(log, name_, None if content is None else sha256_hex(content))
             seen = set()
             with directory.open_dir(STATE_DIR) as state:
                 for file in state.list():

@@ -97,7 +97,7 @@ def test_long_keys_are_hashed_and_the_key_kept_inside(store: SecureStore, root: 
     store.put(key, "s", 1)
     name = encode_name(key)
     assert name.startswith("h-") and len(name) == 54
-    manifest = (root / "sessions" / name / "manifest.json").read_text()
+    manifest = (root / "sessions" / name / "manifest.jsonl").read_text()
     assert key in manifest
     assert store.get(key, "s") == 1
 
@@ -111,7 +111,7 @@ def test_directory_not_matching_its_manifest_key_is_ignored_and_reported(store: 
     store.put("alice", "s", 1)
     store.put("bob", "s", 2)
     alice, bob = root / "sessions" / encode_name("alice"), root / "sessions" / encode_name("bob")
-    (bob / "manifest.json").write_bytes((alice / "manifest.json").read_bytes())  # bob's dir claims to be alice
+    (bob / "manifest.jsonl").write_bytes((alice / "manifest.jsonl").read_bytes())  # bob's dir claims to be alice
     found, skipped = store.list_sessions()
     assert [info.key for info in found] == ["alice"]
     assert [entry.name for entry in skipped] == [bob.name]

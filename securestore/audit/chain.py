@@ -55,12 +55,24 @@ class Genesis(RecordBase):
     session: str | None = Field(default=None, pattern=_TARGET)
 
 
+class TargetState(BaseModel):
+    """Content a target will hold (replace), or the line it gains (append-only files)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    target: str = Field(pattern=_TARGET)
+    sha256: str | None = Field(default=None, pattern=_HEX64)  # None: the target is removed
+    size: int | None = Field(default=None, ge=0)
+
+
 class Intent(RecordBase):
     kind: Literal["intent"]
     op: str = Field(pattern=r"^[a-z][a-z.\-]{1,40}$")
     target: str = Field(pattern=_TARGET)
     sha256: str | None = Field(default=None, pattern=_HEX64)  # None: the op removes the target
     size: int | None = Field(default=None, ge=0)
+    # A batch commits at `target` (the journal) and is then materialized into these files,
+    # which recovery can redo from the journal. One intent for the whole batch.
+    also: list[TargetState] = Field(default_factory=list)
 
 
 class Outcome(RecordBase):
@@ -87,10 +99,11 @@ class Suppressed(RecordBase):
 
 class Recovery(RecordBase):
     kind: Literal["recovery"]
-    event: Literal["torn-tail", "temp-removed"]
+    event: Literal["torn-tail", "temp-removed", "stale-lock"]
     target: str = Field(pattern=_TARGET)
     size: int = Field(ge=0)
     sha256: str | None = Field(default=None, pattern=_HEX64)  # of discarded bytes, when they were read
+    detail: str | None = Field(default=None, max_length=256)  # e.g. the dead lock holder
 
 
 Record = Annotated[

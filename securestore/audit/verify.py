@@ -64,6 +64,8 @@ class LogReport:
     dangling: Intent | None = None
     rejected: int = 0
     committed: dict[str, Commit] = field(default_factory=dict)
+    # Append-only files: the lines committed since the file was last replaced, in order.
+    appended: dict[str, list[Commit]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -84,6 +86,7 @@ class LogVerifier:
         session: str | None = None,
         log_id: str | None = None,
         max_line: int = 64 * 1024,
+        append_only: frozenset[str] = frozenset(),
     ) -> None:
         self.report = LogReport(label)
         self._scope = scope
@@ -91,6 +94,7 @@ class LogVerifier:
         self._session = session
         self._expected_log_id = log_id
         self._max_line = max_line
+        self._append_only = append_only
         self._prev = GENESIS_PREV
         self._line_no = 0
         self._fragment_at: int | None = None
@@ -189,13 +193,26 @@ class LogVerifier:
                 if record.sha256 != intent.sha256:
                     self._fail(offset, seq, "pairing", f"sha256 {intent.sha256}", f"sha256 {record.sha256}")
                     return False
-                report.committed[intent.target] = Commit(intent.sha256, intent.seq, *self._intent_at)
+                replaced = intent.op.endswith(".compact")
+                self._commit(intent.target, intent.sha256, intent.seq, replace=replaced)
+                for other in intent.also:
+                    self._commit(other.target, other.sha256, intent.seq, replace=False)
             report.dangling = None
             return True
         if isinstance(record, Rejected):
             report.rejected += 1
             return True
         return True  # Recovery records carry facts only
+
+    def _commit(self, target: str, sha256: str | None, seq: int, *, replace: bool) -> None:
+        commit = Commit(sha256, seq, *self._intent_at)
+        name = target.rsplit("/", 1)[-1]
+        if name in self._append_only and not replace:
+            self.report.appended.setdefault(target, []).append(commit)
+            return
+        self.report.committed[target] = commit
+        if name in self._append_only:
+            self.report.appended[target] = []
 
     def finish(self) -> LogReport:
         if self.report.records == 0 and self.report.failure is None:

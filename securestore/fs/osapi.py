@@ -20,6 +20,7 @@ class OsApi:
     read: Callable[[int, int], bytes] = os.read
     pread: Callable[[int, int, int], bytes] = os.pread
     write: Callable[[int, bytes | memoryview], int] = os.write
+    pwrite: Callable[[int, bytes, int], int] = os.pwrite
     fsync: Callable[[int], None] = os.fsync
     fstat: Callable[[int], os.stat_result] = os.fstat
     lstat_at: Callable[..., os.stat_result] = os.stat
@@ -36,12 +37,23 @@ class OsApi:
     urandom: Callable[[int], bytes] = os.urandom
     geteuid: Callable[[], int] = os.geteuid
     getpid: Callable[[], int] = os.getpid
+    read_proc: Callable[[str], bytes] = lambda path: _read_small(path)
+    hostname: Callable[[], str] = lambda: os.uname().nodename
+
+
+def _read_small(path: str) -> bytes:
+    """Read a /proc pseudo-file (size 0 in stat, so the capped fs reader does not apply)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    try:
+        return os.read(fd, 4096)
+    finally:
+        os.close(fd)
 
 
 REAL_OS = OsApi()
 
 # Calls that only read process state; fault plans skip them so "call k" means an I/O call.
-_NOT_IO = frozenset({"urandom", "geteuid", "getpid"})
+_NOT_IO = frozenset({"urandom", "geteuid", "getpid", "read_proc", "hostname", "realpath", "tempdir"})
 
 
 def io_call_names() -> list[str]:

@@ -31,6 +31,7 @@ from ..errors import (
     UsageError,
 )
 from .osapi import REAL_OS, OsApi
+from .owner import Owner, current_owner, is_alive, parse_owner
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -487,43 +488,66 @@ class Dir:
         except OSError as exc:
             raise _translate(exc, "remove directory", label) from None
 
-    # -- locking -------------------------------------------------------------------------------
-    def lock(self, name: str, timeout: float) -> FileLock:
-        """Exclusive flock on `name` (created 0600 if missing). The lock file is never unlinked:
-        contenders that opened the old inode would otherwise lock a different file."""
+    # -- locking ---------------------------------------------------------------------------------
+    def lock(self, name: str, timeout: float, now_ms: int) -> FileLock:
+        """Exclusive flock on `name` (created 0600 if missing), with an owner record inside.
+
+        The lock file is never unlinked: contenders that opened the old inode would lock a
+        different file. A free flock whose file still names a provably dead owner is a stale
+        lock (its holder crashed): taken, and reported in `FileLock.recovered_from`. A record
+        naming a live process is never broken, however old; the caller waits, then gets
+        LockHeldError naming the holder.
+        """
         check_name(name)
         label = self.child_label(name)
-        created = False
         try:
             fd = self.ctx.os.open(name, _LOCK_CREATE_FLAGS, FILE_MODE, dir_fd=self.fd)
-            created = True
-        except FileExistsError:
-            fd = -1
-        except OSError as exc:
-            raise _translate(exc, "create lock", label) from None
-        if created:
             try:
                 self.ctx.os.fchmod(fd, FILE_MODE)
-            except OSError as exc:
+            finally:
                 self.ctx.close_quietly(fd)
-                raise _translate(exc, "chmod", label) from None
-            self.ctx.close_quietly(fd)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise _translate(exc, "create lock", label) from None
         fd, _ = self._open_checked(name, _RW_FLAGS, "file", "open lock")
         deadline = time.monotonic() + timeout
         delay = 0.005
-        while True:
-            try:
-                self.ctx.os.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return FileLock(self.ctx, fd)
-            except BlockingIOError:
+        holder: Owner | None = None
+        try:
+            while True:
+                try:
+                    self.ctx.os.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    previous = parse_owner(self.ctx.os.pread(fd, 4096, 0))
+                    mine = current_owner(self.ctx.os, now_ms)
+                    if previous is not None and previous.same_process(mine):
+                        # We won the flock on a new descriptor, so no handle of ours holds it:
+                        # the record is left over from one of our handles that failed to clear it.
+                        previous = None
+                    if previous is None or not is_alive(self.ctx.os, previous):
+                        self.ctx.os.ftruncate(fd, 0)
+                        self.ctx.os.pwrite(fd, mine.to_bytes(), 0)
+                        return FileLock(self.ctx, fd, mine, previous)
+                    holder = previous  # free flock, live owner on record: prove nothing, break nothing
+                    self.ctx.os.flock(fd, fcntl.LOCK_UN)
+                except BlockingIOError:
+                    holder = parse_owner(self.ctx.os.pread(fd, 4096, 0)) or holder
                 if time.monotonic() >= deadline:
-                    self.ctx.close_quietly(fd)
-                    raise LockHeldError(f"{label} is held by another process") from None
+                    who = holder.describe() if holder else "another process"
+                    raise LockHeldError(f"{label} is held by {who}")
                 time.sleep(delay)
                 delay = min(delay * 2, 0.1)
-            except OSError as exc:
-                self.ctx.close_quietly(fd)
-                raise _translate(exc, "lock", label) from None
+        except OSError as exc:
+            self.ctx.close_quietly(fd)
+            raise _translate(exc, "lock", label) from None
+        except BaseException:
+            self.ctx.close_quietly(fd)
+            raise
+
+    def lock_owner(self, name: str) -> Owner | None:
+        """The owner record of a lock file, read without locking (for display)."""
+        data = self.read_optional(name, 4096)
+        return None if data is None else parse_owner(data)
 
     # -- inspection ----------------------------------------------------------------------------
     def walk(self, depth: int = 0) -> Iterator[tuple[str, EntryInfo]]:
@@ -540,18 +564,24 @@ class Dir:
 
 
 class FileLock:
-    def __init__(self, ctx: FsContext, fd: int) -> None:
+    def __init__(self, ctx: FsContext, fd: int, owner: Owner, recovered_from: Owner | None) -> None:
         self.ctx = ctx
         self.fd = fd
+        self.owner = owner
+        self.recovered_from = recovered_from  # a dead holder whose lock this one took over
 
     def release(self) -> None:
         if self.fd >= 0:
             fd, self.fd = self.fd, -1
             try:
+                self.ctx.os.ftruncate(fd, 0)  # a clean release leaves no owner record behind
+            except OSError:
+                pass
+            try:
                 self.ctx.os.flock(fd, fcntl.LOCK_UN)
             except OSError:
                 pass
-            self.ctx.close_quietly(fd)
+            self.ctx.close_quietly(fd)  # closing releases the flock in any case
 
     def __enter__(self) -> FileLock:
         return self

@@ -66,7 +66,9 @@ def _unb64(text: str) -> bytes:
     return base64.b64decode(text, validate=True)
 
 
-class _EntryModel(BaseModel):
+class VaultEntry(BaseModel):
+    """One sealed value: its kind, nonce and ciphertext (base64)."""
+
     model_config = ConfigDict(extra="forbid", strict=True)
     kind: ValueKind
     nonce: str = Field(min_length=16, max_length=16)
@@ -78,7 +80,7 @@ class _VaultModel(BaseModel):
     v: Literal[1]
     salt: str = Field(min_length=44, max_length=44)
     check: str = Field(min_length=24, max_length=24)
-    entries: dict[str, _EntryModel]
+    entries: dict[str, VaultEntry]
 
 
 @dataclass
@@ -87,16 +89,18 @@ class Vault:
     session: str
     salt: bytes
     check: bytes
-    entries: dict[str, _EntryModel] = field(default_factory=dict)
+    entries: dict[str, VaultEntry] = field(default_factory=dict)
 
-    def to_bytes(self) -> bytes:
-        doc = {
+    def to_json(self) -> dict[str, object]:
+        return {
             "v": 1,
             "salt": _b64(self.salt),
             "check": _b64(self.check),
             "entries": {k: e.model_dump() for k, e in self.entries.items()},
         }
-        return canonical_bytes(doc)
+
+    def to_bytes(self) -> bytes:
+        return canonical_bytes(self.to_json())
 
 
 def derive_data_key(master: bytes, salt: bytes, store_id: str, session: str) -> bytes:
@@ -142,7 +146,7 @@ def seal(vault: Vault, data_key: bytes, value: str | bytes, nonce: bytes) -> tup
     if ref in vault.entries:
         return ref, False
     ct = AESGCM(data_key).encrypt(nonce, raw, _aad(vault, ref, kind))
-    vault.entries[ref] = _EntryModel(kind=kind, nonce=_b64(nonce), ct=_b64(ct))
+    vault.entries[ref] = VaultEntry(kind=kind, nonce=_b64(nonce), ct=_b64(ct))
     return ref, True
 
 

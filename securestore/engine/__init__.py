@@ -1,0 +1,1 @@
+"""The session directory format (pure): journal records, replay, manifest revisions, snapshots."""

@@ -1,0 +1,288 @@
+"""Session: one agent session opened for writing, holding its one-writer lock.
+
+Outside a turn every mutation is durable on return (its own journal record or atomic replace).
+Inside `with session.turn():` mutations are validated at once but staged, and the turn commits
+them as ONE journal record (one audit intent, one fsynced append), then writes a snapshot:
+after a crash either the whole turn is visible or none of it.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from .engine.journal import Op, apply_to_items
+from .errors import InvalidValueError, LimitExceededError, NotFoundError, UsageError
+from .layout import Manifest, SessionMetadata, SlotEnvelope
+from .pipeline import OpenSession, Pipeline, _VaultSink, checked_key
+from .policy import encode_name
+from .secrets import resolve_value, unescape_value
+
+if TYPE_CHECKING:
+    from .store import SecureStore
+
+_METADATA_FIELDS = frozenset(SessionMetadata.model_fields)
+
+
+class SlotHandle:
+    """Per-extension state: {ext_id, slot_version, payload}, with optimistic concurrency."""
+
+    def __init__(self, session: Session, ext_id: str) -> None:
+        self._session = session
+        self.ext_id = ext_id
+
+    def _envelope(self) -> SlotEnvelope | None:
+        staged = self._session._staged_slots
+        if self.ext_id in staged:
+            return staged[self.ext_id]
+        return self._session._pipeline.current_slot(self._session._open, self.ext_id)
+
+    @property
+    def version(self) -> int:
+        """0 when the slot does not exist."""
+        envelope = self._envelope()
+        return envelope.slot_version if envelope else 0
+
+    def get(self, *, resolve: bool = False, default: Any = None) -> Any:
+        envelope = self._envelope()
+        if envelope is None:
+            return default
+        return self._session._render(envelope.payload, resolve)
+
+    def put(self, payload: Any, *, expected_version: int | None = None) -> int:
+        """Store `payload`; with `expected_version`, fail with VersionConflictError unless the
+        slot is at exactly that version (0: must not exist). Returns the new version."""
+        return self._session._put_slot(self.ext_id, payload, expected_version)
+
+    def delete(self) -> None:
+        self._session._delete_slot(self.ext_id)
+
+
+class Session:
+    def __init__(self, store: SecureStore, open_session: OpenSession) -> None:
+        self._store = store
+        self._open = open_session
+        self._pipeline: Pipeline = store.pipeline
+        self._staged: list[Op] | None = None
+        self._staged_slots: dict[str, SlotEnvelope | None] = {}
+        self._sink: _VaultSink | None = None
+        self._rollback: tuple[list[Any], Manifest, int] | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    @property
+    def key(self) -> str:
+        return self._open.key
+
+    @property
+    def name(self) -> str:
+        return self._open.name
+
+    @property
+    def recovered(self) -> list[str]:
+        """What opening this session repaired (torn tails, dangling intents, a stale lock)."""
+        return list(self._open.recovered)
+
+    def close(self) -> None:
+        if self._staged is not None:
+            self._abort_turn()
+        self._open.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transcript ------------------------------------------------------------------------------
+    def append_items(self, items: Sequence[Mapping[str, Any]]) -> int:
+        """Append transcript items (JSON objects); returns the new item count."""
+        if isinstance(items, Mapping) or not isinstance(items, Sequence):
+            raise InvalidValueError("append_items takes a list of JSON objects")
+        for index, item in enumerate(items):
+            if not isinstance(item, Mapping):
+                raise InvalidValueError(f"transcript item {index} is not a JSON object")
+        total = len(self._open.items) + len(items)
+        if total > self._pipeline.limits.max_items:
+            raise LimitExceededError(f"transcript would hold {total} items (limit {self._pipeline.limits.max_items})")
+        redacted, sink = self._prepare([dict(item) for item in items])
+        self._record({"op": "append", "items": redacted}, sink)
+        return len(self._open.items)
+
+    def items(self, limit: int | None = None, *, resolve: bool = False) -> list[Any]:
+        """The latest `limit` items (all when None), oldest first."""
+        if limit is not None and limit < 0:
+            raise UsageError("limit must be 0 or more")
+        chosen = self._open.items if limit is None else self._open.items[len(self._open.items) - limit:]
+        return [self._render(item, resolve) for item in chosen]
+
+    def __len__(self) -> int:
+        return len(self._open.items)
+
+    def pop_item(self, *, resolve: bool = False) -> Any:
+        """Remove and return the last item."""
+        if not self._open.items:
+            raise NotFoundError("the transcript is empty")
+        last = self._open.items[-1]
+        self._record({"op": "pop"}, None)
+        return self._render(last, resolve)
+
+    def clear(self) -> None:
+        self._record({"op": "clear"}, None)
+
+    # -- slots -----------------------------------------------------------------------------------
+    def slot(self, ext_id: str) -> SlotHandle:
+        key = checked_key(ext_id, what="slot name", max_bytes=self._pipeline.limits.max_key_bytes)
+        return SlotHandle(self, key)
+
+    def slots(self) -> list[str]:
+        names = set(self._store._slot_names(self._open.state, self.name))
+        for ext_id, envelope in self._staged_slots.items():
+            (names.add if envelope is not None else names.discard)(ext_id)
+        return sorted(names)
+
+    def _put_slot(self, ext_id: str, payload: Any, expected: int | None) -> int:
+        if self._staged is None:
+            version = self._pipeline.put_slot(self._open, ext_id, payload, expected)
+            return version
+        handle = SlotHandle(self, ext_id)
+        current = handle.version
+        adding = current == 0 and ext_id not in self._staged_slots
+        self._pipeline.slot_version_check(self._open, ext_id, current, expected, adding=adding)
+        redacted, _ = self._prepare(payload)
+        envelope = SlotEnvelope(ext_id=ext_id, slot_version=current + 1, payload=redacted)
+        self._staged.append({"op": "slot", "ext_id": ext_id, "slot_version": current + 1, "payload": redacted})
+        self._staged_slots[ext_id] = envelope
+        return current + 1
+
+    def _delete_slot(self, ext_id: str) -> None:
+        if self._staged is None:
+            self._pipeline.delete_slot(self._open, ext_id)
+            return
+        if SlotHandle(self, ext_id).version == 0:
+            raise NotFoundError(f"slot {encode_name(ext_id)} does not exist")
+        self._staged.append({"op": "slot-delete", "ext_id": ext_id})
+        self._staged_slots[ext_id] = None
+
+    # -- metadata --------------------------------------------------------------------------------
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return dict(unescape_value(self._open.manifest.metadata.model_dump()))
+
+    @property
+    def revision(self) -> int:
+        return self._open.revisions
+
+    def update_metadata(self, **fields: Any) -> int:
+        """Merge fields (title, workspace, agent, model, labels) into a new manifest revision;
+        a field set to None is cleared. Returns the revision number."""
+        unknown = set(fields) - _METADATA_FIELDS
+        if unknown:
+            raise InvalidValueError(f"unknown metadata field(s): {', '.join(sorted(unknown))}")
+        merged = {**self._open.manifest.metadata.model_dump(), **fields}
+        if merged.get("labels") is None:
+            merged["labels"] = {}
+        redacted, sink = self._prepare(merged)
+        try:
+            metadata = self._validated_metadata(redacted)
+        except BaseException:
+            sink.rollback()
+            raise
+        revision = self._pipeline.next_revision(self._open, metadata)
+        self._record({"op": "meta", "revision": revision.model_dump()}, sink)
+        self._open.manifest, self._open.revisions = revision, self._open.revisions + 1
+        return revision.rev
+
+    @staticmethod
+    def _validated_metadata(value: Any) -> SessionMetadata:
+        try:
+            return SessionMetadata.model_validate(value)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise InvalidValueError(f"metadata field {where}: {first['msg']}") from None
+
+    def history(self) -> list[dict[str, Any]]:
+        """Every manifest revision, oldest first (secrets as references)."""
+        return self._store._history(self._open.dir, self.name)
+
+    # -- turns -----------------------------------------------------------------------------------
+    @contextmanager
+    def turn(self) -> Iterator[Session]:
+        """Stage every mutation in the block; commit them as one atomic batch on success."""
+        self.begin_turn()
+        try:
+            yield self
+        except BaseException:
+            self._abort_turn()
+            raise
+        self.commit_turn()
+
+    def begin_turn(self) -> None:
+        if self._staged is not None:
+            raise UsageError("a turn is already open")
+        self._staged = []
+        self._staged_slots = {}
+        self._sink = _VaultSink(self._pipeline, self._open)
+        self._rollback = (list(self._open.items), self._open.manifest, self._open.revisions)
+
+    def commit_turn(self) -> None:
+        """Commit the open turn's batch (one journal record), then snapshot: a durable turn
+        boundary. Outside a turn it only snapshots what the journal holds."""
+        if self._staged is not None:
+            ops, sink = self._staged, self._sink
+            vault_op = sink.vault_op() if sink is not None else None
+            batch = ([vault_op] if vault_op else []) + ops
+            try:
+                if ops:
+                    self._pipeline.append_record(self._open, batch)
+            except BaseException:
+                self._abort_turn()
+                raise
+            self._end_turn()
+            self._staged = None  # a later begin_turn starts a fresh batch
+        if self._open.journal_records:
+            self._pipeline.snapshot(self._open)
+
+    def _abort_turn(self) -> None:
+        if self._rollback is not None:
+            self._open.items, self._open.manifest, self._open.revisions = self._rollback
+        if self._sink is not None:
+            self._sink.rollback()
+        self._end_turn()
+
+    def _end_turn(self) -> None:
+        self._staged = None
+        self._staged_slots = {}
+        self._sink = None
+        self._rollback = None
+
+    # -- internals -------------------------------------------------------------------------------
+    def _prepare(self, value: Any) -> tuple[Any, _VaultSink]:
+        """validate -> redact, into the turn's vault sink when a turn is open."""
+        return self._pipeline.prepare(self._open, value, self._sink)
+
+    def _record(self, op: Op, sink: _VaultSink | None) -> None:
+        """Stage an op in the open turn, or commit it now as its own journal record."""
+        if self._staged is not None:
+            self._staged.append(op)
+            apply_to_items(self._open.items, [op])
+            return
+        vault_op = sink.vault_op() if sink is not None else None
+        try:
+            self._pipeline.append_record(self._open, ([vault_op] if vault_op else []) + [op])
+        except BaseException:
+            if sink is not None:
+                sink.rollback()
+            raise
+        apply_to_items(self._open.items, [op])
+        if self._pipeline.snapshot_due(self._open):
+            self._pipeline.snapshot(self._open)
+
+    def _render(self, value: Any, resolve: bool) -> Any:
+        if not resolve:
+            return unescape_value(copy.deepcopy(value))
+        return resolve_value(value, self._store._resolver(self._open.dir, self.name))
