@@ -61,6 +61,23 @@ def build_parser() -> argparse.ArgumentParser:
     delete = session_commands.add_parser("delete", help="delete a session (audited)")
     delete.add_argument("session")
 
+    session = commands.add_parser("session", help="one session: show, items, append, history")
+    session_cmds = session.add_subparsers(dest="session_command", required=True, parser_class=_Parser)
+    show = session_cmds.add_parser("show", help="metadata, revisions, item count, slots, lock holder")
+    show.add_argument("session")
+    show.add_argument("--json", action="store_true")
+    items = session_cmds.add_parser("items", help="transcript items, oldest first")
+    items.add_argument("session")
+    items.add_argument("--limit", type=int, help="only the latest N items")
+    items.add_argument("--json", action="store_true")
+    items.add_argument("--resolve", action="store_true", help="replace references by secret values")
+    append = session_cmds.add_parser("append", help="append one transcript item (creates the session)")
+    append.add_argument("session")
+    append.add_argument("item", metavar="ITEM_JSON", help="a JSON object, or - to read standard input")
+    history = session_cmds.add_parser("history", help="manifest revisions, oldest first")
+    history.add_argument("session")
+    history.add_argument("--json", action="store_true")
+
     audit = commands.add_parser("audit", help="audit trail commands")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True, parser_class=_Parser)
     verify = audit_commands.add_parser("verify", help="verify the audit trail and the data against it")
@@ -127,6 +144,8 @@ def run(args: argparse.Namespace) -> int:
         elif args.command == "sessions" and args.sessions_command == "delete":
             store.delete_session(args.session)
             print("deleted", file=sys.stderr)
+        elif args.command == "session":
+            return _session_command(args, store)
         elif args.command == "audit" and args.audit_command == "verify":
             report = verify_store(store, args.session)
             print(dump_json(report.to_json()) if args.json else format_verify(report))
@@ -135,6 +154,57 @@ def run(args: argparse.Namespace) -> int:
 
 
 _MISSING = object()
+
+
+def _session_command(args: argparse.Namespace, store: SecureStore) -> int:
+    command = args.session_command
+    if command == "show":
+        view = store.describe_session(args.session)
+        if args.json:
+            print(dump_json(view.__dict__))
+        else:
+            meta = view.metadata
+            print(f"session   {view.key}\ndirectory sessions/{view.name}")
+            for field in ("title", "workspace", "agent", "model"):
+                if meta.get(field):
+                    print(f"{field:<9} {meta[field]}")
+            if meta.get("labels"):
+                print("labels    " + ", ".join(f"{k}={v}" for k, v in sorted(meta["labels"].items())))
+            print(f"revisions {view.revisions}\ncreated   {iso_time(view.created_ms)}\nupdated   {iso_time(view.updated_ms)}")
+            print(f"items     {view.items}\nslots     {', '.join(view.slots) or '-'}")
+            print(f"lock      {view.lock_holder or 'free'}")
+    elif command == "items":
+        if args.limit is not None and args.limit < 0:
+            raise UsageError("--limit must be 0 or more")
+        found = store.read_items(args.session, args.limit, resolve=args.resolve)
+        if args.json:
+            print(dump_json(found))
+        else:
+            for item in found:
+                print(dump_json(item, indent=False))
+    elif command == "append":
+        try:
+            item = parse_json_text(_read_value(args.item, store), store.config.limits)
+        except PolicyError as error:
+            store.record_rejection("session.append", args.session, error)
+            raise
+        try:
+            with store.open_session(args.session, create=True) as handle:
+                count = handle.append_items([item])
+        except PolicyError as error:
+            store.record_rejection("session.append", args.session, error)
+            raise
+        print(f"appended; the transcript holds {count} items", file=sys.stderr)
+    elif command == "history":
+        revisions = store.history(args.session)
+        if args.json:
+            print(dump_json(revisions))
+        else:
+            for revision in revisions:
+                title = revision["metadata"].get("title") or ""
+                print(f"rev {revision['rev']}\t{iso_time(revision['ts'])}\t{title}")
+    return EXIT_OK
+
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -82,23 +82,30 @@ def run_demo(root: str | None, *, keep: bool = False) -> int:
         generate_master_key(key_file, root_path=root)
         print(f"store: {root}\nmaster key: {key_file} (outside the store root)\n")
         with SecureStore(root, master_key_file=key_file) as store:
-            transcript: list[dict[str, Any]] = []
-            for turn, message in enumerate(_script(fake), start=1):
-                transcript.append(message)
-                store.put(SESSION, "agent.transcript", transcript)
-                print(f"turn {turn}: {message['role']} message stored")
-            store.put(SESSION, "ext.shell", {"cwd": "/srv/app", "last_exit": 0, "history": 2})
-            store.put(SESSION, "ext.deploy", {"token": Secret.from_env("DEMO_DEPLOY_TOKEN"),
-                                              "target": "staging"})
+            script = _script(fake)
+            metadata = {"title": "Staging deploy failing", "workspace": "acme/app", "agent": "support-bot",
+                        "model": "gpt-4o"}
+            with store.create_session(SESSION, metadata=metadata) as session:
+                for turn, (start, end) in enumerate(((0, 3), (3, 5), (5, 8)), start=1):
+                    with session.turn():  # one atomic, audited batch per turn
+                        session.append_items(script[start:end])
+                        session.slot("ext.shell").put({"cwd": "/srv/app", "commands_run": turn})
+                    print(f"turn {turn}: {end - start} messages committed as one batch")
+                session.slot("ext.deploy").put({"token": Secret.from_env("DEMO_DEPLOY_TOKEN"), "target": "staging"})
+                session.update_metadata(labels={"ticket": "4711", "env": "staging"})
 
-            print("\n== what is stored (secrets appear only as references) ==")
-            for slot in store.slots(SESSION):
-                print(f"-- slot {slot}\n{dump_json(store.get(SESSION, slot))}")
+                print("\n== what is stored (secrets appear only as references) ==")
+                print(f"-- transcript ({len(session)} items)")
+                for item in session.items():
+                    print("  " + dump_json(item, indent=False))
+                for slot in session.slots():
+                    print(f"-- slot {slot}: {dump_json(session.slot(slot).get(), indent=False)}")
+                print(f"-- metadata, revision {session.revision}: {dump_json(session.metadata, indent=False)}")
 
-            resolved = store.get(SESSION, "agent.transcript", resolve=True)
-            deploy = store.get(SESSION, "ext.deploy", resolve=True)
-            print("\nresolved with the master key, the transcript equals the original:",
-                  resolved == transcript and deploy["token"] == fake["deploy"])
+                resolved = session.items(resolve=True)
+                deploy = session.slot("ext.deploy").get(resolve=True)
+                print("\nresolved with the master key, the transcript equals the original:",
+                      resolved == script and deploy["token"] == fake["deploy"])
 
             print("\n== on disk ==")
             with open_root(root, ctx, create=False) as root_dir:

@@ -394,10 +394,13 @@ class Pipeline:
         (the whole file for a compaction), the whole content otherwise."""
         if target in APPEND_ONLY and op != "journal.compact":
             return last_line_hash(session.dir, target, self.limits.max_record_bytes + 1024)
-        if target in (VAULT_FILE, SNAPSHOT_FILE):
-            cap = self.limits.max_vault_bytes if target == VAULT_FILE else self.limits.max_snapshot_bytes
-            return observe_file(session.dir, target, cap)
-        return observe_file(session.state, target.removeprefix(f"{STATE_DIR}/"), self._slot_cap())
+        if target.startswith(f"{STATE_DIR}/"):
+            return observe_file(session.state, target.removeprefix(f"{STATE_DIR}/"), self._slot_cap())
+        caps = {VAULT_FILE: self.limits.max_vault_bytes, SNAPSHOT_FILE: self.limits.max_snapshot_bytes,
+                JOURNAL_FILE: self.limits.max_journal_bytes}
+        if target not in caps:
+            raise IntegrityError(f"session {session.name}: the audit log names an unknown target {target}")
+        return observe_file(session.dir, target, caps[target])
 
     def _drop_torn_lines(self, session: OpenSession) -> list[dict[str, Any]]:
         """A crash mid-append leaves a partial last line (or a bad final journal record)."""

@@ -11,13 +11,16 @@ import orjson
 from .verification import VerifyReport
 
 
-def dump_json(value: Any) -> str:
-    def default(obj: Any) -> Any:
-        if isinstance(obj, bytes):
-            return base64.b64encode(obj).decode("ascii")
-        raise TypeError
+def json_default(obj: Any) -> Any:
+    """Resolved SecretBytes values are bytes: shown as base64."""
+    if isinstance(obj, bytes):
+        return base64.b64encode(obj).decode("ascii")
+    raise TypeError
 
-    return orjson.dumps(value, default=default, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
+
+def dump_json(value: Any, *, indent: bool = True) -> str:
+    option = orjson.OPT_SORT_KEYS | (orjson.OPT_INDENT_2 if indent else 0)
+    return orjson.dumps(value, default=json_default, option=option).decode()
 
 
 def iso_time(ms: int | None) -> str:

@@ -1,5 +1,9 @@
 """A fault at every OS call of a write: afterwards the store holds the old or the new state,
-never a mix, and verification passes after the next writer reconciles."""
+never a mix, and verification passes after the next writer reconciles.
+
+Two fault kinds: an I/O error returned by call k, and a crash at call k (the process dies:
+no later call reaches the disk, its descriptors close, its flocks drop).
+"""
 
 from __future__ import annotations
 
@@ -19,7 +23,6 @@ from securestore.fs.osapi import REAL_OS
 
 OLD = {"turn": 1, "text": "hello"}
 NEW = {"turn": 2, "text": "the key is in the vault", "token": Secret("s3cret-token-value-42")}
-NEW_VISIBLE = {"turn": 2, "text": "the key is in the vault", "token": "s3cret-token-value-42"}
 ABSENT = "absent"
 
 
@@ -37,17 +40,50 @@ def _die(fds_before: set[str]) -> None:
 
 
 def _state(store: SecureStore, session: str) -> Any:
+    """Everything a reader can see of one session."""
     try:
-        return store.get(session, "slot", resolve=True, default=ABSENT)
+        history = store.history(session)
     except NotFoundError:
         return ABSENT
+    return (
+        store.get(session, "slot", resolve=True, default=ABSENT),
+        store.read_items(session, resolve=True),
+        len(history),
+        history[-1]["metadata"],
+    )
 
 
-OPERATIONS: dict[str, tuple[Callable[[SecureStore], None], str, list[Any]]] = {
-    "put-existing": (lambda s: s.put("sess", "slot", NEW), "sess", [OLD, NEW_VISIBLE]),
-    "put-new-session": (lambda s: s.put("fresh", "slot", NEW), "fresh", [ABSENT, NEW_VISIBLE]),
-    "delete-slot": (lambda s: s.delete_slot("sess", "slot"), "sess", [OLD, ABSENT]),
-    "delete-session": (lambda s: s.delete_session("sess"), "sess", [OLD, ABSENT]),
+def _turn(store: SecureStore) -> None:
+    with store.open_session("sess") as session, session.turn():
+        session.append_items([{"role": "user", "content": "turn two"}, {"role": "tool", "content": "sk-proj-" + "q" * 40}])
+        session.slot("slot").put(NEW)
+        session.update_metadata(title="after the turn", labels={"phase": "2"})
+
+
+def _with_session(action: Callable[[Any], object]) -> Callable[[SecureStore], None]:
+    def run(store: SecureStore) -> None:
+        with store.open_session("sess") as session:
+            action(session)
+    return run
+
+
+# Operations made of several atomic steps list them: a fault may stop between two steps (e.g.
+# `put` on a missing session = create the session, then put the slot), never inside one.
+STEPS: dict[str, list[Callable[[SecureStore], object]]] = {
+    "put-new-session": [lambda s: s.create_session("fresh").close()],
+}
+
+OPERATIONS: dict[str, tuple[Callable[[SecureStore], None], str]] = {
+    "put-existing": (lambda s: s.put("sess", "slot", NEW), "sess"),
+    "put-new-session": (lambda s: s.put("fresh", "slot", NEW), "fresh"),
+    "delete-slot": (lambda s: s.delete_slot("sess", "slot"), "sess"),
+    "delete-session": (lambda s: s.delete_session("sess"), "sess"),
+    "append-items": (_with_session(lambda s: s.append_items([{"role": "user", "content": "x"},
+                                                            {"k": Secret("item-secret-9")}])), "sess"),
+    "pop-item": (_with_session(lambda s: s.pop_item()), "sess"),
+    "update-metadata": (_with_session(lambda s: s.update_metadata(title="renamed", agent="bot-2")), "sess"),
+    "commit-turn": (_turn, "sess"),
+    "snapshot": (_with_session(lambda s: s.commit_turn()), "sess"),
 }
 
 
@@ -56,12 +92,29 @@ def baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("baseline") / "store"
     init_store(root)
     with SecureStore(root, master_key=MASTER_KEY, environ={}) as store:
-        store.put("sess", "slot", OLD)
+        with store.create_session("sess", metadata={"title": "before"}) as session:
+            session.append_items([{"role": "user", "content": "one"}, {"role": "assistant", "content": "two"}])
+            session.commit_turn()
+            session.append_items([{"role": "user", "content": "three"}])  # journal not empty
+            session.slot("slot").put(OLD)
     return root
 
 
-def _count_calls(baseline: Path, tmp: Path, operation: Callable[[SecureStore], None]) -> int:
-    root = tmp / "count"
+def _intermediate(baseline: Path, tmp: Path, op_name: str, session: str) -> list[Any]:
+    states = []
+    for index in range(len(STEPS.get(op_name, []))):
+        root = tmp / f"step{index}"
+        shutil.copytree(baseline, root)
+        with SecureStore(root, master_key=MASTER_KEY, environ={}) as store:
+            for step in STEPS[op_name][: index + 1]:
+                step(store)
+            states.append(_state(store, session))
+    return states
+
+
+def _run_clean(baseline: Path, tmp: Path, operation: Callable[[SecureStore], None], session: str) -> tuple[Any, Any, int]:
+    """State before and after the operation without faults, and how many OS calls it makes."""
+    root = tmp / "clean"
     shutil.copytree(baseline, root)
     calls = {"n": 0, "armed": False}
 
@@ -70,17 +123,21 @@ def _count_calls(baseline: Path, tmp: Path, operation: Callable[[SecureStore], N
             calls["n"] += 1
 
     with SecureStore(root, master_key=MASTER_KEY, environ={}, os_api=instrumented(REAL_OS, hook)) as store:
+        before = _state(store, session)
         calls["armed"] = True
         operation(store)
         calls["armed"] = False
-    return calls["n"]
+        after = _state(store, session)
+    assert before != after or session == "sess"
+    return before, after, calls["n"]
 
 
 @pytest.mark.parametrize("mode", ["eio", "crash"])
 @pytest.mark.parametrize("op_name", sorted(OPERATIONS))
 def test_fault_at_every_os_call(baseline: Path, tmp_path: Path, op_name: str, mode: str) -> None:
-    operation, session, allowed = OPERATIONS[op_name]
-    total = _count_calls(baseline, tmp_path, operation)
+    operation, session = OPERATIONS[op_name]
+    before, after, total = _run_clean(baseline, tmp_path, operation, session)
+    allowed = [before, *_intermediate(baseline, tmp_path, op_name, session), after]
     assert total > 10
     outcomes = set()
     for k in range(total):
@@ -112,15 +169,16 @@ def test_fault_at_every_os_call(baseline: Path, tmp_path: Path, op_name: str, mo
         if state["crashed"]:
             _die(fds_before)
         with SecureStore(root, master_key=MASTER_KEY, environ={}) as store:
-            seen = _state(store, session)
-            assert seen in allowed, f"fault at call {k + 1}: mixed state {seen!r}"
             store.put("other", "probe", k)  # a writer: reconciles the store log
             if session in {info.key for info in store.list_sessions()[0]}:
-                store.put(session, "probe", k)  # and the session's own log and leftovers
+                with store.open_session(session):
+                    pass  # the session's writer: reconciles its log, journal and leftovers
+            seen = _state(store, session)
+            assert seen in allowed, f"fault at call {k + 1}: mixed state {seen!r}"
             report = verify_store(store)
             assert report.ok, f"fault at call {k + 1}: {report.failures[0].describe()}"
-            assert _state(store, session) == seen  # reconciliation observed, never re-applied
-            outcomes.add(allowed.index(seen))
+            outcomes.add(seen == after)
         leftovers = [rel for rel in tree_snapshot(root) if "/.tmp-" in rel or ".staging-" in rel or ".trash-" in rel]
         assert leftovers == [], f"fault at call {k + 1}: leftovers {leftovers}"
-    assert outcomes == {0, 1}  # some faults stop the write, late ones do not undo it
+    if before != after:
+        assert outcomes == {False, True}  # early faults stop the write; late ones do not undo it
