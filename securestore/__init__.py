@@ -9,11 +9,13 @@ from .errors import (
     InvalidKeyError,
     InvalidValueError,
     KeyMaterialError,
+    LayoutVersionError,
     LimitExceededError,
     LockHeldError,
     NotFoundError,
     OperationalError,
     PolicyError,
+    ResumeMismatchError,
     SecretInKeyError,
     SecretUnavailableError,
     SecureStoreError,
@@ -23,7 +25,8 @@ from .errors import (
     VersionConflictError,
 )
 from .secrets import Secret
-from .store import SecureStore, SessionInfo, generate_master_key, init_store, open_store
+from .session import Session, SlotHandle
+from .store import SecureStore, SessionInfo, SessionView, generate_master_key, init_store, open_store
 from .verification import VerifyReport, verify_store
 
 __version__ = "0.1.0"
@@ -36,19 +39,24 @@ __all__ = [
     "InvalidKeyError",
     "InvalidValueError",
     "KeyMaterialError",
+    "LayoutVersionError",
     "LimitExceededError",
     "Limits",
     "LockHeldError",
     "NotFoundError",
     "OperationalError",
     "PolicyError",
+    "ResumeMismatchError",
     "RejectionAuditPolicy",
     "Secret",
     "SecretInKeyError",
     "SecretUnavailableError",
     "SecureStore",
     "SecureStoreError",
+    "Session",
     "SessionInfo",
+    "SessionView",
+    "SlotHandle",
     "StorageError",
     "StoreConfig",
     "UnsafeFileError",

@@ -280,11 +280,12 @@ class Pipeline:
         for fields in torn_files() if torn_files else []:
             log.append(fields, durable=True)
             events.append(f"torn tail of {fields['target']} ({fields['size']} bytes) discarded")
-        last = log.last
-        if isinstance(last, Intent):
-            done = (lambda: finish(last)) if finish is not None else None
-            result = self._settle(log, last, lambda: observe_target(last), recovered=True, finish=done)
-            events.append(f"dangling intent seq {last.seq} ({last.op} {last.target}): {result}")
+        pending = log.pending_intent()  # recovery records above may now follow it
+        if pending is not None:
+            intent = pending
+            done = (lambda: finish(intent)) if finish is not None else None
+            result = self._settle(log, intent, lambda: observe_target(intent), recovered=True, finish=done)
+            events.append(f"dangling intent seq {intent.seq} ({intent.op} {intent.target}): {result}")
         for fields in cleanup():
             log.append(fields, durable=True)
             events.append(f"leftover {fields['target']} removed")

@@ -209,24 +209,24 @@ class SecureStore:
         return self.pipeline.master_key is not None
 
     # -- locking ---------------------------------------------------------------------------------
-    def _lock(self, directory: Dir, name: str, log: AuditLog) -> FileLock:
-        """Take a writer lock; a lock left by a dead holder is taken over and audited."""
-        lock = directory.lock(name, self.config.lock_timeout_seconds, self.pipeline.clock())
-        if lock.recovered_from is not None:
-            try:
-                log.append({"kind": "recovery", "event": "stale-lock", "target": name, "size": 0,
-                            "detail": f"holder {lock.recovered_from.describe()} is gone"}, durable=True)
-            except BaseException:
-                lock.release()
-                raise
-            self.recovered.append(f"stale lock of a dead holder ({lock.recovered_from.describe()}) taken over")
-        return lock
+    def _lock(self, directory: Dir, name: str) -> FileLock:
+        return directory.lock(name, self.config.lock_timeout_seconds, self.pipeline.clock())
+
+    def _note_stale_lock(self, lock: FileLock, log: AuditLog, target: str) -> list[str]:
+        """After reconciliation (so the log's tail is repaired first): audit a takeover."""
+        dead = lock.recovered_from
+        if dead is None:
+            return []
+        log.append({"kind": "recovery", "event": "stale-lock", "target": target, "size": 0,
+                    "detail": f"holder {dead.describe()} is gone"}, durable=True)
+        return [f"stale lock of a dead holder ({dead.describe()}) taken over"]
 
     @contextmanager
     def _store_writer(self) -> Iterator[AuditLog]:
         log = self.pipeline.new_log(self._audit_dir)
-        with self._lock(self._root, STORE_LOCK, log):
+        with self._lock(self._root, STORE_LOCK) as lock:
             self.recovered += self.pipeline.reconcile_store(log, self._root, self._sessions)
+            self.recovered += self._note_stale_lock(lock, log, STORE_LOCK)
             yield log
 
     def record_rejection(self, op: str, session: object, error: PolicyError) -> None:
@@ -251,7 +251,7 @@ class SecureStore:
             self._check_resumable(directory, name, key)
             audit = cleanup.enter_context(directory.open_dir(AUDIT_DIR))
             log = self.pipeline.new_log(audit)
-            lock = cleanup.enter_context(self._lock(directory, SESSION_LOCK, log))
+            lock = cleanup.enter_context(self._lock(directory, SESSION_LOCK))
             # The directory may have been deleted or replaced while we waited for the lock.
             if not self._sessions.holds(name, directory):
                 raise NotFoundError(f"session {name} was deleted")
@@ -336,6 +336,7 @@ class SecureStore:
         session = self._open_for_write(normalized, name)
         try:
             session.recovered = self.pipeline.reconcile_session(session)
+            session.recovered += self._note_stale_lock(session.lock, session.log, SESSION_LOCK)
             self.recovered += session.recovered
             self._load(session)
         except BaseException:

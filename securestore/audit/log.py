@@ -6,7 +6,19 @@ from collections.abc import Callable
 
 from ..errors import IntegrityError
 from ..fs import Dir
-from .chain import GENESIS_PREV, Actor, ChainHead, RecordBase, RecordError, build_record, parse_record, record_hash
+from .chain import (
+    GENESIS_PREV,
+    Actor,
+    ChainHead,
+    Genesis,
+    Intent,
+    Outcome,
+    RecordBase,
+    RecordError,
+    build_record,
+    parse_record,
+    record_hash,
+)
 
 LOG_FILE = "log.jsonl"
 
@@ -66,6 +78,16 @@ class AuditLog:
             except RecordError:
                 continue
         return records
+
+    def pending_intent(self) -> Intent | None:
+        """The intent still waiting for its outcome, if any: the last intent or outcome in the
+        log decides; recovery and rejection records after it do not count."""
+        for record in reversed(self.recent(4 * self.max_line)):
+            if isinstance(record, Intent):
+                return record
+            if isinstance(record, (Outcome, Genesis)):
+                return None
+        return None
 
     def drop_torn_tail(self) -> bytes:
         """Truncate a torn final fragment (crash mid-append); return what was discarded."""
