@@ -1,8 +1,9 @@
 """A fault at every OS call of a write: afterwards the store holds the old or the new state,
 never a mix, and verification passes after the next writer reconciles.
 
-Two fault kinds: an I/O error returned by call k, and a crash at call k (the process dies:
-no later call reaches the disk, its descriptors close, its flocks drop).
+Three fault kinds: an I/O error returned by call k; a crash at call k (the process dies: no
+later call reaches the disk, its descriptors close, its flocks drop); and a torn write: at a
+write call, half of the bytes reach the file and then the process dies.
 """
 
 from __future__ import annotations
@@ -112,15 +113,17 @@ def _intermediate(baseline: Path, tmp: Path, op_name: str, session: str) -> list
     return states
 
 
-def _run_clean(baseline: Path, tmp: Path, operation: Callable[[SecureStore], None], session: str) -> tuple[Any, Any, int]:
-    """State before and after the operation without faults, and how many OS calls it makes."""
+def _run_clean(
+    baseline: Path, tmp: Path, operation: Callable[[SecureStore], None], session: str
+) -> tuple[Any, Any, list[str]]:
+    """State before and after the operation without faults, and the OS calls it makes."""
     root = tmp / "clean"
     shutil.copytree(baseline, root)
-    calls = {"n": 0, "armed": False}
+    calls: dict[str, Any] = {"names": [], "armed": False}
 
     def hook(name: str, args: tuple[object, ...]) -> None:
         if calls["armed"]:
-            calls["n"] += 1
+            calls["names"].append(name)
 
     with SecureStore(root, master_key=MASTER_KEY, environ={}, os_api=instrumented(REAL_OS, hook)) as store:
         before = _state(store, session)
@@ -129,18 +132,19 @@ def _run_clean(baseline: Path, tmp: Path, operation: Callable[[SecureStore], Non
         calls["armed"] = False
         after = _state(store, session)
     assert before != after or session == "sess"
-    return before, after, calls["n"]
+    return before, after, calls["names"]
 
 
-@pytest.mark.parametrize("mode", ["eio", "crash"])
+@pytest.mark.parametrize("mode", ["eio", "crash", "torn"])
 @pytest.mark.parametrize("op_name", sorted(OPERATIONS))
 def test_fault_at_every_os_call(baseline: Path, tmp_path: Path, op_name: str, mode: str) -> None:
     operation, session = OPERATIONS[op_name]
-    before, after, total = _run_clean(baseline, tmp_path, operation, session)
+    before, after, names = _run_clean(baseline, tmp_path, operation, session)
     allowed = [before, *_intermediate(baseline, tmp_path, op_name, session), after]
-    assert total > 10
+    assert len(names) > 10
     outcomes = set()
-    for k in range(total):
+    points = [k for k, name in enumerate(names) if name == "write"] if mode == "torn" else range(len(names))
+    for k in points:
         root = tmp_path / f"run{k}"
         shutil.copytree(baseline, root)
         state = {"n": 0, "armed": False, "crashed": False}
@@ -152,7 +156,10 @@ def test_fault_at_every_os_call(baseline: Path, tmp_path: Path, op_name: str, mo
                 raise Crash()
             state["n"] += 1
             if state["n"] == k + 1:
-                if mode == "crash":
+                if mode == "torn" and name == "write":
+                    fd, data = args
+                    os.write(int(fd), bytes(data)[: max(1, len(data) // 2)])  # type: ignore[arg-type]
+                if mode in ("crash", "torn"):
                     state["crashed"] = True
                     raise Crash()
                 if name == "close":
@@ -180,5 +187,5 @@ def test_fault_at_every_os_call(baseline: Path, tmp_path: Path, op_name: str, mo
             outcomes.add(seen == after)
         leftovers = [rel for rel in tree_snapshot(root) if "/.tmp-" in rel or ".staging-" in rel or ".trash-" in rel]
         assert leftovers == [], f"fault at call {k + 1}: leftovers {leftovers}"
-    if before != after:
+    if before != after and mode != "torn":
         assert outcomes == {False, True}  # early faults stop the write; late ones do not undo it
