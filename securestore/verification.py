@@ -132,7 +132,7 @@ class _Checker:
             if actual[-1] in gained:
                 actual = actual[:-1]  # the line of a change in flight
         self.report.files_checked += 1
-        for index, (want, got) in enumerate(zip(expected, actual)):
+        for index, (want, got) in enumerate(zip(expected, actual, strict=False)):
             if want != got:
                 self.fail(f"{log.label}#{target}", commits[index], "data-mismatch",
                           f"line {index + 1 + skip} {want}", f"line {index + 1 + skip} {got}")

@@ -162,3 +162,29 @@ def test_principal_is_recorded_and_must_not_be_a_credential(cli_root: Path, env:
     result = run_cli("--principal", f"bot {secret}", "put", "s", "x", "1", env=env)
     assert result.returncode == 2 and "credential" in result.stderr
     assert secret not in result.stderr
+
+
+def test_session_commands(cli_root: Path, env: dict[str, str]) -> None:
+    run_cli("init", env=env)
+    secret = secret_corpus()[0].secret
+    assert run_cli("session", "append", "chat", '{"role": "user", "content": "hi"}', env=env).returncode == 0
+    assert run_cli("session", "append", "chat", json.dumps({"role": "tool", "content": f"key={secret}"}),
+                   env=env).returncode == 0
+    assert run_cli("session", "append", "chat", "-", env=env, stdin=b'{"role": "assistant"}').returncode == 0
+    items = json.loads(run_cli("session", "items", "chat", "--json", env=env).stdout)
+    assert [i["role"] for i in items] == ["user", "tool", "assistant"]
+    assert secret not in json.dumps(items)
+    latest = json.loads(run_cli("session", "items", "chat", "--limit", "1", "--json", env=env).stdout)
+    assert latest == [{"role": "assistant"}]
+    resolved = run_cli("session", "items", "chat", "--resolve", env=env).stdout.splitlines()
+    assert json.loads(resolved[1])["content"] == f"key={secret}"
+    show = json.loads(run_cli("session", "show", "chat", "--json", env=env).stdout)
+    assert (show["items"], show["revisions"], show["lock_holder"]) == (3, 1, None)
+    assert "items     3" in run_cli("session", "show", "chat", env=env).stdout
+    history = json.loads(run_cli("session", "history", "chat", "--json", env=env).stdout)
+    assert [r["rev"] for r in history] == [1] and history[0]["key"] == "chat"
+    bad = run_cli("session", "append", "chat", "[1, 2]", env=env)
+    assert bad.returncode == 3 and "not a JSON object" in bad.stderr
+    assert run_cli("session", "items", "chat", "--limit", "-1", env=env).returncode == 2
+    assert run_cli("session", "show", "missing", env=env).returncode == 4
+    assert run_cli("audit", "verify", env=env).returncode == 0

@@ -147,9 +147,9 @@ def test_fault_at_every_os_call(baseline: Path, tmp_path: Path, op_name: str, mo
     for k in points:
         root = tmp_path / f"run{k}"
         shutil.copytree(baseline, root)
-        state = {"n": 0, "armed": False, "crashed": False}
+        state: dict[str, Any] = {"n": 0, "armed": False, "crashed": False}
 
-        def hook(name: str, args: tuple[object, ...]) -> None:
+        def hook(name: str, args: tuple[object, ...], state: dict[str, Any] = state, k: int = k) -> None:
             if not state["armed"]:
                 return
             if state["crashed"] and name != "close":

@@ -10,7 +10,8 @@ import fcntl
 import os
 import tempfile
 from dataclasses import dataclass, fields, replace
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 
 @dataclass(frozen=True)

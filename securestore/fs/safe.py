@@ -18,7 +18,7 @@ import os
 import stat
 import time
 from dataclasses import dataclass
-from typing import Iterator
+from collections.abc import Iterator
 
 from ..errors import (
     AlreadyExistsError,
