@@ -33,7 +33,6 @@ from .errors import (
     IntegrityError,
     LimitExceededError,
     NotFoundError,
-    OperationalError,
     PolicyError,
     SecretInKeyError,
     SecureStoreError,
@@ -100,7 +99,6 @@ class OpenSession:
     vault: Vault | None = None
     data_key: bytes | None = None
     recovered: list[str] = field(default_factory=list)
-    broken: str | None = None  # a committed batch whose materialization failed: reopen to redo
 
     def close(self) -> None:
         self.state.close()
@@ -199,10 +197,8 @@ class Pipeline:
         return AuditLog(directory, clock=self.clock, actor=self.actor, max_line=self.limits.max_audit_line_bytes)
 
     # -- the core: intent, act, outcome --------------------------------------------------------
-    def apply(self, log: AuditLog, change: Change, session: OpenSession | None = None) -> None:
+    def apply(self, log: AuditLog, change: Change) -> None:
         self.ctx.check_usable()
-        if session is not None and session.broken:
-            raise OperationalError(f"session {session.name} must be reopened: {session.broken}")
         intent = cast(Intent, log.append(
             {"kind": "intent", "op": change.op, "target": change.target, "sha256": change.sha256,
              "size": change.size, "also": [t.model_dump() for t in change.also]},
@@ -214,10 +210,8 @@ class Pipeline:
             raise  # the handle is dead; the next open reconciles by observation
         except SecureStoreError:
             if change.also:
-                # The batch may be committed but not materialized: leave the intent open so the
-                # next open redoes the materialization from the journal.
-                if session is not None:
-                    session.broken = f"{change.op} failed after its intent"
+                # The batch may be committed but not materialized: leave the intent open (the
+                # log then refuses new intents) so the next open redoes it from the journal.
                 raise
             self._settle(log, intent, change.observe, recovered=False)
             raise
@@ -280,7 +274,7 @@ class Pipeline:
         for fields in torn_files() if torn_files else []:
             log.append(fields, durable=True)
             events.append(f"torn tail of {fields['target']} ({fields['size']} bytes) discarded")
-        pending = log.pending_intent()  # recovery records above may now follow it
+        pending = log.open_intent  # recovery records above may now follow it
         if pending is not None:
             intent = pending
             done = (lambda: finish(intent)) if finish is not None else None
@@ -526,12 +520,12 @@ class Pipeline:
                     "vault.put", VAULT_FILE, sha256_hex(vault_bytes), len(vault_bytes),
                     lambda: session.dir.write_atomic(VAULT_FILE, vault_bytes),
                     lambda: observe_file(session.dir, VAULT_FILE, self.limits.max_vault_bytes),
-                ), session)
+                ))
             self.apply(session.log, Change(
                 "slot.put", slot_target(encode_name(slot)), sha256_hex(data), len(data),
                 lambda: session.state.write_atomic(file, data),
                 lambda: observe_file(session.state, file, self._slot_cap()),
-            ), session)
+            ))
         except BaseException:
             sink.rollback()
             raise
@@ -545,7 +539,7 @@ class Pipeline:
             "slot.delete", slot_target(encode_name(slot)), None, None,
             lambda: session.state.unlink(file),
             lambda: observe_file(session.state, file, self._slot_cap()),
-        ), session)
+        ))
 
     def next_revision(self, session: OpenSession, metadata: SessionMetadata) -> Manifest:
         now = max(self.clock(), session.manifest.updated_ms)
@@ -611,7 +605,7 @@ class Pipeline:
         self.apply(session.log, Change(
             "journal.append", JOURNAL_FILE, sha256_hex(line), len(line), act,
             lambda: self._observe_session(session, JOURNAL_FILE), tuple(step.describe() for step in steps),
-        ), session)
+        ))
         session.seq = seq
         session.journal_records += 1
         session.journal_bytes += len(line)
@@ -628,13 +622,13 @@ class Pipeline:
             "snapshot.write", SNAPSHOT_FILE, sha256_hex(data), len(data),
             lambda: session.dir.write_atomic(SNAPSHOT_FILE, data),
             lambda: observe_file(session.dir, SNAPSHOT_FILE, self.limits.max_snapshot_bytes),
-        ), session)
+        ))
         if session.journal_bytes:
             self.apply(session.log, Change(
                 "journal.compact", JOURNAL_FILE, sha256_hex(b""), 0,
                 lambda: session.dir.write_atomic(JOURNAL_FILE, b""),
                 lambda: observe_file(session.dir, JOURNAL_FILE, self.limits.max_journal_bytes),
-            ), session)
+            ))
         session.journal_records = session.journal_bytes = 0
 
     def snapshot_due(self, session: OpenSession) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 from pathlib import Path
@@ -15,15 +16,19 @@ from securestore import (
     InvalidValueError,
     LayoutVersionError,
     NotFoundError,
+    OperationalError,
     ResumeMismatchError,
     Secret,
     SecureStore,
+    StorageError,
     StoreConfig,
     VersionConflictError,
     init_store,
     verify_store,
 )
 from securestore.audit.chain import parse_record
+from securestore.fs import instrumented
+from securestore.fs.osapi import REAL_OS
 
 
 def records(root: Path, key: str) -> list:  # noqa: ANN201
@@ -254,3 +259,28 @@ def test_newer_store_layout_is_refused(root: Path) -> None:
     with pytest.raises(Exception, match="newer than this securestore"):
         SecureStore(root)
     assert tree_snapshot(root) == before
+
+
+def test_an_intent_without_outcome_blocks_further_writes_until_reopened(root: Path) -> None:
+    """If the outcome cannot be appended (disk full), the change may have happened: the handle
+    must not chain a new intent after the open one; reopening reconciles it."""
+    failing = {"on": False}
+
+    def hook(name: str, args: tuple[object, ...]) -> None:
+        if failing["on"] and name == "write" and b'"kind":"outcome"' in bytes(args[1]):  # type: ignore[arg-type]
+            raise OSError(errno.ENOSPC, "injected")
+
+    with SecureStore(root, master_key=MASTER_KEY, environ={}, os_api=instrumented(REAL_OS, hook)) as store:
+        with store.create_session("s") as session:
+            failing["on"] = True
+            with pytest.raises(StorageError, match="ENOSPC"):
+                session.append_items([{"n": 1}])
+            failing["on"] = False
+            with pytest.raises(OperationalError, match="no recorded outcome; reopen"):
+                session.append_items([{"n": 2}])
+    with SecureStore(root, master_key=MASTER_KEY, environ={}) as store:
+        with store.open_session("s") as session:
+            assert any("recovered-committed" in event for event in session.recovered)
+            assert session.items() == [{"n": 1}]
+            session.append_items([{"n": 2}])
+        assert verify_store(store).ok

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..errors import IntegrityError
+from ..errors import IntegrityError, OperationalError
 from ..fs import Dir
 from .chain import (
     GENESIS_PREV,
@@ -34,6 +34,9 @@ class AuditLog:
         self.head: ChainHead | None = None
         self.last: RecordBase | None = None
         self.torn: bytes = b""
+        # An intent without its outcome. While one is open no new intent may follow: the next
+        # writer to open the log must first reconcile it (the verifier's pairing rule).
+        self.open_intent: Intent | None = None
 
     @property
     def label(self) -> str:
@@ -64,6 +67,7 @@ class AuditLog:
             raise IntegrityError(f"{self.label}: the last record fails the {exc.check} check") from None
         self.last = record
         self.head = ChainHead(record.log, record.seq + 1, record_hash(line))
+        self.open_intent = self._pending_in(tail[:cut].split(b"\n"))
 
     def recent(self, nbytes: int) -> list[RecordBase]:
         """Records in the last `nbytes` of the log (for rate bounds; not a verification)."""
@@ -79,10 +83,14 @@ class AuditLog:
                 continue
         return records
 
-    def pending_intent(self) -> Intent | None:
-        """The intent still waiting for its outcome, if any: the last intent or outcome in the
-        log decides; recovery and rejection records after it do not count."""
-        for record in reversed(self.recent(4 * self.max_line)):
+    @staticmethod
+    def _pending_in(lines: list[bytes]) -> Intent | None:
+        """The last intent or outcome decides; recovery and rejection records after it do not."""
+        for line in reversed(lines):
+            try:
+                record = parse_record(line)
+            except RecordError:
+                return None  # a partial first line of the window: nothing further back is read
             if isinstance(record, Intent):
                 return record
             if isinstance(record, (Outcome, Genesis)):
@@ -105,6 +113,10 @@ class AuditLog:
             head = self.head
         if head is None or self.torn:
             raise IntegrityError(f"{self.label} has a torn tail; reopen the store to repair it")
+        if fields.get("kind") == "intent" and self.open_intent is not None:
+            raise OperationalError(
+                f"{self.label}: intent {self.open_intent.seq} has no recorded outcome; reopen to reconcile it"
+            )
         record, line, next_head = build_record(head, self.clock(), self.actor, fields)
         if len(line) > self.max_line:
             raise IntegrityError(f"audit record of {len(line)} bytes exceeds {self.max_line}")
@@ -114,4 +126,8 @@ class AuditLog:
             self.head = None  # a partial line may be on disk: re-read the tail before appending
             raise
         self.head, self.last = next_head, record
+        if isinstance(record, Intent):
+            self.open_intent = record
+        elif isinstance(record, Outcome):
+            self.open_intent = None
         return record
