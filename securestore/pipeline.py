@@ -390,7 +390,7 @@ class Pipeline:
         if target in APPEND_ONLY and op != "journal.compact":
             return last_line_hash(session.dir, target, self.limits.max_record_bytes + 1024)
         if target.startswith(f"{STATE_DIR}/"):
-            return observe_file(session.state, target.removeprefix(f"{STATE_DIR}/"), self._slot_cap())
+            return observe_file(session.state, target.removeprefix(f"{STATE_DIR}/"), self.slot_cap())
         caps = {VAULT_FILE: self.limits.max_vault_bytes, SNAPSHOT_FILE: self.limits.max_snapshot_bytes,
                 JOURNAL_FILE: self.limits.max_journal_bytes}
         if target not in caps:
@@ -398,22 +398,22 @@ class Pipeline:
         return observe_file(session.dir, target, caps[target])
 
     def _drop_torn_lines(self, session: OpenSession) -> list[dict[str, Any]]:
-        """A crash mid-append leaves a partial last line (or a bad final journal record)."""
+        """A crash mid-append leaves a partial last line, or (journal) a bad final record. Only
+        the tail is read: damage further back is left for the loader to refuse."""
         records = []
-        for name, cap in ((MANIFEST_FILE, self.limits.max_manifest_bytes), (JOURNAL_FILE, self.limits.max_journal_bytes)):
-            data = session.dir.read_optional(name, cap)
-            if data is None:
+        for name in (MANIFEST_FILE, JOURNAL_FILE):
+            if session.dir.entry(name) is None:
                 continue
-            if name == JOURNAL_FILE:
-                parsed = parse_journal(data, after_seq=None)
-                keep = parsed.good_bytes if parsed.damage is None else len(data)
-            else:
-                keep = data.rfind(b"\n") + 1
-            if keep < len(data):
-                fragment = data[keep:]
-                session.dir.truncate(name, keep)
+            size, tail = session.dir.read_tail(name, self.limits.max_record_bytes + 2)
+            lines, fragment = split_lines(tail)
+            cut = len(fragment)
+            if not fragment and lines and name == JOURNAL_FILE and (len(lines) > 1 or len(tail) == size):
+                if parse_journal(lines[-1], after_seq=None).torn_bytes:
+                    cut = len(lines[-1])  # complete line, bad checksum: torn all the same
+            if cut:
+                session.dir.truncate(name, size - cut)
                 records.append({"kind": "recovery", "event": "torn-tail", "target": name,
-                                "size": len(fragment), "sha256": sha256_hex(fragment)})
+                                "size": cut, "sha256": sha256_hex(tail[len(tail) - cut:])})
         return records
 
     def _redo(self, session: OpenSession, intent: Intent) -> None:
@@ -444,7 +444,8 @@ class Pipeline:
         )
 
     # -- session scope: writes -------------------------------------------------------------------
-    def _slot_cap(self) -> int:
+    def slot_cap(self) -> int:
+        """Largest slot file: a value at its cap plus the envelope."""
         return self.limits.max_value_bytes + self.limits.max_key_bytes + 4096
 
     def vault_of(self, session: OpenSession) -> tuple[Vault, bytes]:
@@ -488,7 +489,7 @@ class Pipeline:
 
     def current_slot(self, session: OpenSession, slot: str) -> SlotEnvelope | None:
         name = encode_name(slot)
-        data = session.state.read_optional(slot_file(name), self._slot_cap())
+        data = session.state.read_optional(slot_file(name), self.slot_cap())
         if data is None:
             return None
         envelope: SlotEnvelope = decode_model(SlotEnvelope, data, f"slot {name}")
@@ -524,7 +525,7 @@ class Pipeline:
             self.apply(session.log, Change(
                 "slot.put", slot_target(encode_name(slot)), sha256_hex(data), len(data),
                 lambda: session.state.write_atomic(file, data),
-                lambda: observe_file(session.state, file, self._slot_cap()),
+                lambda: observe_file(session.state, file, self.slot_cap()),
             ))
         except BaseException:
             sink.rollback()
@@ -538,7 +539,7 @@ class Pipeline:
         self.apply(session.log, Change(
             "slot.delete", slot_target(encode_name(slot)), None, None,
             lambda: session.state.unlink(file),
-            lambda: observe_file(session.state, file, self._slot_cap()),
+            lambda: observe_file(session.state, file, self.slot_cap()),
         ))
 
     def next_revision(self, session: OpenSession, metadata: SessionMetadata) -> Manifest:

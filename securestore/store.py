@@ -248,7 +248,7 @@ class SecureStore:
         with ExitStack() as cleanup:  # on any failure, everything opened so far is closed
             directory = cleanup.enter_context(self._open_session_dir(name))
             # Resume rules first, read-only: a foreign or newer session is refused untouched.
-            self._check_resumable(directory, name, key)
+            manifest = self._check_resumable(directory, name, key)
             audit = cleanup.enter_context(directory.open_dir(AUDIT_DIR))
             log = self.pipeline.new_log(audit)
             lock = cleanup.enter_context(self._lock(directory, SESSION_LOCK))
@@ -256,8 +256,7 @@ class SecureStore:
             if not self._sessions.holds(name, directory):
                 raise NotFoundError(f"session {name} was deleted")
             state = cleanup.enter_context(directory.open_dir(STATE_DIR))
-            history = read_manifest(directory, self.config.limits, f"session {name}")
-            session = OpenSession(key, name, directory, state, log, lock, history.latest, len(history.revisions))
+            session = OpenSession(key, name, directory, state, log, lock, manifest)  # _load completes it
             cleanup.pop_all()
             return session
 
@@ -397,7 +396,7 @@ class SecureStore:
         with self._open_session_dir(name) as directory:
             self._manifest(directory, name, key)
             with directory.open_dir(STATE_DIR) as state:
-                data = state.read_optional(slot_file(encode_name(slot_key)), self.pipeline._slot_cap())
+                data = state.read_optional(slot_file(encode_name(slot_key)), self.pipeline.slot_cap())
             if data is None:
                 return default
             envelope: SlotEnvelope = decode_model(SlotEnvelope, data, f"slot of session {name}")
@@ -437,7 +436,7 @@ class SecureStore:
         for file in state.list():
             if file.startswith("."):
                 continue
-            data = state.read(file, self.pipeline._slot_cap())
+            data = state.read(file, self.pipeline.slot_cap())
             envelope: SlotEnvelope = decode_model(SlotEnvelope, data, f"slot of session {name}")
             names.append(envelope.ext_id)
         return sorted(names)

@@ -191,7 +191,7 @@ class _Checker:
                         self.report.warnings.append(f"{target}/{STATE_DIR}/{file}: leftover temporary file")
                         continue
                     seen.add(f"{STATE_DIR}/{file}")
-                    self.expect(log, f"{STATE_DIR}/{file}", sha256_hex(state.read(file, self.store.pipeline._slot_cap())))
+                    self.expect(log, f"{STATE_DIR}/{file}", sha256_hex(state.read(file, self.store.pipeline.slot_cap())))
             for slot, commit in log.committed.items():
                 if slot.startswith(f"{STATE_DIR}/") and slot not in seen and commit.sha256 is not None:
                     self.expect(log, slot, None)
