@@ -8,7 +8,6 @@ after a crash either the whole turn is visible or none of it.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -284,5 +283,5 @@ class Session:
 
     def _render(self, value: Any, resolve: bool) -> Any:
         if not resolve:
-            return unescape_value(copy.deepcopy(value))
+            return unescape_value(value)  # builds new containers: callers cannot alter our state
         return resolve_value(value, self._store._resolver(self._open.dir, self.name))

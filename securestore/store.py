@@ -278,26 +278,24 @@ class SecureStore:
             raise NotFoundError(f"session {name} does not exist") from None
 
     def _check_resumable(self, directory: Dir, name: str, key: str | None) -> Manifest:
-        """The first manifest revision must name this store and backend, and a layout we know."""
-        manifest = self._manifest(directory, name, key)
-        if manifest.layout_version > LAYOUT_VERSION:
-            raise LayoutVersionError(
-                f"session {name} has layout version {manifest.layout_version}, newer than this securestore "
-                f"supports ({LAYOUT_VERSION}); nothing was modified"
-            )
-        if manifest.store_id != self.identity.store_id or manifest.backend != BACKEND:
-            raise ResumeMismatchError(
-                f"session {name} was written by store {manifest.store_id} ({manifest.backend}), "
-                f"not this store {self.identity.store_id} ({BACKEND}); nothing was modified"
-            )
-        return manifest
-
-    def _manifest(self, directory: Dir, name: str, key: str | None) -> Manifest:
+        """The session this directory holds, if this store may open it: its name must encode
+        the key in its manifest (never trusted otherwise), written by this store and backend,
+        in a layout this code knows. Read-only. Returns the latest revision."""
         latest: Manifest = read_manifest(directory, self.config.limits, f"session {name}").latest
         if not name_matches_key(name, latest.key) or latest.name != name:
             raise IntegrityError(f"session {name}: its directory name does not encode the key in its manifest")
         if key is not None and latest.key != key:
             raise IntegrityError(f"session {name}: manifest names a different key")
+        if latest.layout_version > LAYOUT_VERSION:
+            raise LayoutVersionError(
+                f"session {name} has layout version {latest.layout_version}, newer than this securestore "
+                f"supports ({LAYOUT_VERSION}); nothing was modified"
+            )
+        if latest.store_id != self.identity.store_id or latest.backend != BACKEND:
+            raise ResumeMismatchError(
+                f"session {name} was written by store {latest.store_id} ({latest.backend}), "
+                f"not this store {self.identity.store_id} ({BACKEND}); nothing was modified"
+            )
         return latest
 
     # -- sessions ----------------------------------------------------------------------------------
@@ -387,16 +385,11 @@ class SecureStore:
 
     # -- reads -----------------------------------------------------------------------------------
     def get(self, session: str, slot: str, *, resolve: bool = False, default: Any = None) -> Any:
-        """The stored value with references as `[secret:...]` markers; `resolve=True` puts the
-        secrets back (needs the master key for vault references)."""
-        limits = self.config.limits
-        key = checked_key(session, what="session key", max_bytes=limits.max_key_bytes)
-        slot_key = checked_key(slot, what="slot name", max_bytes=limits.max_key_bytes)
-        name = encode_name(key)
-        with self._open_session_dir(name) as directory:
-            self._manifest(directory, name, key)
-            with directory.open_dir(STATE_DIR) as state:
-                data = state.read_optional(slot_file(encode_name(slot_key)), self.pipeline.slot_cap())
+        """A slot's value with references as `[secret:...]` markers, read without the lock;
+        `resolve=True` puts the secrets back (vault references need the master key)."""
+        slot_key = checked_key(slot, what="slot name", max_bytes=self.config.limits.max_key_bytes)
+        with self._reader(session) as (directory, name), directory.open_dir(STATE_DIR) as state:
+            data = state.read_optional(slot_file(encode_name(slot_key)), self.pipeline.slot_cap())
             if data is None:
                 return default
             envelope: SlotEnvelope = decode_model(SlotEnvelope, data, f"slot of session {name}")
