@@ -70,6 +70,7 @@ class Session:
         self._staged_slots: dict[str, SlotEnvelope | None] = {}
         self._sink: _VaultSink | None = None
         self._rollback: tuple[list[Any], Manifest, int] | None = None
+        self._in_turn_block = False
 
     # -- lifecycle -------------------------------------------------------------------------------
     @property
@@ -86,6 +87,7 @@ class Session:
         return list(self._open.recovered)
 
     def close(self) -> None:
+        """Release the lock. A turn opened with begin_turn() and not committed is discarded."""
         if self._staged is not None:
             self._abort_turn()
         self._open.close()
@@ -211,13 +213,17 @@ class Session:
     # -- turns -----------------------------------------------------------------------------------
     @contextmanager
     def turn(self) -> Iterator[Session]:
-        """Stage every mutation in the block; commit them as one atomic batch on success."""
+        """Stage every mutation in the block; commit them as one atomic batch on success. A
+        `commit_turn()` inside the block commits what is staged so far and starts a new batch."""
         self.begin_turn()
+        self._in_turn_block = True
         try:
             yield self
         except BaseException:
             self._abort_turn()
             raise
+        finally:
+            self._in_turn_block = False
         self.commit_turn()
 
     def begin_turn(self) -> None:
@@ -242,9 +248,10 @@ class Session:
                 self._abort_turn()
                 raise
             self._end_turn()
-            self._staged = None  # a later begin_turn starts a fresh batch
         if self._open.journal_records:
             self._pipeline.snapshot(self._open)
+        if self._in_turn_block:
+            self.begin_turn()
 
     def _abort_turn(self) -> None:
         if self._rollback is not None:

@@ -284,3 +284,15 @@ def test_an_intent_without_outcome_blocks_further_writes_until_reopened(root: Pa
             assert session.items() == [{"n": 1}]
             session.append_items([{"n": 2}])
         assert verify_store(store).ok
+
+
+def test_commit_inside_a_turn_block_starts_the_next_batch(store: SecureStore, root: Path) -> None:
+    with store.create_session("s") as session:
+        with pytest.raises(RuntimeError), session.turn():
+            session.append_items([{"n": 1}])
+            session.commit_turn()  # the first batch is durable now
+            session.append_items([{"n": 2}])  # staged in a new batch...
+            raise RuntimeError("...which this failure discards")
+        assert session.items() == [{"n": 1}]
+    with store.open_session("s") as session:
+        assert session.items() == [{"n": 1}]
