@@ -91,23 +91,26 @@ class _Checker:
             )
         return log
 
+    @staticmethod
+    def in_flight(log: LogReport, target: str) -> set[str | None]:
+        """What `target` may hold if the log's open intent (a change in flight) took effect."""
+        pending = log.dangling
+        if pending is None:
+            return set()
+        gained = {pending.sha256} if pending.target == target else set()
+        return gained | {t.sha256 for t in pending.also if t.target == target}
+
     def expect(self, log: LogReport, target: str, actual: str | None) -> None:
         """The target's current content hash must match the trail."""
         self.report.files_checked += 1
         commit = log.committed.get(target)
         expected = commit.sha256 if commit else None
-        if actual == expected:
-            return
-        pending = log.dangling
-        if pending is not None:
-            gained = {pending.sha256} if pending.target == target else set()
-            gained |= {t.sha256 for t in pending.also if t.target == target}
-            if actual in gained:
-                return  # a change in flight: either state is consistent
+        if actual == expected or actual in self.in_flight(log, target):
+            return  # with a change in flight, either state is consistent
         label = f"{log.label}#{target}"
         self.fail(label, commit, "data-mismatch", expected or "absent", actual or "absent")
 
-    def store_level(self) -> tuple[LogReport, Dir, Dir]:
+    def store_level(self) -> tuple[LogReport, Dir]:
         root = self.store._root
         identity = self.store.identity
         audit = root.open_dir(AUDIT_DIR)
@@ -118,19 +121,15 @@ class _Checker:
         audit.close()
         data = root.read(STORE_FILE, 64 * 1024)
         self.expect(log, STORE_FILE, sha256_hex(data))
-        return log, root, root.open_dir(SESSIONS_DIR)
+        return log, root.open_dir(SESSIONS_DIR)
 
     def lines_match(self, log: LogReport, target: str, lines: list[bytes], skip: int = 0) -> None:
         """An append-only file holds exactly the lines the trail committed, in order."""
         commits = log.appended.get(target, [])
         actual = [line_hash(line) for line in lines[skip:]]
         expected = [c.sha256 for c in commits]
-        pending = log.dangling
-        if pending is not None and len(actual) == len(expected) + 1:
-            gained = {pending.sha256} if pending.target == target else set()
-            gained |= {t.sha256 for t in pending.also if t.target == target}
-            if actual[-1] in gained:
-                actual = actual[:-1]  # the line of a change in flight
+        if len(actual) == len(expected) + 1 and actual[-1] in self.in_flight(log, target):
+            actual = actual[:-1]  # the line of a change in flight
         self.report.files_checked += 1
         for index, (want, got) in enumerate(zip(expected, actual, strict=False)):
             if want != got:
@@ -199,7 +198,7 @@ class _Checker:
 
 def verify_store(store: SecureStore, session: str | None = None) -> VerifyReport:
     checker = _Checker(store)
-    store_log, _, sessions = checker.store_level()
+    store_log, sessions = checker.store_level()
     with sessions:
         present = [n for n in sessions.list()]
         if session is not None:
