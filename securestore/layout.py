@@ -22,6 +22,7 @@ JOURNAL_FILE = "journal.log"
 SNAPSHOT_FILE = "snapshot.json"
 STATE_DIR = "state"
 VAULT_FILE = "vault.json"
+VAULT_KEY_FILE = "vault.key"  # the wrapped data key: destroying it crypto-shreds vault.json
 SESSION_LOCK = "lock"
 SLOT_SUFFIX = ".json"
 STAGING_PREFIX = ".staging-"

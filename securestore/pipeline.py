@@ -36,6 +36,7 @@ from .errors import (
     PolicyError,
     SecretInKeyError,
     SecureStoreError,
+    UnsafeFileError,
     VersionConflictError,
 )
 from .fs import TEMP_PREFIX, Dir, FileLock, FsContext
@@ -51,6 +52,7 @@ from .layout import (
     STATE_DIR,
     TRASH_PREFIX,
     VAULT_FILE,
+    VAULT_KEY_FILE,
     Manifest,
     SessionMetadata,
     SlotEnvelope,
@@ -64,7 +66,7 @@ from .layout import (
 )
 from .policy import check_value, encode_name, normalize_key
 from .secrets import SECRET_TYPES, contains_secret, redact
-from .secrets.vault import Vault, VaultEntry, fingerprint, load_vault, new_vault, seal
+from .secrets.vault import Vault, VaultEntry, fingerprint, load_vault, new_vault, seal, unwrap_data_key, wrap_data_key
 
 
 def now_ms() -> int:
@@ -98,6 +100,7 @@ class OpenSession:
     journal_bytes: int = 0
     vault: Vault | None = None
     data_key: bytes | None = None
+    pending_key: bytes | None = None  # vault.key content not written yet (a brand-new vault)
     recovered: list[str] = field(default_factory=list)
 
     def close(self) -> None:
@@ -169,9 +172,11 @@ class _VaultSink:
         """The journal op that carries this batch's new vault entries (encrypted)."""
         if not self.new_entries or self.session.vault is None:
             return None
-        header = self.session.vault.to_json()
-        return {"op": "vault", "salt": header["salt"], "check": header["check"],
-                "entries": {ref: entry.model_dump() for ref, entry in self.new_entries.items()}}
+        op: Op = {"op": "vault", "check": self.session.vault.to_json()["check"],
+                  "entries": {ref: entry.model_dump() for ref, entry in self.new_entries.items()}}
+        if self.session.pending_key is not None:
+            op["key"] = self.session.pending_key.decode("ascii")  # the wrapped key, never the key
+        return op
 
 
 class Pipeline:
@@ -294,9 +299,15 @@ class Pipeline:
             info = directory.entry(name)
             if info is None:
                 continue
+            detail = None
+            if name.startswith(TRASH_PREFIX) and info.kind == "dir":
+                try:
+                    self._shred_vault_key(directory, name)  # a delete that crashed before shredding
+                except UnsafeFileError as exc:  # e.g. a planted hard link: say so, still remove the name
+                    detail = f"vault.key not shredded: {exc}"[:256]
             directory.remove_tree(name)
             removed.append({"kind": "recovery", "event": "temp-removed", "target": f"{label}{name}",
-                            "size": info.size if info.kind == "file" else 0, "sha256": None})
+                            "size": info.size if info.kind == "file" else 0, "sha256": None, "detail": detail})
         return removed
 
     # -- store scope -----------------------------------------------------------------------------
@@ -365,9 +376,20 @@ class Pipeline:
     def delete_session(self, log: AuditLog, sessions: Dir, session: OpenSession) -> None:
         trash = TRASH_PREFIX + self.ctx.random_hex(8)
         name = session.name
-        self.apply(log, Change("session.delete", session_target(name), None, None,
-                               lambda: sessions.rename(name, trash), lambda: self._session_identity(sessions, name)))
-        sessions.remove_tree(trash)  # the session is gone once renamed; this frees the space
+        def act() -> None:
+            sessions.rename(name, trash)  # the commit point: the session is gone
+            self._shred_vault_key(sessions, trash)
+
+        self.apply(log, Change("session.delete", session_target(name), None, None, act,
+                               lambda: self._session_identity(sessions, name)))
+        sessions.remove_tree(trash)  # frees the space; a crash before this is cleaned up later
+
+    @staticmethod
+    def _shred_vault_key(sessions: Dir, trash: str) -> None:
+        """Crypto-shred: without its wrapped data key no copy of the vault can be decrypted."""
+        with sessions.open_dir(trash) as directory:
+            if directory.entry(VAULT_KEY_FILE) is not None:
+                directory.shred(VAULT_KEY_FILE)
 
     def record_rejection(self, log: AuditLog, op: str, target: str | None, error: PolicyError) -> None:
         """Audit a rejected write, at most `records_per_window` per window; then one marker."""
@@ -392,7 +414,7 @@ class Pipeline:
         if target.startswith(f"{STATE_DIR}/"):
             return observe_file(session.state, target.removeprefix(f"{STATE_DIR}/"), self.slot_cap())
         caps = {VAULT_FILE: self.limits.max_vault_bytes, SNAPSHOT_FILE: self.limits.max_snapshot_bytes,
-                JOURNAL_FILE: self.limits.max_journal_bytes}
+                JOURNAL_FILE: self.limits.max_journal_bytes, VAULT_KEY_FILE: 4096}
         if target not in caps:
             raise IntegrityError(f"session {session.name}: the audit log names an unknown target {target}")
         return observe_file(session.dir, target, caps[target])
@@ -449,18 +471,24 @@ class Pipeline:
         return self.limits.max_value_bytes + self.limits.max_key_bytes + 4096
 
     def vault_of(self, session: OpenSession) -> tuple[Vault, bytes]:
-        if self.master_key is None:
+        master = self.master_key
+        if master is None:
             raise AssertionError("vault used without a master key")  # pragma: no cover
         if session.vault is None or session.data_key is None:
-            data = session.dir.read_optional(VAULT_FILE, self.limits.max_vault_bytes)
-            if data is None:
-                session.vault, session.data_key = new_vault(
-                    self.master_key, self.identity.store_id, session.name, self.ctx.os.urandom(32)
-                )
+            store_id, name = self.identity.store_id, session.name
+            key_file = session.dir.read_optional(VAULT_KEY_FILE, 4096)
+            if key_file is None:
+                if session.dir.entry(VAULT_FILE) is not None:
+                    raise IntegrityError(f"session {name}: vault.json exists without its vault.key")
+                data_key = self.ctx.os.urandom(32)
+                session.pending_key = wrap_data_key(master, data_key, self.ctx.os.urandom(12), store_id, name)
+                session.vault = new_vault(data_key, store_id, name)
             else:
-                session.vault, session.data_key = load_vault(
-                    data, self.master_key, self.identity.store_id, session.name
-                )
+                data_key = unwrap_data_key(key_file, master, store_id, name)
+                data = session.dir.read_optional(VAULT_FILE, self.limits.max_vault_bytes)
+                session.vault = (new_vault(data_key, store_id, name) if data is None
+                                 else load_vault(data, data_key, store_id, name))
+            session.data_key = data_key
         return session.vault, session.data_key
 
     def prepare(self, session: OpenSession, value: Any, sink: _VaultSink | None = None) -> tuple[Any, _VaultSink]:
@@ -517,6 +545,14 @@ class Pipeline:
         try:
             if sink.new_entries:
                 vault_bytes = self._vault_bytes(session)
+                key_bytes = session.pending_key
+                if key_bytes is not None:  # a new vault: its key goes first
+                    self.apply(session.log, Change(
+                        "vault.key", VAULT_KEY_FILE, sha256_hex(key_bytes), len(key_bytes),
+                        lambda: session.dir.write_atomic(VAULT_KEY_FILE, key_bytes),
+                        lambda: observe_file(session.dir, VAULT_KEY_FILE, 4096),
+                    ))
+                    session.pending_key = None
                 self.apply(session.log, Change(
                     "vault.put", VAULT_FILE, sha256_hex(vault_bytes), len(vault_bytes),
                     lambda: session.dir.write_atomic(VAULT_FILE, vault_bytes),
@@ -562,6 +598,8 @@ class Pipeline:
             elif kind == "meta":
                 steps.append(Materialize(MANIFEST_FILE, canonical_bytes(op["revision"]) + b"\n"))
             elif kind == "vault":
+                if "key" in op:  # a new vault: its key first
+                    steps.append(Materialize(VAULT_KEY_FILE, op["key"].encode("ascii")))
                 steps.append(Materialize(VAULT_FILE, self._merged_vault(session, op)))
         return steps
 
@@ -569,7 +607,7 @@ class Pipeline:
         existing = session.dir.read_optional(VAULT_FILE, self.limits.max_vault_bytes)
         entries = {} if existing is None else dict(_vault_entries(existing))
         entries.update(op["entries"])
-        return canonical_bytes({"check": op["check"], "entries": entries, "salt": op["salt"], "v": 1})
+        return canonical_bytes({"check": op["check"], "entries": entries, "v": 2})
 
     def _materialize(self, session: OpenSession, step: Materialize) -> None:
         if step.target in APPEND_ONLY:
@@ -607,6 +645,8 @@ class Pipeline:
             "journal.append", JOURNAL_FILE, sha256_hex(line), len(line), act,
             lambda: self._observe_session(session, JOURNAL_FILE), tuple(step.describe() for step in steps),
         ))
+        if any(op["op"] == "vault" and "key" in op for op in ops):
+            session.pending_key = None
         session.seq = seq
         session.journal_records += 1
         session.journal_bytes += len(line)

@@ -38,6 +38,7 @@ from .layout import (
     STORE_FILE,
     STORE_LOCK,
     VAULT_FILE,
+    VAULT_KEY_FILE,
     Manifest,
     SessionMetadata,
     SlotEnvelope,
@@ -51,7 +52,7 @@ from .pipeline import Change, OpenSession, Pipeline, checked_key, now_ms, observ
 from .policy import check_value, encode_name, is_session_name, name_matches_key
 from .secrets import SECRET_TYPES, contains_secret, redact, resolve_value, unescape_value
 from .session import Session
-from .secrets.vault import encode_master_key, load_vault, parse_master_key, unseal
+from .secrets.vault import encode_master_key, load_vault, parse_master_key, unseal, unwrap_data_key
 
 MASTER_KEY_ENV = "SECURESTORE_MASTER_KEY"
 MASTER_KEY_FILE_ENV = "SECURESTORE_MASTER_KEY_FILE"
@@ -415,10 +416,12 @@ class SecureStore:
             if self.pipeline.master_key is None:
                 raise KeyMaterialError("resolving vault references needs the master key")
             if "vault" not in cache:
+                key_file = directory.read_optional(VAULT_KEY_FILE, 4096)
                 data = directory.read_optional(VAULT_FILE, self.config.limits.max_vault_bytes)
-                if data is None:
+                if data is None or key_file is None:
                     raise SecretUnavailableError(f"session {name} has no vault")
-                cache["vault"] = load_vault(data, self.pipeline.master_key, self.store_id, name)
+                data_key = unwrap_data_key(key_file, self.pipeline.master_key, self.store_id, name)
+                cache["vault"] = (load_vault(data, data_key, self.store_id, name), data_key)
             vault, data_key = cache["vault"]
             return unseal(vault, data_key, ident)
 

@@ -25,6 +25,7 @@ from .layout import (
     STATE_DIR,
     STORE_FILE,
     VAULT_FILE,
+    VAULT_KEY_FILE,
     session_target,
 )
 from .policy import encode_name, is_session_name, name_matches_key, normalize_key
@@ -180,7 +181,8 @@ class _Checker:
                 read_transcript(directory, self.limits, target)
             except IntegrityError as exc:
                 self.fail(f"{target}/{JOURNAL_FILE}", None, "journal", "a replayable journal", str(exc))
-            for name_, cap in ((VAULT_FILE, self.limits.max_vault_bytes), (SNAPSHOT_FILE, self.limits.max_snapshot_bytes)):
+            for name_, cap in ((VAULT_FILE, self.limits.max_vault_bytes), (VAULT_KEY_FILE, 4096),
+                               (SNAPSHOT_FILE, self.limits.max_snapshot_bytes)):
                 content = directory.read_optional(name_, cap)
                 self.expect(log, name_, None if content is None else sha256_hex(content))
             seen = set()

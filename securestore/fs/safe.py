@@ -425,6 +425,23 @@ class Dir:
             raise _translate(exc, "remove", self.child_label(name)) from None
         self.sync()
 
+    def shred(self, name: str) -> None:
+        """Overwrite a file with zeros, fsync, then unlink it. On a journaling or flash
+        filesystem the old blocks may survive; the unlink is what makes the name unrecoverable
+        through the store. Used for key material."""
+        self.ctx.check_usable()
+        fd, st = self._open_checked(name, _RW_FLAGS, "file", "open for shredding")
+        label = self.child_label(name)
+        try:
+            try:
+                self.ctx.os.pwrite(fd, b"\x00" * st.st_size, 0)
+            except OSError as exc:
+                raise _translate(exc, "overwrite", label) from None
+            self.ctx.fsync(fd, label)
+        finally:
+            self.ctx.close_quietly(fd)
+        self.unlink(name)
+
     def _discard(self, name: str) -> None:
         try:
             self.ctx.os.unlink(name, dir_fd=self.fd)

@@ -1,15 +1,16 @@
-"""The session vault (pure): AES-256-GCM under a per-session key derived from the master key.
+"""The session vault (pure): AES-256-GCM under a random per-session data key.
 
-data key   = HKDF-SHA256(master, salt = per-session random salt,
-                         info = "securestore/vault/v1" | store id | session name)
+data key   = 32 random bytes, kept only wrapped: vault.key = AES-256-GCM(KEK, nonce, data key,
+             AAD = canonical {purpose: "vault-key", store, session}), KEK = HKDF-SHA256(master key)
 reference  = HMAC-SHA256(data key, "ref" | kind | value)[:16]  (same secret -> same reference,
              so a key repeated across a transcript is stored once; unguessable without the key)
 ciphertext = AES-256-GCM(data key, random 96-bit nonce, value,
                          AAD = canonical {store, session, ref, kind})  (binds session and id)
-check      = HMAC-SHA256(data key, "check")[:16]  (tells "wrong master key" from "tampered")
-"""
+check      = HMAC-SHA256(data key, "check")[:16]  (tells a foreign vault.json from tampering)
 
-from __future__ import annotations
+Crypto-shredding: destroying vault.key makes every copy of vault.json undecryptable, even with
+the master key, because the data key was random and exists nowhere else.
+"""
 
 import base64
 import binascii
@@ -77,24 +78,28 @@ class VaultEntry(BaseModel):
 
 class _VaultModel(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    v: Literal[1]
-    salt: str = Field(min_length=44, max_length=44)
+    v: Literal[2]
     check: str = Field(min_length=24, max_length=24)
     entries: dict[str, VaultEntry]
+
+
+class _KeyFileModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    v: Literal[1]
+    nonce: str = Field(min_length=16, max_length=16)
+    wrapped: str = Field(min_length=64, max_length=64)
 
 
 @dataclass
 class Vault:
     store_id: str
     session: str
-    salt: bytes
     check: bytes
     entries: dict[str, VaultEntry] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
         return {
-            "v": 1,
-            "salt": _b64(self.salt),
+            "v": 2,
             "check": _b64(self.check),
             "entries": {k: e.model_dump() for k, e in self.entries.items()},
         }
@@ -103,30 +108,49 @@ class Vault:
         return canonical_bytes(self.to_json())
 
 
-def derive_data_key(master: bytes, salt: bytes, store_id: str, session: str) -> bytes:
-    info = b"securestore/vault/v1\x00" + store_id.encode() + b"\x00" + session.encode()
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=info).derive(master)
+def _kek(master: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"securestore/vault-kek/v1").derive(master)
+
+
+def _key_aad(store_id: str, session: str) -> bytes:
+    return canonical_bytes({"purpose": "vault-key", "session": session, "store": store_id})
+
+
+def wrap_data_key(master: bytes, data_key: bytes, nonce: bytes, store_id: str, session: str) -> bytes:
+    """The content of vault.key: the data key sealed under the master key's KEK."""
+    wrapped = AESGCM(_kek(master)).encrypt(nonce, data_key, _key_aad(store_id, session))
+    return canonical_bytes({"nonce": _b64(nonce), "v": 1, "wrapped": _b64(wrapped)})
+
+
+def unwrap_data_key(key_file: bytes, master: bytes, store_id: str, session: str) -> bytes:
+    try:
+        model = _KeyFileModel.model_validate(orjson.loads(key_file))
+        nonce, wrapped = _unb64(model.nonce), _unb64(model.wrapped)
+    except (orjson.JSONDecodeError, ValidationError, ValueError, binascii.Error):
+        raise IntegrityError(f"vault key of session {session} is malformed") from None
+    try:
+        return AESGCM(_kek(master)).decrypt(nonce, wrapped, _key_aad(store_id, session))
+    except InvalidTag:
+        raise KeyMaterialError(f"the master key does not open the vault of session {session}") from None
 
 
 def _check_value(data_key: bytes) -> bytes:
     return hmac.new(data_key, b"securestore/vault/check", hashlib.sha256).digest()[:16]
 
 
-def new_vault(master: bytes, store_id: str, session: str, salt: bytes) -> tuple[Vault, bytes]:
-    data_key = derive_data_key(master, salt, store_id, session)
-    return Vault(store_id, session, salt, _check_value(data_key)), data_key
+def new_vault(data_key: bytes, store_id: str, session: str) -> Vault:
+    return Vault(store_id, session, _check_value(data_key))
 
 
-def load_vault(data: bytes, master: bytes, store_id: str, session: str) -> tuple[Vault, bytes]:
+def load_vault(data: bytes, data_key: bytes, store_id: str, session: str) -> Vault:
     try:
         model = _VaultModel.model_validate(orjson.loads(data))
-        salt, check = _unb64(model.salt), _unb64(model.check)
+        check = _unb64(model.check)
     except (orjson.JSONDecodeError, ValidationError, ValueError, binascii.Error):
         raise IntegrityError(f"vault of session {session} is malformed") from None
-    data_key = derive_data_key(master, salt, store_id, session)
     if not hmac.compare_digest(_check_value(data_key), check):
-        raise KeyMaterialError(f"the master key does not open the vault of session {session}")
-    return Vault(store_id, session, salt, check, dict(model.entries)), data_key
+        raise IntegrityError(f"vault of session {session} was not sealed with its vault key")
+    return Vault(store_id, session, check, dict(model.entries))
 
 
 def _aad(vault: Vault, ref: str, kind: str) -> bytes:
