@@ -83,6 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("session", nargs="?")
     verify.add_argument("--json", action="store_true")
 
+    maintain = commands.add_parser("maintain", help="retention and disk budget (warn mode unless --enforce)")
+    maintain.add_argument("--enforce", action="store_true", help="act: evict (audited) and reclaim leftovers")
+    maintain.add_argument("--json", action="store_true")
+    maintain.add_argument("--prune-after-days", type=float, help="evict sessions not updated for this long (30)")
+    maintain.add_argument("--max-sessions", type=int, help="keep at most this many sessions (5000)")
+    maintain.add_argument("--max-disk-bytes", type=int, help="disk budget (10 GiB); evict down to 80%% of it")
+    maintain.add_argument("--protect", action="append", default=[], metavar="PATTERN",
+                          help="never evict sessions whose key matches this glob (repeatable)")
+
     demo = commands.add_parser("demo", help="run a scripted agent session against a fresh store")
     demo.add_argument("--keep", action="store_true", help="keep the temporary store and print its path")
     return parser
@@ -145,6 +154,8 @@ def run(args: argparse.Namespace) -> int:
             print("deleted", file=sys.stderr)
         elif args.command == "session":
             return _session_command(args, store)
+        elif args.command == "maintain":
+            return _maintain_command(args, store)
         elif args.command == "audit" and args.audit_command == "verify":
             report = verify_store(store, args.session)
             print(dump_json(report.to_json()) if args.json else format_verify(report))
@@ -153,6 +164,37 @@ def run(args: argparse.Namespace) -> int:
 
 
 _MISSING = object()
+
+
+def _maintain_command(args: argparse.Namespace, store: SecureStore) -> int:
+    overrides: dict[str, object] = {}
+    for flag, field in (("prune_after_days", "prune_after_days"), ("max_sessions", "max_sessions_kept"),
+                        ("max_disk_bytes", "max_disk_bytes")):
+        if getattr(args, flag) is not None:
+            overrides[field] = getattr(args, flag)
+    if args.protect:
+        overrides["protected_keys"] = tuple(store.config.maintenance.protected_keys) + tuple(args.protect)
+    try:
+        policy = store.config.maintenance.model_copy(update=overrides)
+        policy = type(policy).model_validate(policy.model_dump())
+    except ValidationError as exc:
+        raise UsageError(f"maintenance option rejected: {exc.errors()[0]['msg']}") from None
+    report = store.maintain(enforce=args.enforce, policy=policy)
+    if args.json:
+        print(dump_json(report.to_json()))
+        return EXIT_OK
+    print(f"mode: {report.mode}" + ("" if args.enforce else " (nothing changed; run with --enforce to act)"))
+    print(f"sessions: {report.sessions_before} -> {report.sessions_after}; "
+          f"bytes: {report.bytes_before} -> {report.bytes_after}")
+    for eviction in report.evictions:
+        print(f"evict {eviction.key} ({eviction.reason}, updated {iso_time(eviction.updated_ms)}, {eviction.bytes} bytes)")
+    for key, why in report.protected:
+        print(f"protected {key}: {why}")
+    if report.temp_files:
+        print(f"leftovers of interrupted writes: {report.temp_files} files, {report.temp_bytes} bytes")
+    for line in report.skipped:
+        print(f"skipped {line}", file=sys.stderr)
+    return EXIT_OK
 
 
 def _session_command(args: argparse.Namespace, store: SecureStore) -> int:

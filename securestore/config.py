@@ -42,6 +42,23 @@ class RejectionAuditPolicy(BaseModel):
     window_seconds: int = Field(default=60, ge=1, le=86_400)
 
 
+class MaintenancePolicy(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    prune_after_days: float = Field(default=30.0, gt=0)
+    max_sessions_kept: int = Field(default=5000, ge=1)
+    max_disk_bytes: int = Field(default=10 * 1024**3, ge=1)
+    high_water: float = Field(default=0.8, gt=0, le=1)
+    temp_grace_seconds: int = Field(default=300, ge=0)
+    # fnmatch patterns on session keys; matching sessions are never evicted.
+    protected_keys: tuple[str, ...] = ()
+
+    @property
+    def count_slack(self) -> int:
+        """Count eviction starts only past the cap plus max(25, 10 %): batches, not a trickle."""
+        return max(25, self.max_sessions_kept // 10)
+
+
 class StoreConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -53,6 +70,7 @@ class StoreConfig(BaseModel):
     # Snapshots are written at every turn commit; these also trigger one between turns.
     snapshot_every_records: int | None = Field(default=1000, ge=1)
     snapshot_every_bytes: int | None = Field(default=8 * MiB, ge=1024)
+    maintenance: MaintenancePolicy = MaintenancePolicy()
     # Recorded in audit records as actor.principal when set (e.g. the agent or user on whose
     # behalf the write happens). Never a secret.
     principal: str | None = Field(default=None, max_length=256)

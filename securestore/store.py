@@ -10,7 +10,7 @@ from typing import Any
 
 from .audit.log import AuditLog
 from .canonical import sha256_hex
-from .config import StoreConfig
+from .config import MaintenancePolicy, StoreConfig
 from .engine.files import read_manifest, read_transcript
 from .errors import (
     AlreadyExistsError,
@@ -19,15 +19,18 @@ from .errors import (
     KeyMaterialError,
     LayoutVersionError,
     LimitExceededError,
+    LockHeldError,
     NotFoundError,
     OperationalError,
     PolicyError,
     ResumeMismatchError,
     SecretUnavailableError,
+    SecureStoreError,
     UnsafeFileError,
     UsageError,
 )
-from .fs import REAL_OS, Dir, FileLock, FsContext, OsApi, open_root, read_key_file, write_key_file
+from .fs import REAL_OS, TEMP_PREFIX, Dir, FileLock, FsContext, OsApi, open_root, read_key_file, write_key_file
+from .fs.owner import is_alive
 from .layout import (
     AUDIT_DIR,
     BACKEND,
@@ -48,6 +51,7 @@ from .layout import (
     session_target,
     slot_file,
 )
+from .maintenance import MaintenanceReport, SessionUsage, plan, protection
 from .pipeline import Change, OpenSession, Pipeline, checked_key, now_ms, observe_file
 from .policy import check_value, encode_name, is_session_name, name_matches_key
 from .secrets import SECRET_TYPES, contains_secret, redact, resolve_value, unescape_value
@@ -506,6 +510,76 @@ class SecureStore:
                                      manifest.metadata.title, slots))
         found.sort(key=lambda info: (info.created_ms, info.key))
         return found, skipped
+
+
+    # -- maintenance -------------------------------------------------------------------------------
+    def _usage(self, name: str, policy: MaintenancePolicy, now_ms: int) -> SessionUsage:
+        """What maintenance needs of one session, read without locking: O(its files)."""
+        with self._sessions.open_dir(name) as directory:
+            manifest = self._check_resumable(directory, name, None)
+            with directory.open_dir(AUDIT_DIR) as audit_dir:
+                log = self.pipeline.new_log(audit_dir)
+                log.load()
+                updated = log.last.ts if log.last is not None else manifest.updated_ms
+            size, stale, stale_bytes = 0, 0, 0
+            grace_ns = (now_ms - policy.temp_grace_seconds * 1000) * 1_000_000
+            for rel, info in directory.walk():
+                if info.kind == "file":
+                    size += info.size
+                    if rel.rsplit("/", 1)[-1].startswith(TEMP_PREFIX) and info.mtime_ns < grace_ns:
+                        stale, stale_bytes = stale + 1, stale_bytes + info.size
+            owner = directory.lock_owner(SESSION_LOCK)
+            live = owner.describe() if owner is not None and is_alive(self.ctx.os, owner) else None
+        return SessionUsage(manifest.key, name, updated, size, protection(manifest.key, policy, live),
+                            stale, stale_bytes)
+
+    def maintain(self, *, enforce: bool = False, now_ms: int | None = None,
+                 policy: MaintenancePolicy | None = None) -> MaintenanceReport:
+        """Retention and disk budget. Warn mode (the default) writes nothing and reports what
+        enforce would do; enforce evicts through audited deletes and reclaims stale leftovers."""
+        policy = policy or self.config.maintenance
+        now = self.pipeline.clock() if now_ms is None else now_ms
+        usages: list[SessionUsage] = []
+        skipped: list[str] = []
+        for name in self._sessions.list():
+            if name.startswith(".") or not is_session_name(name):
+                continue
+            try:
+                usages.append(self._usage(name, policy, now))
+            except SecureStoreError as exc:
+                skipped.append(f"{name}: {exc}")
+        evictions = plan(usages, policy, now)
+        report = MaintenanceReport(
+            mode="enforce" if enforce else "warn", now_ms=now,
+            sessions_before=len(usages), bytes_before=sum(u.bytes for u in usages),
+            sessions_after=len(usages), bytes_after=sum(u.bytes for u in usages), skipped=skipped,
+            protected=[(u.key, u.protected) for u in usages if u.protected is not None],
+        )
+        evicted = {e.name for e in evictions}
+        stale = [u for u in usages if u.stale_temp_files and u.name not in evicted and u.protected is None]
+        if not enforce:
+            report.evictions = evictions
+        for eviction in evictions:
+            if enforce:
+                try:
+                    self.delete_session(eviction.key)
+                except (LockHeldError, NotFoundError) as exc:
+                    report.skipped.append(f"{eviction.name}: not evicted: {exc}")
+                    continue
+                report.evictions.append(eviction)
+            report.sessions_after -= 1
+            report.bytes_after -= eviction.bytes
+        for usage in stale:
+            if enforce:
+                try:
+                    self.open_session(usage.key).close()  # its recovery removes the leftovers
+                except (LockHeldError, NotFoundError) as exc:
+                    report.skipped.append(f"{usage.name}: leftovers not reclaimed: {exc}")
+                    continue
+            report.temp_files += usage.stale_temp_files
+            report.temp_bytes += usage.stale_temp_bytes
+            report.bytes_after -= usage.stale_temp_bytes
+        return report
 
 
 class _HoldsSecret(Exception):
