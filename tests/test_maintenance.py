@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from conftest import MASTER_KEY, run_cli, session_dir, tree_snapshot
 from securestore import SecureStore, SecureStoreError, StoreConfig, init_store, verify_store
