@@ -9,9 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 from conftest import MASTER_KEY, run_cli, session_dir, tree_snapshot
-from securestore import SecureStore, SecureStoreError, StoreConfig, init_store, verify_store
+
+from securestore import (
+    SecureStore,
+    SecureStoreError,
+    StoreConfig,
+    init_store,
+    verify_store,
+)
 from securestore.audit.chain import parse_record
 from securestore.config import MaintenancePolicy
 from securestore.fs import instrumented
