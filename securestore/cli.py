@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from .config import StoreConfig
 from .errors import EXIT_OK, EXIT_OPERATIONAL, EXIT_USAGE, NotFoundError, PolicyError, SecureStoreError, UsageError
+from .migration.inspect import inspect_source
 from .policy import parse_json_text
 from .secrets import scrub_text
 from .store import SecureStore, generate_master_key, init_store
@@ -82,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     verify = audit_commands.add_parser("verify", help="verify the audit trail and the data against it")
     verify.add_argument("session", nargs="?")
     verify.add_argument("--json", action="store_true")
+
+    migrate = commands.add_parser("migrate", help="import a legacy session store")
+    migrate_cmds = migrate.add_subparsers(dest="migrate_command", required=True, parser_class=_Parser)
+    inspect = migrate_cmds.add_parser("inspect", help="say what importing PATH would do (reads only)")
+    inspect.add_argument("path")
+    inspect.add_argument("--json", action="store_true")
 
     maintain = commands.add_parser("maintain", help="retention and disk budget (warn mode unless --enforce)")
     maintain.add_argument("--enforce", action="store_true", help="act: evict (audited) and reclaim leftovers")
@@ -156,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
             return _session_command(args, store)
         elif args.command == "maintain":
             return _maintain_command(args, store)
+        elif args.command == "migrate":
+            return _migrate_command(args, store)
         elif args.command == "audit" and args.audit_command == "verify":
             report = verify_store(store, args.session)
             print(dump_json(report.to_json()) if args.json else format_verify(report))
@@ -164,6 +173,25 @@ def run(args: argparse.Namespace) -> int:
 
 
 _MISSING = object()
+
+
+def _migrate_command(args: argparse.Namespace, store: SecureStore) -> int:
+    result = inspect_source(store, args.path)
+    if args.json:
+        print(dump_json(result.to_json()))
+        return EXIT_OK
+    print(f"state: {result.state}" + (f" ({result.reason})" if result.reason else ""))
+    if result.layout:
+        print(f"layout: {result.layout}; {result.sessions} sessions, {result.items} transcript items")
+    for duplicate in result.duplicates:
+        print(f"duplicate key {duplicate['key']}: kept {duplicate['kept']}, dropped {duplicate['dropped']}")
+    for rejected in result.rejected:
+        print(f"refused {rejected['source']}: {rejected['why']}")
+    for key in result.existing:
+        print(f"already in the store: {key}")
+    for backup in result.backups:
+        print(f"backup: {backup}")
+    return EXIT_OK
 
 
 def _maintain_command(args: argparse.Namespace, store: SecureStore) -> int:

@@ -454,6 +454,10 @@ class SecureStore:
             self._check_resumable(directory, name, key)
             yield directory, name
 
+    def session_exists(self, name: str) -> bool:
+        """Is there an entry for this encoded session name (whatever state it is in)?"""
+        return self._sessions.entry(name) is not None
+
     def slots(self, session: str) -> list[str]:
         with self._reader(session) as (directory, name), directory.open_dir(STATE_DIR) as state:
             return self._slot_names(state, name)

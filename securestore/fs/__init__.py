@@ -1,7 +1,15 @@
 """The fence: the only package that calls the operating system (like pyca/cryptography's hazmat)."""
 
 from .osapi import REAL_OS, OsApi, instrumented, io_call_names
-from .root import make_temp_dir, open_root, read_key_file, remove_dir, write_key_file
+from .root import (
+    legacy_backups,
+    make_temp_dir,
+    open_root,
+    read_key_file,
+    read_legacy_source,
+    remove_dir,
+    write_key_file,
+)
 from .safe import DIR_MODE, FILE_MODE, TEMP_PREFIX, Dir, EntryInfo, FileLock, FsContext, check_name
 
 __all__ = [
@@ -17,6 +25,8 @@ __all__ = [
     "check_name",
     "instrumented",
     "io_call_names",
+    "legacy_backups",
+    "read_legacy_source",
     "make_temp_dir",
     "remove_dir",
     "open_root",

@@ -167,3 +167,35 @@ def remove_dir(path: str, ctx: FsContext) -> None:
     holder, name = _open_parent(path, ctx)
     with holder:
         holder._remove_entry(name, 0)
+
+
+def read_legacy_source(path: str, ctx: FsContext, *, cap: int) -> tuple[str, list[tuple[str, bytes]]]:
+    """Read a legacy store to import: a JSON file, or a directory of `*.json` files.
+
+    Returns ("file" | "dir", [(name, bytes)]). The source and every file in it are opened with
+    O_NOFOLLOW (a symlink is refused) and must be owned by us; each file is capped at `cap`
+    bytes, checked with fstat before reading. Modes are not checked: these are not our files.
+    """
+    holder, name = _open_parent(path, ctx)
+    with holder:
+        info = holder.entry(name)
+        if info is None:
+            raise NotFoundError(f"{path} does not exist")
+        if info.kind == "symlink":
+            raise UnsafeFileError(f"refused {path}: it is a symbolic link")
+        if info.kind == "file":
+            return "file", [(name, holder.read(name, cap, ours=False))]
+        if info.kind != "dir":
+            raise UnsafeFileError(f"refused {path}: not a file or a directory")
+        fd, _ = holder._open_checked(name, _DIR_FLAGS, "dir", "open", ours=False)
+        with Dir(ctx, fd, path) as directory:
+            names = [entry for entry in directory.list() if entry.endswith(".json") and not entry.startswith(".")]
+            return "dir", [(entry, directory.read(entry, cap, ours=False)) for entry in names]
+
+
+def legacy_backups(path: str, ctx: FsContext) -> list[str]:
+    """Names of `<name>.bak.<timestamp>` siblings of a legacy source, oldest first."""
+    holder, name = _open_parent(path, ctx)
+    with holder:
+        prefix = f"{name}.bak."
+        return sorted(entry for entry in holder.list() if entry.startswith(prefix) and entry[len(prefix):].isdigit())

@@ -158,19 +158,24 @@ class Dir:
         return f"{self.label}/{name}" if self.label else name
 
     # -- checks --------------------------------------------------------------------------------
-    def _verify(self, st: os.stat_result, label: str, kind: str, mode: int) -> None:
+    def _verify(self, st: os.stat_result, label: str, kind: str, mode: int, *, ours: bool = True) -> None:
+        """Type and owner always; link count and mode only for files securestore made itself."""
         actual_kind = _kind(st.st_mode)
         if actual_kind != kind:
             raise UnsafeFileError(f"refused {label}: expected a {kind}, found a {actual_kind}")
         if st.st_uid != self.ctx.euid:
             raise UnsafeFileError(f"refused {label}: owned by uid {st.st_uid}, not {self.ctx.euid}")
+        if not ours:
+            return
         if kind == "file" and st.st_nlink != 1:
             raise UnsafeFileError(f"refused {label}: it has {st.st_nlink} hard links")
         actual_mode = stat.S_IMODE(st.st_mode)
         if actual_mode != mode:
             raise UnsafeFileError(f"refused {label}: mode {actual_mode:04o}, expected {mode:04o}")
 
-    def _open_checked(self, name: str, flags: int, kind: str, action: str) -> tuple[int, os.stat_result]:
+    def _open_checked(
+        self, name: str, flags: int, kind: str, action: str, *, ours: bool = True
+    ) -> tuple[int, os.stat_result]:
         check_name(name)
         label = self.child_label(name)
         try:
@@ -179,7 +184,7 @@ class Dir:
             raise _translate(exc, action, label) from None
         try:
             st = self.ctx.os.fstat(fd)
-            self._verify(st, label, kind, DIR_MODE if kind == "dir" else FILE_MODE)
+            self._verify(st, label, kind, DIR_MODE if kind == "dir" else FILE_MODE, ours=ours)
         except OSError as exc:
             self.ctx.close_quietly(fd)
             raise _translate(exc, "stat", label) from None
@@ -260,9 +265,10 @@ class Dir:
             raise _translate(exc, "list", self.label or ".") from None
 
     # -- reads ---------------------------------------------------------------------------------
-    def read(self, name: str, cap: int) -> bytes:
-        """Read a whole regular file of at most `cap` bytes."""
-        fd, st = self._open_checked(name, _READ_FLAGS, "file", "open")
+    def read(self, name: str, cap: int, *, ours: bool = True) -> bytes:
+        """Read a whole regular file of at most `cap` bytes. `ours=False` is for files
+        securestore did not write (legacy data): their mode and link count are not checked."""
+        fd, st = self._open_checked(name, _READ_FLAGS, "file", "open", ours=ours)
         label = self.child_label(name)
         try:
             if st.st_size > cap:

@@ -1,0 +1,1 @@
+"""Importing legacy session stores: parsing (pure) and inspection."""
