@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TextIO
 
 from pydantic import ValidationError
 
@@ -89,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     inspect = migrate_cmds.add_parser("inspect", help="say what importing PATH would do (reads only)")
     inspect.add_argument("path")
     inspect.add_argument("--json", action="store_true")
+    run_import = migrate_cmds.add_parser("run", help="import PATH (staged, then published; audited)")
+    run_import.add_argument("path")
+    rollback = migrate_cmds.add_parser("rollback", help="undo the latest import of PATH")
+    rollback.add_argument("path")
 
     maintain = commands.add_parser("maintain", help="retention and disk budget (warn mode unless --enforce)")
     maintain.add_argument("--enforce", action="store_true", help="act: evict (audited) and reclaim leftovers")
@@ -175,7 +180,32 @@ def run(args: argparse.Namespace) -> int:
 _MISSING = object()
 
 
+def progress_printer(stream: TextIO) -> Callable[[int, int], None] | None:
+    """Progress for long imports, only when a person is watching (stderr is a terminal)."""
+    if not stream.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        stream.write(f"\rimported {done}/{total} sessions")
+        if done == total:
+            stream.write("\n")
+        stream.flush()
+
+    return show
+
+
 def _migrate_command(args: argparse.Namespace, store: SecureStore) -> int:
+    if args.migrate_command == "run":
+        report = store.migrate(args.path, progress=progress_printer(sys.stderr))
+        for key, kept, dropped in report.duplicates:
+            print(f"duplicate key {key}: kept {kept}, dropped {dropped}", file=sys.stderr)
+        print(f"imported {len(report.sessions)} sessions ({report.items} items); "
+              f"the source is kept as {report.backup}")
+        return EXIT_OK
+    if args.migrate_command == "rollback":
+        moved = store.rollback_migration(args.path)
+        print(f"rolled back: {len(moved)} sessions moved aside, {args.path} restored")
+        return EXIT_OK
     result = inspect_source(store, args.path)
     if args.json:
         print(dump_json(result.to_json()))

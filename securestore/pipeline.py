@@ -233,12 +233,15 @@ class Pipeline:
         *,
         recovered: bool,
         finish: Callable[[], None] | None = None,
+        undo: Callable[[], None] | None = None,
     ) -> str | None:
         try:
             observed = observe()
             applied = observed == intent.sha256
             if applied and finish is not None:
-                finish()
+                finish()  # complete a change that committed (redo derived writes)
+            if not applied and undo is not None:
+                undo()  # take back the visible part of a change that did not commit
         except SecureStoreError:
             if recovered:
                 raise
@@ -263,6 +266,7 @@ class Pipeline:
         cleanup: Callable[[], list[dict[str, Any]]],
         finish: Callable[[Intent], None] | None = None,
         torn_files: Callable[[], list[dict[str, Any]]] | None = None,
+        undo: Callable[[Intent], None] | None = None,
     ) -> list[str]:
         """Repair what a crash left behind in one log's scope. Caller holds the writer lock."""
         events: list[str] = []
@@ -283,7 +287,9 @@ class Pipeline:
         if pending is not None:
             intent = pending
             done = (lambda: finish(intent)) if finish is not None else None
-            result = self._settle(log, intent, lambda: observe_target(intent), recovered=True, finish=done)
+            back = (lambda: undo(intent)) if undo is not None else None
+            result = self._settle(log, intent, lambda: observe_target(intent), recovered=True, finish=done,
+                                  undo=back)
             events.append(f"dangling intent seq {intent.seq} ({intent.op} {intent.target}): {result}")
         for fields in cleanup():
             log.append(fields, durable=True)
@@ -323,27 +329,34 @@ class Pipeline:
         return sha256_hex(lines[0]) if lines else None
 
     def reconcile_store(self, log: AuditLog, root: Dir, sessions: Dir) -> list[str]:
+        from .migration import importer  # store-level changes of the importer settle here too
+
         def observe(intent: Intent) -> str | None:
+            if intent.op.startswith("migrate."):
+                return importer.observe(self, root, sessions, intent)
             if intent.target == "store.json":
                 return observe_file(root, "store.json", 64 * 1024)
             return self._session_identity(sessions, intent.target.removeprefix("sessions/"))
+
+        def undo(intent: Intent) -> None:
+            if intent.op == "migrate.run":
+                importer.undo(self, root, sessions, intent)
 
         def cleanup() -> list[dict[str, Any]]:
             return self._leftovers(sessions, (STAGING_PREFIX, TRASH_PREFIX, TEMP_PREFIX), "sessions/") + \
                 self._leftovers(root, (TEMP_PREFIX,), "")
 
-        return self.reconcile(log, observe, cleanup)
+        return self.reconcile(log, observe, cleanup, undo=undo)
 
-    def create_session(self, log: AuditLog, sessions: Dir, key: str, metadata: SessionMetadata) -> str:
-        """Create a session directory (manifest revision 1, empty journal, state/, audit/)."""
-        name = encode_name(key)
-        if sessions.entry(name) is not None:
-            raise AlreadyExistsError(f"session {name} already exists")
+    def _check_room(self, sessions: Dir, adding: int) -> None:
         count = sum(1 for entry in sessions.list() if not entry.startswith("."))
-        if count >= self.limits.max_sessions:
-            raise LimitExceededError(f"the store already holds {count} sessions (limit {self.limits.max_sessions})")
-        log_id = self.ctx.random_hex(16)
-        now = self.clock()
+        if count + adding > self.limits.max_sessions:
+            raise LimitExceededError(f"the store already holds {count} sessions (limit {self.limits.max_sessions}); "
+                                     f"{adding} more do not fit")
+
+    def _manifest_line(self, key: str, metadata: SessionMetadata, log_id: str) -> tuple[str, bytes]:
+        """Revision 1 of a new session's manifest: (encoded name, the line)."""
+        name, now = encode_name(key), self.clock()
         manifest = Manifest(
             v=1, rev=1, ts=now, key=key, name=name, store_id=self.identity.store_id, backend=BACKEND,
             layout_version=LAYOUT_VERSION, audit_log_id=log_id, created_ms=now, updated_ms=now, metadata=metadata,
@@ -351,18 +364,31 @@ class Pipeline:
         line = encode_model(manifest) + b"\n"
         if len(line) > self.limits.max_manifest_bytes:
             raise LimitExceededError("session manifest exceeds its size cap")
+        return name, line
+
+    def _build_session(self, parent: Dir, dirname: str, name: str, line: bytes, log_id: str) -> None:
+        """A complete, empty session directory: manifest, journal, state/, audit/ with genesis."""
+        with parent.make_dir(dirname) as directory:
+            directory.write_new(MANIFEST_FILE, line)
+            directory.write_new(JOURNAL_FILE, b"")
+            directory.make_dir(STATE_DIR).close()
+            with directory.make_dir(AUDIT_DIR) as audit_dir:
+                self.new_log(audit_dir).create(log_id, {"store": self.identity.store_id, "scope": "session",
+                                                        "session": name})
+
+    def create_session(self, log: AuditLog, sessions: Dir, key: str, metadata: SessionMetadata) -> str:
+        """Create a session directory (manifest revision 1, empty journal, state/, audit/)."""
+        name = encode_name(key)
+        if sessions.entry(name) is not None:
+            raise AlreadyExistsError(f"session {name} already exists")
+        self._check_room(sessions, 1)
+        log_id = self.ctx.random_hex(16)
+        name, line = self._manifest_line(key, metadata, log_id)
         staging = STAGING_PREFIX + self.ctx.random_hex(8)
 
         def act() -> None:
             # Build the whole session under a temporary name, then publish it with one rename.
-            with sessions.make_dir(staging) as directory:
-                directory.write_new(MANIFEST_FILE, line)
-                directory.write_new(JOURNAL_FILE, b"")
-                directory.make_dir(STATE_DIR).close()
-                with directory.make_dir(AUDIT_DIR) as audit_dir:
-                    self.new_log(audit_dir).create(
-                        log_id, {"store": self.identity.store_id, "scope": "session", "session": name}
-                    )
+            self._build_session(sessions, staging, name, line, log_id)
             sessions.rename(staging, name)
 
         try:

@@ -52,6 +52,10 @@ from .layout import (
     slot_file,
 )
 from .maintenance import MaintenanceReport, SessionUsage, plan, protection
+from .migration.importer import MigrationReport, Progress, precheck
+from .migration.importer import rollback as importer_rollback
+from .migration.importer import run as importer_run
+from .migration.inspect import load_plan
 from .pipeline import Change, OpenSession, Pipeline, checked_key, now_ms, observe_file
 from .policy import check_value, encode_name, is_session_name, name_matches_key
 from .secrets import SECRET_TYPES, contains_secret, redact, resolve_value, unescape_value
@@ -584,6 +588,44 @@ class SecureStore:
             report.temp_bytes += usage.stale_temp_bytes
             report.bytes_after -= usage.stale_temp_bytes
         return report
+
+
+    # -- legacy import -----------------------------------------------------------------------------
+    def migrate(self, path: str, *, progress: Progress | None = None) -> MigrationReport:
+        """Import a legacy store (sessions.json map, or a directory of <id>.json files)."""
+        path = os.path.abspath(path)
+        _, plan = load_plan(self, path)
+        if plan.rejected:
+            where, why = plan.rejected[0]
+            raise PolicyError(f"refused: {len(plan.rejected)} legacy entries fail policy; first: {where}: {why}")
+        if not plan.sessions:
+            raise UsageError(f"nothing to import: {path} holds no sessions")
+        precheck(self.pipeline, plan)
+        try:
+            with self._store_writer() as log:
+                return importer_run(self.pipeline, log, self._root, self._sessions, path, plan, progress)
+        except SecureStoreError:
+            self._settle_now()
+            raise
+
+    def rollback_migration(self, path: str) -> list[str]:
+        """Move the sessions of the latest import of `path` aside and restore its source."""
+        path = os.path.abspath(path)
+        try:
+            with self._store_writer() as log:
+                record = importer_rollback(self.pipeline, log, self._root, self._sessions, path)
+        except SecureStoreError:
+            self._settle_now()
+            raise
+        return record.sessions
+
+    def _settle_now(self) -> None:
+        """Reconcile the store log right away (a failed multi-step change is undone now)."""
+        try:
+            with self._store_writer():
+                pass
+        except SecureStoreError:
+            pass  # the next writer will
 
 
 class _HoldsSecret(Exception):

@@ -13,7 +13,8 @@ import string
 import uuid
 from dataclasses import dataclass
 
-_rng = random.Random(20261121)
+_SEED = 20261121
+_rng = random.Random(_SEED)
 UPPER_DIGITS = string.ascii_uppercase + string.digits
 ALNUM = string.ascii_letters + string.digits
 URLSAFE = ALNUM + "-_"
@@ -50,6 +51,8 @@ def _msg(role: str, content: str, **extra: object) -> dict:
 
 
 def secret_corpus() -> list[Planted]:
+    """The same secrets on every call (tests compare values built in separate calls)."""
+    _rng.seed(_SEED)
     s = {
         "aws-akia": "AKIA" + _t(UPPER_DIGITS, 16),
         "aws-asia": "ASIA" + _t(UPPER_DIGITS, 16),

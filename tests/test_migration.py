@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 from conftest import run_cli, tree_snapshot
 from corpus import secret_corpus
 
-from securestore import SecureStore
+from securestore import NotFoundError, PolicyError, SecureStore, SecureStoreError, verify_store
+from securestore.fs import instrumented
+from securestore.fs.osapi import REAL_OS
 from securestore.migration.inspect import inspect_source, load_plan
 from securestore.migration.legacy import MAX_LEGACY_FILE_BYTES
 
@@ -118,3 +122,135 @@ def test_cli_inspect(root: Path, tmp_path: Path) -> None:
     as_json = json.loads(run_cli("migrate", "inspect", str(source), "--json", env=env).stdout)
     assert as_json["state"] == "ready" and as_json["sessions"] == 3
     assert secret_corpus()[0].secret not in human.stdout + human.stderr
+
+
+def _run_store(root: Path) -> SecureStore:
+    from conftest import MASTER_KEY
+
+    return SecureStore(root, master_key=MASTER_KEY, environ={})
+
+
+def test_run_imports_redacts_keeps_a_backup_and_verifies(root: Path, tmp_path: Path) -> None:
+    source = write(tmp_path / "sessions.json", legacy_map())
+    secret = secret_corpus()[0].secret
+    with _run_store(root) as store:
+        report = store.migrate(str(source))
+        assert sorted(report.sessions) == sorted(["agent:main:telegram:42", LONG_KEY, "agent:cli:7"])
+        assert len(report.duplicates) == 1
+        items = store.read_items("agent:main:telegram:42", resolve=True)
+        assert items == legacy_map()["agent:main:telegram:42"]["messages"]  # type: ignore[index]
+        assert store.describe_session("agent:main:telegram:42").metadata["title"] == "Support chat"
+        assert store.get("agent:main:telegram:42", "legacy.entry")["sessionId"] == "a1"
+        assert store.describe_session(LONG_KEY).metadata["workspace"] == "/srv/app"
+        assert verify_store(store).ok
+        assert inspect_source(store, str(source)).state == "already_migrated"
+    assert not source.exists() and (tmp_path / report.backup).exists()
+    assert secret.encode() not in b"".join(p.read_bytes() for p in root.rglob("*") if p.is_file())
+
+
+def test_run_refuses_invalid_sources_and_writes_nothing(root: Path, tmp_path: Path) -> None:
+    data = legacy_map()
+    data["agent:x"] = {"messages": [{"__class__": "pwned"}]}
+    source = write(tmp_path / "sessions.json", data)
+    with _run_store(root) as store:
+        before = {k: v for k, v in tree_snapshot(root).items() if k != "audit/log.jsonl"}
+        with pytest.raises(PolicyError, match="refused: 1 legacy entries"):
+            store.migrate(str(source))
+        assert {k: v for k, v in tree_snapshot(root).items() if k != "audit/log.jsonl"} == before
+    assert source.exists()
+
+
+def test_rollback_restores_the_source_and_moves_sessions_aside(root: Path, tmp_path: Path) -> None:
+    source = write(tmp_path / "sessions.json", legacy_map())
+    original = source.read_bytes()
+    with _run_store(root) as store:
+        store.migrate(str(source))
+        moved = store.rollback_migration(str(source))
+        assert len(moved) == 3 and store.list_sessions()[0] == []
+        assert verify_store(store).ok
+        assert inspect_source(store, str(source)).state == "ready"
+        with pytest.raises(NotFoundError):
+            store.rollback_migration(str(source))
+    assert source.read_bytes() == original
+    assert len(list((root / "migrated-aside").iterdir())) == 1
+
+
+@pytest.mark.parametrize("mode", ["eio", "crash"])
+def test_fault_at_every_os_call_of_a_migration(tmp_path: Path, mode: str) -> None:
+    from test_faults import Crash, _die
+
+    from securestore import init_store
+
+    base = tmp_path / "base"
+    init_store(base)
+    names: list[str] = []
+    clean_src = write(tmp_path / "clean.json", legacy_map())
+    shutil.copytree(base, tmp_path / "clean")
+    with _run_store(tmp_path / "clean") as store:
+        store.ctx.os = instrumented(REAL_OS, lambda n, a: names.append(n))
+        store.migrate(str(clean_src))
+    keys = {"agent:main:telegram:42", LONG_KEY, "agent:cli:7"}
+    for k in range(len(names)):
+        root = tmp_path / f"run{k}"
+        shutil.copytree(base, root)
+        source = write(tmp_path / f"sessions{k}.json", legacy_map())
+        state: dict[str, object] = {"n": 0, "dead": False}
+
+        def hook(name: str, args: tuple[object, ...], state: dict[str, object] = state, k: int = k) -> None:
+            if state["dead"] and name != "close":
+                raise Crash()
+            state["n"] = int(state["n"]) + 1  # type: ignore[call-overload]
+            if state["n"] == k + 1:
+                if mode == "crash":
+                    state["dead"] = True
+                    raise Crash()
+                if name == "close":
+                    os.close(int(args[0]))  # type: ignore[call-overload]
+                raise OSError(errno.EIO, "injected")
+
+        fds = set(os.listdir("/proc/self/fd"))
+        try:
+            with _run_store(root) as store:
+                store.ctx.os = instrumented(REAL_OS, hook)
+                store.migrate(str(source))
+        except (SecureStoreError, Crash):
+            pass
+        if state["dead"]:
+            _die(fds)
+        with _run_store(root) as store:
+            store.put("probe", "x", k)  # a store writer settles the migration
+            present = {i.key for i in store.list_sessions()[0]} - {"probe"}
+            migrated = not source.exists()
+            assert present == (keys if migrated else set()), f"fault at call {k + 1}: mixed state"
+            assert migrated or source.read_bytes() == json.dumps(legacy_map()).encode()
+            report = verify_store(store)
+            assert report.ok, f"fault at call {k + 1}: {report.failures[0].describe()}"
+        assert not [p for p in tree_snapshot(root) if ".staging-" in p]
+
+
+def test_progress_is_shown_only_on_a_terminal() -> None:
+    import io
+
+    from securestore.cli import progress_printer
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    assert progress_printer(io.StringIO()) is None
+    screen = Terminal()
+    show = progress_printer(screen)
+    assert show is not None
+    show(1, 2)
+    show(2, 2)
+    assert screen.getvalue() == "\rimported 1/2 sessions\rimported 2/2 sessions\n"
+
+
+def test_cli_run_and_rollback(root: Path, tmp_path: Path) -> None:
+    source = write(tmp_path / "sessions.json", legacy_map())
+    env = {"SECURESTORE_ROOT": str(root)}
+    done = run_cli("migrate", "run", str(source), env=env)
+    assert done.returncode == 0 and "imported 3 sessions" in done.stdout and "duplicate key" in done.stderr
+    assert run_cli("migrate", "run", str(source), env=env).returncode == 4  # the source is gone now
+    assert run_cli("migrate", "rollback", str(source), env=env).returncode == 0
+    assert source.exists() and run_cli("audit", "verify", env=env).returncode == 0

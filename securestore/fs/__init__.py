@@ -4,6 +4,7 @@ from .osapi import REAL_OS, OsApi, instrumented, io_call_names
 from .root import (
     legacy_backups,
     make_temp_dir,
+    open_parent,
     open_root,
     read_key_file,
     read_legacy_source,
@@ -28,6 +29,7 @@ __all__ = [
     "legacy_backups",
     "read_legacy_source",
     "make_temp_dir",
+    "open_parent",
     "remove_dir",
     "open_root",
     "read_key_file",

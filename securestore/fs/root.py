@@ -17,7 +17,7 @@ def _split(path: str) -> tuple[str, str]:
     return parent, name
 
 
-def _open_parent(path: str, ctx: FsContext) -> tuple[Dir, str]:
+def open_parent(path: str, ctx: FsContext) -> tuple[Dir, str]:
     """The (normally resolved) parent directory of `path` as a handle, and the last component."""
     parent, name = _split(path)
     try:
@@ -36,7 +36,7 @@ def open_root(path: str, ctx: FsContext, *, create: bool) -> Dir:
     """
     if create:
         _make_parents(_split(path)[0], ctx)
-    holder, name = _open_parent(path, ctx)
+    holder, name = open_parent(path, ctx)
     parent_fd = holder.fd
     with holder:
         created = False
@@ -113,7 +113,7 @@ def read_key_file(path: str, ctx: FsContext, *, root_path: str | None, cap: int 
     """Read a private key file: not under the store root, not a symlink, owner-only mode."""
     _outside_root(path, root_path, ctx)
     try:
-        holder, name = _open_parent(path, ctx)
+        holder, name = open_parent(path, ctx)
         with holder:
             fd = ctx.os.open(name, _READ_FLAGS, dir_fd=holder.fd)
             try:
@@ -140,7 +140,7 @@ def write_key_file(path: str, data: bytes, ctx: FsContext, *, root_path: str | N
     """Create a new 0600 key file outside the store root; never overwrites an existing file."""
     _outside_root(path, root_path, ctx)
     try:
-        holder, name = _open_parent(path, ctx)
+        holder, name = open_parent(path, ctx)
         with holder:
             holder.write_new(name, data)
     except (NotFoundError, UnsafeFileError, StorageError, AlreadyExistsError) as exc:
@@ -164,7 +164,7 @@ def make_temp_dir(ctx: FsContext, prefix: str) -> str:
 
 def remove_dir(path: str, ctx: FsContext) -> None:
     """Delete a directory tree we created, without following symlinks inside it."""
-    holder, name = _open_parent(path, ctx)
+    holder, name = open_parent(path, ctx)
     with holder:
         holder._remove_entry(name, 0)
 
@@ -176,7 +176,7 @@ def read_legacy_source(path: str, ctx: FsContext, *, cap: int) -> tuple[str, lis
     O_NOFOLLOW (a symlink is refused) and must be owned by us; each file is capped at `cap`
     bytes, checked with fstat before reading. Modes are not checked: these are not our files.
     """
-    holder, name = _open_parent(path, ctx)
+    holder, name = open_parent(path, ctx)
     with holder:
         info = holder.entry(name)
         if info is None:
@@ -195,7 +195,7 @@ def read_legacy_source(path: str, ctx: FsContext, *, cap: int) -> tuple[str, lis
 
 def legacy_backups(path: str, ctx: FsContext) -> list[str]:
     """Names of `<name>.bak.<timestamp>` siblings of a legacy source, oldest first."""
-    holder, name = _open_parent(path, ctx)
+    holder, name = open_parent(path, ctx)
     with holder:
         prefix = f"{name}.bak."
         return sorted(entry for entry in holder.list() if entry.startswith(prefix) and entry[len(prefix):].isdigit())
