@@ -139,7 +139,7 @@ def observe_file(directory: Dir, name: str, cap: int) -> str | None:
     return None if data is None else sha256_hex(data)
 
 
-class _VaultSink:
+class VaultSink:
     """Where redaction puts secret values: the session vault, or nowhere (fingerprint only)."""
 
     def __init__(self, pipeline: Pipeline, session: OpenSession) -> None:
@@ -308,7 +308,7 @@ class Pipeline:
             detail = None
             if name.startswith(TRASH_PREFIX) and info.kind == "dir":
                 try:
-                    self._shred_vault_key(directory, name)  # a delete that crashed before shredding
+                    self.shred_vault_key(directory, name)  # a delete that crashed before shredding
                 except UnsafeFileError as exc:  # e.g. a planted hard link: say so, still remove the name
                     detail = f"vault.key not shredded: {exc}"[:256]
             directory.remove_tree(name)
@@ -317,7 +317,7 @@ class Pipeline:
         return removed
 
     # -- store scope -----------------------------------------------------------------------------
-    def _session_identity(self, sessions: Dir, name: str) -> str | None:
+    def session_identity(self, sessions: Dir, name: str) -> str | None:
         """What the store log records for a session: the hash of its first manifest revision."""
         if sessions.entry(name) is None:
             return None
@@ -336,7 +336,7 @@ class Pipeline:
                 return importer.observe(self, root, sessions, intent)
             if intent.target == "store.json":
                 return observe_file(root, "store.json", 64 * 1024)
-            return self._session_identity(sessions, intent.target.removeprefix("sessions/"))
+            return self.session_identity(sessions, intent.target.removeprefix("sessions/"))
 
         def undo(intent: Intent) -> None:
             if intent.op == "migrate.run":
@@ -348,13 +348,13 @@ class Pipeline:
 
         return self.reconcile(log, observe, cleanup, undo=undo)
 
-    def _check_room(self, sessions: Dir, adding: int) -> None:
+    def check_room(self, sessions: Dir, adding: int) -> None:
         count = sum(1 for entry in sessions.list() if not entry.startswith("."))
         if count + adding > self.limits.max_sessions:
             raise LimitExceededError(f"the store already holds {count} sessions (limit {self.limits.max_sessions}); "
                                      f"{adding} more do not fit")
 
-    def _manifest_line(self, key: str, metadata: SessionMetadata, log_id: str) -> tuple[str, bytes]:
+    def manifest_line(self, key: str, metadata: SessionMetadata, log_id: str) -> tuple[str, bytes]:
         """Revision 1 of a new session's manifest: (encoded name, the line)."""
         name, now = encode_name(key), self.clock()
         manifest = Manifest(
@@ -366,7 +366,7 @@ class Pipeline:
             raise LimitExceededError("session manifest exceeds its size cap")
         return name, line
 
-    def _build_session(self, parent: Dir, dirname: str, name: str, line: bytes, log_id: str) -> None:
+    def build_session(self, parent: Dir, dirname: str, name: str, line: bytes, log_id: str) -> None:
         """A complete, empty session directory: manifest, journal, state/, audit/ with genesis."""
         with parent.make_dir(dirname) as directory:
             directory.write_new(MANIFEST_FILE, line)
@@ -381,19 +381,19 @@ class Pipeline:
         name = encode_name(key)
         if sessions.entry(name) is not None:
             raise AlreadyExistsError(f"session {name} already exists")
-        self._check_room(sessions, 1)
+        self.check_room(sessions, 1)
         log_id = self.ctx.random_hex(16)
-        name, line = self._manifest_line(key, metadata, log_id)
+        name, line = self.manifest_line(key, metadata, log_id)
         staging = STAGING_PREFIX + self.ctx.random_hex(8)
 
         def act() -> None:
             # Build the whole session under a temporary name, then publish it with one rename.
-            self._build_session(sessions, staging, name, line, log_id)
+            self.build_session(sessions, staging, name, line, log_id)
             sessions.rename(staging, name)
 
         try:
             self.apply(log, Change("session.create", session_target(name), sha256_hex(line), len(line), act,
-                                   lambda: self._session_identity(sessions, name)))
+                                   lambda: self.session_identity(sessions, name)))
         finally:
             if sessions.entry(staging) is not None and not self.ctx.failed:
                 sessions.remove_tree(staging)
@@ -404,14 +404,14 @@ class Pipeline:
         name = session.name
         def act() -> None:
             sessions.rename(name, trash)  # the commit point: the session is gone
-            self._shred_vault_key(sessions, trash)
+            self.shred_vault_key(sessions, trash)
 
         self.apply(log, Change("session.delete", session_target(name), None, None, act,
-                               lambda: self._session_identity(sessions, name)))
+                               lambda: self.session_identity(sessions, name)))
         sessions.remove_tree(trash)  # frees the space; a crash before this is cleaned up later
 
     @staticmethod
-    def _shred_vault_key(sessions: Dir, trash: str) -> None:
+    def shred_vault_key(sessions: Dir, trash: str) -> None:
         """Crypto-shred: without its wrapped data key no copy of the vault can be decrypted."""
         with sessions.open_dir(trash) as directory:
             if directory.entry(VAULT_KEY_FILE) is not None:
@@ -517,10 +517,10 @@ class Pipeline:
             session.data_key = data_key
         return session.vault, session.data_key
 
-    def prepare(self, session: OpenSession, value: Any, sink: _VaultSink | None = None) -> tuple[Any, _VaultSink]:
+    def prepare(self, session: OpenSession, value: Any, sink: VaultSink | None = None) -> tuple[Any, VaultSink]:
         """validate -> redact. Nothing is written; a PolicyError leaves the store unchanged and
         forgets any secret sealed into the in-memory vault for this value."""
-        sink = sink or _VaultSink(self, session)
+        sink = sink or VaultSink(self, session)
         mark = sink.mark()
         try:
             check_value(value, self.limits, leaf_types=SECRET_TYPES, hide=contains_secret)

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from .engine.journal import Op, apply_to_items
 from .errors import InvalidValueError, LimitExceededError, NotFoundError, UsageError
 from .layout import Manifest, SessionMetadata, SlotEnvelope
-from .pipeline import OpenSession, Pipeline, _VaultSink, checked_key
+from .pipeline import OpenSession, Pipeline, VaultSink, checked_key
 from .policy import encode_name
 from .secrets import resolve_value, unescape_value
 
@@ -68,7 +68,7 @@ class Session:
         self._pipeline: Pipeline = store.pipeline
         self._staged: list[Op] | None = None
         self._staged_slots: dict[str, SlotEnvelope | None] = {}
-        self._sink: _VaultSink | None = None
+        self._sink: VaultSink | None = None
         self._rollback: tuple[list[Any], Manifest, int] | None = None
         self._in_turn_block = False
 
@@ -231,7 +231,7 @@ class Session:
             raise UsageError("a turn is already open")
         self._staged = []
         self._staged_slots = {}
-        self._sink = _VaultSink(self._pipeline, self._open)
+        self._sink = VaultSink(self._pipeline, self._open)
         self._rollback = (list(self._open.items), self._open.manifest, self._open.revisions)
 
     def commit_turn(self) -> None:
@@ -267,11 +267,11 @@ class Session:
         self._rollback = None
 
     # -- internals -------------------------------------------------------------------------------
-    def _prepare(self, value: Any) -> tuple[Any, _VaultSink]:
+    def _prepare(self, value: Any) -> tuple[Any, VaultSink]:
         """validate -> redact, into the turn's vault sink when a turn is open."""
         return self._pipeline.prepare(self._open, value, self._sink)
 
-    def _record(self, op: Op, sink: _VaultSink | None) -> None:
+    def _record(self, op: Op, sink: VaultSink | None) -> None:
         """Stage an op in the open turn, or commit it now as its own journal record."""
         if self._staged is not None:
             self._staged.append(op)

@@ -34,7 +34,7 @@ from ..layout import (
     decode_model,
     session_target,
 )
-from ..pipeline import Change, OpenSession, Pipeline, _VaultSink
+from ..pipeline import Change, OpenSession, Pipeline, VaultSink
 from ..policy import check_value, encode_name
 from ..secrets import SECRET_TYPES, redact
 from .legacy import LegacyPlan, LegacySession
@@ -101,7 +101,7 @@ def _fill(pipeline: Pipeline, stage: Dir, legacy: LegacySession, name: str, line
     manifest: Manifest = decode_model(Manifest, line, f"staged session {name}")
     session = OpenSession(legacy.key, name, directory, state, pipeline.new_log(audit), lock, manifest)
     try:
-        sink = _VaultSink(pipeline, session)
+        sink = VaultSink(pipeline, session)
         ops: list[dict[str, Any]] = []
         batch: list[Any] = []
         size = 0
@@ -142,14 +142,14 @@ def run(pipeline: Pipeline, log: AuditLog, root: Dir, sessions: Dir, path: str, 
     existing = [s.key for s in plan.sessions if sessions.entry(encode_name(s.key)) is not None]
     if existing:
         raise AlreadyExistsError(f"{len(existing)} of the legacy sessions already exist in the store")
-    pipeline._check_room(sessions, len(plan.sessions))
+    pipeline.check_room(sessions, len(plan.sessions))
     record_id = pipeline.ctx.random_hex(8)
     holder, source_name = open_parent(path, pipeline.ctx)
     backup = f"{source_name}.bak.{pipeline.clock()}"
     staged = []
     for legacy in plan.sessions:
         log_id = pipeline.ctx.random_hex(16)
-        name, line = pipeline._manifest_line(legacy.key, SessionMetadata(), log_id)
+        name, line = pipeline.manifest_line(legacy.key, SessionMetadata(), log_id)
         staged.append((legacy, name, line, log_id))
     record = canonical_bytes(MigrationRecord(
         v=1, id=record_id, source=path, backup=backup, sessions=[name for _, name, _, _ in staged],
@@ -162,7 +162,7 @@ def run(pipeline: Pipeline, log: AuditLog, root: Dir, sessions: Dir, path: str, 
             records.write_new(f"{record_id}.json", record)
         with sessions.make_dir(staging) as stage:
             for index, (legacy, name, line, log_id) in enumerate(staged, start=1):
-                pipeline._build_session(stage, name, name, line, log_id)
+                pipeline.build_session(stage, name, name, line, log_id)
                 _fill(pipeline, stage, legacy, name, line)
                 if progress is not None:
                     progress(index, len(staged))
@@ -217,7 +217,7 @@ def observe(pipeline: Pipeline, root: Dir, sessions: Dir, intent: Intent) -> str
     if intent.op == "migrate.rollback":
         _roll_back(pipeline, root, sessions, record)  # roll forward: its steps are idempotent
         return sha256_hex(_updated(record))
-    if any(pipeline._session_identity(sessions, t.target.removeprefix("sessions/")) != t.sha256 for t in intent.also):
+    if any(pipeline.session_identity(sessions, t.target.removeprefix("sessions/")) != t.sha256 for t in intent.also):
         return None
     source, backup = _source_state(record.source, record.backup, pipeline)
     return sha256_hex(data) if backup and not source else None
@@ -228,8 +228,8 @@ def undo(pipeline: Pipeline, root: Dir, sessions: Dir, intent: Intent) -> None:
     found = _read_record(root, _record_id(intent))
     for target in intent.also:
         name = target.target.removeprefix("sessions/")
-        if pipeline._session_identity(sessions, name) == target.sha256:  # only what this import made
-            pipeline._shred_vault_key(sessions, name)
+        if pipeline.session_identity(sessions, name) == target.sha256:  # only what this import made
+            pipeline.shred_vault_key(sessions, name)
             sessions.remove_tree(name)
     if found is not None:
         record = found[0]
