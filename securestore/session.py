@@ -20,6 +20,7 @@ from .layout import Manifest, SessionMetadata, SlotEnvelope
 from .pipeline import OpenSession, Pipeline, VaultSink, checked_key
 from .policy import encode_name
 from .secrets import resolve_value, unescape_value
+from .secrets.vault import unseal
 
 if TYPE_CHECKING:
     from .store import SecureStore
@@ -171,7 +172,11 @@ class Session:
     # -- metadata --------------------------------------------------------------------------------
     @property
     def metadata(self) -> dict[str, Any]:
-        return dict(unescape_value(self._open.manifest.metadata.model_dump()))
+        """The latest metadata, secrets as references."""
+        return self.get_metadata()
+
+    def get_metadata(self, *, resolve: bool = False) -> dict[str, Any]:
+        return dict(self._render(self._open.manifest.metadata.model_dump(), resolve))
 
     @property
     def revision(self) -> int:
@@ -291,4 +296,13 @@ class Session:
     def _render(self, value: Any, resolve: bool) -> Any:
         if not resolve:
             return unescape_value(value)  # builds new containers: callers cannot alter our state
-        return resolve_value(value, self._store._resolver(self._open.dir, self.name))
+        from_disk = self._store._resolver(self._open.dir, self.name)
+
+        def lookup(scheme: str, ident: str) -> str | bytes:
+            # A turn's staged values may name secrets sealed only in this session's vault so far.
+            vault, data_key = self._open.vault, self._open.data_key
+            if scheme == "vault" and vault is not None and data_key is not None and ident in vault.entries:
+                return unseal(vault, data_key, ident)
+            return from_disk(scheme, ident)  # type: ignore[no-any-return]
+
+        return resolve_value(value, lookup)
