@@ -52,6 +52,9 @@ class MaintenancePolicy(BaseModel):
     temp_grace_seconds: int = Field(default=300, ge=0)
     # fnmatch patterns on session keys; matching sessions are never evicted.
     protected_keys: tuple[str, ...] = ()
+    # Run an enforcing maintenance pass after every N sessions this handle creates (None: only
+    # when asked). Sessions this process holds open are protected like any live writer's.
+    enforce_every_creates: int | None = Field(default=None, ge=1)
 
     @property
     def count_slack(self) -> int:

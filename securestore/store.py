@@ -195,6 +195,8 @@ class SecureStore:
             self._root.close()
             raise
         self.recovered: list[str] = []
+        self._creates = 0
+        self.last_maintenance: MaintenanceReport | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
     def close(self) -> None:
@@ -329,13 +331,14 @@ class SecureStore:
         try:
             normalized = checked_key(key, what="session key", max_bytes=self.config.limits.max_key_bytes)
             name = encode_name(normalized)
-            deferred = None
+            deferred, created = None, False
             if create and self._sessions.entry(name) is None:
                 initial = self._initial_metadata(metadata)
                 deferred = metadata if initial is None else None
                 with self._store_writer() as log:
                     if self._sessions.entry(name) is None:
                         self.pipeline.create_session(log, self._sessions, normalized, initial or SessionMetadata())
+                        created = True
         except PolicyError as error:
             self.record_rejection("session.create" if create else "session.open", key, error)
             raise
@@ -349,6 +352,8 @@ class SecureStore:
             session.close()
             raise
         handle = Session(self, session)
+        if created:
+            self._after_create()
         if deferred:
             try:
                 handle.update_metadata(**deferred)
@@ -521,6 +526,15 @@ class SecureStore:
 
 
     # -- maintenance -------------------------------------------------------------------------------
+    def _after_create(self) -> None:
+        """Maintenance on writes, when configured: every N sessions created through this handle."""
+        every = self.config.maintenance.enforce_every_creates
+        if every is None:
+            return
+        self._creates += 1
+        if self._creates % every == 0:
+            self.last_maintenance = self.maintain(enforce=True)
+
     def _usage(self, name: str, policy: MaintenancePolicy, now_ms: int) -> SessionUsage:
         """What maintenance needs of one session, read without locking: O(its files)."""
         with self._sessions.open_dir(name) as directory:

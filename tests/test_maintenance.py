@@ -175,3 +175,17 @@ def test_cli_maintain(root: Path) -> None:
     listed = run_cli("sessions", "list", "--json", env=env).stdout
     assert "ancient" not in listed and "fresh" in listed
     assert run_cli("maintain", "--max-sessions", "0", env=env).returncode == 2
+
+
+def test_maintenance_can_run_after_writes(root: Path) -> None:
+    _store_with_history(root, {"old-1": 40, "old-2": 41})
+    policy = MaintenancePolicy(prune_after_days=30, enforce_every_creates=2)
+    with SecureStore(root, StoreConfig(maintenance=policy), master_key=MASTER_KEY, environ={},
+                     clock=lambda: NOW) as store:
+        with store.create_session("new-1"):
+            assert store.last_maintenance is None  # one create: not yet
+        with store.create_session("new-2"):
+            assert store.last_maintenance is not None
+            assert [e.key for e in store.last_maintenance.evictions] == ["old-2", "old-1"]
+        assert sorted(i.key for i in store.list_sessions()[0]) == ["new-1", "new-2"]
+        assert verify_store(store).ok

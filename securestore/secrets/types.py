@@ -48,4 +48,4 @@ class Secret:
     __str__ = __repr__
 
     def __reduce__(self) -> NoReturn:
-        raise TypeError("Secret cannot be pickled")
+        raise TypeError("Secret values refuse serialization")  # never copied out through a reducer
