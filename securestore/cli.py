@@ -57,8 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sessions = commands.add_parser("sessions", help="list or delete sessions")
     session_commands = sessions.add_subparsers(dest="sessions_command", required=True, parser_class=_Parser)
-    listing = session_commands.add_parser("list", help="list sessions")
+    listing = session_commands.add_parser("list", help="list sessions, newest first, a page at a time")
     listing.add_argument("--json", action="store_true")
+    listing.add_argument("--limit", type=int, default=50, help="sessions per page (50)")
+    listing.add_argument("--cursor", help="continue after a previous page (its next_cursor)")
+    listing.add_argument("--workspace", help="only sessions of this workspace")
+    listing.add_argument("--order", choices=("updated", "created"), default="updated")
     delete = session_commands.add_parser("delete", help="delete a session (audited)")
     delete.add_argument("session")
 
@@ -78,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     history = session_cmds.add_parser("history", help="manifest revisions, oldest first")
     history.add_argument("session")
     history.add_argument("--json", action="store_true")
+
+    index = commands.add_parser("index", help="the listing index")
+    index_cmds = index.add_subparsers(dest="index_command", required=True, parser_class=_Parser)
+    index_cmds.add_parser("rebuild", help="recompute the index from the session directories (audited)")
 
     audit = commands.add_parser("audit", help="audit trail commands")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True, parser_class=_Parser)
@@ -153,14 +161,23 @@ def run(args: argparse.Namespace) -> int:
                 raise NotFoundError("no such slot in that session")
             print(dump_json(value))
         elif args.command == "sessions" and args.sessions_command == "list":
-            found, skipped = store.list_sessions()
+            page = store.list_sessions(args.limit, args.cursor, args.order, args.workspace)
             if args.json:
-                print(dump_json({"sessions": [s.__dict__ for s in found], "skipped": [s.__dict__ for s in skipped]}))
+                print(dump_json({"sessions": [s.model_dump() for s in page.sessions], "next_cursor": page.next_cursor,
+                                 "skipped": [s.__dict__ for s in page.skipped]}))
             else:
-                for info in found:
-                    print(f"{info.key}\t{info.slots} slots\tcreated {iso_time(info.created_ms)}")
-                for entry in skipped:
-                    print(f"skipped {entry.name}: {entry.reason}", file=sys.stderr)
+                for summary in page.sessions:
+                    title = f"\t{summary.title}" if summary.title else ""
+                    print(f"{summary.key}\t{summary.items} items\tupdated {iso_time(summary.updated_ms)}{title}")
+                if page.next_cursor:
+                    print(f"next page: --cursor {page.next_cursor}", file=sys.stderr)
+            for entry in page.skipped:
+                print(f"skipped {entry.name}: {entry.reason}", file=sys.stderr)
+        elif args.command == "index":
+            count = store.rebuild_index()
+            print(f"index rebuilt: {count} sessions", file=sys.stderr)
+            for line in store.index_skipped:
+                print(f"skipped {line}", file=sys.stderr)
         elif args.command == "sessions" and args.sessions_command == "delete":
             store.delete_session(args.session)
             print("deleted", file=sys.stderr)

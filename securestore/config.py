@@ -31,6 +31,7 @@ class Limits(BaseModel):
     max_record_bytes: int = Field(default=8 * MiB, ge=1024)  # one journal record: an update or a turn
     max_journal_bytes: int = Field(default=256 * MiB, ge=1024)
     max_snapshot_bytes: int = Field(default=512 * MiB, ge=1024)
+    max_index_bytes: int = Field(default=1024 * MiB, ge=1024)  # the update log; `index rebuild` compacts it
 
 
 class RejectionAuditPolicy(BaseModel):

@@ -32,6 +32,7 @@ from .errors import (
     DurabilityError,
     IntegrityError,
     LimitExceededError,
+    LockHeldError,
     NotFoundError,
     PolicyError,
     SecretInKeyError,
@@ -40,6 +41,18 @@ from .errors import (
     VersionConflictError,
 )
 from .fs import TEMP_PREFIX, Dir, FileLock, FsContext
+from .index import (
+    CREATED_LOG,
+    ENTRIES_DIR,
+    INDEX_DIR,
+    INDEX_LOCK,
+    UPDATES_LOG,
+    SessionSummary,
+    created_line,
+    entry_bytes,
+    summary_line,
+    tombstone_line,
+)
 from .layout import (
     APPEND_ONLY,
     AUDIT_DIR,
@@ -334,6 +347,11 @@ class Pipeline:
         def observe(intent: Intent) -> str | None:
             if intent.op.startswith("migrate."):
                 return importer.observe(self, root, sessions, intent)
+            if intent.op == "index.rebuild":  # derived data: a half-done rebuild is simply redone later
+                if root.entry(INDEX_DIR) is None:
+                    return None
+                with root.open_dir(INDEX_DIR) as index:
+                    return observe_file(index, UPDATES_LOG, 1 << 40)
             if intent.target == "store.json":
                 return observe_file(root, "store.json", 64 * 1024)
             return self.session_identity(sessions, intent.target.removeprefix("sessions/"))
@@ -343,8 +361,20 @@ class Pipeline:
                 importer.undo(self, root, sessions, intent)
 
         def cleanup() -> list[dict[str, Any]]:
-            return self._leftovers(sessions, (STAGING_PREFIX, TRASH_PREFIX, TEMP_PREFIX), "sessions/") + \
+            removed = self._leftovers(sessions, (STAGING_PREFIX, TRASH_PREFIX, TEMP_PREFIX), "sessions/") + \
                 self._leftovers(root, (TEMP_PREFIX,), "")
+            if root.entry(INDEX_DIR) is not None:
+                with root.open_dir(INDEX_DIR) as index:
+                    try:  # writers appending hold it shared: exclusive means no temp file is in use
+                        lock = index.lock_plain(INDEX_LOCK, exclusive=True, timeout=0.0)
+                    except LockHeldError:
+                        return removed  # a later writer cleans up
+                    with lock:
+                        removed += self._leftovers(index, (STAGING_PREFIX, TRASH_PREFIX, TEMP_PREFIX), "index/")
+                        if index.entry(ENTRIES_DIR) is not None:
+                            with index.open_dir(ENTRIES_DIR) as entries:
+                                removed += self._leftovers(entries, (TEMP_PREFIX,), "index/entries/")
+            return removed
 
         return self.reconcile(log, observe, cleanup, undo=undo)
 
@@ -430,6 +460,57 @@ class Pipeline:
         else:
             log.append({"kind": "suppressed", "window": window, "window_seconds": policy.window_seconds},
                        durable=True)
+
+    # -- the listing index (derived data) --------------------------------------------------------
+    def index_note(self, root: Dir, summary: SessionSummary | None, *, name: str, created: bool = False) -> None:
+        """Record a committed write in the listing index (summary None: the session is gone).
+        Not fsynced and not separately audited: it restates audited state, readers validate it,
+        and `rebuild_index` recomputes it."""
+        with root.open_or_make_dir(INDEX_DIR) as index, \
+                index.lock_plain(INDEX_LOCK, exclusive=False, timeout=self.config.lock_timeout_seconds), \
+                index.open_or_make_dir(ENTRIES_DIR) as entries:
+            if summary is None:
+                if entries.entry(f"{name}.json") is not None:
+                    entries.unlink(f"{name}.json")
+            else:
+                entries.write_atomic(f"{name}.json", entry_bytes(summary), durable=False)
+            for log in (UPDATES_LOG, CREATED_LOG):
+                if index.entry(log) is None:
+                    try:
+                        index.write_new(log, b"")
+                    except AlreadyExistsError:
+                        pass
+            line = summary_line(summary) if summary is not None else tombstone_line(name, self.clock())
+            index.append(UPDATES_LOG, line, durable=False)
+            if created and summary is not None:
+                index.append(CREATED_LOG, created_line(summary), durable=False)
+
+    def rebuild_index(self, log: AuditLog, root: Dir, summaries: list[SessionSummary]) -> None:
+        """Rewrite the whole index from summaries read off the session directories (audited)."""
+        by_update = sorted(summaries, key=lambda s: (s.updated_ms, s.name))
+        updates = b"".join(summary_line(s) for s in by_update)
+        created = b"".join(created_line(s) for s in sorted(summaries, key=lambda s: (s.created_ms, s.name)))
+        staging = STAGING_PREFIX + self.ctx.random_hex(8)
+
+        def act() -> None:
+            with root.open_or_make_dir(INDEX_DIR) as index, \
+                    index.lock_plain(INDEX_LOCK, exclusive=True, timeout=self.config.lock_timeout_seconds):
+                with index.make_dir(staging) as fresh:
+                    for summary in summaries:
+                        fresh.write_atomic(f"{summary.name}.json", entry_bytes(summary), durable=False)
+                    fresh.sync()
+                if index.entry(ENTRIES_DIR) is not None:
+                    old = TRASH_PREFIX + self.ctx.random_hex(8)
+                    index.rename(ENTRIES_DIR, old)
+                    index.remove_tree(old)
+                index.rename(staging, ENTRIES_DIR)
+                index.write_atomic(CREATED_LOG, created)
+                index.write_atomic(UPDATES_LOG, updates)
+
+        self.apply(log, Change(
+            "index.rebuild", f"{INDEX_DIR}/{UPDATES_LOG}", sha256_hex(updates), len(updates), act, lambda: None,
+            (TargetState(target=f"{INDEX_DIR}/{CREATED_LOG}", sha256=sha256_hex(created), size=len(created)),),
+        ))
 
     # -- session scope: recovery -----------------------------------------------------------------
     def _observe_session(self, session: OpenSession, target: str, op: str = "") -> str | None:

@@ -149,6 +149,7 @@ class Session:
     def _put_slot(self, ext_id: str, payload: Any, expected: int | None) -> int:
         if self._staged is None:
             version = self._pipeline.put_slot(self._open, ext_id, payload, expected)
+            self._touched()
             return version
         handle = SlotHandle(self, ext_id)
         current = handle.version
@@ -163,6 +164,7 @@ class Session:
     def _delete_slot(self, ext_id: str) -> None:
         if self._staged is None:
             self._pipeline.delete_slot(self._open, ext_id)
+            self._touched()
             return
         if SlotHandle(self, ext_id).version == 0:
             raise NotFoundError(f"slot {encode_name(ext_id)} does not exist")
@@ -200,6 +202,8 @@ class Session:
         revision = self._pipeline.next_revision(self._open, metadata)
         self._record({"op": "meta", "revision": revision.model_dump()}, sink)
         self._open.manifest, self._open.revisions = revision, self._open.revisions + 1
+        if self._staged is None:
+            self._store._index_note(self.name, self._open)  # now with the new title/workspace
         return revision.rev
 
     @staticmethod
@@ -253,6 +257,8 @@ class Session:
                 self._abort_turn()
                 raise
             self._end_turn()
+            if ops:
+                self._touched()
         if self._open.journal_records:
             self._pipeline.snapshot(self._open)
         if self._in_turn_block:
@@ -292,6 +298,13 @@ class Session:
         apply_to_items(self._open.items, [op])
         if self._pipeline.snapshot_due(self._open):
             self._pipeline.snapshot(self._open)
+        self._touched(metadata=op["op"] == "meta")
+
+    def _touched(self, metadata: bool = False) -> None:
+        """A write committed: keep the listing index current (metadata: after the manifest
+        revision is in memory, see update_metadata)."""
+        if not metadata:
+            self._store._index_note(self.name, self._open)
 
     def _render(self, value: Any, resolve: bool) -> Any:
         if not resolve:

@@ -31,6 +31,7 @@ from .errors import (
 )
 from .fs import REAL_OS, TEMP_PREFIX, Dir, FileLock, FsContext, OsApi, open_root, read_key_file, write_key_file
 from .fs.owner import is_alive
+from .index import INDEX_DIR, UPDATES_LOG, IndexReader, ListingCache, Order, Page, SessionSummary, Skipped
 from .layout import (
     AUDIT_DIR,
     BACKEND,
@@ -197,6 +198,8 @@ class SecureStore:
         self.recovered: list[str] = []
         self._creates = 0
         self.last_maintenance: MaintenanceReport | None = None
+        self.index_stale = False
+        self.index_skipped: list[str] = []
 
     # -- lifecycle -------------------------------------------------------------------------------
     def close(self) -> None:
@@ -353,6 +356,7 @@ class SecureStore:
             raise
         handle = Session(self, session)
         if created:
+            self._index_note(name, session, created=True)
             self._after_create()
         if deferred:
             try:
@@ -396,6 +400,7 @@ class SecureStore:
             raise
         with self._store_writer() as log, self.open_session(key) as handle:
             self.pipeline.delete_session(log, self._sessions, handle._open)
+        self._index_note(encode_name(key), None)
 
     # -- reads -----------------------------------------------------------------------------------
     def get(self, session: str, slot: str, *, resolve: bool = False, default: Any = None) -> Any:
@@ -501,8 +506,9 @@ class SecureStore:
                 lock_holder=holder.describe() if holder is not None else None,
             )
 
-    def list_sessions(self) -> tuple[list[SessionInfo], list[SkippedEntry]]:
-        """Every session whose directory re-encodes from its manifest key; the rest are skipped."""
+    def scan_sessions(self) -> tuple[list[SessionInfo], list[SkippedEntry]]:
+        """Every session, by reading every session directory: O(n). For pages, use list_sessions.
+        A directory whose name does not re-encode from its manifest key is skipped and reported."""
         found: list[SessionInfo] = []
         skipped: list[SkippedEntry] = []
         for name in self._sessions.list():
@@ -617,10 +623,18 @@ class SecureStore:
         precheck(self.pipeline, plan)
         try:
             with self._store_writer() as log:
-                return importer_run(self.pipeline, log, self._root, self._sessions, path, plan, progress)
+                report = importer_run(self.pipeline, log, self._root, self._sessions, path, plan, progress)
         except SecureStoreError:
             self._settle_now()
             raise
+        for key in report.sessions:
+            name = encode_name(key)
+            try:
+                summary = self._summary_from_disk(name)
+                self.pipeline.index_note(self._root, summary, name=name, created=True)
+            except OperationalError:
+                self.index_stale = True
+        return report
 
     def rollback_migration(self, path: str) -> list[str]:
         """Move the sessions of the latest import of `path` aside and restore its source."""
@@ -631,6 +645,8 @@ class SecureStore:
         except SecureStoreError:
             self._settle_now()
             raise
+        for name in record.sessions:
+            self._index_note(name, None)
         return record.sessions
 
     def _settle_now(self) -> None:
@@ -640,6 +656,84 @@ class SecureStore:
                 pass
         except SecureStoreError:
             pass  # the next writer will
+
+
+    # -- the listing index -------------------------------------------------------------------------
+    def _summary(self, session: OpenSession) -> SessionSummary:
+        metadata = session.manifest.metadata
+        return SessionSummary(key=session.key, name=session.name, title=metadata.title, workspace=metadata.workspace,
+                              created_ms=session.manifest.created_ms, updated_ms=self.pipeline.clock(),
+                              items=len(session.items))
+
+    def _summary_from_disk(self, name: str) -> SessionSummary:
+        """A session's summary read off its directory (for a rebuild): O(its transcript)."""
+        with self._sessions.open_dir(name) as directory:
+            latest = self._check_resumable(directory, name, None)
+            with directory.open_dir(AUDIT_DIR) as audit_dir:
+                log = self.pipeline.new_log(audit_dir)
+                log.load()
+                updated = log.last.ts if log.last is not None else latest.updated_ms
+            items = len(read_transcript(directory, self.config.limits, f"session {name}").items)
+        return SessionSummary(key=latest.key, name=name, title=latest.metadata.title,
+                              workspace=latest.metadata.workspace, created_ms=latest.created_ms,
+                              updated_ms=updated, items=items)
+
+    def _index_note(self, name: str, session: OpenSession | None, *, created: bool = False) -> None:
+        """After a committed write. The write stands even if this fails; the listing says the
+        index may be stale until `index rebuild`."""
+        try:
+            summary = self._summary(session) if session is not None else None
+            self.pipeline.index_note(self._root, summary, name=name, created=created)
+        except OperationalError:
+            self.index_stale = True
+
+    def index_stamp(self) -> tuple[int, int] | None:
+        """Moves on every write by any process: (inode, size) of the index's update log."""
+        if self._root.entry(INDEX_DIR) is None:
+            return None
+        with self._root.open_dir(INDEX_DIR) as index:
+            return index.size_of(UPDATES_LOG)
+
+    def rebuild_index(self) -> int:
+        """Recompute the listing index from the session directories (audited). Returns the count."""
+        with self._store_writer() as log:
+            summaries, skipped = [], []
+            for name in self._sessions.list():
+                if name.startswith(".") or not is_session_name(name):
+                    continue
+                try:
+                    summaries.append(self._summary_from_disk(name))
+                except SecureStoreError as exc:
+                    skipped.append(f"{name}: {exc}")
+                if len(summaries) > self.config.limits.max_sessions:
+                    raise LimitExceededError(f"more than {self.config.limits.max_sessions} sessions to index")
+            self.pipeline.rebuild_index(log, self._root, summaries)
+        self.index_stale = False
+        self.index_skipped = skipped
+        return len(summaries)
+
+    def list_sessions(self, page_size: int = 50, cursor: str | None = None, order: Order = "updated",
+                      workspace: str | None = None) -> Page:
+        """A page of session summaries, newest first, from the index: the first page costs
+        O(page_size), not O(sessions). Pass `next_cursor` back for the next page."""
+        if order not in ("updated", "created"):
+            raise UsageError("order must be 'updated' or 'created'")
+        if self._root.entry(INDEX_DIR) is None:
+            self.rebuild_index()  # a store made before the index existed, or an index removed
+        with self._root.open_dir(INDEX_DIR) as index:
+            reader = IndexReader(index, max_index_bytes=self.config.limits.max_index_bytes)
+            page = reader.page(order=order, page_size=page_size, cursor=cursor, workspace=workspace)
+        if self.index_stale:
+            page.skipped.append(Skipped("index", "an index update failed; run `securestore index rebuild`"))
+        return page
+
+    def most_recent(self, workspace: str | None = None) -> SessionSummary | None:
+        page = self.list_sessions(page_size=1, workspace=workspace)
+        return page.sessions[0] if page.sessions else None
+
+    def listing_cache(self, ttl_seconds: float = 5.0) -> ListingCache:
+        """Pages cached for `ttl_seconds` unless any process wrote in between (the stamp moved)."""
+        return ListingCache(self.list_sessions, self.index_stamp, ttl_seconds)
 
 
 class _HoldsSecret(Exception):

@@ -58,7 +58,7 @@ def test_deletion_is_audited_before_acting_and_verify_still_passes(store: Secure
     assert ops[delete + 1] == ("outcome", None, "committed")
     assert ("intent", "session.create", None) in ops[:delete]  # the trail keeps that it existed
     report = verify_store(store)
-    assert report.ok and [i.key for i in store.list_sessions()[0]] == ["b"]
+    assert report.ok and [i.key for i in store.scan_sessions()[0]] == ["b"]
     with pytest.raises(NotFoundError):
         store.get("a", "x")
 

@@ -177,7 +177,7 @@ def test_fault_at_every_os_call(baseline: Path, tmp_path: Path, op_name: str, mo
             _die(fds_before)
         with SecureStore(root, master_key=MASTER_KEY, environ={}) as store:
             store.put("other", "probe", k)  # a writer: reconciles the store log
-            if session in {info.key for info in store.list_sessions()[0]}:
+            if session in {info.key for info in store.scan_sessions()[0]}:
                 with store.open_session(session):
                     pass  # the session's writer: reconciles its log, journal and leftovers
             seen = _state(store, session)

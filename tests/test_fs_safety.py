@@ -267,9 +267,14 @@ def test_put_is_durable_in_the_right_order(root: Path) -> None:
         calls.clear()
         store.put("sess", "slot", {"v": 2})
     names = [name for name, _ in calls]
-    renames = [i for i, name in enumerate(names) if name == "replace"]
+    slot = slot_file(encode_name("slot"))
+    renames = [i for i, (name, args) in enumerate(calls) if name == "replace" and args[1] == slot]
     assert len(renames) == 1
     rename = renames[0]
+    # The listing index (derived, not fsynced) is written only after the outcome is appended.
+    index_writes = [i for i, (name, args) in enumerate(calls) if name == "replace" and args[1] != slot]
+    outcome = max(i for i, name in enumerate(names[:min(index_writes or [len(names)])]) if name == "write")
+    assert all(i > outcome > rename for i in index_writes)
     temp_create = next(i for i, (name, args) in enumerate(calls)
                        if name == "open" and str(args[0]).startswith(".tmp-"))
     intent_write = max(i for i in range(temp_create) if names[i] == "write")

@@ -80,7 +80,7 @@ def test_warn_changes_nothing_and_enforce_deletes_exactly_what_warn_reported(roo
         done = store.maintain(enforce=True, now_ms=NOW)
         assert [e.key for e in done.evictions] == [e.key for e in warned.evictions]
         assert done.bytes_after == warned.bytes_after
-        assert sorted(i.key for i in store.list_sessions()[0]) == ["fresh", "keep/old"]
+        assert sorted(i.key for i in store.scan_sessions()[0]) == ["fresh", "keep/old"]
         assert verify_store(store).ok
     records = [parse_record(line) for line in (root / "audit" / "log.jsonl").read_bytes().splitlines()]
     assert sum(1 for r in records if r.kind == "intent" and r.op == "session.delete") == 2
@@ -97,7 +97,7 @@ def test_a_session_with_a_live_writer_is_never_evicted(root: Path) -> None:
             report = store.maintain(enforce=True, now_ms=NOW)
             assert report.evictions == [] and report.protected[0][0] == "s"
             assert "live writer" in report.protected[0][1]
-            assert [i.key for i in store.list_sessions()[0]] == ["s"]
+            assert [i.key for i in store.scan_sessions()[0]] == ["s"]
     finally:
         holder.kill()
         holder.wait()
@@ -155,7 +155,7 @@ def test_fault_at_every_os_call_of_enforce(tmp_path: Path) -> None:
             pass
         with SecureStore(root, master_key=MASTER_KEY, environ={}) as store:
             store.put("probe", "x", k)
-            keys = {i.key for i in store.list_sessions()[0]}
+            keys = {i.key for i in store.scan_sessions()[0]}
             assert {"fresh", "probe"} <= keys <= {"fresh", "probe", "old-1", "old-2"}, f"fault at call {k + 1}"
             for key in keys & {"old-1", "old-2"}:
                 assert store.read_items(key) == [{"key": key}]  # a survivor is whole
@@ -187,5 +187,5 @@ def test_maintenance_can_run_after_writes(root: Path) -> None:
         with store.create_session("new-2"):
             assert store.last_maintenance is not None
             assert [e.key for e in store.last_maintenance.evictions] == ["old-2", "old-1"]
-        assert sorted(i.key for i in store.list_sessions()[0]) == ["new-1", "new-2"]
+        assert sorted(i.key for i in store.scan_sessions()[0]) == ["new-1", "new-2"]
         assert verify_store(store).ok

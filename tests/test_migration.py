@@ -166,7 +166,7 @@ def test_rollback_restores_the_source_and_moves_sessions_aside(root: Path, tmp_p
     with _run_store(root) as store:
         store.migrate(str(source))
         moved = store.rollback_migration(str(source))
-        assert len(moved) == 3 and store.list_sessions()[0] == []
+        assert len(moved) == 3 and store.scan_sessions()[0] == []
         assert verify_store(store).ok
         assert inspect_source(store, str(source)).state == "ready"
         with pytest.raises(NotFoundError):
@@ -219,7 +219,7 @@ def test_fault_at_every_os_call_of_a_migration(tmp_path: Path, mode: str) -> Non
             _die(fds)
         with _run_store(root) as store:
             store.put("probe", "x", k)  # a store writer settles the migration
-            present = {i.key for i in store.list_sessions()[0]} - {"probe"}
+            present = {i.key for i in store.scan_sessions()[0]} - {"probe"}
             migrated = not source.exists()
             assert present == (keys if migrated else set()), f"fault at call {k + 1}: mixed state"
             assert migrated or source.read_bytes() == json.dumps(legacy_map()).encode()

@@ -68,7 +68,7 @@ def test_traversal_style_keys_stay_inside_and_round_trip(store: SecureStore, roo
     name = encode_name(normalized)
     assert (root / "sessions" / name).is_dir()
     assert "/" not in name and len(name.encode()) <= 255
-    found = {info.key for info in store.list_sessions()[0]}
+    found = {info.key for info in store.scan_sessions()[0]}
     assert normalized in found
 
 
@@ -112,7 +112,7 @@ def test_directory_not_matching_its_manifest_key_is_ignored_and_reported(store: 
     store.put("bob", "s", 2)
     alice, bob = root / "sessions" / encode_name("alice"), root / "sessions" / encode_name("bob")
     (bob / "manifest.jsonl").write_bytes((alice / "manifest.jsonl").read_bytes())  # bob's dir claims to be alice
-    found, skipped = store.list_sessions()
+    found, skipped = store.scan_sessions()
     assert [info.key for info in found] == ["alice"]
     assert [entry.name for entry in skipped] == [bob.name]
     assert "does not encode" in skipped[0].reason or "different key" in skipped[0].reason
@@ -211,7 +211,7 @@ def test_too_many_slots_and_sessions(root: Path) -> None:
         store.put("s2", "a", 1)
         with pytest.raises(LimitExceededError, match="limit 2"):
             store.put("s3", "a", 1)
-        assert sorted(info.key for info in store.list_sessions()[0]) == ["s1", "s2"]
+        assert sorted(info.key for info in store.scan_sessions()[0]) == ["s1", "s2"]
         assert verify_store(store).ok
 
 

@@ -42,7 +42,7 @@ def test_power_cut_at_every_call_and_after_acknowledgement(baseline: Path, tmp_p
         disk.restore()
         with SecureStore(root, master_key=MASTER_KEY, environ={}) as store:
             store.put("other", "probe", k)
-            if session in {info.key for info in store.list_sessions()[0]}:
+            if session in {info.key for info in store.scan_sessions()[0]}:
                 with store.open_session(session):
                     pass
             seen = _state(store, session)

@@ -229,7 +229,11 @@ class Dir:
         try:
             return self.open_dir(name)
         except NotFoundError:
+            pass
+        try:
             return self.make_dir(name)
+        except AlreadyExistsError:  # another process made it first
+            return self.open_dir(name)
 
     def sync(self) -> None:
         self.ctx.check_usable()
@@ -308,6 +312,50 @@ class Dir:
         finally:
             self.ctx.close_quietly(fd)
 
+    def size_of(self, name: str) -> tuple[int, int] | None:
+        """(inode, size) of a regular file we made, or None if absent."""
+        try:
+            fd, st = self._open_checked(name, _READ_FLAGS, "file", "open")
+        except NotFoundError:
+            return None
+        self.ctx.close_quietly(fd)
+        return st.st_ino, st.st_size
+
+    def lines_backward(self, name: str, end: int, max_line: int, chunk: int = 1 << 16) -> Iterator[tuple[int, bytes]]:
+        """(offset, line without its newline) for the complete lines before byte `end`, last
+        first. A final fragment without a newline (an append in progress) is not yielded, nor
+        anything appended after `end`. A line longer than `max_line` ends the iteration."""
+        fd, st = self._open_checked(name, _READ_FLAGS, "file", "open")
+        label = self.child_label(name)
+        try:
+            position = min(end, st.st_size)
+            buffer = b""  # bytes [position, line_end): complete lines, possibly cut at the front
+            trailing = True  # the bytes after the last newline are a fragment: skip them
+            while position > 0:
+                start = max(0, position - chunk)
+                try:
+                    buffer = self.ctx.os.pread(fd, position - start, start) + buffer
+                except OSError as exc:
+                    raise _translate(exc, "read", label) from None
+                position = start
+                if trailing:
+                    cut = buffer.rfind(b"\n")
+                    if cut < 0 and position > 0:
+                        continue
+                    buffer, trailing = buffer[: cut + 1], False
+                while True:  # emit every line whose start is known (preceded by a newline)
+                    cut = buffer.rfind(b"\n", 0, len(buffer) - 1)
+                    if cut < 0:
+                        break
+                    yield position + cut + 1, buffer[cut + 1 : -1]
+                    buffer = buffer[: cut + 1]
+                if len(buffer) > max_line + 1:
+                    return
+            if buffer:
+                yield 0, buffer[:-1] if buffer.endswith(b"\n") else buffer
+        finally:
+            self.ctx.close_quietly(fd)
+
     def iter_lines(self, name: str, max_line: int, chunk_size: int = 1 << 16) -> Iterator[tuple[int, bytes]]:
         """Stream (offset, line) pairs; the last line may lack its newline. Constant memory."""
         fd, _ = self._open_checked(name, _READ_FLAGS, "file", "open")
@@ -362,8 +410,10 @@ class Dir:
             return fd, temp
         raise StorageError(f"could not create a temporary file in {self.label or '.'}")
 
-    def write_atomic(self, name: str, data: bytes) -> None:
-        """Replace `name` with `data`: temp file, fsync, renameat, fsync directory."""
+    def write_atomic(self, name: str, data: bytes, *, durable: bool = True) -> None:
+        """Replace `name` with `data`: temp file, fsync, renameat, fsync directory. With
+        durable=False (derived data that can be rebuilt) the fsyncs are skipped: after a crash
+        the old or the new content is there, or an empty file, never a mix of the two."""
         self.ctx.check_usable()
         check_name(name)
         label = self.child_label(name)
@@ -378,7 +428,8 @@ class Dir:
             except OSError as exc:
                 raise _translate(exc, "chmod", label) from None
             self._write_all(fd, data, label)
-            self.ctx.fsync(fd, label)
+            if durable:
+                self.ctx.fsync(fd, label)
             try:
                 self.ctx.os.replace(temp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
             except OSError as exc:
@@ -388,7 +439,8 @@ class Dir:
             self.ctx.close_quietly(fd)
             if not published:
                 self._discard(temp)
-        self.sync()
+        if durable:
+            self.sync()
 
     def write_new(self, name: str, data: bytes) -> None:
         """Create `name` (must not exist) with `data`, durably, through a temp file."""
@@ -567,6 +619,39 @@ class Dir:
             self.ctx.close_quietly(fd)
             raise
 
+    def lock_plain(self, name: str, *, exclusive: bool, timeout: float) -> FileLock:
+        """A short-held leaf lock with no owner record: shared for appenders, exclusive for a
+        rewrite. Never held while taking another lock."""
+        check_name(name)
+        label = self.child_label(name)
+        try:
+            fd = self.ctx.os.open(name, _LOCK_CREATE_FLAGS, FILE_MODE, dir_fd=self.fd)
+            try:
+                self.ctx.os.fchmod(fd, FILE_MODE)
+            finally:
+                self.ctx.close_quietly(fd)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise _translate(exc, "create lock", label) from None
+        fd, _ = self._open_checked(name, _RW_FLAGS, "file", "open lock")
+        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        deadline = time.monotonic() + timeout
+        delay = 0.002
+        while True:
+            try:
+                self.ctx.os.flock(fd, mode | fcntl.LOCK_NB)
+                return FileLock(self.ctx, fd, None, None)
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    self.ctx.close_quietly(fd)
+                    raise LockHeldError(f"{label} is busy") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+            except OSError as exc:
+                self.ctx.close_quietly(fd)
+                raise _translate(exc, "lock", label) from None
+
     def lock_owner(self, name: str) -> Owner | None:
         """The owner record of a lock file, read without locking (for display)."""
         data = self.read_optional(name, 4096)
@@ -587,7 +672,7 @@ class Dir:
 
 
 class FileLock:
-    def __init__(self, ctx: FsContext, fd: int, owner: Owner, recovered_from: Owner | None) -> None:
+    def __init__(self, ctx: FsContext, fd: int, owner: Owner | None, recovered_from: Owner | None) -> None:
         self.ctx = ctx
         self.fd = fd
         self.owner = owner
@@ -596,10 +681,11 @@ class FileLock:
     def release(self) -> None:
         if self.fd >= 0:
             fd, self.fd = self.fd, -1
-            try:
-                self.ctx.os.ftruncate(fd, 0)  # a clean release leaves no owner record behind
-            except OSError:
-                pass
+            if self.owner is not None:
+                try:
+                    self.ctx.os.ftruncate(fd, 0)  # a clean release leaves no owner record behind
+                except OSError:
+                    pass
             try:
                 self.ctx.os.flock(fd, fcntl.LOCK_UN)
             except OSError:
