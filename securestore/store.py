@@ -31,7 +31,18 @@ from .errors import (
 )
 from .fs import REAL_OS, TEMP_PREFIX, Dir, FileLock, FsContext, OsApi, open_root, read_key_file, write_key_file
 from .fs.owner import is_alive
-from .index import INDEX_DIR, UPDATES_LOG, IndexReader, ListingCache, Order, Page, SessionSummary, Skipped
+from .index import (
+    CREATED_LOG,
+    ENTRIES_DIR,
+    INDEX_DIR,
+    UPDATES_LOG,
+    IndexReader,
+    ListingCache,
+    Order,
+    Page,
+    SessionSummary,
+    Skipped,
+)
 from .layout import (
     AUDIT_DIR,
     BACKEND,
@@ -60,8 +71,8 @@ from .migration.inspect import load_plan
 from .pipeline import Change, OpenSession, Pipeline, checked_key, now_ms, observe_file
 from .policy import check_value, encode_name, is_session_name, name_matches_key
 from .secrets import SECRET_TYPES, contains_secret, redact, resolve_value, unescape_value
-from .session import Session
 from .secrets.vault import encode_master_key, load_vault, parse_master_key, unseal, unwrap_data_key
+from .session import Session
 
 MASTER_KEY_ENV = "SECURESTORE_MASTER_KEY"
 MASTER_KEY_FILE_ENV = "SECURESTORE_MASTER_KEY_FILE"
@@ -132,7 +143,7 @@ def init_store(
         if root_dir.entry(STORE_FILE) is not None:
             raise AlreadyExistsError(f"a store already exists at {root_path}")
         leftovers = set(root_dir.list())
-        if leftovers - {AUDIT_DIR, SESSIONS_DIR, STORE_LOCK}:
+        if leftovers - {AUDIT_DIR, SESSIONS_DIR, STORE_LOCK, INDEX_DIR}:
             raise UsageError(f"refused to init {root_path}: the directory is not empty")
         with root_dir.lock(STORE_LOCK, 0.0, clock()):
             for name in leftovers - {STORE_LOCK}:  # an init that crashed before store.json
@@ -147,6 +158,10 @@ def init_store(
                 log = pipeline.new_log(audit_dir)
                 log.create(ctx.random_hex(16), {"store": identity.store_id, "scope": "store", "session": None})
                 root_dir.make_dir(SESSIONS_DIR).close()
+                with root_dir.make_dir(INDEX_DIR) as index:  # an empty listing index
+                    index.make_dir(ENTRIES_DIR).close()
+                    index.write_new(UPDATES_LOG, b"")
+                    index.write_new(CREATED_LOG, b"")
                 # store.json last: its presence means the store is complete.
                 pipeline.apply(log, Change(
                     "store.init", STORE_FILE, sha256_hex(data), len(data),

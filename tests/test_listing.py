@@ -163,3 +163,12 @@ def test_cli_sessions_list_and_index_rebuild(root: Path) -> None:
     assert run_cli("index", "rebuild", env=env).returncode == 0
     assert run_cli("sessions", "list", "--cursor", "zz", env=env).returncode == 2
     assert run_cli("audit", "verify", env=env).returncode == 0
+
+
+def test_listing_a_fresh_store_writes_nothing(store: SecureStore, root: Path) -> None:
+    from conftest import tree_snapshot
+
+    before = tree_snapshot(root)
+    page = store.list_sessions()
+    assert page.sessions == [] and page.next_cursor is None
+    assert tree_snapshot(root) == before
