@@ -542,6 +542,9 @@ class SecureStore:
                 continue
             found.append(SessionInfo(manifest.key, name, manifest.created_ms, manifest.updated_ms,
                                      manifest.metadata.title, slots))
+            if len(found) > self.config.limits.max_sessions:
+                raise LimitExceededError(f"more than {self.config.limits.max_sessions} session directories; "
+                                         "refusing to scan further")
         found.sort(key=lambda info: (info.created_ms, info.key))
         return found, skipped
 

@@ -172,3 +172,19 @@ def test_listing_a_fresh_store_writes_nothing(store: SecureStore, root: Path) ->
     page = store.list_sessions()
     assert page.sessions == [] and page.next_cursor is None
     assert tree_snapshot(root) == before
+
+
+def test_more_sessions_than_the_cap_is_a_clear_error(tmp_path: Path) -> None:
+    from securestore import LimitExceededError, init_store
+
+    root = tmp_path / "s"
+    init_store(root)
+    with SecureStore(root, master_key=MASTER_KEY, environ={}) as store:
+        for i in range(4):
+            store.put(f"s{i}", "x", i)
+    tight = StoreConfig(limits=Limits(max_sessions=2))
+    with SecureStore(root, tight, master_key=MASTER_KEY, environ={}) as store:
+        with pytest.raises(LimitExceededError, match="more than 2"):
+            store.scan_sessions()
+        with pytest.raises(LimitExceededError, match="more than 2"):
+            store.rebuild_index()
