@@ -475,11 +475,7 @@ class Pipeline:
             else:
                 entries.write_atomic(f"{name}.json", entry_bytes(summary), durable=False)
             for log in (UPDATES_LOG, CREATED_LOG):
-                if index.entry(log) is None:
-                    try:
-                        index.write_new(log, b"")
-                    except AlreadyExistsError:
-                        pass
+                index.ensure_file(log)
             line = summary_line(summary) if summary is not None else tombstone_line(name, self.clock())
             index.append(UPDATES_LOG, line, durable=False)
             if created and summary is not None:

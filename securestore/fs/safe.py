@@ -449,6 +449,24 @@ class Dir:
             raise AlreadyExistsError(f"{self.child_label(name)} already exists")
         self.write_atomic(name, data)
 
+    def ensure_file(self, name: str) -> None:
+        """Create an empty 0600 file unless it exists: O_EXCL, so of racing creators exactly one
+        creates it and none can replace a file another already wrote to."""
+        self.ctx.check_usable()
+        check_name(name)
+        try:
+            fd = self.ctx.os.open(name, _CREATE_FLAGS, FILE_MODE, dir_fd=self.fd)
+        except FileExistsError:
+            return
+        except OSError as exc:
+            raise _translate(exc, "create", self.child_label(name)) from None
+        try:
+            self.ctx.os.fchmod(fd, FILE_MODE)
+        except OSError as exc:
+            raise _translate(exc, "chmod", self.child_label(name)) from None
+        finally:
+            self.ctx.close_quietly(fd)
+
     def append(self, name: str, data: bytes, *, durable: bool) -> None:
         self.ctx.check_usable()
         fd, _ = self._open_checked(name, _APPEND_FLAGS, "file", "open for append")
