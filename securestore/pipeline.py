@@ -82,6 +82,9 @@ from .secrets import SECRET_TYPES, contains_secret, redact
 from .secrets.vault import Vault, VaultEntry, fingerprint, load_vault, new_vault, seal, unwrap_data_key, wrap_data_key
 
 
+SWEEP_MARKER = ".sweep-needed"  # in the store root: a failed act may have left something
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -280,10 +283,14 @@ class Pipeline:
         finish: Callable[[Intent], None] | None = None,
         torn_files: Callable[[], list[dict[str, Any]]] | None = None,
         undo: Callable[[Intent], None] | None = None,
+        sweep_if: Callable[[bool], bool] | None = None,
     ) -> list[str]:
-        """Repair what a crash left behind in one log's scope. Caller holds the writer lock."""
+        """Repair what a crash left behind in one log's scope. Caller holds the writer lock.
+        `sweep_if(crash_evidence)` decides whether leftovers are looked for at all (a store-wide
+        directory listing is O(sessions): not something to do on every write)."""
         events: list[str] = []
         log.load()
+        evidence = bool(log.torn) or log.open_intent is not None
         if log.torn:
             fragment = log.drop_torn_tail()
             log.load()
@@ -304,15 +311,16 @@ class Pipeline:
             result = self._settle(log, intent, lambda: observe_target(intent), recovered=True, finish=done,
                                   undo=back)
             events.append(f"dangling intent seq {intent.seq} ({intent.op} {intent.target}): {result}")
-        for fields in cleanup():
-            log.append(fields, durable=True)
-            events.append(f"leftover {fields['target']} removed")
+        if sweep_if is None or sweep_if(evidence):
+            for fields in cleanup():
+                log.append(fields, durable=True)
+                events.append(f"leftover {fields['target']} removed")
         return events
 
     def _leftovers(self, directory: Dir, prefixes: tuple[str, ...], label: str) -> list[dict[str, Any]]:
         """Remove temp/staging entries of crashed writes; describe each for the audit log."""
         removed: list[dict[str, Any]] = []
-        for name in directory.list():
+        for name in directory.list(sort=False):
             if not name.startswith(prefixes):
                 continue
             info = directory.entry(name)
@@ -360,26 +368,42 @@ class Pipeline:
             if intent.op == "migrate.run":
                 importer.undo(self, root, sessions, intent)
 
-        def cleanup() -> list[dict[str, Any]]:
-            removed = self._leftovers(sessions, (STAGING_PREFIX, TRASH_PREFIX, TEMP_PREFIX), "sessions/") + \
-                self._leftovers(root, (TEMP_PREFIX,), "")
-            if root.entry(INDEX_DIR) is not None:
-                with root.open_dir(INDEX_DIR) as index:
-                    try:  # writers appending hold it shared: exclusive means no temp file is in use
-                        lock = index.lock_plain(INDEX_LOCK, exclusive=True, timeout=0.0)
-                    except LockHeldError:
-                        return removed  # a later writer cleans up
-                    with lock:
-                        removed += self._leftovers(index, (STAGING_PREFIX, TRASH_PREFIX, TEMP_PREFIX), "index/")
-                        if index.entry(ENTRIES_DIR) is not None:
-                            with index.open_dir(ENTRIES_DIR) as entries:
-                                removed += self._leftovers(entries, (TEMP_PREFIX,), "index/entries/")
-            return removed
+        def sweep_if(evidence: bool) -> bool:
+            return evidence or root.entry(SWEEP_MARKER) is not None
 
-        return self.reconcile(log, observe, cleanup, undo=undo)
+        return self.reconcile(log, observe, lambda: self.sweep_store(root, sessions), undo=undo, sweep_if=sweep_if)
+
+    def note_leftover(self, root: Dir) -> None:
+        """A failed act may have left a staging or trash directory: have the next writer sweep."""
+        try:
+            root.ensure_file(SWEEP_MARKER)
+        except SecureStoreError:
+            pass
+
+    def sweep_store(self, root: Dir, sessions: Dir) -> list[dict[str, Any]]:
+        """Remove leftovers of interrupted store-level writes, and temp files of interrupted
+        index writes. O(sessions): run on crash evidence, a marker, or by maintenance."""
+        removed = self._leftovers(sessions, (STAGING_PREFIX, TRASH_PREFIX, TEMP_PREFIX), "sessions/") + \
+            self._leftovers(root, (TEMP_PREFIX,), "")
+        if root.entry(INDEX_DIR) is not None:
+            with root.open_dir(INDEX_DIR) as index:
+                try:  # writers appending hold it shared: exclusive means no temp file is in use
+                    lock = index.lock_plain(INDEX_LOCK, exclusive=True, timeout=0.0)
+                except LockHeldError:
+                    return removed  # a later sweep
+                with lock:
+                    removed += self._leftovers(index, (STAGING_PREFIX, TRASH_PREFIX, TEMP_PREFIX), "index/")
+                    if index.entry(ENTRIES_DIR) is not None:
+                        with index.open_dir(ENTRIES_DIR) as entries:
+                            removed += self._leftovers(entries, (TEMP_PREFIX,), "index/entries/")
+        if root.entry(SWEEP_MARKER) is not None:
+            root.unlink(SWEEP_MARKER)
+        return removed
+
+
 
     def check_room(self, sessions: Dir, adding: int) -> None:
-        count = sum(1 for entry in sessions.list() if not entry.startswith("."))
+        count = sum(1 for entry in sessions.list(sort=False) if not entry.startswith("."))
         if count + adding > self.limits.max_sessions:
             raise LimitExceededError(f"the store already holds {count} sessions (limit {self.limits.max_sessions}); "
                                      f"{adding} more do not fit")

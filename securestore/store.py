@@ -355,7 +355,12 @@ class SecureStore:
                 deferred = metadata if initial is None else None
                 with self._store_writer() as log:
                     if self._sessions.entry(name) is None:
-                        self.pipeline.create_session(log, self._sessions, normalized, initial or SessionMetadata())
+                        try:
+                            self.pipeline.create_session(log, self._sessions, normalized,
+                                                         initial or SessionMetadata())
+                        except SecureStoreError:
+                            self.pipeline.note_leftover(self._root)  # a staging directory may remain
+                            raise
                         created = True
         except PolicyError as error:
             self.record_rejection("session.create" if create else "session.open", key, error)
@@ -414,7 +419,11 @@ class SecureStore:
             self.record_rejection("session.delete", session, error)
             raise
         with self._store_writer() as log, self.open_session(key) as handle:
-            self.pipeline.delete_session(log, self._sessions, handle._open)
+            try:
+                self.pipeline.delete_session(log, self._sessions, handle._open)
+            except SecureStoreError:
+                self.pipeline.note_leftover(self._root)  # a trash directory may remain
+                raise
         self._index_note(encode_name(key), None)
 
     # -- reads -----------------------------------------------------------------------------------
@@ -615,6 +624,10 @@ class SecureStore:
                 report.evictions.append(eviction)
             report.sessions_after -= 1
             report.bytes_after -= eviction.bytes
+        if enforce:
+            with self._store_writer() as log:  # store-level leftovers and index temp files
+                for fields in self.pipeline.sweep_store(self._root, self._sessions):
+                    log.append(fields, durable=True)
         for usage in stale:
             if enforce:
                 try:

@@ -262,9 +262,10 @@ class Dir:
             raise _translate(exc, "stat", self.child_label(name)) from None
         return (current.st_dev, current.st_ino) == (opened.st_dev, opened.st_ino)
 
-    def list(self) -> list[str]:
+    def list(self, *, sort: bool = True) -> list[str]:
         try:
-            return sorted(self.ctx.os.listdir(self.fd))
+            names = self.ctx.os.listdir(self.fd)
+            return sorted(names) if sort else names
         except OSError as exc:
             raise _translate(exc, "list", self.label or ".") from None
 
