@@ -568,14 +568,18 @@ class SecureStore:
         if self._creates % every == 0:
             self.last_maintenance = self.maintain(enforce=True)
 
+    def _last_write_ms(self, directory: Dir, manifest: Manifest) -> int:
+        """When the session last changed: its audit log's last record (an O(1) tail read)."""
+        with directory.open_dir(AUDIT_DIR) as audit_dir:
+            log = self.pipeline.new_log(audit_dir)
+            log.load()
+            return log.last.ts if log.last is not None else manifest.updated_ms
+
     def _usage(self, name: str, policy: MaintenancePolicy, now_ms: int) -> SessionUsage:
         """What maintenance needs of one session, read without locking: O(its files)."""
         with self._sessions.open_dir(name) as directory:
             manifest = self._check_resumable(directory, name, None)
-            with directory.open_dir(AUDIT_DIR) as audit_dir:
-                log = self.pipeline.new_log(audit_dir)
-                log.load()
-                updated = log.last.ts if log.last is not None else manifest.updated_ms
+            updated = self._last_write_ms(directory, manifest)
             size, stale, stale_bytes = 0, 0, 0
             grace_ns = (now_ms - policy.temp_grace_seconds * 1000) * 1_000_000
             for rel, info in directory.walk():
@@ -700,10 +704,7 @@ class SecureStore:
         """A session's summary read off its directory (for a rebuild): O(its transcript)."""
         with self._sessions.open_dir(name) as directory:
             latest = self._check_resumable(directory, name, None)
-            with directory.open_dir(AUDIT_DIR) as audit_dir:
-                log = self.pipeline.new_log(audit_dir)
-                log.load()
-                updated = log.last.ts if log.last is not None else latest.updated_ms
+            updated = self._last_write_ms(directory, latest)
             items = len(read_transcript(directory, self.config.limits, f"session {name}").items)
         return SessionSummary(key=latest.key, name=name, title=latest.metadata.title,
                               workspace=latest.metadata.workspace, created_ms=latest.created_ms,

@@ -45,7 +45,6 @@ _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _APPEND_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _RW_FLAGS = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-_LOCK_CREATE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def check_name(name: str) -> None:
@@ -592,18 +591,8 @@ class Dir:
         naming a live process is never broken, however old; the caller waits, then gets
         LockHeldError naming the holder.
         """
-        check_name(name)
         label = self.child_label(name)
-        try:
-            fd = self.ctx.os.open(name, _LOCK_CREATE_FLAGS, FILE_MODE, dir_fd=self.fd)
-            try:
-                self.ctx.os.fchmod(fd, FILE_MODE)
-            finally:
-                self.ctx.close_quietly(fd)
-        except FileExistsError:
-            pass
-        except OSError as exc:
-            raise _translate(exc, "create lock", label) from None
+        self.ensure_file(name)
         fd, _ = self._open_checked(name, _RW_FLAGS, "file", "open lock")
         deadline = time.monotonic() + timeout
         delay = 0.005
@@ -641,18 +630,8 @@ class Dir:
     def lock_plain(self, name: str, *, exclusive: bool, timeout: float) -> FileLock:
         """A short-held leaf lock with no owner record: shared for appenders, exclusive for a
         rewrite. Never held while taking another lock."""
-        check_name(name)
         label = self.child_label(name)
-        try:
-            fd = self.ctx.os.open(name, _LOCK_CREATE_FLAGS, FILE_MODE, dir_fd=self.fd)
-            try:
-                self.ctx.os.fchmod(fd, FILE_MODE)
-            finally:
-                self.ctx.close_quietly(fd)
-        except FileExistsError:
-            pass
-        except OSError as exc:
-            raise _translate(exc, "create lock", label) from None
+        self.ensure_file(name)
         fd, _ = self._open_checked(name, _RW_FLAGS, "file", "open lock")
         mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
         deadline = time.monotonic() + timeout
