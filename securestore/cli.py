@@ -11,13 +11,38 @@ from typing import TextIO
 from pydantic import ValidationError
 
 from .config import StoreConfig
-from .errors import EXIT_OK, EXIT_OPERATIONAL, EXIT_USAGE, NotFoundError, PolicyError, SecureStoreError, UsageError
+from .errors import (
+    EXIT_OK,
+    EXIT_OPERATIONAL,
+    EXIT_USAGE,
+    KeyMaterialError,
+    NotFoundError,
+    PolicyError,
+    SecureStoreError,
+    UsageError,
+)
 from .migration.inspect import inspect_source
 from .policy import parse_json_text
 from .secrets import scrub_text
 from .store import SecureStore, generate_master_key, init_store
+from .audit.anchor import Anchor, encode_anchor, parse_anchor
+from .audit.checkpoint import open_note, peek_note
+from .audit.errors import RecordError
+from .audit.keys import parse_verifier_key
+from .audit.proof import ConsistencyProof, check_proof, encode_proof, parse_proof
+from .audit_keys import (
+    DEFAULT_KEY_NAME,
+    SIGNING_KEY_FILE_ENV,
+    SeedOut,
+    generate_signing_key,
+    load_public_key,
+    load_seed,
+    load_signing_key,
+)
+from .fs import FsContext, read_key_file, write_output_file
+from .proofs import make_anchor, prove_consistency, prove_inclusion
 from .render import dump_json, format_verify, iso_time
-from .verification import verify_store
+from .verification import VerifyOptions, verify_store
 
 ROOT_ENV = "SECURESTORE_ROOT"
 
@@ -38,12 +63,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="securestore", description="Audited, hardened session store for AI agents.")
     parser.add_argument("--root", help=f"store root (default: ${ROOT_ENV} or a per-user data directory)")
     parser.add_argument("--master-key-file", help="file holding the master key (outside the root)")
+    parser.add_argument("--signing-key-file",
+                        help=f"the audit signing key (outside the root; default ${SIGNING_KEY_FILE_ENV})")
     parser.add_argument("--principal", help="who the writes are made for (recorded in the audit log)")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     init = commands.add_parser("init", help="create a new store")
     init.add_argument("--generate-master-key", metavar="PATH",
                       help="also write a new random master key to PATH (0600, outside the root)")
+    init.add_argument("--seed-out", metavar="PATH", required=True,
+                      help="where to export the audit verification seed, once (a new 0600 file outside the root, "
+                           "or - for standard output); the store never keeps it")
+    init.add_argument("--generate-signing-key", metavar="PATH",
+                      help="write a new Ed25519 audit signing key to PATH (0600, outside the root) and use it")
+    init.add_argument("--key-name", default=DEFAULT_KEY_NAME, help="name of a generated signing key")
 
     put = commands.add_parser("put", help="store a JSON value in a slot (creates the session)")
     put.add_argument("session")
@@ -92,6 +125,28 @@ def build_parser() -> argparse.ArgumentParser:
     verify = audit_commands.add_parser("verify", help="verify the audit trail and the data against it")
     verify.add_argument("session", nargs="?")
     verify.add_argument("--json", action="store_true")
+    verify.add_argument("--seed", metavar="FILE", help="the verification seed from init: check every MAC")
+    verify.add_argument("--public-key", metavar="FILE", help="the trusted checkpoint signer (name+id+key)")
+    verify.add_argument("--anchor", metavar="FILE", help="an anchor from `audit anchor`, kept outside the store")
+    verify.add_argument("--max-unsealed", type=int, metavar="N",
+                        help="records allowed after the last checkpoint (default: one epoch)")
+    audit_commands.add_parser("seal", help="sign checkpoints over every idle log (run it from a timer)")
+    audit_commands.add_parser("public-key", help="print the public half of the configured signing key")
+    anchor = audit_commands.add_parser("anchor", help="export the latest signed checkpoints (seals first)")
+    anchor.add_argument("session", nargs="?")
+    anchor.add_argument("--out", metavar="FILE", help="a new file (default: standard output)")
+    prove = audit_commands.add_parser("prove", help="inclusion proof of record SEQ against the latest checkpoint")
+    prove.add_argument("target", nargs="+", metavar="SESSION SEQ", help="SESSION SEQ, or SEQ with --store-log")
+    prove.add_argument("--store-log", action="store_true", help="prove a record of the store log")
+    prove.add_argument("--out", metavar="FILE")
+    consistency = audit_commands.add_parser("consistency", help="consistency proof from OLD_SIZE to the latest checkpoint")
+    consistency.add_argument("target", nargs="+", metavar="SESSION OLD_SIZE", help="SESSION OLD_SIZE, or OLD_SIZE with --store-log")
+    consistency.add_argument("--store-log", action="store_true")
+    consistency.add_argument("--out", metavar="FILE")
+    check = audit_commands.add_parser("check-proof", help="check a proof file without the store")
+    check.add_argument("proof", metavar="FILE")
+    check.add_argument("--public-key", metavar="FILE", help="the trusted signer")
+    check.add_argument("--anchor", metavar="FILE", help="trust the anchor's signer; a consistency proof must start at its checkpoint")
 
     migrate = commands.add_parser("migrate", help="import a legacy session store")
     migrate_cmds = migrate.add_subparsers(dest="migrate_command", required=True, parser_class=_Parser)
@@ -130,7 +185,7 @@ def _open(args: argparse.Namespace) -> SecureStore:
     except ValidationError as exc:
         # pydantic's own text repeats the input value; report the rule only.
         raise UsageError(f"--principal rejected: {exc.errors()[0]['msg']}") from None
-    return SecureStore(args.root, config, master_key_file=args.master_key_file)
+    return SecureStore(args.root, config, master_key_file=args.master_key_file, signing_key_file=args.signing_key_file)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -140,11 +195,14 @@ def run(args: argparse.Namespace) -> int:
         return run_demo(args.root, keep=args.keep)
     args.root = args.root or default_root()
     if args.command == "init":
-        if args.generate_master_key:  # first, so a refused key path leaves no store behind
-            generate_master_key(args.generate_master_key, root_path=args.root)
-            print(f"wrote a new master key to {args.generate_master_key} (keep it outside the store; back it up)")
-        store_id = init_store(args.root)
-        print(f"initialized store {store_id} at {args.root}")
+        return _init(args)
+    if args.command == "audit" and args.audit_command == "check-proof":
+        return _check_proof(args)
+    if args.command == "audit" and args.audit_command == "public-key":
+        key = load_signing_key(FsContext(), args.root, key=None, key_file=args.signing_key_file, environ=os.environ)
+        if key is None:
+            raise KeyMaterialError(f"no audit signing key configured (--signing-key-file or ${SIGNING_KEY_FILE_ENV})")
+        print(key.verifier.text())
         return EXIT_OK
     with _open(args) as store:
         if args.command == "put":
@@ -187,10 +245,8 @@ def run(args: argparse.Namespace) -> int:
             return _maintain_command(args, store)
         elif args.command == "migrate":
             return _migrate_command(args, store)
-        elif args.command == "audit" and args.audit_command == "verify":
-            report = verify_store(store, args.session)
-            print(dump_json(report.to_json()) if args.json else format_verify(report))
-            return EXIT_OK if report.ok else 1
+        elif args.command == "audit":
+            return _audit_command(args, store)
     return EXIT_OK
 
 
@@ -321,6 +377,118 @@ def _session_command(args: argparse.Namespace, store: SecureStore) -> int:
                 print(f"rev {revision['rev']}\t{iso_time(revision['ts'])}\t{title}")
     return EXIT_OK
 
+
+
+def _init(args: argparse.Namespace) -> int:
+    ctx = FsContext()
+    signing_key_file = args.signing_key_file
+    if args.generate_signing_key:  # keys first, so a refused key path leaves no store behind
+        key = generate_signing_key(ctx, args.generate_signing_key, root_path=args.root, name=args.key_name)
+        signing_key_file = args.generate_signing_key
+        print(f"wrote a new audit signing key to {args.generate_signing_key}; its public key (give it to "
+              f"auditors): {key.verifier.text()}", file=sys.stderr)
+    if args.generate_master_key:
+        generate_master_key(args.generate_master_key, root_path=args.root)
+        print(f"wrote a new master key to {args.generate_master_key} (keep it outside the store; back it up)",
+              file=sys.stderr)
+    destination: SeedOut = args.seed_out
+    if args.seed_out == "-":
+        def seed_out(text: bytes) -> None:
+            sys.stdout.write(text.decode())
+
+        destination = seed_out
+    store_id = init_store(args.root, seed_out=destination, signing_key_file=signing_key_file)
+    where = "printed above" if args.seed_out == "-" else f"written to {args.seed_out}"
+    print(f"initialized store {store_id} at {args.root}; the audit verification seed was {where}: give it to "
+          "your auditor and remove it from this machine", file=sys.stderr)
+    return EXIT_OK
+
+
+def _write_out(data: bytes, out: str | None) -> None:
+    if out is None:
+        sys.stdout.write(data.decode())
+    else:
+        write_output_file(out, data, FsContext())
+
+
+def _two_args(args: argparse.Namespace, what: str) -> tuple[str | None, int]:
+    expected = 1 if args.store_log else 2
+    if len(args.target) != expected:
+        raise UsageError(f"expected {'' if args.store_log else 'SESSION '}{what}")
+    try:
+        number = int(args.target[-1])
+    except ValueError:
+        raise UsageError(f"{what} must be a number") from None
+    return (None if args.store_log else args.target[0]), number
+
+
+def _audit_command(args: argparse.Namespace, store: SecureStore) -> int:
+    command = args.audit_command
+    ctx = FsContext()
+    if command == "verify":
+        options = VerifyOptions(
+            seed=_seed_for(store, args.seed, ctx) if args.seed else None,
+            public_key=load_public_key(ctx, args.public_key) if args.public_key else None,
+            anchor=_read_anchor(args.anchor, ctx) if args.anchor else None,
+            max_unsealed=args.max_unsealed,
+        )
+        report = verify_store(store, args.session, options)
+        print(dump_json(report.to_json()) if args.json else format_verify(report))
+        return report.exit_code
+    if command == "seal":
+        sealed = store.seal()
+        print(f"sealed the store log and {len(sealed.sealed)} sessions; {len(sealed.busy)} busy (their writers "
+              f"seal on close)", file=sys.stderr)
+        for line in sealed.skipped:
+            print(f"skipped {line}", file=sys.stderr)
+    elif command == "anchor":
+        _write_out(encode_anchor(make_anchor(store, args.session)), args.out)
+    elif command == "prove":
+        session, seq = _two_args(args, "SEQ")
+        _write_out(encode_proof(prove_inclusion(store, session, seq)), args.out)
+    elif command == "consistency":
+        session, old_size = _two_args(args, "OLD_SIZE")
+        _write_out(encode_proof(prove_consistency(store, session, old_size)), args.out)
+    return EXIT_OK
+
+
+def _seed_for(store: SecureStore, path: str, ctx: FsContext) -> bytes:
+    store_id, seed = load_seed(ctx, path, root_path=store.root_path)
+    if store_id != store.store_id:
+        raise UsageError(f"the seed is for store {store_id}, not {store.store_id}")
+    return seed
+
+
+def _read_anchor(path: str, ctx: FsContext) -> Anchor:
+    try:
+        return parse_anchor(read_key_file(path, ctx, root_path=None, cap=64 * 1024 * 1024, secret=False))
+    except RecordError as exc:
+        raise UsageError(f"{path}: {exc.detail}") from None
+
+
+def _check_proof(args: argparse.Namespace) -> int:
+    ctx = FsContext()
+    if not args.public_key and not args.anchor:
+        raise UsageError("check-proof needs the trusted signer: --public-key FILE or --anchor FILE")
+    anchor = _read_anchor(args.anchor, ctx) if args.anchor else None
+    try:
+        proof = parse_proof(read_key_file(args.proof, ctx, root_path=None, cap=4 * 1024 * 1024, secret=False))
+        trusted = load_public_key(ctx, args.public_key) if args.public_key else parse_verifier_key(anchor.signer if anchor else "")
+        anchored = None
+        if anchor is not None and isinstance(proof, ConsistencyProof):
+            log_id = peek_note(proof.checkpoint).log_id
+            for entry in anchor.logs:
+                candidate = open_note(entry.note, trusted)
+                if candidate.log_id == log_id:
+                    anchored = candidate
+            if anchored is None:
+                raise RecordError("consistency", "the anchor holds no checkpoint of this log")
+        result = check_proof(proof, trusted, anchored)
+    except RecordError as exc:
+        print(f"securestore: proof FAILED the {exc.check} check: {exc.detail}", file=sys.stderr)
+        return 1
+    print(f"OK: {result.statement}")
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -63,6 +63,18 @@ class MaintenancePolicy(BaseModel):
         return max(25, self.max_sessions_kept // 10)
 
 
+class AuditPolicy(BaseModel):
+    """Forward integrity and sealing. Written into each log's genesis record when the log is
+    created, so changing it affects new logs only; the verifier reads it from the genesis."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # The epoch key ratchets (and the ending epoch is signed) after this many records, or before
+    # the first record written this many seconds after the epoch began.
+    epoch_records: int = Field(default=1024, ge=1, le=1_000_000)
+    epoch_seconds: int = Field(default=60, ge=1, le=86_400)
+
+
 class StoreConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -75,6 +87,7 @@ class StoreConfig(BaseModel):
     snapshot_every_records: int | None = Field(default=1000, ge=1)
     snapshot_every_bytes: int | None = Field(default=8 * MiB, ge=1024)
     maintenance: MaintenancePolicy = MaintenancePolicy()
+    audit: AuditPolicy = AuditPolicy()
     # Recorded in audit records as actor.principal when set (e.g. the agent or user on whose
     # behalf the write happens). Never a secret.
     principal: str | None = Field(default=None, max_length=256)

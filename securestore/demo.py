@@ -10,8 +10,9 @@ from typing import Any
 from .fs import Dir, FsContext, make_temp_dir, open_root, remove_dir
 from .render import dump_json, format_verify
 from .secrets import Secret
+from .audit_keys import generate_signing_key, load_seed
 from .store import SecureStore, generate_master_key, init_store
-from .verification import verify_store
+from .verification import VerifyOptions, verify_store
 
 SESSION = "support-bot/acme/ticket-4711"
 
@@ -78,10 +79,13 @@ def run_demo(root: str | None, *, keep: bool = False) -> int:
     fake = _fake_secrets()
     os.environ.setdefault("DEMO_DEPLOY_TOKEN", fake["deploy"])
     try:
-        init_store(root)
+        signing_file, seed_file = os.path.join(workdir, "audit-signing.key"), os.path.join(workdir, "audit.seed")
+        signer = generate_signing_key(ctx, signing_file, root_path=root)
+        init_store(root, seed_out=seed_file, signing_key_file=signing_file)
         generate_master_key(key_file, root_path=root)
-        print(f"store: {root}\nmaster key: {key_file} (outside the store root)\n")
-        with SecureStore(root, master_key_file=key_file) as store:
+        print(f"store: {root}\nmaster key: {key_file}\naudit signing key: {signing_file}\n"
+              f"audit verification seed (the auditor's): {seed_file}\n(all outside the store root)\n")
+        with SecureStore(root, master_key_file=key_file, signing_key_file=signing_file) as store:
             script = _script(fake)
             metadata = {"title": "Staging deploy failing", "workspace": "acme/app", "agent": "support-bot",
                         "model": "gpt-4o"}
@@ -117,8 +121,9 @@ def run_demo(root: str | None, *, keep: bool = False) -> int:
                     leaked += sum(value.encode() in data for value in fake.values())
             print(f"\nsecret values found in clear in any stored byte: {leaked} (of {len(fake)} planted)")
 
-            print("\n== audit verify ==")
-            report = verify_store(store)
+            print("\n== audit verify, with the seed and the signer's public key ==")
+            options = VerifyOptions(seed=load_seed(ctx, seed_file, root_path=root)[1], public_key=signer.verifier)
+            report = verify_store(store, options=options)
             print(format_verify(report))
             return 0 if report.ok and leaked == 0 else 1
     finally:

@@ -22,6 +22,7 @@ from typing import Any, cast
 import orjson
 
 from .audit.chain import Actor, Intent, Rejected, Suppressed, TargetState
+from .audit.keys import EpochRule, SignerKey
 from .audit.log import LOG_FILE, AuditLog
 from .canonical import canonical_bytes, sha256_hex
 from .config import StoreConfig
@@ -118,12 +119,18 @@ class OpenSession:
     data_key: bytes | None = None
     pending_key: bytes | None = None  # vault.key content not written yet (a brand-new vault)
     recovered: list[str] = field(default_factory=list)
+    deleted: bool = False  # renamed away by a delete: nothing left to seal
 
     def close(self) -> None:
-        self.state.close()
-        self.log.dir.close()
-        self.lock.release()
-        self.dir.close()
+        """Seal the log (a signed checkpoint over everything written), then let go."""
+        try:
+            if self.log.head is not None and not self.log.torn and not self.deleted and not self.dir.ctx.failed:
+                self.log.seal()
+        finally:
+            self.state.close()
+            self.log.dir.close()
+            self.lock.release()
+            self.dir.close()
 
 
 @dataclass(frozen=True)
@@ -203,9 +210,12 @@ class Pipeline:
         identity: StoreIdentity,
         *,
         master_key: bytes | None,
+        signer: SignerKey | None = None,
         clock: Callable[[], int] = now_ms,
     ) -> None:
         self.ctx = ctx
+        self.signer = signer
+        self.epoch_rule = EpochRule(config.audit.epoch_records, config.audit.epoch_seconds)
         self.config = config
         self.limits = config.limits
         self.identity = identity
@@ -215,7 +225,8 @@ class Pipeline:
         self.actor = Actor(uid=ctx.euid, pid=ctx.os.getpid(), principal=config.principal)
 
     def new_log(self, directory: Dir) -> AuditLog:
-        return AuditLog(directory, clock=self.clock, actor=self.actor, max_line=self.limits.max_audit_line_bytes)
+        return AuditLog(directory, clock=self.clock, actor=self.actor, max_line=self.limits.max_audit_line_bytes,
+                        signer=self.signer)
 
     # -- the core: intent, act, outcome --------------------------------------------------------
     def apply(self, log: AuditLog, change: Change) -> None:
@@ -420,15 +431,17 @@ class Pipeline:
             raise LimitExceededError("session manifest exceeds its size cap")
         return name, line
 
-    def build_session(self, parent: Dir, dirname: str, name: str, line: bytes, log_id: str) -> None:
-        """A complete, empty session directory: manifest, journal, state/, audit/ with genesis."""
+    def build_session(self, parent: Dir, dirname: str, name: str, line: bytes, log_id: str, store_log: AuditLog) -> None:
+        """A complete, empty session directory: manifest, journal, state/, audit/ with genesis.
+        Its log's first key derives from the store log's current key and the creating intent."""
         with parent.make_dir(dirname) as directory:
             directory.write_new(MANIFEST_FILE, line)
             directory.write_new(JOURNAL_FILE, b"")
             directory.make_dir(STATE_DIR).close()
             with directory.make_dir(AUDIT_DIR) as audit_dir:
-                self.new_log(audit_dir).create(log_id, {"store": self.identity.store_id, "scope": "session",
-                                                        "session": name})
+                self.new_log(audit_dir).create(
+                    log_id, {"store": self.identity.store_id, "scope": "session", "session": name},
+                    store_id=self.identity.store_id, chain=store_log.child_key(name), rule=self.epoch_rule)
 
     def create_session(self, log: AuditLog, sessions: Dir, key: str, metadata: SessionMetadata) -> str:
         """Create a session directory (manifest revision 1, empty journal, state/, audit/)."""
@@ -442,7 +455,7 @@ class Pipeline:
 
         def act() -> None:
             # Build the whole session under a temporary name, then publish it with one rename.
-            self.build_session(sessions, staging, name, line, log_id)
+            self.build_session(sessions, staging, name, line, log_id, log)
             sessions.rename(staging, name)
 
         try:
@@ -458,6 +471,7 @@ class Pipeline:
         name = session.name
         def act() -> None:
             sessions.rename(name, trash)  # the commit point: the session is gone
+            session.deleted = True
             self.shred_vault_key(sessions, trash)
 
         self.apply(log, Change("session.delete", session_target(name), None, None, act,

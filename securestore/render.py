@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from .audit.verify import LogReport
 from .verification import VerifyReport
 
 
@@ -29,16 +30,36 @@ def iso_time(ms: int | None) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _seal_line(log: LogReport) -> str:
+    if not log.checkpoints:
+        return "no signed checkpoint matched"
+    return (f"sealed to checkpoint {log.checkpoints} (seq {log.sealed_size - 1}); final {log.unsealed} records "
+            "not sealed")
+
+
 def format_verify(report: VerifyReport) -> str:
     lines = []
+    trust = {"seed": "signer authenticated by the seed", "public-key": "signer given by --public-key",
+             "unverified": "signer NOT independently verified (pass --seed or --public-key)", "none": "no signer"}
     for log in report.logs:
         span = f"seq 0..{log.last_seq}" if log.records else "no records"
         state = "ok" if log.ok else "FAILED"
-        lines.append(f"{log.label}: {log.records} records, {span}, {iso_time(log.first_ts)} .. {iso_time(log.last_ts)}: {state}")
+        lines.append(f"{log.label}: {log.records} records, {span}, {iso_time(log.first_ts)} .. "
+                     f"{iso_time(log.last_ts)}: {state}")
+        macs = "MACs checked with the seed" if log.mac_checked else "MACs NOT checked (pass --seed)"
+        lines.append(f"  {log.epochs} epochs; {macs}; {trust[log.signer_trust]}; {_seal_line(log)}"
+                     + (f"; anchor: {log.anchor}" if log.anchor else ""))
     lines.append(f"data: {report.files_checked} files checked against the trail")
+    if report.anchors:
+        lines.append("anchors consulted: " + "; ".join(report.anchors))
     lines.extend(f"warning: {w}" for w in report.warnings)
-    if report.ok:
+    lines.extend(f"incomplete: {f.describe()}" for f in report.incomplete)
+    code = report.exit_code
+    if code == 0:
         lines.append("result: OK, the trail is intact and the data matches it")
+    elif code == 6:
+        lines.append(f"result: INCOMPLETE ({len(report.incomplete)} finding(s)); nothing was found tampered")
     else:
-        lines.append(f"result: FAILED ({len(report.failures)} finding(s)); first: {report.failures[0].describe()}")
+        what = "TAMPERED" if code == 1 else "TRUNCATED OR ROLLED BACK"
+        lines.append(f"result: {what} ({len(report.failures)} finding(s)); first: {report.failures[0].describe()}")
     return "\n".join(lines)

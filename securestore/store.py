@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from .audit.keys import SignerKey, encode_seed, store_log_key
 from .audit.log import AuditLog
+from .audit_keys import SIGNING_KEY_FILE_ENV, SeedOut, export_seed, load_signing_key
 from .canonical import sha256_hex
 from .config import MaintenancePolicy, StoreConfig
 from .engine.files import read_manifest, read_transcript
@@ -123,6 +125,13 @@ class SessionView:
     lock_holder: str | None
 
 
+@dataclass
+class SealReport:
+    sealed: list[str] = field(default_factory=list)  # sessions given a new checkpoint
+    busy: list[str] = field(default_factory=list)  # a live writer holds them (it seals on close)
+    skipped: list[str] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class SkippedEntry:
     name: str
@@ -133,12 +142,24 @@ def init_store(
     root: str | os.PathLike[str],
     config: StoreConfig | None = None,
     *,
+    seed_out: SeedOut,
+    signing_key: SignerKey | str | None = None,
+    signing_key_file: str | None = None,
+    environ: Mapping[str, str] | None = None,
     os_api: OsApi = REAL_OS,
     clock: Any = now_ms,
 ) -> str:
-    """Create a new store at `root` (an absent or empty directory). Returns the store id."""
+    """Create a new store at `root` (an absent or empty directory). Returns the store id.
+
+    The audit verification seed is created here and handed to `seed_out` (a new file outside
+    the root, or a callback) exactly once; the store never keeps it. The signing key (argument,
+    file or environment) must exist: every log is sealed from its first record."""
     ctx = FsContext(os_api)
     root_path = os.fspath(root)
+    signer = load_signing_key(ctx, root_path, key=signing_key, key_file=signing_key_file,
+                              environ=os.environ if environ is None else environ)
+    if signer is None:
+        raise KeyMaterialError(f"init needs an audit signing key (--signing-key or ${SIGNING_KEY_FILE_ENV})")
     with open_root(root_path, ctx, create=True) as root_dir:
         if root_dir.entry(STORE_FILE) is not None:
             raise AlreadyExistsError(f"a store already exists at {root_path}")
@@ -153,10 +174,18 @@ def init_store(
                 created_ms=clock(), fingerprint_key=ctx.random_hex(32),
             )
             data = encode_model(identity)
-            pipeline = Pipeline(ctx, config or StoreConfig(), identity, master_key=None, clock=clock)
+            pipeline = Pipeline(ctx, config or StoreConfig(), identity, master_key=None, signer=signer, clock=clock)
+            seed = ctx.os.urandom(32)
+            log_id = ctx.random_hex(16)
             with root_dir.make_dir(AUDIT_DIR) as audit_dir:
                 log = pipeline.new_log(audit_dir)
-                log.create(ctx.random_hex(16), {"store": identity.store_id, "scope": "store", "session": None})
+                log.create(log_id, {"store": identity.store_id, "scope": "store", "session": None},
+                           store_id=identity.store_id, chain=store_log_key(seed, identity.store_id, log_id),
+                           rule=pipeline.epoch_rule)
+                # Handed out before the store exists (store.json): a store whose seed was lost
+                # in a failed export is never completed.
+                export_seed(ctx, encode_seed(identity.store_id, seed), seed_out, root_path=root_path)
+                del seed
                 root_dir.make_dir(SESSIONS_DIR).close()
                 with root_dir.make_dir(INDEX_DIR) as index:  # an empty listing index
                     index.make_dir(ENTRIES_DIR).close()
@@ -168,6 +197,7 @@ def init_store(
                     lambda: root_dir.write_new(STORE_FILE, data),
                     lambda: observe_file(root_dir, STORE_FILE, _STORE_FILE_CAP),
                 ))
+                log.seal()
     return identity.store_id
 
 
@@ -181,6 +211,8 @@ class SecureStore:
         *,
         master_key: bytes | str | None = None,
         master_key_file: str | None = None,
+        signing_key: SignerKey | str | None = None,
+        signing_key_file: str | None = None,
         environ: Mapping[str, str] | None = None,
         os_api: OsApi = REAL_OS,
         clock: Any = now_ms,
@@ -204,7 +236,10 @@ class SecureStore:
                 raise OperationalError(f"store backend {self.identity.backend!r} is not {BACKEND!r}")
             master = load_master_key(self.ctx, self.root_path, key=master_key, key_file=master_key_file,
                                      environ=self.environ)
-            self.pipeline = Pipeline(self.ctx, self.config, self.identity, master_key=master, clock=clock)
+            signer = load_signing_key(self.ctx, self.root_path, key=signing_key, key_file=signing_key_file,
+                                      environ=self.environ)
+            self.pipeline = Pipeline(self.ctx, self.config, self.identity, master_key=master, signer=signer,
+                                     clock=clock)
             self._sessions = self._root.open_dir(SESSIONS_DIR)
             self._audit_dir = self._root.open_dir(AUDIT_DIR)
         except BaseException:
@@ -238,8 +273,9 @@ class SecureStore:
         return self.pipeline.master_key is not None
 
     # -- locking ---------------------------------------------------------------------------------
-    def _lock(self, directory: Dir, name: str) -> FileLock:
-        return directory.lock(name, self.config.lock_timeout_seconds, self.pipeline.clock())
+    def _lock(self, directory: Dir, name: str, timeout: float | None = None) -> FileLock:
+        wait = self.config.lock_timeout_seconds if timeout is None else timeout
+        return directory.lock(name, wait, self.pipeline.clock())
 
     def _note_stale_lock(self, lock: FileLock, log: AuditLog, target: str) -> list[str]:
         """After reconciliation (so the log's tail is repaired first): audit a takeover."""
@@ -257,6 +293,8 @@ class SecureStore:
             self.recovered += self.pipeline.reconcile_store(log, self._root, self._sessions)
             self.recovered += self._note_stale_lock(lock, log, STORE_LOCK)
             yield log
+            if log.head is not None and not self.ctx.failed:
+                log.seal()  # each store operation ends sealed
 
     def record_rejection(self, op: str, session: object, error: PolicyError) -> None:
         """Audit a policy rejection in the store log (rate-bounded); never masks the error.
@@ -273,14 +311,14 @@ class SecureStore:
         except OperationalError:
             pass
 
-    def _open_for_write(self, key: str, name: str) -> OpenSession:
+    def _open_for_write(self, key: str, name: str, timeout: float | None = None) -> OpenSession:
         with ExitStack() as cleanup:  # on any failure, everything opened so far is closed
             directory = cleanup.enter_context(self._open_session_dir(name))
             # Resume rules first, read-only: a foreign or newer session is refused untouched.
             manifest = self._check_resumable(directory, name, key)
             audit = cleanup.enter_context(directory.open_dir(AUDIT_DIR))
             log = self.pipeline.new_log(audit)
-            lock = cleanup.enter_context(self._lock(directory, SESSION_LOCK))
+            lock = cleanup.enter_context(self._lock(directory, SESSION_LOCK, timeout))
             # The directory may have been deleted or replaced while we waited for the lock.
             if not self._sessions.holds(name, directory):
                 raise NotFoundError(f"session {name} was deleted")
@@ -557,6 +595,39 @@ class SecureStore:
         found.sort(key=lambda info: (info.created_ms, info.key))
         return found, skipped
 
+
+    # -- sealing (the idle heartbeat) ------------------------------------------------------------
+    def seal(self) -> SealReport:
+        """Sign a checkpoint over every log with unsealed records: the store log, and each
+        session whose writer is not active (a live writer seals at its own close). Run it from
+        a timer so an idle store's tail does not stay unsealed."""
+        report = SealReport()
+        with self._store_writer():
+            pass  # the store writer seals on the way out
+        for name in self._sessions.list(sort=False):
+            if not is_session_name(name):
+                continue
+            try:
+                with self._sessions.open_dir(name) as directory:
+                    with directory.open_dir(AUDIT_DIR) as audit:
+                        if self.pipeline.new_log(audit).is_sealed():
+                            continue
+                    key = self._check_resumable(directory, name, None).key
+                session = self._open_for_write(key, name, timeout=0.0)
+            except LockHeldError:
+                report.busy.append(name)
+                continue
+            except SecureStoreError as exc:
+                report.skipped.append(f"{name}: {exc}")
+                continue
+            try:
+                session.recovered = self.pipeline.reconcile_session(session)
+                session.recovered += self._note_stale_lock(session.lock, session.log, SESSION_LOCK)
+                self.recovered += session.recovered
+            finally:
+                session.close()  # seals
+            report.sealed.append(name)
+        return report
 
     # -- maintenance -------------------------------------------------------------------------------
     def _after_create(self) -> None:

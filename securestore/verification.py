@@ -6,13 +6,18 @@ reported as pending and its target may hold either the old or the new content.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from .audit.anchor import Anchor
+from .audit.checkpoint import CHECKPOINTS_FILE, Checkpoint, open_note
+from .audit.errors import RecordError
+from .audit.keys import VerifierKey, parse_verifier_key, store_log_key
 from .audit.log import LOG_FILE
-from .audit.verify import Commit, Failure, LogReport, LogVerifier
+from .audit.verify import INCOMPLETE, TAMPERED, TRUNCATED, Commit, Failure, LogReport, LogVerifier
 from .canonical import sha256_hex
-from .errors import IntegrityError, NotFoundError, SecureStoreError, UnsafeFileError
+from .errors import IntegrityError, NotFoundError, SecureStoreError, UnsafeFileError, UsageError
 from .fs import Dir
 from .engine.files import line_hash, read_manifest, read_transcript, split_lines
 from .layout import (
@@ -32,31 +37,68 @@ from .policy import encode_name, is_session_name, name_matches_key, normalize_ke
 from .store import SecureStore
 
 
+@dataclass(frozen=True)
+class VerifyOptions:
+    """What the auditor brings from outside the store. Each raises what verify can prove."""
+
+    seed: bytes | None = None  # checks every record's MAC (forward integrity)
+    public_key: VerifierKey | None = None  # the trusted checkpoint signer
+    anchor: Anchor | None = None  # checkpoints kept elsewhere: catches cut tails and rollbacks
+    max_unsealed: int | None = None  # records allowed after the last checkpoint (default: one epoch)
+
+
 @dataclass
 class VerifyReport:
     logs: list[LogReport] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
+    incomplete: list[Failure] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    anchors: list[str] = field(default_factory=list)
     files_checked: int = 0
+    seed: bool = False
+    public_key: str | None = None
 
     @property
     def ok(self) -> bool:
-        return not self.failures
+        return not self.failures and not self.incomplete
+
+    @property
+    def exit_code(self) -> int:
+        """0 ok; 1 tampered; 5 truncated or rolled back against an anchor; 6 incomplete."""
+        categories = {f.category for f in self.failures}
+        if TAMPERED in categories:
+            return 1
+        if TRUNCATED in categories:
+            return 5
+        return 6 if self.incomplete or INCOMPLETE in categories else 0
 
     def to_json(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
+            "exit_code": self.exit_code,
             "files_checked": self.files_checked,
+            "seed": self.seed,
+            "public_key": self.public_key,
+            "anchors": self.anchors,
             "logs": [
                 {"log": r.label, "log_id": r.log_id, "records": r.records, "first_seq": 0 if r.records else None,
                  "last_seq": r.last_seq, "first_ts": r.first_ts, "last_ts": r.last_ts, "torn_bytes": r.torn_bytes,
                  "pending_intent": r.dangling.seq if r.dangling else None, "rejections": r.rejected,
-                 "ok": r.ok}
+                 "mac_checked": r.mac_checked, "signer": r.signer, "signer_trust": r.signer_trust,
+                 "epochs": r.epochs, "checkpoints": r.checkpoints, "sealed_size": r.sealed_size,
+                 "unsealed": r.unsealed, "anchor": r.anchor, "ok": r.ok}
                 for r in self.logs
             ],
-            "failures": [f.__dict__ for f in self.failures],
+            "failures": [f.to_json() for f in self.failures],
+            "incomplete": [f.to_json() for f in self.incomplete],
             "warnings": self.warnings,
         }
+
+
+def _checkpoint_lines(directory: Dir) -> Iterator[tuple[int, bytes]]:
+    if directory.entry(CHECKPOINTS_FILE) is None:
+        return iter(())
+    return directory.iter_lines(CHECKPOINTS_FILE, 64 * 1024)
 
 
 def _verify_log(directory: Dir, label: str, verifier: LogVerifier, max_line: int) -> LogReport:
@@ -65,16 +107,56 @@ def _verify_log(directory: Dir, label: str, verifier: LogVerifier, max_line: int
             verifier.feed(offset, line)
             if verifier.report.failure is not None:
                 break
+        return verifier.finish()
     except (NotFoundError, UnsafeFileError) as exc:
         verifier.report.failure = Failure(label, None, 0, 0, "missing", "a readable audit log", str(exc))
-    return verifier.finish()
+    return verifier.report
 
 
 class _Checker:
-    def __init__(self, store: SecureStore) -> None:
+    def __init__(self, store: SecureStore, options: VerifyOptions) -> None:
         self.store = store
         self.limits = store.config.limits
-        self.report = VerifyReport()
+        self.options = options
+        self.report = VerifyReport(seed=options.seed is not None,
+                                   public_key=options.public_key.text() if options.public_key else None)
+        self.anchored: dict[str | None, Checkpoint] = {}
+        if options.anchor is not None:
+            self._open_anchor(options.anchor)
+
+    def _open_anchor(self, anchor: Anchor) -> None:
+        """The anchor's checkpoints, each verified with the trusted key (or the anchor's own:
+        it was kept outside the store, which is the point of it)."""
+        if anchor.store != self.store.store_id:
+            raise UsageError(f"the anchor is for store {anchor.store}, not {self.store.store_id}")
+        try:
+            key = self.options.public_key or parse_verifier_key(anchor.signer)
+        except RecordError as exc:
+            raise UsageError(f"the anchor's signer key is not valid: {exc.detail}") from None
+        for entry in anchor.logs:
+            try:
+                checkpoint = open_note(entry.note, key)
+            except RecordError as exc:
+                self.report.failures.append(Failure(f"anchor:{entry.log}", None, 0, 0, exc.check,
+                                                    f"a checkpoint signed by {key.name}", exc.detail))
+                continue
+            self.anchored[entry.session] = checkpoint
+            self.report.anchors.append(f"{entry.log} at size {checkpoint.size}")
+
+    def verifier(self, label: str, audit: Dir, *, scope: str, session: str | None = None,
+                 log_id: str | None = None, chain: bytes | None = None) -> LogVerifier:
+        seed, store_id = self.options.seed, self.store.store_id
+        if scope == "store":
+            chain_for = (lambda log: store_log_key(seed, store_id, log)) if seed is not None else None
+        else:
+            chain_for = (lambda log: chain) if chain is not None else None
+        return LogVerifier(
+            label, scope=scope, store_id=store_id, session=session, log_id=log_id,
+            max_line=self.limits.max_audit_line_bytes, append_only=APPEND_ONLY if scope == "session" else frozenset(),
+            chain_for=chain_for, trusted=self.options.public_key, checkpoints=_checkpoint_lines(audit),
+            checkpoints_label=label.replace(LOG_FILE, CHECKPOINTS_FILE), anchor=self.anchored.get(session),
+            max_unsealed=self.options.max_unsealed,
+        )
 
     def fail(self, log: str, commit: Commit | None, check: str, expected: object, actual: object) -> None:
         seq, line, offset = (commit.seq, commit.line, commit.offset) if commit else (None, 0, 0)
@@ -84,12 +166,12 @@ class _Checker:
         self.report.logs.append(log)
         if log.failure is not None:
             self.report.failures.append(log.failure)
+        self.report.incomplete.extend(log.incomplete)
         if log.torn_bytes:
             self.report.warnings.append(f"{log.label}: torn final record ({log.torn_bytes} bytes), repaired on next write")
-        if log.dangling is not None:
-            self.report.warnings.append(
-                f"{log.label}: intent seq {log.dangling.seq} ({log.dangling.op}) has no outcome yet"
-            )
+        if log.torn_checkpoint_bytes:
+            self.report.warnings.append(f"{log.label}: torn final checkpoint ({log.torn_checkpoint_bytes} bytes), "
+                                        "repaired on next write")
         return log
 
     @staticmethod
@@ -111,15 +193,27 @@ class _Checker:
         label = f"{log.label}#{target}"
         self.fail(label, commit, "data-mismatch", expected or "absent", actual or "absent")
 
+    def anchored_sessions(self, store_log: LogReport, present: list[str], only: list[str] | None) -> None:
+        """An anchored session that is gone must have an audited deletion in the store log."""
+        for name, checkpoint in self.anchored.items():
+            if name is None or name in present or (only is not None and name not in only) or not store_log.ok:
+                continue
+            target = session_target(name)
+            commit = store_log.committed.get(target)
+            if commit is not None and commit.sha256 is None:
+                self.report.anchors.append(f"{target}: deleted, recorded at store log seq {commit.seq}")
+            elif commit is None:
+                self.report.failures.append(Failure(
+                    target, None, 0, 0, "consistency", f"a session anchored at size {checkpoint.size}",
+                    "no directory and no record of it in the store log (rolled back)", TRUNCATED))
+
     def store_level(self) -> tuple[LogReport, Dir]:
         root = self.store._root
         identity = self.store.identity
-        audit = root.open_dir(AUDIT_DIR)
         label = f"{AUDIT_DIR}/{LOG_FILE}"
-        log = self.take(_verify_log(audit, label, LogVerifier(
-            label, scope="store", store_id=identity.store_id, max_line=self.limits.max_audit_line_bytes,
-        ), self.limits.max_audit_line_bytes))
-        audit.close()
+        with root.open_dir(AUDIT_DIR) as audit:
+            log = self.take(_verify_log(audit, label, self.verifier(label, audit, scope="store"),
+                                        self.limits.max_audit_line_bytes))
         data = root.read(STORE_FILE, 64 * 1024)
         self.expect(log, STORE_FILE, sha256_hex(data))
         return log, root.open_dir(SESSIONS_DIR)
@@ -164,10 +258,13 @@ class _Checker:
                 self.fail(target, None, "name-mismatch", encode_name(first.key), name)
                 return
             label = f"{target}/{AUDIT_DIR}/{LOG_FILE}"
+            chain = store_log.child_keys.get(name)
+            if self.options.seed is not None and chain is None:
+                self.fail(label, None, "mac", "a creating intent in the store log", "none (no key for this log)")
+                return
             with directory.open_dir(AUDIT_DIR) as audit:
-                log = self.take(_verify_log(audit, label, LogVerifier(
-                    label, scope="session", store_id=self.store.store_id, session=name,
-                    log_id=first.audit_log_id, max_line=self.limits.max_audit_line_bytes, append_only=APPEND_ONLY,
+                log = self.take(_verify_log(audit, label, self.verifier(
+                    label, audit, scope="session", session=name, log_id=first.audit_log_id, chain=chain,
                 ), self.limits.max_audit_line_bytes))
             if not log.ok:
                 return
@@ -198,8 +295,9 @@ class _Checker:
                     self.expect(log, slot, None)
 
 
-def verify_store(store: SecureStore, session: str | None = None) -> VerifyReport:
-    checker = _Checker(store)
+def verify_store(store: SecureStore, session: str | None = None,
+                 options: VerifyOptions | None = None) -> VerifyReport:
+    checker = _Checker(store, options or VerifyOptions())
     store_log, sessions = checker.store_level()
     with sessions:
         present = [n for n in sessions.list()]
@@ -224,5 +322,6 @@ def verify_store(store: SecureStore, session: str | None = None) -> VerifyReport
                 checker.session(store_log, sessions, name)
             except SecureStoreError as exc:  # a planted link, a malformed file: a finding, not a crash
                 checker.fail(session_target(name), None, "read", "readable session files", str(exc))
+        checker.anchored_sessions(store_log, present, wanted if session is not None else None)
     return checker.report
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MASTER_KEY, session_dir
+from conftest import KEYS, MASTER_KEY, SIGNING, session_dir
 from securestore import (
     LimitExceededError,
     RejectionAuditPolicy,
@@ -15,7 +15,8 @@ from securestore import (
     StoreConfig,
     verify_store,
 )
-from securestore.audit.chain import Actor, ChainHead, GENESIS_PREV, build_record, parse_record
+from securestore.audit.chain import GENESIS_PREV, Actor, ChainHead, build_record, parse_record
+from securestore.audit.keys import RecordMac
 from securestore.audit.verify import LogVerifier
 from securestore.layout import slot_file
 from securestore.policy import encode_name
@@ -35,7 +36,7 @@ def populated(store: SecureStore, root: Path) -> Path:
 
 
 def first_failure(root: Path):  # noqa: ANN201
-    with SecureStore(root, master_key=MASTER_KEY, environ={}) as store:
+    with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
         report = verify_store(store)
     assert not report.ok
     return report.failures[0]
@@ -131,20 +132,21 @@ def test_log_spliced_from_another_session_is_caught(store: SecureStore, root: Pa
 def test_store_log_tamper_is_caught(populated: Path, root: Path) -> None:
     store_log = root / "audit" / "log.jsonl"
     recs = lines(store_log)
-    store_log.write_bytes(b"".join(recs[:-1]))  # drop the last outcome: the intent now dangles
-    with SecureStore(root, master_key=MASTER_KEY, environ={}) as store:
+    store_log.write_bytes(b"".join(recs[:-1]))  # drop the last outcome
+    with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
         report = verify_store(store)
-    # A dangling intent whose target matches is a pending change, not tampering...
-    assert report.ok and any("no outcome" in w for w in report.warnings)
-    store_log.write_bytes(b"".join(recs[:2]))  # ...but dropping the session's creation is.
-    assert first_failure(root).check == "data-mismatch"
+    # The store operation sealed the log: its own signed checkpoint shows the cut.
+    assert report.exit_code == 5
+    assert report.failures[0].check == "consistency" and report.failures[0].category == "truncated"
+    store_log.write_bytes(b"".join(recs[:2]))
+    assert first_failure(root).check == "consistency"
 
 
 def test_torn_tail_is_reported_as_torn_and_repaired_on_open(populated: Path, root: Path) -> None:
     recs = lines(populated)
     good = b"".join(recs)
     populated.write_bytes(good + recs[-1][:37])  # a crash mid-append
-    with SecureStore(root, master_key=MASTER_KEY, environ={}) as store:
+    with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
         report = verify_store(store)
         assert report.ok
         assert any("torn final record (37 bytes)" in w for w in report.warnings)
@@ -164,18 +166,23 @@ def test_garbage_line_mid_log_is_tampering_not_torn(populated: Path, root: Path)
     assert failure.check == "parse" and failure.line == 4
 
 
+GENESIS = {"kind": "genesis", "store": "b" * 32, "scope": "store", "signer": SIGNING.verifier.text(),
+           "epoch_records": 1000, "epoch_seconds": 3600}
+MAC = RecordMac(b"k" * 32)
+
+
 def _chain(n: int) -> list[bytes]:
     head = ChainHead("a" * 32, 0, GENESIS_PREV)
-    actor = Actor(uid=1, pid=2)
+    actor = Actor(uid=1, pid=2, principal=None)
     out = []
-    _, line, head = build_record(head, 1, actor, {"kind": "genesis", "store": "b" * 32, "scope": "store"})
+    _, line, head = build_record(head, 1, actor, GENESIS, epoch=0, mac=MAC)
     out.append(line)
     for i in range(n):
         _, line, head = build_record(head, 2, actor, {"kind": "intent", "op": "slot.put", "target": f"state/{i}",
-                                                      "sha256": "c" * 64, "size": 1})
+                                                      "sha256": "c" * 64, "size": 1}, epoch=0, mac=MAC)
         out.append(line)
         _, line, head = build_record(head, 3, actor, {"kind": "outcome", "txn": head.next_seq - 1,
-                                                      "result": "committed", "sha256": "c" * 64})
+                                                      "result": "committed", "sha256": "c" * 64}, epoch=0, mac=MAC)
         out.append(line)
     return out
 
@@ -195,14 +202,14 @@ def test_verifier_is_pure_and_checks_pairing() -> None:
     assert _verify(good[:1]).ok
     # An outcome whose txn names a different intent, re-chained so only pairing can catch it.
     head = ChainHead("a" * 32, 0, GENESIS_PREV)
-    actor = Actor(uid=1, pid=2)
+    actor = Actor(uid=1, pid=2, principal=None)
     forged = []
     for fields in (
-        {"kind": "genesis", "store": "b" * 32, "scope": "store"},
+        GENESIS,
         {"kind": "intent", "op": "slot.put", "target": "t", "sha256": "c" * 64, "size": 1},
         {"kind": "outcome", "txn": 0, "result": "committed", "sha256": "c" * 64},
     ):
-        _, line, head = build_record(head, 1, actor, fields)
+        _, line, head = build_record(head, 1, actor, fields, epoch=0, mac=MAC)
         forged.append(line)
     report = _verify(forged)
     assert report.failure is not None and report.failure.check == "pairing" and report.failure.seq == 2
@@ -212,7 +219,7 @@ def test_verifier_is_pure_and_checks_pairing() -> None:
 def test_rejections_are_audited_within_a_rate_bound(root: Path) -> None:
     config = StoreConfig(rejection_audit=RejectionAuditPolicy(records_per_window=3, window_seconds=3600))
     store_log = root / "audit" / "log.jsonl"
-    with SecureStore(root, config, master_key=MASTER_KEY, environ={}) as store:
+    with SecureStore(root, config, master_key=MASTER_KEY, environ=KEYS) as store:
         store.put("sess", "s", 1)
         size_before = store_log.stat().st_size
         for _ in range(50):

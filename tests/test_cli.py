@@ -14,6 +14,10 @@ from securestore.layout import slot_file
 from securestore.policy import encode_name
 
 
+def seed_file(env: dict[str, str]) -> str:
+    return str(Path(env["SECURESTORE_ROOT"]).parent / "cli.seed")
+
+
 @pytest.fixture
 def cli_root(tmp_path: Path) -> Path:
     return tmp_path / "store"
@@ -31,7 +35,7 @@ def _one_line_error(result) -> None:  # noqa: ANN001
 
 
 def test_full_round_trip(cli_root: Path, env: dict[str, str]) -> None:
-    assert run_cli("init", env=env).returncode == 0
+    assert run_cli("init", "--seed-out", seed_file(env), env=env).returncode == 0
     secret = secret_corpus()[0].secret
     value = json.dumps({"role": "tool", "content": f"AWS_ACCESS_KEY_ID={secret}"})
     assert run_cli("put", "sess-1", "agent.transcript", value, env=env).returncode == 0
@@ -50,14 +54,14 @@ def test_full_round_trip(cli_root: Path, env: dict[str, str]) -> None:
 
 
 def test_put_reads_stdin(cli_root: Path, env: dict[str, str]) -> None:
-    run_cli("init", env=env)
+    run_cli("init", "--seed-out", seed_file(env), env=env)
     assert run_cli("put", "s", "slot", "-", env=env, stdin=b'{"from": "stdin"}').returncode == 0
     assert json.loads(run_cli("get", "s", "slot", env=env).stdout) == {"from": "stdin"}
 
 
 def test_root_flag_overrides_environment(tmp_path: Path) -> None:
     root = tmp_path / "elsewhere"
-    assert run_cli("--root", str(root), "init").returncode == 0
+    assert run_cli("--root", str(root), "init", "--seed-out", str(root.parent / "elsewhere.seed")).returncode == 0
     assert (root / "store.json").exists()
 
 
@@ -75,7 +79,7 @@ def test_root_flag_overrides_environment(tmp_path: Path) -> None:
     ],
 )
 def test_exit_codes_and_one_line_errors(env: dict[str, str], args: list[str], code: int, words: str) -> None:
-    run_cli("init", env=env)
+    run_cli("init", "--seed-out", seed_file(env), env=env)
     result = run_cli(*args, env=env)
     assert result.returncode == code, result.stderr
     _one_line_error(result)
@@ -83,7 +87,7 @@ def test_exit_codes_and_one_line_errors(env: dict[str, str], args: list[str], co
 
 
 def test_integrity_failure_exits_1_and_names_the_record(cli_root: Path, env: dict[str, str]) -> None:
-    run_cli("init", env=env)
+    run_cli("init", "--seed-out", seed_file(env), env=env)
     run_cli("put", "sess", "slot", '{"a": 1}', env=env)
     slot = session_dir(cli_root, "sess") / "state" / slot_file(encode_name("slot"))
     slot.write_bytes(slot.read_bytes().replace(b"1", b"2"))
@@ -95,7 +99,7 @@ def test_integrity_failure_exits_1_and_names_the_record(cli_root: Path, env: dic
 
 
 def test_unsafe_store_is_an_integrity_error(cli_root: Path, env: dict[str, str]) -> None:
-    run_cli("init", env=env)
+    run_cli("init", "--seed-out", seed_file(env), env=env)
     os.chmod(cli_root, 0o777)
     result = run_cli("sessions", "list", env=env)
     assert result.returncode == 1
@@ -103,7 +107,7 @@ def test_unsafe_store_is_an_integrity_error(cli_root: Path, env: dict[str, str])
 
 
 def test_secrets_never_reach_stderr(env: dict[str, str]) -> None:
-    run_cli("init", env=env)
+    run_cli("init", "--seed-out", seed_file(env), env=env)
     secret = secret_corpus()[3].secret
     for args in (["put", f"user-{secret}", "slot", "1"],
                  ["put", "sess", "slot", json.dumps({secret: 1})],
@@ -115,7 +119,7 @@ def test_secrets_never_reach_stderr(env: dict[str, str]) -> None:
 
 def test_missing_master_key_drops_values(cli_root: Path) -> None:
     env = {"SECURESTORE_ROOT": str(cli_root)}
-    run_cli("init", env=env)
+    run_cli("init", "--seed-out", seed_file(env), env=env)
     secret = secret_corpus()[5].secret
     assert run_cli("put", "s", "slot", json.dumps(f"token {secret}"), env=env).returncode == 0
     assert "[secret:redacted:" in run_cli("get", "s", "slot", env=env).stdout
@@ -126,7 +130,8 @@ def test_missing_master_key_drops_values(cli_root: Path) -> None:
 def test_master_key_file_must_be_private_and_outside_the_root(tmp_path: Path, cli_root: Path) -> None:
     key_file = tmp_path / "keys" / "master.key"
     key_file.parent.mkdir(mode=0o700)
-    assert run_cli("--root", str(cli_root), "init", "--generate-master-key", str(key_file)).returncode == 0
+    assert run_cli("--root", str(cli_root), "init", "--generate-master-key", str(key_file),
+                   "--seed-out", str(tmp_path / "seed")).returncode == 0
     assert oct(key_file.stat().st_mode & 0o777) == "0o600"
     ok = run_cli("--root", str(cli_root), "--master-key-file", str(key_file), "put", "s", "x", '"v"')
     assert ok.returncode == 0
@@ -134,7 +139,8 @@ def test_master_key_file_must_be_private_and_outside_the_root(tmp_path: Path, cl
     loose = run_cli("--root", str(cli_root), "--master-key-file", str(key_file), "put", "s", "x", '"v"')
     assert loose.returncode == 4 and "lets others read it" in loose.stderr
     fresh = tmp_path / "fresh"
-    result = run_cli("--root", str(fresh), "init", "--generate-master-key", str(fresh / "master.key"))
+    result = run_cli("--root", str(fresh), "init", "--generate-master-key", str(fresh / "master.key"),
+                     "--seed-out", str(tmp_path / "fresh.seed"))
     assert result.returncode == 4 and "outside the store root" in result.stderr
     assert not fresh.exists()  # refused before anything was created
 
@@ -154,7 +160,7 @@ def test_python_dash_m_and_help() -> None:
 
 
 def test_principal_is_recorded_and_must_not_be_a_credential(cli_root: Path, env: dict[str, str]) -> None:
-    run_cli("init", env=env)
+    run_cli("init", "--seed-out", seed_file(env), env=env)
     assert run_cli("--principal", "agent:support-bot", "put", "s", "x", "1", env=env).returncode == 0
     log = (session_dir(cli_root, "s") / "audit" / "log.jsonl").read_text()
     assert '"principal":"agent:support-bot"' in log
@@ -165,7 +171,7 @@ def test_principal_is_recorded_and_must_not_be_a_credential(cli_root: Path, env:
 
 
 def test_session_commands(cli_root: Path, env: dict[str, str]) -> None:
-    run_cli("init", env=env)
+    run_cli("init", "--seed-out", seed_file(env), env=env)
     secret = secret_corpus()[0].secret
     assert run_cli("session", "append", "chat", '{"role": "user", "content": "hi"}', env=env).returncode == 0
     assert run_cli("session", "append", "chat", json.dumps({"role": "tool", "content": f"key={secret}"}),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MASTER_KEY, session_dir
+from conftest import KEYS, MASTER_KEY, drop_checkpoints_past, session_dir
 from securestore import LockHeldError, SecureStore, StoreConfig, verify_store
 from securestore.audit.chain import parse_record
 from securestore.fs.osapi import REAL_OS
@@ -45,7 +45,7 @@ def kill_rounds(root: Path, rounds: int, seed: int) -> int:
         child.wait()
         child.stdout.close()
         child.stdin.close()  # type: ignore[union-attr]
-        with SecureStore(root, master_key=MASTER_KEY, environ={}) as store:
+        with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
             items = [item["i"] for item in store.read_items("w")]
         assert items == list(range(len(items))), "a gap or a duplicate after a crash"
         assert len(items) > acked, f"acknowledged item {acked} lost ({len(items)} items survived)"
@@ -54,7 +54,7 @@ def kill_rounds(root: Path, rounds: int, seed: int) -> int:
 
 def test_sigkill_mid_workload_loses_no_acknowledged_item(tmp_path: Path, root: Path) -> None:
     kill_rounds(root, rounds=50, seed=2026)
-    with SecureStore(root, master_key=MASTER_KEY, environ={}) as store:
+    with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
         with store.open_session("w") as session:  # a writer reconciles whatever the last kill cut
             assert session.slot("progress").version >= 0
         report = verify_store(store)
@@ -65,7 +65,7 @@ def test_second_writer_gets_lock_held_naming_the_holder(root: Path) -> None:
     holder = spawn(root, "hold")
     try:
         assert holder.stdout is not None and holder.stdout.readline().startswith("ready")
-        with SecureStore(root, NO_WAIT, master_key=MASTER_KEY, environ={}) as store:
+        with SecureStore(root, NO_WAIT, master_key=MASTER_KEY, environ=KEYS) as store:
             with pytest.raises(LockHeldError, match=f"held by pid {holder.pid} on ") as info:
                 store.open_session("s")
             assert info.value.exit_code == 4
@@ -76,7 +76,7 @@ def test_second_writer_gets_lock_held_naming_the_holder(root: Path) -> None:
         holder.stdout.close()  # type: ignore[union-attr]
         holder.stdin.close()  # type: ignore[union-attr]
     # The holder is dead: the next open takes the lock and the audit log says so.
-    with SecureStore(root, NO_WAIT, master_key=MASTER_KEY, environ={}) as store:
+    with SecureStore(root, NO_WAIT, master_key=MASTER_KEY, environ=KEYS) as store:
         with store.open_session("s") as session:
             assert any("stale lock" in event for event in store.recovered)
             session.append_items([{"after": "recovery"}])
@@ -97,7 +97,7 @@ def _forge_owner(root: Path, pid: int, start_time: int) -> None:
 
 
 def test_forged_owner_records(root: Path) -> None:
-    with SecureStore(root, master_key=MASTER_KEY, environ={}) as store:
+    with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
         store.create_session("s").close()
     bystander = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     try:
@@ -105,12 +105,12 @@ def test_forged_owner_records(root: Path) -> None:
         assert real_start is not None
         # A live pid with the wrong start time: the pid was reused, the holder is gone.
         _forge_owner(root, bystander.pid, real_start + 1)
-        with SecureStore(root, NO_WAIT, master_key=MASTER_KEY, environ={}) as store:
+        with SecureStore(root, NO_WAIT, master_key=MASTER_KEY, environ=KEYS) as store:
             store.open_session("s").close()
             assert any("stale lock" in event for event in store.recovered)
         # A live process named exactly: never broken, even though no flock is held.
         _forge_owner(root, bystander.pid, real_start)
-        with SecureStore(root, NO_WAIT, master_key=MASTER_KEY, environ={}) as store:
+        with SecureStore(root, NO_WAIT, master_key=MASTER_KEY, environ=KEYS) as store:
             with pytest.raises(LockHeldError, match=f"pid {bystander.pid}"):
                 store.open_session("s")
     finally:
@@ -118,7 +118,7 @@ def test_forged_owner_records(root: Path) -> None:
         bystander.wait()
         bystander.stdin.close()  # type: ignore[union-attr]
     # Once that process is gone, the same record is stale.
-    with SecureStore(root, NO_WAIT, master_key=MASTER_KEY, environ={}) as store:
+    with SecureStore(root, NO_WAIT, master_key=MASTER_KEY, environ=KEYS) as store:
         store.open_session("s").close()
         assert any("stale lock" in event for event in store.recovered)
 
@@ -143,15 +143,16 @@ def _cut_last_outcome(root: Path, keep_bytes: int) -> None:
     lines = log.read_bytes().splitlines(keepends=True)
     assert parse_record(lines[-1].rstrip(b"\n")).kind == "outcome"
     log.write_bytes(b"".join(lines[:-1]) + lines[-1][:keep_bytes])
+    drop_checkpoints_past(log.parent, len(lines) - 1)  # the crash came before the close sealed
 
 
 @pytest.mark.parametrize("keep", [0, 40])
 def test_dangling_intent_is_settled_after_a_torn_outcome(root: Path, keep: int) -> None:
-    with SecureStore(root, master_key=MASTER_KEY, environ={}) as store:
+    with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
         with store.create_session("s") as session:
             session.append_items([{"n": 1}])
     _cut_last_outcome(root, keep)
-    with SecureStore(root, master_key=MASTER_KEY, environ={}) as store:
+    with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
         with store.open_session("s") as session:
             assert any("recovered-committed" in event for event in session.recovered)
             session.append_items([{"n": 2}])
@@ -161,7 +162,7 @@ def test_dangling_intent_is_settled_after_a_torn_outcome(root: Path, keep: int) 
 
 
 def test_dead_holder_and_dangling_intent_together(root: Path) -> None:
-    with SecureStore(root, master_key=MASTER_KEY, environ={}) as store:
+    with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
         with store.create_session("s") as session:
             session.append_items([{"n": 1}])
     dead = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
@@ -171,7 +172,7 @@ def test_dead_holder_and_dangling_intent_together(root: Path) -> None:
     dead.stdin.close()  # type: ignore[union-attr]
     _forge_owner(root, dead.pid, start or 0)
     _cut_last_outcome(root, 25)
-    with SecureStore(root, master_key=MASTER_KEY, environ={}) as store:
+    with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
         with store.open_session("s") as session:
             events = " | ".join(session.recovered)
             assert "torn tail" in events and "recovered-committed" in events and "stale lock" in events

@@ -12,7 +12,7 @@ import pytest
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from conftest import MASTER_KEY, all_bytes, session_dir
+from conftest import MASTER_KEY, all_bytes, session_dir, KEYS
 from securestore import KeyMaterialError, NotFoundError, Secret, SecureStore, verify_store
 from securestore.audit.chain import parse_record
 from securestore.canonical import canonical_bytes
@@ -76,5 +76,5 @@ def test_deletion_never_follows_a_symlink_planted_inside(store: SecureStore, roo
 
 def test_wrong_master_key_cannot_open_the_vault_key(store: SecureStore, root: Path) -> None:
     store.put("s", "x", Secret(SECRET))
-    with SecureStore(root, master_key="B" * 43 + "=", environ={}) as other, pytest.raises(KeyMaterialError):
+    with SecureStore(root, master_key="B" * 43 + "=", environ=KEYS) as other, pytest.raises(KeyMaterialError):
         other.get("s", "x", resolve=True)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from conftest import MASTER_KEY, tree_snapshot
+from conftest import MASTER_KEY, tree_snapshot, KEYS, make_store
 from securestore import NotFoundError, Secret, SecureStore, SecureStoreError, init_store, verify_store
 from securestore.fs import instrumented
 from securestore.fs.osapi import REAL_OS
@@ -91,8 +91,8 @@ OPERATIONS: dict[str, tuple[Callable[[SecureStore], None], str]] = {
 @pytest.fixture(scope="module")
 def baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("baseline") / "store"
-    init_store(root)
-    with SecureStore(root, master_key=MASTER_KEY, environ={}) as store:
+    make_store(root)
+    with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
         with store.create_session("sess", metadata={"title": "before"}) as session:
             session.append_items([{"role": "user", "content": "one"}, {"role": "assistant", "content": "two"}])
             session.commit_turn()
@@ -106,7 +106,7 @@ def _intermediate(baseline: Path, tmp: Path, op_name: str, session: str) -> list
     for index in range(len(STEPS.get(op_name, []))):
         root = tmp / f"step{index}"
         shutil.copytree(baseline, root)
-        with SecureStore(root, master_key=MASTER_KEY, environ={}) as store:
+        with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
             for step in STEPS[op_name][: index + 1]:
                 step(store)
             states.append(_state(store, session))
@@ -125,7 +125,7 @@ def _run_clean(
         if calls["armed"]:
             calls["names"].append(name)
 
-    with SecureStore(root, master_key=MASTER_KEY, environ={}, os_api=instrumented(REAL_OS, hook)) as store:
+    with SecureStore(root, master_key=MASTER_KEY, environ=KEYS, os_api=instrumented(REAL_OS, hook)) as store:
         before = _state(store, session)
         calls["armed"] = True
         operation(store)
@@ -168,14 +168,14 @@ def test_fault_at_every_os_call(baseline: Path, tmp_path: Path, op_name: str, mo
 
         fds_before = set(os.listdir("/proc/self/fd"))
         try:
-            with SecureStore(root, master_key=MASTER_KEY, environ={}, os_api=instrumented(REAL_OS, hook)) as store:
+            with SecureStore(root, master_key=MASTER_KEY, environ=KEYS, os_api=instrumented(REAL_OS, hook)) as store:
                 state["armed"] = True
                 operation(store)
         except (SecureStoreError, Crash):
             pass
         if state["crashed"]:
             _die(fds_before)
-        with SecureStore(root, master_key=MASTER_KEY, environ={}) as store:
+        with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
             store.put("other", "probe", k)  # a writer: reconciles the store log
             if session in {info.key for info in store.scan_sessions()[0]}:
                 with store.open_session(session):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MASTER_KEY, session_dir, tree_snapshot
+from conftest import MASTER_KEY, session_dir, tree_snapshot, KEYS, make_store
 from securestore import (
     DurabilityError,
     NotFoundError,
@@ -37,11 +37,11 @@ def outside(tmp_path: Path) -> Path:
 
 
 def open_store(root: Path) -> SecureStore:
-    return SecureStore(root, master_key=MASTER_KEY, environ={})
+    return SecureStore(root, master_key=MASTER_KEY, environ=KEYS)
 
 
 def test_symlinked_root_is_refused(tmp_path: Path, outside: Path) -> None:
-    init_store(outside / "real")
+    make_store(outside / "real")
     link = tmp_path / "link"
     link.symlink_to(outside / "real")
     with pytest.raises(UnsafeFileError, match="symbolic link|not a directory"):
@@ -172,7 +172,7 @@ def test_every_file_0600_and_dir_0700_under_any_umask(tmp_path: Path, mask: int)
     old = os.umask(mask)
     try:
         root = tmp_path / "store"
-        init_store(root)
+        make_store(root)
         with open_store(root) as store:
             store.put("sess", "slot", {"password": "Hunter2!x"})
             store.put("sess", "other", [1, 2, 3])
@@ -213,7 +213,7 @@ def test_fsync_failure_is_fatal_for_the_handle(root: Path) -> None:
         if name == "fsync" and failing["on"]:
             raise OSError(errno.EIO, "injected")
 
-    with SecureStore(root, master_key=MASTER_KEY, environ={}, os_api=instrumented(REAL_OS, hook)) as store:
+    with SecureStore(root, master_key=MASTER_KEY, environ=KEYS, os_api=instrumented(REAL_OS, hook)) as store:
         store.put("sess", "slot", {"v": 1})
         failing["on"] = True
         with pytest.raises(DurabilityError):
@@ -262,7 +262,7 @@ def test_put_is_durable_in_the_right_order(root: Path) -> None:
     after it. Without the directory fsync a rename can vanish in a power cut."""
     calls: list[tuple[str, tuple[object, ...]]] = []
     api = instrumented(REAL_OS, lambda name, args: calls.append((name, args)))
-    with SecureStore(root, master_key=MASTER_KEY, environ={}, os_api=api) as store:
+    with SecureStore(root, master_key=MASTER_KEY, environ=KEYS, os_api=api) as store:
         store.put("sess", "slot", {"v": 1})
         calls.clear()
         store.put("sess", "slot", {"v": 2})

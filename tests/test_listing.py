@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import MASTER_KEY, run_cli
+from conftest import MASTER_KEY, run_cli, KEYS, make_store
 
 from securestore import Limits, SecureStore, StoreConfig, UsageError, verify_store
 from securestore.audit.chain import parse_record
@@ -30,7 +30,7 @@ def fill(store: SecureStore, count: int, clock: dict[str, int]) -> None:
 @pytest.fixture
 def clocked(root: Path):  # noqa: ANN201
     clock = {"now": 1_800_000_000_000}
-    with SecureStore(root, master_key=MASTER_KEY, environ={}, clock=lambda: clock["now"]) as store:
+    with SecureStore(root, master_key=MASTER_KEY, environ=KEYS, clock=lambda: clock["now"]) as store:
         yield store, clock
 
 
@@ -78,11 +78,11 @@ def test_created_order_and_workspace_filter(clocked) -> None:  # noqa: ANN001
 
 def test_the_first_page_reads_only_what_it_returns(root: Path) -> None:
     clock = {"now": 1_800_000_000_000}
-    with SecureStore(root, master_key=MASTER_KEY, environ={}, clock=lambda: clock["now"]) as store:
+    with SecureStore(root, master_key=MASTER_KEY, environ=KEYS, clock=lambda: clock["now"]) as store:
         fill(store, 200, clock)
     opened: list[str] = []
     api = instrumented(REAL_OS, lambda name, args: opened.append(str(args[0])) if name == "open" else None)
-    with SecureStore(root, master_key=MASTER_KEY, environ={}, os_api=api) as store:
+    with SecureStore(root, master_key=MASTER_KEY, environ=KEYS, os_api=api) as store:
         opened.clear()
         page = store.list_sessions(page_size=10)
     assert len(page.sessions) == 10
@@ -143,7 +143,7 @@ def test_rebuild_is_audited_and_recovers_a_lost_index(clocked, root: Path) -> No
 
 def test_an_oversize_index_is_a_clear_error(root: Path) -> None:
     config = StoreConfig(limits=Limits(max_index_bytes=1024))
-    with SecureStore(root, config, master_key=MASTER_KEY, environ={}) as store:
+    with SecureStore(root, config, master_key=MASTER_KEY, environ=KEYS) as store:
         for i in range(30):
             store.put(f"s{i}", "x", i)
         with pytest.raises(UsageError, match="exceeds 1024; run `securestore index rebuild`"):
@@ -178,12 +178,12 @@ def test_more_sessions_than_the_cap_is_a_clear_error(tmp_path: Path) -> None:
     from securestore import LimitExceededError, init_store
 
     root = tmp_path / "s"
-    init_store(root)
-    with SecureStore(root, master_key=MASTER_KEY, environ={}) as store:
+    make_store(root)
+    with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
         for i in range(4):
             store.put(f"s{i}", "x", i)
     tight = StoreConfig(limits=Limits(max_sessions=2))
-    with SecureStore(root, tight, master_key=MASTER_KEY, environ={}) as store:
+    with SecureStore(root, tight, master_key=MASTER_KEY, environ=KEYS) as store:
         with pytest.raises(LimitExceededError, match="more than 2"):
             store.scan_sessions()
         with pytest.raises(LimitExceededError, match="more than 2"):

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import MASTER_KEY, run_cli, session_dir, tree_snapshot
+from conftest import MASTER_KEY, run_cli, session_dir, tree_snapshot, KEYS, make_store
 
 from securestore import (
     SecureStore,
@@ -59,7 +59,7 @@ def test_plan_disk_budget_evicts_down_to_the_high_water_mark() -> None:
 def _store_with_history(root: Path, ages_days: dict[str, float]) -> None:
     for key, days in ages_days.items():
         moment = NOW - int(days * DAY_MS)
-        with SecureStore(root, master_key=MASTER_KEY, environ={}, clock=lambda m=moment: m) as store:
+        with SecureStore(root, master_key=MASTER_KEY, environ=KEYS, clock=lambda m=moment: m) as store:
             with store.create_session(key) as session:
                 session.append_items([{"key": key}])
 
@@ -70,7 +70,7 @@ POLICY = MaintenancePolicy(prune_after_days=30, protected_keys=("keep/*",))
 def test_warn_changes_nothing_and_enforce_deletes_exactly_what_warn_reported(root: Path) -> None:
     _store_with_history(root, {"old-1": 40, "old-2": 35, "keep/old": 99, "fresh": 1})
     config = StoreConfig(maintenance=POLICY)
-    with SecureStore(root, config, master_key=MASTER_KEY, environ={}) as store:
+    with SecureStore(root, config, master_key=MASTER_KEY, environ=KEYS) as store:
         before = tree_snapshot(root)
         warned = store.maintain(now_ms=NOW)
         assert tree_snapshot(root) == before  # byte-identical
@@ -93,7 +93,7 @@ def test_a_session_with_a_live_writer_is_never_evicted(root: Path) -> None:
     try:
         assert holder.stdout is not None and holder.stdout.readline().startswith("ready")
         config = StoreConfig(maintenance=POLICY, lock_timeout_seconds=0)
-        with SecureStore(root, config, master_key=MASTER_KEY, environ={}) as store:
+        with SecureStore(root, config, master_key=MASTER_KEY, environ=KEYS) as store:
             report = store.maintain(enforce=True, now_ms=NOW)
             assert report.evictions == [] and report.protected[0][0] == "s"
             assert "live writer" in report.protected[0][1]
@@ -115,7 +115,7 @@ def test_stale_leftovers_are_reported_then_reclaimed(root: Path) -> None:
     old = (NOW - 10 * 60 * 1000) / 1000
     os.utime(stale, (old, old))
     os.utime(fresh, (NOW / 1000, NOW / 1000))
-    with SecureStore(root, StoreConfig(maintenance=POLICY), master_key=MASTER_KEY, environ={}) as store:
+    with SecureStore(root, StoreConfig(maintenance=POLICY), master_key=MASTER_KEY, environ=KEYS) as store:
         warned = store.maintain(now_ms=NOW)
         assert (warned.temp_files, warned.temp_bytes) == (1, 64) and stale.exists()
         store.maintain(enforce=True, now_ms=NOW)
@@ -125,13 +125,13 @@ def test_stale_leftovers_are_reported_then_reclaimed(root: Path) -> None:
 
 def test_fault_at_every_os_call_of_enforce(tmp_path: Path) -> None:
     base = tmp_path / "base"
-    init_store(base)
+    make_store(base)
     _store_with_history(base, {"old-1": 40, "old-2": 50, "fresh": 1})
     config = StoreConfig(maintenance=POLICY)
     names: list[str] = []
     clean = tmp_path / "clean"
     shutil.copytree(base, clean)
-    with SecureStore(clean, config, master_key=MASTER_KEY, environ={},
+    with SecureStore(clean, config, master_key=MASTER_KEY, environ=KEYS,
                      os_api=instrumented(REAL_OS, lambda n, a: names.append(n))) as store:
         names.clear()
         store.maintain(enforce=True, now_ms=NOW)
@@ -148,12 +148,12 @@ def test_fault_at_every_os_call_of_enforce(tmp_path: Path) -> None:
                 raise OSError(errno.EIO, "injected")
 
         try:
-            with SecureStore(root, config, master_key=MASTER_KEY, environ={}) as opened:
+            with SecureStore(root, config, master_key=MASTER_KEY, environ=KEYS) as opened:
                 opened.ctx.os = instrumented(REAL_OS, hook)  # arm after opening
                 opened.maintain(enforce=True, now_ms=NOW)
         except SecureStoreError:
             pass
-        with SecureStore(root, master_key=MASTER_KEY, environ={}) as store:
+        with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
             store.put("probe", "x", k)
             keys = {i.key for i in store.scan_sessions()[0]}
             assert {"fresh", "probe"} <= keys <= {"fresh", "probe", "old-1", "old-2"}, f"fault at call {k + 1}"
@@ -180,7 +180,7 @@ def test_cli_maintain(root: Path) -> None:
 def test_maintenance_can_run_after_writes(root: Path) -> None:
     _store_with_history(root, {"old-1": 40, "old-2": 41})
     policy = MaintenancePolicy(prune_after_days=30, enforce_every_creates=2)
-    with SecureStore(root, StoreConfig(maintenance=policy), master_key=MASTER_KEY, environ={},
+    with SecureStore(root, StoreConfig(maintenance=policy), master_key=MASTER_KEY, environ=KEYS,
                      clock=lambda: NOW) as store:
         with store.create_session("new-1"):
             assert store.last_maintenance is None  # one create: not yet

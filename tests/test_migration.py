@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, tree_snapshot
+from conftest import run_cli, tree_snapshot, KEYS, make_store, STORE_TRAIL
 from corpus import secret_corpus
 
 from securestore import NotFoundError, PolicyError, SecureStore, SecureStoreError, verify_store
@@ -127,7 +127,7 @@ def test_cli_inspect(root: Path, tmp_path: Path) -> None:
 def _run_store(root: Path) -> SecureStore:
     from conftest import MASTER_KEY
 
-    return SecureStore(root, master_key=MASTER_KEY, environ={})
+    return SecureStore(root, master_key=MASTER_KEY, environ=KEYS)
 
 
 def test_run_imports_redacts_keeps_a_backup_and_verifies(root: Path, tmp_path: Path) -> None:
@@ -153,10 +153,10 @@ def test_run_refuses_invalid_sources_and_writes_nothing(root: Path, tmp_path: Pa
     data["agent:x"] = {"messages": [{"__class__": "pwned"}]}
     source = write(tmp_path / "sessions.json", data)
     with _run_store(root) as store:
-        before = {k: v for k, v in tree_snapshot(root).items() if k != "audit/log.jsonl"}
+        before = {k: v for k, v in tree_snapshot(root).items() if k not in STORE_TRAIL}
         with pytest.raises(PolicyError, match="refused: 1 legacy entries"):
             store.migrate(str(source))
-        assert {k: v for k, v in tree_snapshot(root).items() if k != "audit/log.jsonl"} == before
+        assert {k: v for k, v in tree_snapshot(root).items() if k not in STORE_TRAIL} == before
     assert source.exists()
 
 
@@ -182,7 +182,7 @@ def test_fault_at_every_os_call_of_a_migration(tmp_path: Path, mode: str) -> Non
     from securestore import init_store
 
     base = tmp_path / "base"
-    init_store(base)
+    make_store(base)
     names: list[str] = []
     clean_src = write(tmp_path / "clean.json", legacy_map())
     shutil.copytree(base, tmp_path / "clean")

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import MASTER_KEY, tree_snapshot
+from conftest import MASTER_KEY, tree_snapshot, KEYS, STORE_TRAIL
 from securestore import (
     ForbiddenKeyError,
     InvalidKeyError,
@@ -136,7 +136,7 @@ def test_encoding_is_reversible_or_hashed(raw: str) -> None:
 @pytest.mark.parametrize("bad", sorted(PROTOTYPE_KEYS) + ["__class__", "__globals__", "__init__", "__dict__"])
 def test_prototype_and_dunder_keys_rejected_everywhere(store: SecureStore, root: Path, bad: str) -> None:
     store.put("sess", "slot", {"fine": True})
-    before = {k: v for k, v in tree_snapshot(root).items() if k != "audit/log.jsonl"}
+    before = {k: v for k, v in tree_snapshot(root).items() if k not in STORE_TRAIL}
     nested_values = [
         {bad: 1},
         {"a": {"b": [{"c": {bad: {"x": 1}}}]}},
@@ -150,7 +150,7 @@ def test_prototype_and_dunder_keys_rejected_everywhere(store: SecureStore, root:
         store.put(bad, "slot", 1)
     with pytest.raises(ForbiddenKeyError):
         store.put("sess", bad, 1)
-    after = {k: v for k, v in tree_snapshot(root).items() if k != "audit/log.jsonl"}
+    after = {k: v for k, v in tree_snapshot(root).items() if k not in STORE_TRAIL}
     assert after == before
     assert store.get("sess", "slot") == {"fine": True}
 
@@ -162,7 +162,7 @@ def test_forbidden_key_path_is_named() -> None:
 
 
 def _small_store(root: Path, **limits: int) -> SecureStore:
-    return SecureStore(root, StoreConfig(limits=Limits(**limits)), master_key=MASTER_KEY, environ={})
+    return SecureStore(root, StoreConfig(limits=Limits(**limits)), master_key=MASTER_KEY, environ=KEYS)
 
 
 @pytest.mark.parametrize(
@@ -191,8 +191,8 @@ def test_caps_reject_and_leave_the_store_unchanged(
             store.put("sess", "slot", value)
         after = tree_snapshot(root)
         # Data is byte-for-byte unchanged; the store log gains exactly one rejection record.
-        assert {k: v for k, v in after.items() if k != "audit/log.jsonl"} == {
-            k: v for k, v in before.items() if k != "audit/log.jsonl"
+        assert {k: v for k, v in after.items() if k not in STORE_TRAIL} == {
+            k: v for k, v in before.items() if k not in STORE_TRAIL
         }
         new = after["audit/log.jsonl"][1][len(before["audit/log.jsonl"][1]):]  # type: ignore[index]
         records = [parse_record(line) for line in new.splitlines()]

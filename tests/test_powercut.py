@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MASTER_KEY
+from conftest import MASTER_KEY, KEYS
 from powercut import Disk, PowerCut
 from securestore import SecureStore, SecureStoreError, verify_store
 from test_faults import OPERATIONS, _die, _intermediate, _run_clean, _state, baseline  # noqa: F401
@@ -29,7 +29,7 @@ def test_power_cut_at_every_call_and_after_acknowledgement(baseline: Path, tmp_p
         fds_before = set(os.listdir("/proc/self/fd"))
         acknowledged = False
         try:
-            with SecureStore(root, master_key=MASTER_KEY, environ={}, os_api=disk.api()) as store:
+            with SecureStore(root, master_key=MASTER_KEY, environ=KEYS, os_api=disk.api()) as store:
                 disk.cut_at = disk.calls + k
                 operation(store)
                 acknowledged = True
@@ -40,7 +40,7 @@ def test_power_cut_at_every_call_and_after_acknowledgement(baseline: Path, tmp_p
             assert acknowledged, "the write did not complete without a cut: the harness is broken"
         _die(fds_before)
         disk.restore()
-        with SecureStore(root, master_key=MASTER_KEY, environ={}) as store:
+        with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
             store.put("other", "probe", k)
             if session in {info.key for info in store.scan_sessions()[0]}:
                 with store.open_session(session):

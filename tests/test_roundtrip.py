@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from conftest import MASTER_KEY, all_bytes
+from conftest import MASTER_KEY, all_bytes, KEYS, make_store
 from corpus import secret_corpus
 from securestore import ForbiddenKeyError, SecretInKeyError, SecureStore, init_store
 
@@ -37,8 +37,8 @@ VALUES = st.recursive(LEAVES, lambda inner: st.one_of(
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_put_then_resolved_get_is_exact(tmp_path_factory, value: object) -> None:  # noqa: ANN001
     root = Path(tmp_path_factory.mktemp("rt")) / "store"
-    init_store(root)
-    with SecureStore(root, master_key=MASTER_KEY, environ={}) as store:
+    make_store(root)
+    with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
         try:
             store.put("sess", "slot", value)
         except (SecretInKeyError, ForbiddenKeyError):

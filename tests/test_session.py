@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MASTER_KEY, all_bytes, session_dir, tree_snapshot
+from conftest import MASTER_KEY, all_bytes, session_dir, tree_snapshot, KEYS, make_store
 from securestore import (
     AlreadyExistsError,
     IntegrityError,
@@ -173,7 +173,7 @@ def test_secret_metadata_goes_to_the_vault(store: SecureStore, root: Path) -> No
 
 def test_snapshot_policy_bounds_the_journal(root: Path) -> None:
     config = StoreConfig(snapshot_every_records=3)
-    with SecureStore(root, config, master_key=MASTER_KEY, environ={}) as store:
+    with SecureStore(root, config, master_key=MASTER_KEY, environ=KEYS) as store:
         with store.create_session("s") as session:
             for i in range(10):
                 session.append_items([{"i": i}])
@@ -224,8 +224,8 @@ def test_bad_record_before_the_end_is_an_integrity_error(store: SecureStore, roo
 
 def test_session_from_another_store_is_a_resume_mismatch(tmp_path: Path, store: SecureStore, root: Path) -> None:
     other = tmp_path / "other"
-    init_store(other)
-    with SecureStore(other, master_key=MASTER_KEY, environ={}) as foreign:
+    make_store(other)
+    with SecureStore(other, master_key=MASTER_KEY, environ=KEYS) as foreign:
         with foreign.create_session("s", metadata={"title": "foreign"}) as session:
             session.append_items([{"n": 1}])
     shutil.copytree(session_dir(other, "s"), session_dir(root, "s"))
@@ -270,7 +270,7 @@ def test_an_intent_without_outcome_blocks_further_writes_until_reopened(root: Pa
         if failing["on"] and name == "write" and b'"kind":"outcome"' in bytes(args[1]):  # type: ignore[arg-type]
             raise OSError(errno.ENOSPC, "injected")
 
-    with SecureStore(root, master_key=MASTER_KEY, environ={}, os_api=instrumented(REAL_OS, hook)) as store:
+    with SecureStore(root, master_key=MASTER_KEY, environ=KEYS, os_api=instrumented(REAL_OS, hook)) as store:
         with store.create_session("s") as session:
             failing["on"] = True
             with pytest.raises(StorageError, match="ENOSPC"):
@@ -278,7 +278,7 @@ def test_an_intent_without_outcome_blocks_further_writes_until_reopened(root: Pa
             failing["on"] = False
             with pytest.raises(OperationalError, match="no recorded outcome; reopen"):
                 session.append_items([{"n": 2}])
-    with SecureStore(root, master_key=MASTER_KEY, environ={}) as store:
+    with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
         with store.open_session("s") as session:
             assert any("recovered-committed" in event for event in session.recovered)
             assert session.items() == [{"n": 1}]

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from conftest import MASTER_KEY
+from conftest import MASTER_KEY, KEYS, make_store
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -28,9 +28,9 @@ class SessionMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.root = Path(tempfile.mkdtemp(prefix="ss-model-")) / "store"
-        init_store(self.root)
+        make_store(self.root)
         # Small snapshot thresholds so that snapshots and compactions happen mid-sequence.
-        self.store = SecureStore(self.root, StoreConfig(snapshot_every_records=4), master_key=MASTER_KEY, environ={})
+        self.store = SecureStore(self.root, StoreConfig(snapshot_every_records=4), master_key=MASTER_KEY, environ=KEYS)
         self.session: Session = self.store.create_session("model")
         self.items: list[dict[str, Any]] = []
         self.slots: dict[str, Any] = {}

@@ -15,12 +15,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from conftest import KEYS  # noqa: E402
 from securestore import SecureStore  # noqa: E402
 
 
 def main() -> None:
     root, key, mode = sys.argv[1:4]
-    store = SecureStore(root, master_key=key, environ={})
+    store = SecureStore(root, master_key=key, environ=KEYS)
     if mode == "hold":
         session = store.open_session("s", create=True)
         print(f"ready {session.key}", flush=True)

@@ -18,8 +18,10 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from ..canonical import canonical_bytes
+from .errors import RecordError
+from .keys import MAC_FIELD, ZERO_MAC, RecordMac
 
-RECORD_VERSION = 1
+RECORD_VERSION = 2
 GENESIS_PREV = "0" * 64
 _HEX64 = r"^[0-9a-f]{64}$"
 _HEX32 = r"^[0-9a-f]{32}$"
@@ -40,12 +42,14 @@ class RecordBase(BaseModel):
     """Fields every record has."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-    v: Literal[1]
+    v: Literal[2]
     log: str = Field(pattern=_HEX32)
     seq: int = Field(ge=0)
     ts: int = Field(ge=0)
     prev: str = Field(pattern=_HEX64)
     actor: Actor
+    epoch: int = Field(ge=0)  # which ratcheted key MACs this record
+    mac: str = Field(pattern=_HEX64)  # HMAC-SHA256 under the epoch's key, over the line with 64 zeros here
 
 
 class Genesis(RecordBase):
@@ -53,6 +57,10 @@ class Genesis(RecordBase):
     store: str = Field(pattern=_HEX32)
     scope: Literal["store", "session"]
     session: str | None = Field(default=None, pattern=_TARGET)
+    # Bound into the MACed genesis, so a seed holder can trust them without anything else.
+    signer: str = Field(pattern=r"^[A-Za-z0-9._\-/]{1,64}\+[0-9a-f]{8}\+[A-Za-z0-9+/=]{44}$")
+    epoch_records: int = Field(ge=1, le=1_000_000)
+    epoch_seconds: int = Field(ge=1, le=86_400)
 
 
 class TargetState(BaseModel):
@@ -112,15 +120,6 @@ Record = Annotated[
 _RECORD: TypeAdapter[Any] = TypeAdapter(Record)
 
 
-class RecordError(ValueError):
-    """A line that is not a valid record. `check` names the failed check."""
-
-    def __init__(self, check: str, detail: str) -> None:
-        super().__init__(detail)
-        self.check = check
-        self.detail = detail
-
-
 def record_hash(line: bytes) -> str:
     """RFC 6962 leaf hash of a line (without its newline)."""
     return hashlib.sha256(b"\x00" + line).hexdigest()
@@ -139,14 +138,18 @@ def parse_record(line: bytes) -> RecordBase:
         raise RecordError("parse", "not valid JSON") from None
     if not isinstance(raw, dict):
         raise RecordError("parse", "not a JSON object")
+    if canonical_bytes(raw) != line:
+        raise RecordError("canonical", "bytes are not the canonical encoding of the record")
     try:
         record = _RECORD.validate_python(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise RecordError("schema", f"field {where}: {first['msg']}") from None
-    if canonical_bytes(record.model_dump(mode="python")) != line:
-        raise RecordError("canonical", "bytes are not the canonical encoding of the record")
+    # Every field must be spelled out (a default filled in would not be in the bytes).
+    if len(raw) != len(type(record).model_fields) or len(raw["actor"]) != len(Actor.model_fields) \
+            or any(len(item) != len(TargetState.model_fields) for item in raw.get("also", ())):
+        raise RecordError("canonical", "a field is missing from the record")
     parsed: RecordBase = record
     return parsed
 
@@ -161,11 +164,15 @@ class ChainHead:
 
 
 def build_record(
-    head: ChainHead, ts: int, actor: Actor, fields: dict[str, object]
+    head: ChainHead, ts: int, actor: Actor, fields: dict[str, object], *, epoch: int, mac: RecordMac
 ) -> tuple[RecordBase, bytes, ChainHead]:
+    """The next record and its line (with newline), MACed under the epoch's key."""
     record = _RECORD.validate_python(
         {"v": RECORD_VERSION, "log": head.log_id, "seq": head.next_seq, "ts": ts, "prev": head.prev,
-         "actor": actor, **fields}
+         "actor": actor, "epoch": epoch, "mac": ZERO_MAC.decode(), **fields}
     )
-    line = encode_record(record)
-    return record, line, ChainHead(head.log_id, head.next_seq + 1, record_hash(line[:-1]))
+    blank = encode_record(record)[:-1]
+    at = blank.index(MAC_FIELD) + len(MAC_FIELD)
+    value = mac.of_blank(blank)
+    line = blank[:at] + value.encode() + blank[at + 64 :] + b"\n"
+    return record.model_copy(update={"mac": value}), line, ChainHead(head.log_id, head.next_seq + 1, record_hash(line[:-1]))

@@ -1,13 +1,19 @@
 """Log verification (pure, streaming): feed lines, get a report. Never trusts a stored hash.
 
 Checks, in order, for every line: parse, schema, canonical, seq (continuity from 0), prev
-(hash link, recomputed), log-id, genesis (first record, scope/session/store), pairing (an
-outcome answers the one open intent; no intent while another is open). A final fragment
-without a newline is a torn write: reported as torn, never as tampering.
+(hash link, recomputed), log-id, genesis (first record, scope/session/store), epoch (the
+ratchet rule in the MACed genesis, enforced exactly: nobody chooses an epoch), checkpoint (a
+signed checkpoint at every epoch boundary), mac (with the seed: every record under its own
+epoch's key), pairing (an outcome answers the one open intent). Signed checkpoints are read
+alongside and must match the recomputed Merkle root, head and epoch at their size; an anchor
+(a checkpoint kept elsewhere) must too. A final fragment without a newline is a torn write:
+reported as torn, never as tampering. Memory is constant in the length of the log.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from .chain import (
@@ -16,11 +22,17 @@ from .chain import (
     Genesis,
     Intent,
     Outcome,
-    RecordError,
+    RecordBase,
     Rejected,
     parse_record,
-    record_hash,
 )
+from .errors import RecordError
+from .checkpoint import Checkpoint, open_note, parse_stored
+from .keys import EpochRule, RecordMac, VerifierKey, mac_key, parse_verifier_key, ratchet, session_log_key
+from .merkle import Frontier
+
+TAMPERED, TRUNCATED, INCOMPLETE = "tampered", "truncated", "incomplete"
+SESSIONS_PREFIX = "sessions/"
 
 
 @dataclass(frozen=True)
@@ -32,6 +44,7 @@ class Failure:
     check: str
     expected: str
     actual: str
+    category: str = TAMPERED  # tampered (exit 1), truncated/rolled back (5), incomplete (6)
 
     def describe(self) -> str:
         where = f"seq {self.seq}" if self.seq is not None else "an unreadable record"
@@ -39,6 +52,10 @@ class Failure:
             f"{self.log}: {where} (line {self.line}, byte {self.offset}) failed the {self.check} check: "
             f"expected {self.expected}, found {self.actual}"
         )
+
+    def to_json(self) -> dict[str, object]:
+        return {"log": self.log, "seq": self.seq, "line": self.line, "offset": self.offset, "check": self.check,
+                "expected": self.expected, "actual": self.actual, "category": self.category}
 
 
 @dataclass(frozen=True)
@@ -66,6 +83,22 @@ class LogReport:
     committed: dict[str, Commit] = field(default_factory=dict)
     # Append-only files: the lines committed since the file was last replaced, in order.
     appended: dict[str, list[Commit]] = field(default_factory=dict)
+    mac_checked: bool = False
+    signer: str | None = None
+    signer_trust: str = "none"  # seed (MACed genesis), public-key (given), or unverified
+    epochs: int = 0
+    epoch_records: int | None = None
+    checkpoints: int = 0  # verified checkpoints matched against the log
+    sealed_size: int = 0  # records covered by the last matched checkpoint
+    torn_checkpoint_bytes: int = 0
+    anchor: str | None = None  # what the anchor check concluded
+    incomplete: list[Failure] = field(default_factory=list)
+    # Store log with the seed: the first chain key of each session log it created.
+    child_keys: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def unsealed(self) -> int:
+        return self.records - self.sealed_size
 
     @property
     def ok(self) -> bool:
@@ -87,6 +120,12 @@ class LogVerifier:
         log_id: str | None = None,
         max_line: int = 64 * 1024,
         append_only: frozenset[str] = frozenset(),
+        chain_for: Callable[[str], bytes | None] | None = None,
+        trusted: VerifierKey | None = None,
+        checkpoints: Iterator[tuple[int, bytes]] | None = None,
+        checkpoints_label: str = "checkpoints",
+        anchor: Checkpoint | None = None,
+        max_unsealed: int | None = None,
     ) -> None:
         self.report = LogReport(label)
         self._scope = scope
@@ -99,11 +138,31 @@ class LogVerifier:
         self._line_no = 0
         self._fragment_at: int | None = None
         self._intent_at: tuple[int, int] = (0, 0)
+        self._chain_for = chain_for
+        self._chain: bytes | None = None
+        self._mac: RecordMac | None = None
+        self._trusted = trusted
+        self._key: VerifierKey | None = None
+        self._checkpoints = checkpoints
+        self._checkpoints_expected = checkpoints is not None
+        self._checkpoints_label = checkpoints_label
+        self._cp_line = 0
+        self._pending_cp: tuple[Checkpoint, int, int] | None = None
+        self._anchor = anchor
+        self._max_unsealed = max_unsealed
+        self._rule = EpochRule(1, 1)
+        self._epoch = 0
+        self._first_seq = 0
+        self._start_ts = 0
+        self._last_epoch = 0
+        self._frontier = Frontier()
 
-    def _fail(self, offset: int, seq: int | None, check: str, expected: object, actual: object) -> None:
+    def _fail(self, offset: int, seq: int | None, check: str, expected: object, actual: object,
+              category: str = TAMPERED, *, label: str | None = None, line: int | None = None) -> None:
         if self.report.failure is None:
             self.report.failure = Failure(
-                self.report.label, seq, self._line_no, offset, check, str(expected), str(actual)
+                label or self.report.label, seq, self._line_no if line is None else line, offset, check,
+                str(expected), str(actual), category,
             )
 
     def feed(self, offset: int, line: bytes) -> None:
@@ -140,16 +199,117 @@ class LogVerifier:
         elif record.log != self.report.log_id:
             self._fail(offset, seq, "log-id", self.report.log_id, record.log)
             return
+        if not self._check_epoch(offset, seq, record):
+            return
+        if self._mac is not None and not self._mac.check(body):
+            self._fail(offset, seq, "mac", f"a MAC under the epoch {record.epoch} key", "a different MAC")
+            return
         if not self._apply(offset, seq, record):
             return
-        self._prev = record_hash(body)
+        digest = hashlib.sha256(b"\x00" + body).digest()
+        self._prev = digest.hex()
+        self._frontier.add(digest)
+        self._last_epoch = record.epoch
         self.report.records += 1
         ts = record.ts
         if self.report.first_ts is None:
             self.report.first_ts = ts
         self.report.last_ts = ts
+        self._match_checkpoints()
+        anchor = self._anchor
+        if anchor is not None and anchor.size == self.report.records:
+            self._match_anchor(offset, anchor)
 
-    def _check_genesis(self, offset: int, record: object) -> bool:
+    def _check_epoch(self, offset: int, seq: int, record: RecordBase) -> bool:
+        if seq == 0:
+            if record.epoch != 0:
+                self._fail(offset, seq, "epoch", 0, record.epoch)
+                return False
+            self._start_ts = record.ts
+            self.report.epochs = 1
+            return True
+        due = self._rule.due(seq - self._first_seq, record.ts, self._start_ts)
+        want = self._epoch + 1 if due else self._epoch
+        if record.epoch != want:
+            self._fail(offset, seq, "epoch", want, record.epoch)
+            return False
+        if due:
+            if self.report.sealed_size != seq and self.report.failure is None:
+                self._fail(offset, seq, "checkpoint", f"a signed checkpoint at size {seq} (end of epoch "
+                           f"{self._epoch})", f"the last one at size {self.report.sealed_size}")
+                return False
+            self._epoch, self._first_seq, self._start_ts = want, seq, record.ts
+            self.report.epochs += 1
+            if self._chain is not None:
+                self._chain = ratchet(self._chain)
+                self._mac = RecordMac(mac_key(self._chain))
+        return True
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def _next_checkpoint(self) -> tuple[Checkpoint, int, int] | None:
+        """The next checkpoint in the file (signature checked), with its line and offset."""
+        if self._pending_cp is not None:
+            return self._pending_cp
+        if self._checkpoints is None or self._key is None:
+            return None
+        for offset, line in self._checkpoints:
+            self._cp_line += 1
+            label = self._checkpoints_label
+            if not line.endswith(b"\n"):
+                self.report.torn_checkpoint_bytes = len(line)
+                return None
+            try:
+                stored = parse_stored(line[:-1])
+                checkpoint = open_note(stored.note, self._key)
+            except RecordError as exc:
+                self._fail(offset, None, exc.check, f"a checkpoint signed by {self._key.name}", exc.detail,
+                           label=label, line=self._cp_line)
+                self._checkpoints = None
+                return None
+            self._pending_cp = (checkpoint, self._cp_line, offset)
+            return self._pending_cp
+        self._checkpoints = None
+        return None
+
+    def _match_checkpoints(self) -> None:
+        count = self.report.records
+        while self.report.failure is None:
+            pending = self._next_checkpoint()
+            if pending is None:
+                return
+            checkpoint, line, offset = pending
+            if checkpoint.size > count:
+                return
+            self._pending_cp = None
+            label = self._checkpoints_label
+            if checkpoint.size < count or checkpoint.size <= self.report.sealed_size:
+                self._fail(offset, checkpoint.size - 1, "checkpoint", f"sizes increasing past {self.report.sealed_size}",
+                           f"size {checkpoint.size} after {count} records", label=label, line=line)
+                return
+            expected = (self._store_id or self.report.store_id, self.report.log_id, self._frontier.root().hex(),
+                        self._prev, self._last_epoch)
+            actual = (checkpoint.store_id, checkpoint.log_id, checkpoint.root.hex(), checkpoint.head,
+                      checkpoint.epoch)
+            if expected != actual:
+                names = ("store", "log", "root", "head", "epoch")
+                which = next(i for i in range(5) if expected[i] != actual[i])
+                self._fail(offset, checkpoint.size - 1, "consistency",
+                           f"{names[which]} {expected[which]} at size {count}", f"{names[which]} {actual[which]}",
+                           label=label, line=line)
+                return
+            self.report.checkpoints += 1
+            self.report.sealed_size = count
+
+    def _match_anchor(self, offset: int, anchor: Checkpoint) -> None:
+        root = self._frontier.root()
+        if root != anchor.root or self._prev != anchor.head:
+            self._fail(offset, anchor.size - 1, "consistency", f"the anchored root {anchor.root.hex()} at size "
+                       f"{anchor.size}", f"root {root.hex()} (rolled back or rewritten)", TRUNCATED)
+            self.report.anchor = "inconsistent"
+        else:
+            self.report.anchor = f"consistent with the anchored checkpoint at size {anchor.size}"
+
+    def _check_genesis(self, offset: int, record: RecordBase) -> bool:
         if not isinstance(record, Genesis):
             self._fail(offset, 0, "genesis", "a genesis record", getattr(record, "kind", "?"))
             return False
@@ -165,8 +325,35 @@ class LogVerifier:
                 check = "log-id" if name == "log-id" else "genesis"
                 self._fail(offset, 0, check, f"{name} {want}", f"{name} {actual[name]}")
                 return False
+        anchor = self._anchor
+        if anchor is not None and (anchor.log_id != record.log or anchor.store_id != record.store):
+            self._fail(offset, 0, "log-id", f"log {anchor.log_id} (anchored)", f"log {record.log} (a different "
+                       "log under the same name: rewritten or replaced)", TRUNCATED)
+            self.report.anchor = "a different log"
+            return False
         self.report.log_id = record.log
         self.report.store_id = record.store
+        chain = self._chain_for(record.log) if self._chain_for is not None else None
+        if chain is not None:  # the seed's chain for this log: every record's MAC is checked
+            self._chain, self._mac, self.report.mac_checked = chain, RecordMac(mac_key(chain)), True
+        self._rule = EpochRule(record.epoch_records, record.epoch_seconds)
+        self.report.epoch_records = record.epoch_records
+        self.report.signer = record.signer
+        try:
+            genesis_key = parse_verifier_key(record.signer)
+        except RecordError as exc:
+            self._fail(offset, 0, "genesis", "an Ed25519 signer key", exc.detail)
+            return False
+        if self._trusted is not None:
+            if self._chain is not None and self._trusted != genesis_key:
+                self._fail(offset, 0, "checkpoint-signature", f"signer {self._trusted.text()} (given)",
+                           f"signer {record.signer} (MACed into the genesis record)")
+                return False
+            self._key, self.report.signer_trust = self._trusted, "public-key"
+        else:
+            # With the seed the genesis MAC (checked next) authenticates this key; without, nothing does.
+            self._key = genesis_key
+            self.report.signer_trust = "seed" if self._chain is not None else "unverified"
         return True
 
     def _apply(self, offset: int, seq: int, record: object) -> bool:
@@ -182,6 +369,11 @@ class LogVerifier:
                 return False
             report.dangling = record
             self._intent_at = (self._line_no, offset)
+            if self._scope == "store" and self._chain is not None:
+                for target, sha256 in [(record.target, record.sha256), *((t.target, t.sha256) for t in record.also)]:
+                    name = target.removeprefix(SESSIONS_PREFIX)
+                    if target.startswith(SESSIONS_PREFIX) and "/" not in name and sha256 is not None:
+                        report.child_keys[name] = session_log_key(self._chain, name, seq)
             return True
         if isinstance(record, Outcome):
             intent = report.dangling
@@ -215,6 +407,35 @@ class LogVerifier:
             self.report.appended[target] = []
 
     def finish(self) -> LogReport:
-        if self.report.records == 0 and self.report.failure is None:
+        report = self.report
+        if report.records == 0 and report.failure is None:
             self._fail(0, None, "genesis", "a genesis record", "an empty log")
-        return self.report
+        if report.failure is not None:
+            return report
+        if report.checkpoints == 0 and self._checkpoints_expected:
+            self._fail(0, 0, "checkpoint", "a signed checkpoint at size 1 (written with the genesis record)",
+                       "no valid checkpoint (deleted?)", label=self._checkpoints_label, line=0)
+            return report
+        pending = self._next_checkpoint()
+        if pending is not None:
+            checkpoint, line, offset = pending
+            self._fail(offset, report.records, "consistency", f"at least {checkpoint.size} records (signed checkpoint)",
+                       f"{report.records} records (the tail was cut)", TRUNCATED, label=self._checkpoints_label,
+                       line=line)
+            return report
+        anchor = self._anchor
+        if anchor is not None and anchor.size > report.records:
+            self._fail(0, report.records, "consistency", f"at least {anchor.size} records (anchored checkpoint)",
+                       f"{report.records} records (truncated or rolled back)", TRUNCATED)
+            report.anchor = "truncated"
+            return report
+        if report.dangling is not None:
+            report.incomplete.append(Failure(
+                report.label, report.dangling.seq, self._intent_at[0], self._intent_at[1], "dangling-intent",
+                "an outcome", f"none yet for {report.dangling.op}", INCOMPLETE))
+        limit = self._max_unsealed if self._max_unsealed is not None else self._rule.records
+        if report.unsealed > limit:
+            report.incomplete.append(Failure(
+                report.label, report.sealed_size, 0, 0, "unsealed", f"at most {limit} records after the last "
+                "signed checkpoint", f"{report.unsealed} records", INCOMPLETE))
+        return report

@@ -10,6 +10,7 @@ from .root import (
     read_legacy_source,
     remove_dir,
     write_key_file,
+    write_output_file,
 )
 from .safe import DIR_MODE, FILE_MODE, TEMP_PREFIX, Dir, EntryInfo, FileLock, FsContext, check_name
 
@@ -34,4 +35,5 @@ __all__ = [
     "open_root",
     "read_key_file",
     "write_key_file",
+    "write_output_file",
 ]

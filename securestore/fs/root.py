@@ -109,8 +109,9 @@ def _outside_root(key_path: str, root_path: str | None, ctx: FsContext) -> None:
         raise KeyMaterialError("refused key file: it must live outside the store root")
 
 
-def read_key_file(path: str, ctx: FsContext, *, root_path: str | None, cap: int = 4096) -> bytes:
-    """Read a private key file: not under the store root, not a symlink, owner-only mode."""
+def read_key_file(path: str, ctx: FsContext, *, root_path: str | None, cap: int = 4096, secret: bool = True) -> bytes:
+    """Read a private key file: not under the store root, not a symlink, owner-only mode.
+    With secret=False (public keys, anchors) any mode is accepted; it must still be ours."""
     _outside_root(path, root_path, ctx)
     try:
         holder, name = open_parent(path, ctx)
@@ -123,17 +124,30 @@ def read_key_file(path: str, ctx: FsContext, *, root_path: str | None, cap: int 
                     raise KeyMaterialError(f"refused key file {path}: not a regular file")
                 if st.st_uid != ctx.euid:
                     raise KeyMaterialError(f"refused key file {path}: owned by uid {st.st_uid}")
-                if mode & 0o077:
+                if secret and mode & 0o077:
                     raise KeyMaterialError(f"refused key file {path}: mode {mode:04o} lets others read it")
                 if st.st_size > cap:
                     raise KeyMaterialError(f"refused key file {path}: larger than {cap} bytes")
-                return ctx.os.read(fd, cap + 1)
+                return _read_all(ctx, fd, cap)
             finally:
                 ctx.close_quietly(fd)
     except OSError as exc:
         raise KeyMaterialError(f"cannot read key file: {_translate(exc, 'read', path)}") from None
     except (NotFoundError, UnsafeFileError, StorageError) as exc:
         raise KeyMaterialError(f"cannot read key file: {exc}") from None
+
+
+def _read_all(ctx: FsContext, fd: int, cap: int) -> bytes:
+    chunks, total = [], 0
+    while total <= cap:
+        chunk = ctx.os.read(fd, cap + 1 - total)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    if total > cap:
+        raise KeyMaterialError(f"refused file: larger than {cap} bytes")
+    return b"".join(chunks)
 
 
 def write_key_file(path: str, data: bytes, ctx: FsContext, *, root_path: str | None) -> None:
@@ -145,6 +159,16 @@ def write_key_file(path: str, data: bytes, ctx: FsContext, *, root_path: str | N
             holder.write_new(name, data)
     except (NotFoundError, UnsafeFileError, StorageError, AlreadyExistsError) as exc:
         raise KeyMaterialError(f"cannot create key file: {exc}") from None
+
+
+def write_output_file(path: str, data: bytes, ctx: FsContext) -> None:
+    """Create a new 0600 file for an export (anchor, proof); never overwrites or follows a link."""
+    try:
+        holder, name = open_parent(path, ctx)
+        with holder:
+            holder.write_new(name, data)
+    except (NotFoundError, UnsafeFileError, StorageError, AlreadyExistsError) as exc:
+        raise UsageError(f"cannot create {path}: {exc}") from None
 
 
 def make_temp_dir(ctx: FsContext, prefix: str) -> str:

@@ -356,20 +356,25 @@ class Dir:
         finally:
             self.ctx.close_quietly(fd)
 
-    def iter_lines(self, name: str, max_line: int, chunk_size: int = 1 << 16) -> Iterator[tuple[int, bytes]]:
-        """Stream (offset, line) pairs; the last line may lack its newline. Constant memory."""
+    def iter_lines(
+        self, name: str, max_line: int, chunk_size: int = 1 << 16, *, start: int = 0
+    ) -> Iterator[tuple[int, bytes]]:
+        """Stream (offset, line) pairs from byte `start`; the last line may lack its newline.
+        Constant memory."""
         fd, _ = self._open_checked(name, _READ_FLAGS, "file", "open")
         label = self.child_label(name)
         try:
             buffer = b""
-            offset = 0
+            offset = start
+            position = start
             while True:
                 try:
-                    chunk = self.ctx.os.read(fd, chunk_size)
+                    chunk = self.ctx.os.pread(fd, chunk_size, position)
                 except OSError as exc:
                     raise _translate(exc, "read", label) from None
                 if not chunk:
                     break
+                position += len(chunk)
                 buffer += chunk
                 while True:
                     cut = buffer.find(b"\n")
@@ -442,6 +447,28 @@ class Dir:
         if durable:
             self.sync()
 
+    def replace_wiping(self, name: str, data: bytes) -> None:
+        """Replace key material durably, then overwrite the old file's blocks through a handle
+        kept open across the rename, so no crash window leaves the name without a key. (On
+        journaling or flash storage old blocks may still survive: see SECURITY.md.)"""
+        self.ctx.check_usable()
+        try:
+            old_fd, st = self._open_checked(name, _RW_FLAGS, "file", "open for replacing")
+        except NotFoundError:
+            old_fd, st = None, None
+        try:
+            self.write_atomic(name, data)
+            if old_fd is not None and st is not None:
+                label = self.child_label(name)
+                try:
+                    self.ctx.os.pwrite(old_fd, b"\x00" * st.st_size, 0)
+                except OSError as exc:
+                    raise _translate(exc, "overwrite", label) from None
+                self.ctx.fsync(old_fd, label)
+        finally:
+            if old_fd is not None:
+                self.ctx.close_quietly(old_fd)
+
     def write_new(self, name: str, data: bytes) -> None:
         """Create `name` (must not exist) with `data`, durably, through a temp file."""
         self.ctx.check_usable()
@@ -475,6 +502,15 @@ class Dir:
             self._write_all(fd, data, label)
             if durable:
                 self.ctx.fsync(fd, label)
+        finally:
+            self.ctx.close_quietly(fd)
+
+    def flush(self, name: str) -> None:
+        """fsync a file we appended to without syncing (make everything in it durable)."""
+        self.ctx.check_usable()
+        fd, _ = self._open_checked(name, _READ_FLAGS, "file", "open")
+        try:
+            self.ctx.fsync(fd, self.child_label(name))
         finally:
             self.ctx.close_quietly(fd)
 

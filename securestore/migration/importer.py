@@ -162,7 +162,7 @@ def run(pipeline: Pipeline, log: AuditLog, root: Dir, sessions: Dir, path: str, 
             records.write_new(f"{record_id}.json", record)
         with sessions.make_dir(staging) as stage:
             for index, (legacy, name, line, log_id) in enumerate(staged, start=1):
-                pipeline.build_session(stage, name, name, line, log_id)
+                pipeline.build_session(stage, name, name, line, log_id, log)
                 _fill(pipeline, stage, legacy, name, line)
                 if progress is not None:
                     progress(index, len(staged))
