@@ -1,6 +1,6 @@
 """securestore: a security-hardened, audited, filesystem-backed session store for AI agents."""
 
-from .config import Limits, RejectionAuditPolicy, StoreConfig
+from .config import AuditPolicy, Limits, RejectionAuditPolicy, StoreConfig
 from .errors import (
     AlreadyExistsError,
     DurabilityError,
@@ -41,6 +41,7 @@ __all__ = [
     "KeyMaterialError",
     "LayoutVersionError",
     "LimitExceededError",
+    "AuditPolicy",
     "Limits",
     "LockHeldError",
     "NotFoundError",
