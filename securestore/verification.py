@@ -258,7 +258,7 @@ class _Checker:
                 self.fail(target, None, "name-mismatch", encode_name(first.key), name)
                 return
             label = f"{target}/{AUDIT_DIR}/{LOG_FILE}"
-            chain = store_log.child_keys.get(name)
+            chain = store_log.child_key(name)
             if self.options.seed is not None and chain is None:
                 self.fail(label, None, "mac", "a creating intent in the store log", "none (no key for this log)")
                 return

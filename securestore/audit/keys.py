@@ -53,15 +53,20 @@ def mac_key(chain: bytes) -> bytes:
 
 
 class RecordMac:
-    """HMAC-SHA256 of a canonical record line whose `mac` value is 64 zeros."""
+    """HMAC-SHA256 (RFC 2104) of a canonical record line whose `mac` value is 64 zeros. The
+    keyed inner and outer hash states are computed once per epoch and copied per record."""
 
     def __init__(self, key: bytes) -> None:
-        self._base = hmac.new(key, _LABEL + b"record\x00", hashlib.sha256)
+        block = key.ljust(64, b"\x00")  # keys here are 32 bytes, below the block size
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block) + _LABEL + b"record\x00")
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
 
     def of_blank(self, blank_line: bytes) -> str:
-        mac = self._base.copy()
-        mac.update(blank_line)
-        return mac.hexdigest()
+        inner = self._inner.copy()
+        inner.update(blank_line)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
 
     def check(self, line: bytes) -> bool:
         """True if the line's `mac` field is the MAC of the line (without newline)."""
@@ -69,9 +74,14 @@ class RecordMac:
         if at < 0:
             return False
         start = at + len(MAC_FIELD)
-        claimed = line[start : start + 64]
-        expected = self.of_blank(line[:start] + ZERO_MAC + line[start + 64 :]).encode()
-        return hmac.compare_digest(claimed, expected)
+        view = memoryview(line)
+        inner = self._inner.copy()
+        inner.update(view[:start])
+        inner.update(ZERO_MAC)
+        inner.update(view[start + 64 :])
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return hmac.compare_digest(line[start : start + 64], outer.hexdigest().encode())
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import hashlib
 from collections.abc import Iterable
 
 EMPTY_ROOT = hashlib.sha256(b"").digest()
+_sha256 = hashlib.sha256
 
 
 def leaf_hash(data: bytes) -> bytes:
@@ -41,12 +42,13 @@ class Frontier:
             raise ValueError("frontier does not match its size")
 
     def add(self, leaf: bytes) -> None:
-        self._stack.append(leaf)
+        stack = self._stack
+        stack.append(leaf)
         self.size += 1
         merges = (self.size & -self.size).bit_length() - 1  # trailing zero bits of the new size
         for _ in range(merges):
-            right = self._stack.pop()
-            self._stack[-1] = node_hash(self._stack[-1], right)
+            right = stack.pop()
+            stack[-1] = _sha256(b"\x01" + stack[-1] + right).digest()
 
     def root(self) -> bytes:
         if not self._stack:

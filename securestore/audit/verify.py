@@ -32,6 +32,7 @@ from .keys import EpochRule, RecordMac, VerifierKey, mac_key, parse_verifier_key
 from .merkle import Frontier
 
 TAMPERED, TRUNCATED, INCOMPLETE = "tampered", "truncated", "incomplete"
+_sha256 = hashlib.sha256
 SESSIONS_PREFIX = "sessions/"
 
 
@@ -58,7 +59,7 @@ class Failure:
                 "expected": self.expected, "actual": self.actual, "category": self.category}
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Commit:
     """The last committed change of one target: its content hash (None: removed) and where."""
 
@@ -93,8 +94,14 @@ class LogReport:
     torn_checkpoint_bytes: int = 0
     anchor: str | None = None  # what the anchor check concluded
     incomplete: list[Failure] = field(default_factory=list)
-    # Store log with the seed: the first chain key of each session log it created.
-    child_keys: dict[str, bytes] = field(default_factory=dict)
+    # Store log with the seed: for each session log it created, the chain key of the creating
+    # intent's epoch and the intent's seq (see `child_key`).
+    child_keys: dict[str, tuple[bytes, int]] = field(default_factory=dict)
+
+    def child_key(self, name: str) -> bytes | None:
+        """The first chain key of session `name`'s log, as its creating intent derived it."""
+        found = self.child_keys.get(name)
+        return session_log_key(found[0], name, found[1]) if found is not None else None
 
     @property
     def unsealed(self) -> int:
@@ -199,25 +206,30 @@ class LogVerifier:
         elif record.log != self.report.log_id:
             self._fail(offset, seq, "log-id", self.report.log_id, record.log)
             return
-        if not self._check_epoch(offset, seq, record):
-            return
+        rule = self._rule
+        if (seq == 0 or seq - self._first_seq >= rule.records or record.ts - self._start_ts >= rule.seconds * 1000
+                or record.epoch != self._epoch) and not self._check_epoch(offset, seq, record):
+            return  # (the common case, same epoch and nothing due, needs no call)
         if self._mac is not None and not self._mac.check(body):
             self._fail(offset, seq, "mac", f"a MAC under the epoch {record.epoch} key", "a different MAC")
             return
         if not self._apply(offset, seq, record):
             return
-        digest = hashlib.sha256(b"\x00" + body).digest()
+        digest = _sha256(b"\x00" + body).digest()
         self._prev = digest.hex()
         self._frontier.add(digest)
         self._last_epoch = record.epoch
-        self.report.records += 1
-        ts = record.ts
-        if self.report.first_ts is None:
-            self.report.first_ts = ts
-        self.report.last_ts = ts
-        self._match_checkpoints()
+        report = self.report
+        report.records += 1
+        records = report.records
+        if report.first_ts is None:
+            report.first_ts = record.ts
+        report.last_ts = record.ts
+        pending = self._pending_cp
+        if pending is None or pending[0].size <= records:  # else nothing is due at this size
+            self._match_checkpoints()
         anchor = self._anchor
-        if anchor is not None and anchor.size == self.report.records:
+        if anchor is not None and anchor.size == records:
             self._match_anchor(offset, anchor)
 
     def _check_epoch(self, offset: int, seq: int, record: RecordBase) -> bool:
@@ -228,7 +240,8 @@ class LogVerifier:
             self._start_ts = record.ts
             self.report.epochs = 1
             return True
-        due = self._rule.due(seq - self._first_seq, record.ts, self._start_ts)
+        rule = self._rule
+        due = seq - self._first_seq >= rule.records or record.ts - self._start_ts >= rule.seconds * 1000
         want = self._epoch + 1 if due else self._epoch
         if record.epoch != want:
             self._fail(offset, seq, "epoch", want, record.epoch)
@@ -358,11 +371,6 @@ class LogVerifier:
 
     def _apply(self, offset: int, seq: int, record: object) -> bool:
         report = self.report
-        if isinstance(record, Genesis):
-            if seq != 0:
-                self._fail(offset, seq, "genesis", "one genesis record at seq 0", "another genesis record")
-                return False
-            return True
         if isinstance(record, Intent):
             if report.dangling is not None:
                 self._fail(offset, seq, "pairing", f"outcome of intent {report.dangling.seq}", "a new intent")
@@ -373,7 +381,7 @@ class LogVerifier:
                 for target, sha256 in [(record.target, record.sha256), *((t.target, t.sha256) for t in record.also)]:
                     name = target.removeprefix(SESSIONS_PREFIX)
                     if target.startswith(SESSIONS_PREFIX) and "/" not in name and sha256 is not None:
-                        report.child_keys[name] = session_log_key(self._chain, name, seq)
+                        report.child_keys[name] = (self._chain, seq)  # derived when that log is verified
             return True
         if isinstance(record, Outcome):
             intent = report.dangling
@@ -390,6 +398,11 @@ class LogVerifier:
                 for other in intent.also:
                     self._commit(other.target, other.sha256, intent.seq, replace=False)
             report.dangling = None
+            return True
+        if isinstance(record, Genesis):
+            if seq != 0:
+                self._fail(offset, seq, "genesis", "one genesis record at seq 0", "another genesis record")
+                return False
             return True
         if isinstance(record, Rejected):
             report.rejected += 1

@@ -376,13 +376,15 @@ class Dir:
                     break
                 position += len(chunk)
                 buffer += chunk
+                begin = 0  # scan with an index: reslicing per line would copy the chunk each time
                 while True:
-                    cut = buffer.find(b"\n")
+                    cut = buffer.find(b"\n", begin)
                     if cut < 0:
                         break
-                    line, buffer = buffer[: cut + 1], buffer[cut + 1 :]
-                    yield offset, line
-                    offset += len(line)
+                    yield offset, buffer[begin : cut + 1]
+                    offset += cut + 1 - begin
+                    begin = cut + 1
+                buffer = buffer[begin:]
                 if len(buffer) > max_line:
                     # Yield the oversized fragment; the parser above reports it.
                     yield offset, buffer
