@@ -18,7 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from securestore import SecureStore, StoreConfig, init_store  # noqa: E402
+from _store import new_store  # noqa: E402
+from securestore import SecureStore, StoreConfig  # noqa: E402
 from securestore.config import Limits  # noqa: E402
 
 
@@ -38,10 +39,10 @@ def main() -> None:
     parser.add_argument("--dir", default=None)
     args = parser.parse_args()
     root = Path(args.dir or tempfile.mkdtemp(prefix="ss-bench-")) / "store"
-    init_store(root)
+    keys = new_store(root)
     key = base64.b64encode(os.urandom(32)).decode()
     config = StoreConfig(limits=Limits(max_sessions=max(10_000, args.sessions)))
-    with SecureStore(root, config, master_key=key, environ={}) as store:
+    with SecureStore(root, config, master_key=key, environ=keys) as store:
         start = time.perf_counter()
         for i in range(args.sessions):
             with store.create_session(f"agent/run-{i:06d}", metadata={"workspace": f"ws{i % 10}"}) as session:

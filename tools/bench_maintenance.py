@@ -17,7 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from securestore import SecureStore, init_store  # noqa: E402
+from _store import new_store  # noqa: E402
+from securestore import SecureStore  # noqa: E402
 
 DAY_MS = 86_400_000
 
@@ -28,11 +29,11 @@ def main() -> None:
     parser.add_argument("--dir", default=None)
     args = parser.parse_args()
     root = Path(args.dir or tempfile.mkdtemp(prefix="ss-bench-")) / "store"
-    init_store(root)
+    keys = new_store(root)
     key = base64.b64encode(os.urandom(32)).decode()
     now = time.time_ns() // 1_000_000
     clock = {"now": now}
-    with SecureStore(root, master_key=key, environ={}, clock=lambda: clock["now"]) as store:
+    with SecureStore(root, master_key=key, environ=keys, clock=lambda: clock["now"]) as store:
         start = time.perf_counter()
         for i in range(args.sessions):
             clock["now"] = now - (40 * DAY_MS if i % 2 else 0)

@@ -19,7 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from securestore import SecureStore, init_store  # noqa: E402
+from _store import new_store  # noqa: E402
+from securestore import SecureStore  # noqa: E402
 from securestore.fs import instrumented  # noqa: E402
 from securestore.fs.osapi import REAL_OS  # noqa: E402
 
@@ -31,7 +32,7 @@ def main() -> None:
     args = parser.parse_args()
     base = Path(args.dir or tempfile.mkdtemp(prefix="ss-bench-"))
     root = base / "store"
-    init_store(root)
+    keys = new_store(root)
     fsyncs = {"n": 0}
 
     def count(name: str, _args: tuple[object, ...]) -> None:
@@ -40,7 +41,7 @@ def main() -> None:
 
     key = base64.b64encode(os.urandom(32)).decode()
     value = {"role": "assistant", "content": "x" * 512, "turn": 0}
-    with SecureStore(root, master_key=key, environ={}, os_api=instrumented(REAL_OS, count)) as store:
+    with SecureStore(root, master_key=key, environ=keys, os_api=instrumented(REAL_OS, count)) as store:
         store.put("bench", "slot", value)
         fsyncs["n"] = 0
         samples = []

@@ -21,7 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from securestore import SecureStore, StoreConfig, init_store  # noqa: E402
+from _store import new_store  # noqa: E402
+from securestore import SecureStore, StoreConfig  # noqa: E402
 
 
 def message(i: int) -> dict[str, object]:
@@ -36,9 +37,9 @@ def main() -> None:
     args = parser.parse_args()
     base = Path(args.dir or tempfile.mkdtemp(prefix="ss-bench-"))
     root = base / "store"
-    init_store(root)
+    keys = new_store(root)
     key = base64.b64encode(os.urandom(32)).decode()
-    with SecureStore(root, StoreConfig(), master_key=key, environ={}) as store:
+    with SecureStore(root, StoreConfig(), master_key=key, environ=keys) as store:
         with store.create_session("big") as session:
             start = time.perf_counter()
             for i in range(0, args.items, 100):

@@ -16,10 +16,10 @@ from pathlib import Path
 here = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(here), str(here / "tests")]
 
-from conftest import MASTER_KEY  # noqa: E402
+from conftest import KEYS, MASTER_KEY, make_store  # noqa: E402
 from test_crash_and_locks import kill_rounds  # noqa: E402
 
-from securestore import SecureStore, init_store, verify_store  # noqa: E402
+from securestore import SecureStore, verify_store  # noqa: E402
 
 
 def main() -> None:
@@ -28,10 +28,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=int(time.time()))
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="ss-soak-")) / "store"
-    init_store(root)
+    make_store(root)
     start = time.perf_counter()
     acked = kill_rounds(root, args.rounds, args.seed)
-    with SecureStore(root, master_key=MASTER_KEY, environ={}) as store:
+    with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
         store.open_session("w").close()
         report = verify_store(store)
     print(f"{args.rounds} SIGKILL rounds (seed {args.seed}) in {time.perf_counter() - start:.0f} s: "
