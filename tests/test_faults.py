@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from conftest import MASTER_KEY, tree_snapshot, KEYS, make_store
-from securestore import NotFoundError, Secret, SecureStore, SecureStoreError, init_store, verify_store
+from securestore import NotFoundError, Secret, SecureStore, SecureStoreError, verify_store
 from securestore.fs import instrumented
 from securestore.fs.osapi import REAL_OS
 

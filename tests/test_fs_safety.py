@@ -17,7 +17,6 @@ from securestore import (
     NotFoundError,
     SecureStore,
     UnsafeFileError,
-    init_store,
     verify_store,
 )
 from securestore.fs import FsContext, check_name, instrumented, open_root

@@ -175,7 +175,7 @@ def test_listing_a_fresh_store_writes_nothing(store: SecureStore, root: Path) ->
 
 
 def test_more_sessions_than_the_cap_is_a_clear_error(tmp_path: Path) -> None:
-    from securestore import LimitExceededError, init_store
+    from securestore import LimitExceededError
 
     root = tmp_path / "s"
     make_store(root)

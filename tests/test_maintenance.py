@@ -15,7 +15,6 @@ from securestore import (
     SecureStore,
     SecureStoreError,
     StoreConfig,
-    init_store,
     verify_store,
 )
 from securestore.audit.chain import parse_record

@@ -9,12 +9,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, tree_snapshot, KEYS, make_store, STORE_TRAIL
+from conftest import run_cli, tree_snapshot, KEYS, make_store, STORE_TRAIL, SIGNING, seed_of
 from corpus import secret_corpus
 
 from securestore import NotFoundError, PolicyError, SecureStore, SecureStoreError, verify_store
 from securestore.fs import instrumented
 from securestore.fs.osapi import REAL_OS
+from securestore.verification import VerifyOptions
 from securestore.migration.inspect import inspect_source, load_plan
 from securestore.migration.legacy import MAX_LEGACY_FILE_BYTES
 
@@ -143,6 +144,9 @@ def test_run_imports_redacts_keeps_a_backup_and_verifies(root: Path, tmp_path: P
         assert store.get("agent:main:telegram:42", "legacy.entry")["sessionId"] == "a1"
         assert store.describe_session(LONG_KEY).metadata["workspace"] == "/srv/app"
         assert verify_store(store).ok
+        # Imported session logs take their first key from the import's store-log intent.
+        full = verify_store(store, options=VerifyOptions(seed=seed_of(root), public_key=SIGNING.verifier))
+        assert full.exit_code == 0 and all(log.mac_checked for log in full.logs) and len(full.logs) == 4
         assert inspect_source(store, str(source)).state == "already_migrated"
     assert not source.exists() and (tmp_path / report.backup).exists()
     assert secret.encode() not in b"".join(p.read_bytes() for p in root.rglob("*") if p.is_file())
@@ -178,8 +182,6 @@ def test_rollback_restores_the_source_and_moves_sessions_aside(root: Path, tmp_p
 @pytest.mark.parametrize("mode", ["eio", "crash"])
 def test_fault_at_every_os_call_of_a_migration(tmp_path: Path, mode: str) -> None:
     from test_faults import Crash, _die
-
-    from securestore import init_store
 
     base = tmp_path / "base"
     make_store(base)

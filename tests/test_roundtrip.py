@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from conftest import MASTER_KEY, all_bytes, KEYS, make_store
 from corpus import secret_corpus
-from securestore import ForbiddenKeyError, SecretInKeyError, SecureStore, init_store
+from securestore import ForbiddenKeyError, SecretInKeyError, SecureStore
 
 from securestore.secrets import find_secrets  # noqa: E402
 

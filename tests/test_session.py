@@ -23,7 +23,6 @@ from securestore import (
     StorageError,
     StoreConfig,
     VersionConflictError,
-    init_store,
     verify_store,
 )
 from securestore.audit.chain import parse_record

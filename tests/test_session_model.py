@@ -13,7 +13,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from securestore import NotFoundError, Secret, SecureStore, Session, StoreConfig, init_store, verify_store
+from securestore import NotFoundError, Secret, SecureStore, Session, StoreConfig, verify_store
 
 SLOTS = st.sampled_from(["ext.a", "ext.b", "ext.c"])
 TEXT = st.text(max_size=12) | st.sampled_from(["token ghp_" + "m" * 36, "[secret:env:HOME]"])
