@@ -380,9 +380,14 @@ class Pipeline:
                 importer.undo(self, root, sessions, intent)
 
         def sweep_if(evidence: bool) -> bool:
-            return evidence or root.entry(SWEEP_MARKER) is not None
+            # A ratchet interrupted before its rename leaves a temp file beside epoch.key (cheap to see).
+            stray_key = any(name.startswith(TEMP_PREFIX) for name in log.dir.list(sort=False))
+            return evidence or stray_key or root.entry(SWEEP_MARKER) is not None
 
-        return self.reconcile(log, observe, lambda: self.sweep_store(root, sessions), undo=undo, sweep_if=sweep_if)
+        def cleanup() -> list[dict[str, Any]]:
+            return self._leftovers(log.dir, (TEMP_PREFIX,), f"{AUDIT_DIR}/") + self.sweep_store(root, sessions)
+
+        return self.reconcile(log, observe, cleanup, undo=undo, sweep_if=sweep_if)
 
     def note_leftover(self, root: Dir) -> None:
         """A failed act may have left a staging or trash directory: have the next writer sweep."""
@@ -596,7 +601,8 @@ class Pipeline:
     def reconcile_session(self, session: OpenSession) -> list[str]:
         def cleanup() -> list[dict[str, Any]]:
             return self._leftovers(session.dir, (TEMP_PREFIX,), "") + \
-                self._leftovers(session.state, (TEMP_PREFIX,), f"{STATE_DIR}/")
+                self._leftovers(session.state, (TEMP_PREFIX,), f"{STATE_DIR}/") + \
+                self._leftovers(session.log.dir, (TEMP_PREFIX,), f"{AUDIT_DIR}/")  # an interrupted ratchet
 
         return self.reconcile(
             session.log,

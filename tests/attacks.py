@@ -45,6 +45,7 @@ class Expect:
     category: str  # tampered | truncated
     log: str | None = None  # the log (label) the first failure must name, when located exactly
     line: int | None = None  # its 1-based line
+    where: str | None = None  # for attacks on files rather than records: the failure must name this
 
 
 @dataclass(frozen=True)
@@ -322,12 +323,14 @@ def forge_checkpoint(root: Path, rng: random.Random, s: Scenario) -> Expect:
 def delete_checkpoints(root: Path, rng: random.Random, s: Scenario) -> Expect:
     audit, _ = _pick_log(root, rng, s.sessions)
     (audit / CHECKPOINTS).write_bytes(b"")
-    return Expect("tampered")  # missing evidence: found at the first epoch boundary, or at the file
+    # Missing evidence: found at the log's first epoch boundary, or at the file itself.
+    return Expect("tampered", where=str(audit.relative_to(root)))
 
 
 def delete_session(root: Path, rng: random.Random, s: Scenario) -> Expect:
-    shutil.rmtree(root / "sessions" / rng.choice(s.sessions))
-    return Expect("tampered")
+    name = rng.choice(s.sessions)
+    shutil.rmtree(root / "sessions" / name)
+    return Expect("tampered", where=f"sessions/{name}")
 
 
 def edit_data_file(root: Path, rng: random.Random, s: Scenario) -> Expect:
@@ -339,7 +342,7 @@ def edit_data_file(root: Path, rng: random.Random, s: Scenario) -> Expect:
     pos = data.find(b'"', rng.randint(0, max(0, len(data) // 2)))
     data[pos + 1] = ord("Z") if data[pos + 1] != ord("Z") else ord("Y")
     target.write_bytes(bytes(data))
-    return Expect("tampered")
+    return Expect("tampered", where=f"sessions/{name}")
 
 
 ATTACKS: dict[str, Callable[[Path, random.Random, Scenario], Expect]] = {
@@ -375,7 +378,9 @@ def run_attack(kind: str, scenario: Scenario, work: Path, rng: random.Random) ->
     located: bool | None = None
     if expect.log is not None and first is not None:
         located = getattr(first, "log", None) == expect.log and (expect.line is None or first.line == expect.line)
-    elif expect.log is not None:
+    elif expect.where is not None and first is not None:
+        located = expect.where in getattr(first, "log", "")
+    elif expect.log is not None or expect.where is not None:
         located = False
     describe = first.describe() if first is not None else "nothing found"  # type: ignore[attr-defined]
     shutil.rmtree(root)

@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 import securestore
-from securestore import SecureStore, StoreConfig, init_store
+from securestore import AuditPolicy, SecureStore, StoreConfig, init_store
 from securestore.audit.checkpoint import peek_note
 from securestore.audit.keys import new_signer_key, parse_seed
 from securestore.audit_keys import SIGNING_KEY_ENV
@@ -23,6 +23,9 @@ SIGNING = new_signer_key("test.audit", bytes(range(100, 132)))
 SIGNING_KEY = SIGNING.text()
 KEYS = {SIGNING_KEY_ENV: SIGNING_KEY}  # an environment holding only the audit signing key
 REPO = Path(__file__).resolve().parent.parent
+# For tests that enumerate OS calls: epochs end by count (3 records, so ratchets and their
+# checkpoints are among the faulted calls), never by the wall clock (which would make runs differ).
+FAULT_CONFIG = StoreConfig(audit=AuditPolicy(epoch_records=3, epoch_seconds=86_400))
 # The store-level audit trail: an audited rejection changes these files and nothing else.
 STORE_TRAIL = frozenset({"audit/log.jsonl", "audit/checkpoints.jsonl", "audit/epoch.key"})
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from conftest import MASTER_KEY, tree_snapshot, KEYS, make_store
+from conftest import MASTER_KEY, tree_snapshot, KEYS, make_store, FAULT_CONFIG
 from securestore import NotFoundError, Secret, SecureStore, SecureStoreError, verify_store
 from securestore.fs import instrumented
 from securestore.fs.osapi import REAL_OS
@@ -91,8 +91,8 @@ OPERATIONS: dict[str, tuple[Callable[[SecureStore], None], str]] = {
 @pytest.fixture(scope="module")
 def baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("baseline") / "store"
-    make_store(root)
-    with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
+    make_store(root, FAULT_CONFIG)
+    with SecureStore(root, FAULT_CONFIG, master_key=MASTER_KEY, environ=KEYS) as store:
         with store.create_session("sess", metadata={"title": "before"}) as session:
             session.append_items([{"role": "user", "content": "one"}, {"role": "assistant", "content": "two"}])
             session.commit_turn()

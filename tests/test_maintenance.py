@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import MASTER_KEY, run_cli, session_dir, tree_snapshot, KEYS, make_store
+from conftest import MASTER_KEY, run_cli, session_dir, tree_snapshot, KEYS, make_store, FAULT_CONFIG
 
 from securestore import (
     SecureStore,
@@ -124,7 +124,7 @@ def test_stale_leftovers_are_reported_then_reclaimed(root: Path) -> None:
 
 def test_fault_at_every_os_call_of_enforce(tmp_path: Path) -> None:
     base = tmp_path / "base"
-    make_store(base)
+    make_store(base, FAULT_CONFIG)
     _store_with_history(base, {"old-1": 40, "old-2": 50, "fresh": 1})
     config = StoreConfig(maintenance=POLICY)
     names: list[str] = []

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, tree_snapshot, KEYS, make_store, STORE_TRAIL, SIGNING, seed_of
+from conftest import run_cli, tree_snapshot, KEYS, make_store, STORE_TRAIL, SIGNING, seed_of, FAULT_CONFIG
 from corpus import secret_corpus
 
 from securestore import NotFoundError, PolicyError, SecureStore, SecureStoreError, verify_store
@@ -184,7 +184,7 @@ def test_fault_at_every_os_call_of_a_migration(tmp_path: Path, mode: str) -> Non
     from test_faults import Crash, _die
 
     base = tmp_path / "base"
-    make_store(base)
+    make_store(base, FAULT_CONFIG)
     names: list[str] = []
     clean_src = write(tmp_path / "clean.json", legacy_map())
     shutil.copytree(base, tmp_path / "clean")

@@ -35,6 +35,7 @@ def main() -> int:
     args = parser.parse_args()
     base = Path(args.dir or tempfile.mkdtemp(prefix="ss-attacks-"))
     rows: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])  # rounds, detected, located, locatable
+    codes: dict[str, set[int]] = defaultdict(set)
     false_positives, clean_runs, misses = 0, 0, []
     started = time.perf_counter()
     for number in range(args.scenarios):
@@ -50,6 +51,7 @@ def main() -> int:
             for _ in range(args.rounds):
                 result = run_attack(kind, scenario, work, rng)
                 row = rows[kind]
+                codes[kind].add(result.exit_code)
                 row[0] += 1
                 row[1] += result.detected
                 if result.located is not None:
@@ -58,10 +60,12 @@ def main() -> int:
                 if not result.detected or result.located is False:
                     misses.append(f"{kind} (scenario {number}): exit {result.exit_code}: {result.first}")
         shutil.rmtree(work)
-    print(f"{'attack':<24}{'rounds':>8}{'detected':>10}{'located':>12}")
+    print(f"{'attack':<24}{'rounds':>8}{'detected':>10}{'located':>12}  exit codes")
+    # located: the first failure names the exact record (line) attacked, or for attacks on
+    # files, the session or log attacked; "tail": at the end of a log, no location is claimed.
     for kind, (total, detected, located, locatable) in sorted(rows.items()):
-        where = f"{located}/{locatable}" if locatable else "tail/n.a."
-        print(f"{kind:<24}{total:>8}{detected:>10}{where:>12}")
+        where = f"{located}/{locatable}" if locatable else "tail"
+        print(f"{kind:<24}{total:>8}{detected:>10}{where:>12}  {','.join(map(str, sorted(codes[kind])))}")
     total = sum(r[0] for r in rows.values())
     detected = sum(r[1] for r in rows.values())
     print(f"\n{len(rows)} kinds, {total} attacks, {detected} detected, {total - detected} missed; "
