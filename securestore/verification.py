@@ -143,8 +143,19 @@ class _Checker:
             self.anchored[entry.session] = checkpoint
             self.report.anchors.append(f"{entry.log} at size {checkpoint.size}")
 
+    def anchor_for(self, store_log: LogReport, name: str, log_id: str) -> Checkpoint | None:
+        """The anchored checkpoint that applies to session `name`'s current log. An anchor of
+        an earlier session under the same name applies only if no deletion is recorded."""
+        anchored = self.anchored.get(name)
+        if anchored is None or anchored.log_id == log_id or name not in store_log.deleted:
+            return anchored
+        self.report.anchors.append(f"{session_target(name)}: anchored log {anchored.log_id} was deleted at store log "
+                                   f"seq {store_log.deleted[name]}; the session was created again since")
+        return None
+
     def verifier(self, label: str, audit: Dir, *, scope: str, session: str | None = None,
-                 log_id: str | None = None, chain: bytes | None = None) -> LogVerifier:
+                 log_id: str | None = None, chain: bytes | None = None,
+                 anchor: Checkpoint | None = None) -> LogVerifier:
         seed, store_id = self.options.seed, self.store.store_id
         if scope == "store":
             chain_for = (lambda log: store_log_key(seed, store_id, log)) if seed is not None else None
@@ -154,7 +165,7 @@ class _Checker:
             label, scope=scope, store_id=store_id, session=session, log_id=log_id,
             max_line=self.limits.max_audit_line_bytes, append_only=APPEND_ONLY if scope == "session" else frozenset(),
             chain_for=chain_for, trusted=self.options.public_key, checkpoints=_checkpoint_lines(audit),
-            checkpoints_label=label.replace(LOG_FILE, CHECKPOINTS_FILE), anchor=self.anchored.get(session),
+            checkpoints_label=label.replace(LOG_FILE, CHECKPOINTS_FILE), anchor=anchor if scope == "session" else self.anchored.get(None),
             max_unsealed=self.options.max_unsealed,
         )
 
@@ -265,6 +276,7 @@ class _Checker:
             with directory.open_dir(AUDIT_DIR) as audit:
                 log = self.take(_verify_log(audit, label, self.verifier(
                     label, audit, scope="session", session=name, log_id=first.audit_log_id, chain=chain,
+                    anchor=self.anchor_for(store_log, name, first.audit_log_id),
                 ), self.limits.max_audit_line_bytes))
             if not log.ok:
                 return

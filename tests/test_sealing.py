@@ -236,3 +236,17 @@ def test_the_corpus_module_generates_valid_stores(tmp_path: Path) -> None:
     code, first = verify(scenario.root, scenario)
     assert code == 0, first
     assert os.path.isdir(scenario.older)
+
+
+def test_an_anchor_of_a_deleted_session_does_not_blame_its_successor(tmp_path: Path) -> None:
+    from securestore.proofs import make_anchor
+
+    root = make_store(tmp_path / "store")
+    _fill(root, StoreConfig(), count=2)
+    with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
+        anchor = make_anchor(store)
+        store.delete_session("sess")
+    _fill(root, StoreConfig(), count=1)  # the same key again: a new session, a new log
+    report = _full_verify(root, anchor=anchor)
+    assert report.exit_code == 0, report.failures
+    assert any("was deleted at store log seq" in line for line in report.anchors)

@@ -94,6 +94,9 @@ class LogReport:
     torn_checkpoint_bytes: int = 0
     anchor: str | None = None  # what the anchor check concluded
     incomplete: list[Failure] = field(default_factory=list)
+    # Store log: the seq of each session's last committed deletion (a later session under the
+    # same name is a new log, and an anchor of the old one no longer applies to it).
+    deleted: dict[str, int] = field(default_factory=dict)
     # Store log with the seed: for each session log it created, the chain key of the creating
     # intent's epoch and the intent's seq (see `child_key`).
     child_keys: dict[str, tuple[bytes, int]] = field(default_factory=dict)
@@ -418,6 +421,8 @@ class LogVerifier:
         self.report.committed[target] = commit
         if name in self._append_only:
             self.report.appended[target] = []
+        if sha256 is None and target.startswith(SESSIONS_PREFIX):
+            self.report.deleted[target.removeprefix(SESSIONS_PREFIX)] = seq
 
     def finish(self) -> LogReport:
         report = self.report
