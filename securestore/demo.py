@@ -5,9 +5,17 @@ from __future__ import annotations
 import os
 import secrets as random_source
 import string
+from dataclasses import replace
 from typing import Any
 
+import orjson
+
+from .audit.checkpoint import CHECKPOINTS_FILE, peek_note
+from .audit.log import LOG_FILE
 from .fs import Dir, FsContext, make_temp_dir, open_root, remove_dir
+from .layout import AUDIT_DIR, SESSIONS_DIR
+from .policy import encode_name
+from .proofs import make_anchor
 from .render import dump_json, format_verify
 from .secrets import Secret
 from .audit_keys import generate_signing_key, load_seed
@@ -71,6 +79,34 @@ def _raw_files(directory: Dir, prefix: str = "") -> list[tuple[str, int, bytes |
     return out
 
 
+def _attacks(store: SecureStore, ctx: FsContext, options: VerifyOptions) -> bool:
+    """Two attacks by someone with write access, on this throwaway store, each undone after
+    verify has seen it: an edited record, and a cut tail (against an anchor kept elsewhere)."""
+    anchor = make_anchor(store)
+    with open_root(store.root_path, ctx, create=False) as root_dir, root_dir.open_dir(SESSIONS_DIR) as sessions, \
+            sessions.open_dir(encode_name(SESSION)) as session_dir, session_dir.open_dir(AUDIT_DIR) as audit:
+        log = audit.read(LOG_FILE, 1 << 24)
+        checkpoints = audit.read(CHECKPOINTS_FILE, 1 << 24)
+        lines = log.splitlines(keepends=True)
+        print("\n== an attacker with write access edits record 3 (one digit of its timestamp) ==")
+        edited = bytearray(lines[3])
+        at = edited.index(b'"ts":') + 6
+        edited[at] = ord("0") if edited[at] != ord("0") else ord("1")
+        audit.write_atomic(LOG_FILE, b"".join(lines[:3]) + bytes(edited) + b"".join(lines[4:]))
+        first = verify_store(store, options=options)
+        print(first.failures[0].describe() if first.failures else "NOT DETECTED")
+        print("\n== ...or cuts the last 4 records and the checkpoints that covered them ==")
+        kept = [line for line in checkpoints.splitlines(keepends=True)
+                if peek_note(orjson.loads(line)["note"]).size <= len(lines) - 4]
+        audit.write_atomic(LOG_FILE, b"".join(lines[:-4]))
+        audit.write_atomic(CHECKPOINTS_FILE, b"".join(kept))
+        second = verify_store(store, options=replace(options, anchor=anchor))
+        print(f"exit {second.exit_code}: " + (second.failures[0].describe() if second.failures else "NOT DETECTED"))
+        audit.write_atomic(LOG_FILE, log)  # put everything back
+        audit.write_atomic(CHECKPOINTS_FILE, checkpoints)
+    return first.exit_code == 1 and second.exit_code == 5
+
+
 def run_demo(root: str | None, *, keep: bool = False) -> int:
     ctx = FsContext()
     workdir = make_temp_dir(ctx, "securestore-demo-")
@@ -125,7 +161,10 @@ def run_demo(root: str | None, *, keep: bool = False) -> int:
             options = VerifyOptions(seed=load_seed(ctx, seed_file, root_path=root)[1], public_key=signer.verifier)
             report = verify_store(store, options=options)
             print(format_verify(report))
-            return 0 if report.ok and leaked == 0 else 1
+            caught = True
+            if root == os.path.join(workdir, "store"):  # never attack a store the user named
+                caught = _attacks(store, ctx, options)
+            return 0 if report.ok and leaked == 0 and caught else 1
     finally:
         if keep or root != os.path.join(workdir, "store"):
             # With --root the store outlives the demo, so its master key must too.

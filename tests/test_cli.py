@@ -150,6 +150,8 @@ def test_demo_runs_and_verifies() -> None:
     assert result.returncode == 0, result.stderr
     assert "secret values found in clear in any stored byte: 0" in result.stdout
     assert "result: OK" in result.stdout
+    assert "seq 3 (line 4" in result.stdout and "failed the mac check" in result.stdout  # the edit, located
+    assert "exit 5: " in result.stdout  # the cut tail, against the anchor
     assert "0600" in result.stdout and "0700" in result.stdout
     assert "[secret:vault:" in result.stdout and "[secret:env:DEMO_DEPLOY_TOKEN]" in result.stdout
 

@@ -166,6 +166,7 @@ class LogVerifier:
         self._start_ts = 0
         self._last_epoch = 0
         self._frontier = Frontier()
+        self._end = 0  # byte offset after the last good record
 
     def _fail(self, offset: int, seq: int | None, check: str, expected: object, actual: object,
               category: str = TAMPERED, *, label: str | None = None, line: int | None = None) -> None:
@@ -219,6 +220,7 @@ class LogVerifier:
         if not self._apply(offset, seq, record):
             return
         digest = _sha256(b"\x00" + body).digest()
+        self._end = offset + len(line)
         self._prev = digest.hex()
         self._frontier.add(digest)
         self._last_epoch = record.epoch
@@ -443,8 +445,9 @@ class LogVerifier:
             return report
         anchor = self._anchor
         if anchor is not None and anchor.size > report.records:
-            self._fail(0, report.records, "consistency", f"at least {anchor.size} records (anchored checkpoint)",
-                       f"{report.records} records (truncated or rolled back)", TRUNCATED)
+            self._fail(self._end, report.records, "consistency", f"at least {anchor.size} records (anchored "
+                       "checkpoint)", f"{report.records} records (truncated or rolled back)", TRUNCATED,
+                       line=self._line_no + 1)
             report.anchor = "truncated"
             return report
         if report.dangling is not None:
