@@ -18,12 +18,13 @@ from pathlib import Path
 
 import orjson
 
-from conftest import KEYS, MASTER_KEY, SIGNING, make_store, seed_of
+from conftest import KEYS, MASTER_KEY, SIGNING, drop_checkpoints_past, make_store, seed_of
 from securestore import AuditPolicy, SecureStore, StoreConfig, verify_store
 from securestore.audit.anchor import Anchor
-from securestore.audit.checkpoint import Checkpoint, peek_note, sign_note
+from securestore.audit.chain import GENESIS_PREV, record_hash
+from securestore.audit.checkpoint import Checkpoint, StoredCheckpoint, sign_note
 from securestore.audit.keys import RecordMac, mac_key, new_signer_key
-from securestore.audit.merkle import Frontier
+from securestore.audit.merkle import Frontier, leaf_hash
 from securestore.canonical import canonical_bytes
 from securestore.proofs import make_anchor
 from securestore.verification import VerifyOptions
@@ -134,24 +135,15 @@ def _forge(raw: dict[str, object], chain: bytes) -> bytes:
 
 def _rechain(lines: list[bytes], start: int, chain: bytes, epoch: int) -> list[bytes]:
     """Renumber and re-link lines[start:] (and MAC them with the current key)."""
-    import hashlib
-
     out = list(lines[:start])
-    prev = hashlib.sha256(b"\x00" + out[-1][:-1]).hexdigest() if out else "0" * 64
+    prev = record_hash(out[-1][:-1]) if out else GENESIS_PREV
     for index, line in enumerate(lines[start:], start=start):
         raw = orjson.loads(line)
         raw.update(seq=index, prev=prev, epoch=epoch)
         forged = _forge(raw, chain)
         out.append(forged)
-        prev = hashlib.sha256(b"\x00" + forged[:-1]).hexdigest()
+        prev = record_hash(forged[:-1])
     return out
-
-
-def _drop_checkpoints_past(audit: Path, size: int) -> None:
-    path = audit / CHECKPOINTS
-    kept = [line for line in path.read_bytes().splitlines(keepends=True)
-            if peek_note(orjson.loads(line)["note"]).size <= size]
-    path.write_bytes(b"".join(kept))
 
 
 def _flip_field(field: str) -> Callable[[Path, random.Random, Scenario], Expect]:
@@ -220,13 +212,18 @@ def duplicate(root: Path, rng: random.Random, s: Scenario) -> Expect:
     return Expect("tampered", label, index + 2)
 
 
-def truncate_tail(root: Path, rng: random.Random, s: Scenario) -> Expect:
-    """Cut the last records and every checkpoint that covered them."""
+def _cut_tail(root: Path, rng: random.Random, s: Scenario) -> tuple[Path, list[bytes]]:
+    """Cut a log's last records and every checkpoint that covered them; (its dir, kept lines)."""
     audit, _ = _pick_log(root, rng, s.sessions)
     lines = _lines(audit)
     keep = rng.randint(1, len(lines) - 1)
     (audit / LOG).write_bytes(b"".join(lines[:keep]))
-    _drop_checkpoints_past(audit, keep)
+    drop_checkpoints_past(audit, keep)
+    return audit, lines[:keep]
+
+
+def truncate_tail(root: Path, rng: random.Random, s: Scenario) -> Expect:
+    _cut_tail(root, rng, s)
     return Expect("truncated")
 
 
@@ -240,7 +237,7 @@ def truncate_and_reappend(root: Path, rng: random.Random, s: Scenario) -> Expect
     forged = [orjson.dumps({**orjson.loads(line), "ts": orjson.loads(line)["ts"] + 1}) + b"\n"
               for line in lines[cut:]]
     (audit / LOG).write_bytes(b"".join(_rechain(lines[:cut] + forged, cut, chain, epoch)))
-    _drop_checkpoints_past(audit, cut)
+    drop_checkpoints_past(audit, cut)
     if cut < first_seq:
         return Expect("tampered", label, cut + 1)
     return Expect("truncated")
@@ -299,23 +296,16 @@ def remac_earlier_epoch(root: Path, rng: random.Random, s: Scenario) -> Expect:
 
 def forge_checkpoint(root: Path, rng: random.Random, s: Scenario) -> Expect:
     """Cut the tail, then sign a matching checkpoint with the attacker's own key."""
-    audit, _ = _pick_log(root, rng, s.sessions)
-    lines = _lines(audit)
-    keep = rng.randint(1, len(lines) - 1)
-    (audit / LOG).write_bytes(b"".join(lines[:keep]))
-    _drop_checkpoints_past(audit, keep)
-    import hashlib
-
+    audit, kept = _cut_tail(root, rng, s)
     frontier = Frontier()
-    for line in lines[:keep]:
-        frontier.add(hashlib.sha256(b"\x00" + line[:-1]).digest())
-    last = orjson.loads(lines[keep - 1])
+    for line in kept:
+        frontier.add(leaf_hash(line[:-1]))
+    last = orjson.loads(kept[-1])
     mallory = new_signer_key(SIGNING.name, bytes(32))  # same name, different key
-    note = sign_note(Checkpoint(s.anchor.store, last["log"], keep, frontier.root(),
-                                hashlib.sha256(b"\x00" + lines[keep - 1][:-1]).hexdigest(), last["epoch"], 1), mallory)
+    note = sign_note(Checkpoint(s.anchor.store, last["log"], len(kept), frontier.root(), record_hash(kept[-1][:-1]),
+                                last["epoch"], 1), mallory)
     with (audit / CHECKPOINTS).open("ab") as out:
-        out.write(canonical_bytes({"frontier": [h.hex() for h in frontier.hashes()], "note": note,
-                                   "offset": sum(map(len, lines[:keep]))}) + b"\n")
+        out.write(StoredCheckpoint(note, frontier, sum(map(len, kept))).line())
     label = str(audit.relative_to(root) / CHECKPOINTS)
     return Expect("tampered", label, None)
 

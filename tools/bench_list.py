@@ -8,11 +8,8 @@ Sessions are created through the ordinary API (each an audited create plus one i
 from __future__ import annotations
 
 import argparse
-import base64
-import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -38,11 +35,9 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=100_000)
     parser.add_argument("--dir", default=None)
     args = parser.parse_args()
-    root = Path(args.dir or tempfile.mkdtemp(prefix="ss-bench-")) / "store"
-    keys = new_store(root)
-    key = base64.b64encode(os.urandom(32)).decode()
+    bench = new_store(args.dir)
     config = StoreConfig(limits=Limits(max_sessions=max(10_000, args.sessions)))
-    with SecureStore(root, config, master_key=key, environ=keys) as store:
+    with bench.open(config) as store:
         start = time.perf_counter()
         for i in range(args.sessions):
             with store.create_session(f"agent/run-{i:06d}", metadata={"workspace": f"ws{i % 10}"}) as session:

@@ -8,17 +8,13 @@ Half the sessions are made 40 days old (through the store's clock), so enforce e
 from __future__ import annotations
 
 import argparse
-import base64
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _store import new_store  # noqa: E402
-from securestore import SecureStore  # noqa: E402
 
 DAY_MS = 86_400_000
 
@@ -28,12 +24,10 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=10_000)
     parser.add_argument("--dir", default=None)
     args = parser.parse_args()
-    root = Path(args.dir or tempfile.mkdtemp(prefix="ss-bench-")) / "store"
-    keys = new_store(root)
-    key = base64.b64encode(os.urandom(32)).decode()
+    bench = new_store(args.dir)
     now = time.time_ns() // 1_000_000
     clock = {"now": now}
-    with SecureStore(root, master_key=key, environ=keys, clock=lambda: clock["now"]) as store:
+    with bench.open(clock=lambda: clock["now"]) as store:
         start = time.perf_counter()
         for i in range(args.sessions):
             clock["now"] = now - (40 * DAY_MS if i % 2 else 0)

@@ -11,18 +11,15 @@
 from __future__ import annotations
 
 import argparse
-import base64
-import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _store import new_store  # noqa: E402
-from securestore import SecureStore, StoreConfig  # noqa: E402
+from securestore import StoreConfig  # noqa: E402
 
 
 def message(i: int) -> dict[str, object]:
@@ -35,11 +32,8 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=10_000)
     parser.add_argument("--dir", default=None)
     args = parser.parse_args()
-    base = Path(args.dir or tempfile.mkdtemp(prefix="ss-bench-"))
-    root = base / "store"
-    keys = new_store(root)
-    key = base64.b64encode(os.urandom(32)).decode()
-    with SecureStore(root, StoreConfig(), master_key=key, environ=keys) as store:
+    bench = new_store(args.dir)
+    with bench.open(StoreConfig()) as store:
         with store.create_session("big") as session:
             start = time.perf_counter()
             for i in range(0, args.items, 100):
@@ -53,7 +47,7 @@ def main() -> None:
             with store.open_session("big") as session:
                 count = len(session)
             samples.append((time.perf_counter() - t0) * 1000)
-        snapshot = (root / "sessions").glob("*/snapshot.json")
+        snapshot = (bench.root / "sessions").glob("*/snapshot.json")
         size = max(p.stat().st_size for p in snapshot)
         print(f"reopen of a {count}-item session (snapshot {size / 1e6:.1f} MB + 1 journal record): "
               f"median {statistics.median(samples):.1f} ms, min {min(samples):.1f} ms over {len(samples)} opens "

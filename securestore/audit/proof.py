@@ -21,28 +21,28 @@ from .merkle import leaf_hash, verify_consistency, verify_inclusion
 _HEX64 = r"^[0-9a-f]{64}$"
 
 
-class InclusionProof(BaseModel):
+class _Proof(BaseModel):
+    """What both proofs carry: the log, the signed tree size, and the checkpoint that signs it."""
+
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
     v: Literal[1]
-    kind: Literal["inclusion"]
     log: str = Field(max_length=700)
-    index: int = Field(ge=0)
     size: int = Field(ge=1)
+    checkpoint: str = Field(max_length=4096)
+
+
+class InclusionProof(_Proof):
+    kind: Literal["inclusion"]
+    index: int = Field(ge=0)
     record: str = Field(max_length=1 << 20)  # the record line itself: it holds no values
     path: list[str] = Field(max_length=64)
-    checkpoint: str = Field(max_length=4096)
 
 
-class ConsistencyProof(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-    v: Literal[1]
+class ConsistencyProof(_Proof):
     kind: Literal["consistency"]
-    log: str = Field(max_length=700)
     old_size: int = Field(ge=1)
     old_root: str = Field(pattern=_HEX64)
-    size: int = Field(ge=1)
     path: list[str] = Field(max_length=128)
-    checkpoint: str = Field(max_length=4096)
 
 
 def encode_proof(proof: InclusionProof | ConsistencyProof) -> bytes:

@@ -245,8 +245,7 @@ class LogVerifier:
             self._start_ts = record.ts
             self.report.epochs = 1
             return True
-        rule = self._rule
-        due = seq - self._first_seq >= rule.records or record.ts - self._start_ts >= rule.seconds * 1000
+        due = self._rule.due(seq - self._first_seq, record.ts, self._start_ts)
         want = self._epoch + 1 if due else self._epoch
         if record.epoch != want:
             self._fail(offset, seq, "epoch", want, record.epoch)

@@ -461,12 +461,7 @@ class Dir:
         try:
             self.write_atomic(name, data)
             if old_fd is not None and st is not None:
-                label = self.child_label(name)
-                try:
-                    self.ctx.os.pwrite(old_fd, b"\x00" * st.st_size, 0)
-                except OSError as exc:
-                    raise _translate(exc, "overwrite", label) from None
-                self.ctx.fsync(old_fd, label)
+                self._zero(old_fd, st.st_size, self.child_label(name))
         finally:
             if old_fd is not None:
                 self.ctx.close_quietly(old_fd)
@@ -545,16 +540,19 @@ class Dir:
         through the store. Used for key material."""
         self.ctx.check_usable()
         fd, st = self._open_checked(name, _RW_FLAGS, "file", "open for shredding")
-        label = self.child_label(name)
         try:
-            try:
-                self.ctx.os.pwrite(fd, b"\x00" * st.st_size, 0)
-            except OSError as exc:
-                raise _translate(exc, "overwrite", label) from None
-            self.ctx.fsync(fd, label)
+            self._zero(fd, st.st_size, self.child_label(name))
         finally:
             self.ctx.close_quietly(fd)
         self.unlink(name)
+
+    def _zero(self, fd: int, size: int, label: str) -> None:
+        """Overwrite a file's bytes with zeros in place and fsync them (key material)."""
+        try:
+            self.ctx.os.pwrite(fd, b"\x00" * size, 0)
+        except OSError as exc:
+            raise _translate(exc, "overwrite", label) from None
+        self.ctx.fsync(fd, label)
 
     def _discard(self, name: str) -> None:
         try:
