@@ -21,6 +21,8 @@ SIGNING_KEY_FILE_ENV = "SECURESTORE_AUDIT_SIGNING_KEY_FILE"
 DEFAULT_KEY_NAME = "securestore.audit"
 
 SeedOut = str | Callable[[bytes], None]
+MISSING_SIGNER = (f"no audit signing key configured: writes need it to seal the audit trail; pass --signing-key-file "
+                  f"FILE, or set ${SIGNING_KEY_FILE_ENV} (or ${SIGNING_KEY_ENV} to the key text)")
 
 
 def _signer_from_text(text: str, where: str) -> SignerKey:

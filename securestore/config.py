@@ -12,7 +12,7 @@ MiB = 1024 * 1024
 class Limits(BaseModel):
     """Caps on input. Defaults are safe for agent sessions; raise them deliberately."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     max_key_bytes: int = Field(default=4096, ge=1, le=65536)
     max_value_bytes: int = Field(default=1 * MiB, ge=64, le=256 * MiB)
@@ -37,14 +37,14 @@ class Limits(BaseModel):
 class RejectionAuditPolicy(BaseModel):
     """Bounds how fast rejected writes can grow the store audit log (see SECURITY.md)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     records_per_window: int = Field(default=16, ge=0, le=10_000)
     window_seconds: int = Field(default=60, ge=1, le=86_400)
 
 
 class MaintenancePolicy(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     prune_after_days: float = Field(default=30.0, gt=0)
     max_sessions_kept: int = Field(default=5000, ge=1)
@@ -67,7 +67,7 @@ class AuditPolicy(BaseModel):
     """Forward integrity and sealing. Written into each log's genesis record when the log is
     created, so changing it affects new logs only; the verifier reads it from the genesis."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     # The epoch key ratchets (and the ending epoch is signed) after this many records, or before
     # the first record written this many seconds after the epoch began.
@@ -76,7 +76,7 @@ class AuditPolicy(BaseModel):
 
 
 class StoreConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     limits: Limits = Limits()
     rejection_audit: RejectionAuditPolicy = RejectionAuditPolicy()

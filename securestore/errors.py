@@ -48,6 +48,7 @@ class PolicyError(SecureStoreError):
 
     exit_code = EXIT_POLICY
     reason: str = "policy"
+    audited: bool = False  # set once the rejection is in an audit log (never recorded twice)
 
 
 class InvalidKeyError(PolicyError):

@@ -27,7 +27,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import UsageError
+from .errors import SecureStoreError, UsageError
 from .fs import Dir
 from .policy import encode_name, is_session_name
 
@@ -207,3 +207,53 @@ class ListingCache:
         page = self._fetch(**query)
         self._pages[key] = (time.monotonic(), page)
         return page
+
+
+def disagreements(index: Dir, live: set[str], *, ignore: set[str], max_index_bytes: int) -> list[str]:
+    """Where the index disagrees with the set of live sessions (from the audit trail): live
+    sessions a listing would not show, and listed sessions that are not live. O(index)."""
+    newest: dict[str, bool] = {}  # name -> listed (False: its newest line is a tombstone)
+    created: set[str] = set()
+    for log, into in ((UPDATES_LOG, newest), (CREATED_LOG, None)):
+        size = index.size_of(log)
+        if size is None:
+            return [f"{INDEX_DIR}/{log}: missing; run `securestore index rebuild`"]
+        if size[1] > max_index_bytes:
+            return [f"{INDEX_DIR}/{log}: larger than {max_index_bytes} bytes; run `securestore index rebuild`"]
+        for _, line in index.iter_lines(log, MAX_INDEX_LINE):
+            parsed = _line(line.rstrip(b"\n"))
+            if parsed is None:
+                continue
+            if into is None:
+                created.add(parsed["n"])
+            else:
+                into[parsed["n"]] = not parsed.get("d")
+    findings: list[str] = []
+    entries = index.open_dir(ENTRIES_DIR) if index.entry(ENTRIES_DIR) is not None else None
+    try:
+        for name in sorted(live):
+            if not newest.get(name, False):
+                why = "a tombstone" if name in newest else "no line in updates.log"
+                findings.append(f"session {name} is live but hidden from listings by {why}")
+            elif entries is None or not _entry_matches(entries, name):
+                findings.append(f"session {name} is live but its index entry is missing or damaged")
+            elif name not in created:
+                findings.append(f"session {name} is live but missing from the created-order listing")
+        for name, listed in sorted(newest.items()):
+            if listed and name not in live and name not in ignore:
+                findings.append(f"the index lists session {name}, which the trail says does not exist")
+    finally:
+        if entries is not None:
+            entries.close()
+    return [f"{INDEX_DIR}: {finding}; run `securestore index rebuild`" for finding in findings]
+
+
+def _entry_matches(entries: Dir, name: str) -> bool:
+    try:
+        data = entries.read_optional(f"{name}.json", 64 * 1024)
+        if data is None:
+            return False
+        summary = SessionSummary.model_validate(orjson.loads(data))
+    except (orjson.JSONDecodeError, ValidationError, SecureStoreError):
+        return False
+    return summary.name == name and encode_name(summary.key) == name

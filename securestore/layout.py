@@ -34,7 +34,7 @@ _HEX32 = r"^[0-9a-f]{32}$"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, hide_input_in_errors=True)
 
 
 class StoreIdentity(_Strict):

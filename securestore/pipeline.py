@@ -120,12 +120,15 @@ class OpenSession:
     pending_key: bytes | None = None  # vault.key content not written yet (a brand-new vault)
     recovered: list[str] = field(default_factory=list)
     deleted: bool = False  # renamed away by a delete: nothing left to seal
+    # Called after close signed a new checkpoint (the store log then commits to this head).
+    after_seal: Callable[[], None] | None = None
 
     def close(self) -> None:
         """Seal the log (a signed checkpoint over everything written), then let go."""
         try:
             if self.log.head is not None and not self.log.torn and not self.deleted and not self.dir.ctx.failed:
-                self.log.seal()
+                if self.log.seal() is not None and self.after_seal is not None:
+                    self.after_seal()
         finally:
             self.state.close()
             self.log.dir.close()
@@ -195,11 +198,10 @@ class VaultSink:
         """The journal op that carries this batch's new vault entries (encrypted)."""
         if not self.new_entries or self.session.vault is None:
             return None
-        op: Op = {"op": "vault", "check": self.session.vault.to_json()["check"],
-                  "entries": {ref: entry.model_dump() for ref, entry in self.new_entries.items()}}
-        if self.session.pending_key is not None:
-            op["key"] = self.session.pending_key.decode("ascii")  # the wrapped key, never the key
-        return op
+        # Never the vault key, not even wrapped: it lives in vault.key alone, so destroying that
+        # one file crypto-shreds every copy of the session (journal and backups included).
+        return {"op": "vault", "check": self.session.vault.to_json()["check"],
+                "entries": {ref: entry.model_dump() for ref, entry in self.new_entries.items()}}
 
 
 class Pipeline:
@@ -594,6 +596,9 @@ class Pipeline:
         steps = self.materializations(session, record.ops)
         if tuple(step.describe() for step in steps) != tuple(intent.also):
             raise IntegrityError(f"session {session.name}: journal record {record.seq} does not match its intent")
+        for step in steps:  # a record that passed the caps when it was written still does, unless tampered
+            if step.target == VAULT_FILE and step.data is not None and len(step.data) > self.limits.max_vault_bytes:
+                raise IntegrityError(f"session {session.name}: journal record {record.seq} exceeds the vault cap")
         for step in steps:
             if self._observe_session(session, step.target) != step.describe().sha256:
                 self._materialize(session, step)
@@ -673,11 +678,12 @@ class Pipeline:
         return envelope
 
     def slot_version_check(self, session: OpenSession, slot: str, current: int, expected: int | None,
-                           adding: bool) -> None:
+                           adding: bool, staged: int = 0) -> None:
+        """`staged`: slots a turn has added (minus those it removed) and not yet committed."""
         if expected is not None and expected != current:
             raise VersionConflictError(f"slot {encode_name(slot)} is at version {current}, expected {expected}")
         if adding:
-            count = sum(1 for entry in session.state.list() if not entry.startswith("."))
+            count = sum(1 for entry in session.state.list() if not entry.startswith(".")) + staged
             if count >= self.limits.max_slots_per_session:
                 raise LimitExceededError(f"session already holds {count} slots (limit {self.limits.max_slots_per_session})")
 
@@ -692,14 +698,7 @@ class Pipeline:
         try:
             if sink.new_entries:
                 vault_bytes = self._vault_bytes(session)
-                key_bytes = session.pending_key
-                if key_bytes is not None:  # a new vault: its key goes first
-                    self.apply(session.log, Change(
-                        "vault.key", VAULT_KEY_FILE, sha256_hex(key_bytes), len(key_bytes),
-                        lambda: session.dir.write_atomic(VAULT_KEY_FILE, key_bytes),
-                        lambda: observe_file(session.dir, VAULT_KEY_FILE, 4096),
-                    ))
-                    session.pending_key = None
+                self.write_vault_key(session)
                 self.apply(session.log, Change(
                     "vault.put", VAULT_FILE, sha256_hex(vault_bytes), len(vault_bytes),
                     lambda: session.dir.write_atomic(VAULT_FILE, vault_bytes),
@@ -714,6 +713,19 @@ class Pipeline:
             sink.rollback()
             raise
         return version + 1
+
+    def write_vault_key(self, session: OpenSession) -> None:
+        """A new vault's wrapped data key, written to vault.key (its only copy) before anything
+        that needs it."""
+        key_bytes = session.pending_key
+        if key_bytes is None:
+            return
+        self.apply(session.log, Change(
+            "vault.key", VAULT_KEY_FILE, sha256_hex(key_bytes), len(key_bytes),
+            lambda: session.dir.write_atomic(VAULT_KEY_FILE, key_bytes),
+            lambda: observe_file(session.dir, VAULT_KEY_FILE, 4096),
+        ))
+        session.pending_key = None
 
     def delete_slot(self, session: OpenSession, slot: str) -> None:
         file = slot_file(encode_name(slot))
@@ -745,8 +757,6 @@ class Pipeline:
             elif kind == "meta":
                 steps.append(Materialize(MANIFEST_FILE, canonical_bytes(op["revision"]) + b"\n"))
             elif kind == "vault":
-                if "key" in op:  # a new vault: its key first
-                    steps.append(Materialize(VAULT_KEY_FILE, op["key"].encode("ascii")))
                 steps.append(Materialize(VAULT_FILE, self._merged_vault(session, op)))
         return steps
 
@@ -782,6 +792,8 @@ class Pipeline:
         if session.journal_bytes + len(line) > self.limits.max_journal_bytes:
             raise LimitExceededError("the journal is full; commit a turn to snapshot it")
         steps = self.materializations(session, ops)
+        self.check_caps(session, steps)
+        self.write_vault_key(session)
 
         def act() -> None:
             session.dir.append(JOURNAL_FILE, line, durable=True)
@@ -792,11 +804,41 @@ class Pipeline:
             "journal.append", JOURNAL_FILE, sha256_hex(line), len(line), act,
             lambda: self._observe_session(session, JOURNAL_FILE), tuple(step.describe() for step in steps),
         ))
-        if any(op["op"] == "vault" and "key" in op for op in ops):
-            session.pending_key = None
         session.seq = seq
         session.journal_records += 1
         session.journal_bytes += len(line)
+
+    def check_caps(self, session: OpenSession, steps: list[Materialize]) -> None:
+        """Every file a batch writes stays within its cap, checked before any byte is written
+        (so no input can grow a file past what its readers accept; recovery's redo re-checks)."""
+        limits = self.limits
+        slots = {f"{STATE_DIR}/{name}" for name in session.state.list(sort=False) if not name.startswith(".")} \
+            if any(step.target.startswith(f"{STATE_DIR}/") for step in steps) else set()
+        adding = False
+        manifest: int | None = None
+        for step in steps:
+            size = len(step.data) if step.data is not None else 0
+            if step.target == VAULT_FILE and size > limits.max_vault_bytes:
+                raise LimitExceededError(f"the session vault would grow to {size} bytes (limit {limits.max_vault_bytes})")
+            if step.target == MANIFEST_FILE:
+                if manifest is None:
+                    current = session.dir.size_of(MANIFEST_FILE)
+                    manifest = current[1] if current else 0
+                manifest += size
+                total = manifest
+                if total > limits.max_manifest_bytes:
+                    raise LimitExceededError(f"the manifest would grow to {total} bytes (limit "
+                                             f"{limits.max_manifest_bytes}); the session holds too many revisions")
+            if step.target.startswith(f"{STATE_DIR}/"):
+                if size > self.slot_cap():
+                    raise LimitExceededError(f"a slot file of {size} bytes exceeds {self.slot_cap()}")
+                if step.data is None:
+                    slots.discard(step.target)
+                elif step.target not in slots:
+                    slots.add(step.target)
+                    adding = True
+        if adding and len(slots) > limits.max_slots_per_session:
+            raise LimitExceededError(f"the session would hold {len(slots)} slots (limit {limits.max_slots_per_session})")
 
     def snapshot(self, session: OpenSession) -> None:
         """Materialize the transcript at the current record, then empty the journal.

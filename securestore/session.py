@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from .engine.journal import Op, apply_to_items
-from .errors import InvalidValueError, LimitExceededError, NotFoundError, UsageError
-from .layout import Manifest, SessionMetadata, SlotEnvelope
+from .errors import InvalidValueError, LimitExceededError, NotFoundError, OperationalError, PolicyError, UsageError
+from .layout import JOURNAL_FILE, MANIFEST_FILE, Manifest, SessionMetadata, SlotEnvelope, slot_target
 from .pipeline import OpenSession, Pipeline, VaultSink, checked_key
 from .policy import encode_name
 from .secrets import resolve_value, unescape_value
@@ -56,7 +56,8 @@ class SlotHandle:
     def put(self, payload: Any, *, expected_version: int | None = None) -> int:
         """Store `payload`; with `expected_version`, fail with VersionConflictError unless the
         slot is at exactly that version (0: must not exist). Returns the new version."""
-        return self._session._put_slot(self.ext_id, payload, expected_version)
+        with self._session._audit_rejection("slot.put", slot_target(encode_name(self.ext_id))):
+            return self._session._put_slot(self.ext_id, payload, expected_version)
 
     def delete(self) -> None:
         self._session._delete_slot(self.ext_id)
@@ -69,9 +70,12 @@ class Session:
         self._pipeline: Pipeline = store.pipeline
         self._staged: list[Op] | None = None
         self._staged_slots: dict[str, SlotEnvelope | None] = {}
+        self._on_disk: dict[str, bool] = {}
         self._sink: VaultSink | None = None
         self._rollback: tuple[list[Any], Manifest, int] | None = None
         self._in_turn_block = False
+        # A one-call store helper (store.put) records its rejections in the store log instead.
+        self.rejections_in_session_log = True
 
     # -- lifecycle -------------------------------------------------------------------------------
     @property
@@ -100,8 +104,28 @@ class Session:
         self.close()
 
     # -- transcript ------------------------------------------------------------------------------
+    @contextmanager
+    def _audit_rejection(self, op: str, target: str | None) -> Iterator[None]:
+        """A policy rejection through this handle is recorded in the session's own log (the
+        rate bound applies), exactly as the store records one made through `store.put`; the
+        error still reaches the caller."""
+        try:
+            yield
+        except PolicyError as error:
+            if not error.audited and self.rejections_in_session_log:
+                error.audited = True
+                try:
+                    self._pipeline.record_rejection(self._open.log, op, target, error)
+                except OperationalError:
+                    pass  # never masks the rejection itself
+            raise
+
     def append_items(self, items: Sequence[Mapping[str, Any]]) -> int:
         """Append transcript items (JSON objects); returns the new item count."""
+        with self._audit_rejection("session.append", JOURNAL_FILE):
+            return self._append_items(items)
+
+    def _append_items(self, items: Sequence[Mapping[str, Any]]) -> int:
         if isinstance(items, Mapping) or not isinstance(items, Sequence):
             raise InvalidValueError("append_items takes a list of JSON objects")
         for index, item in enumerate(items):
@@ -137,7 +161,8 @@ class Session:
 
     # -- slots -----------------------------------------------------------------------------------
     def slot(self, ext_id: str) -> SlotHandle:
-        key = checked_key(ext_id, what="slot name", max_bytes=self._pipeline.limits.max_key_bytes)
+        with self._audit_rejection("slot.open", None):
+            key = checked_key(ext_id, what="slot name", max_bytes=self._pipeline.limits.max_key_bytes)
         return SlotHandle(self, key)
 
     def slots(self) -> list[str]:
@@ -153,13 +178,29 @@ class Session:
             return version
         handle = SlotHandle(self, ext_id)
         current = handle.version
-        adding = current == 0 and ext_id not in self._staged_slots
-        self._pipeline.slot_version_check(self._open, ext_id, current, expected, adding=adding)
+        on_disk = self._slot_on_disk(ext_id)
+        adding = current == 0 and not on_disk
+        self._pipeline.slot_version_check(self._open, ext_id, current, expected, adding=adding,
+                                          staged=self._staged_slot_delta())
         redacted, _ = self._prepare(payload)
         envelope = SlotEnvelope(ext_id=ext_id, slot_version=current + 1, payload=redacted)
         self._staged.append({"op": "slot", "ext_id": ext_id, "slot_version": current + 1, "payload": redacted})
         self._staged_slots[ext_id] = envelope
         return current + 1
+
+    def _slot_on_disk(self, ext_id: str) -> bool:
+        """Does the slot exist as of the last commit (remembered for the turn)?"""
+        if ext_id not in self._on_disk:
+            self._on_disk[ext_id] = self._pipeline.current_slot(self._open, ext_id) is not None
+        return self._on_disk[ext_id]
+
+    def _staged_slot_delta(self) -> int:
+        """Slots this turn adds minus slots it removes (for the slot cap before commit)."""
+        delta = 0
+        for ext_id, envelope in self._staged_slots.items():
+            on_disk = self._slot_on_disk(ext_id)
+            delta += (envelope is not None and not on_disk) - (envelope is None and on_disk)
+        return delta
 
     def _delete_slot(self, ext_id: str) -> None:
         if self._staged is None:
@@ -187,6 +228,10 @@ class Session:
     def update_metadata(self, **fields: Any) -> int:
         """Merge fields (title, workspace, agent, model, labels) into a new manifest revision;
         a field set to None is cleared. Returns the revision number."""
+        with self._audit_rejection("session.meta", MANIFEST_FILE):
+            return self._update_metadata(fields)
+
+    def _update_metadata(self, fields: dict[str, Any]) -> int:
         unknown = set(fields) - _METADATA_FIELDS
         if unknown:
             raise InvalidValueError(f"unknown metadata field(s): {', '.join(sorted(unknown))}")
@@ -252,7 +297,8 @@ class Session:
             batch = ([vault_op] if vault_op else []) + ops
             try:
                 if ops:
-                    self._pipeline.append_record(self._open, batch)
+                    with self._audit_rejection("session.turn", JOURNAL_FILE):  # a cap the whole turn exceeds
+                        self._pipeline.append_record(self._open, batch)
             except BaseException:
                 self._abort_turn()
                 raise
@@ -274,6 +320,7 @@ class Session:
     def _end_turn(self) -> None:
         self._staged = None
         self._staged_slots = {}
+        self._on_disk = {}
         self._sink = None
         self._rollback = None
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from .audit.keys import SignerKey, encode_seed, store_log_key
 from .audit.log import AuditLog
-from .audit_keys import SIGNING_KEY_FILE_ENV, SeedOut, export_seed, load_signing_key
+from .audit_keys import MISSING_SIGNER, SIGNING_KEY_FILE_ENV, SeedOut, export_seed, load_signing_key
 from .canonical import sha256_hex
 from .config import MaintenancePolicy, StoreConfig
 from .engine.files import read_manifest, read_transcript
@@ -65,6 +65,7 @@ from .layout import (
     session_target,
     slot_file,
 )
+from . import heads
 from .maintenance import MaintenanceReport, SessionUsage, plan, protection
 from .migration.importer import MigrationReport, Progress, precheck
 from .migration.importer import rollback as importer_rollback
@@ -159,16 +160,21 @@ def init_store(
     signer = load_signing_key(ctx, root_path, key=signing_key, key_file=signing_key_file,
                               environ=os.environ if environ is None else environ)
     if signer is None:
-        raise KeyMaterialError(f"init needs an audit signing key (--signing-key or ${SIGNING_KEY_FILE_ENV})")
+        raise KeyMaterialError("init needs an audit signing key: pass --generate-signing-key PATH or --signing-key-file "
+                               f"FILE, or set ${SIGNING_KEY_FILE_ENV}")
     with open_root(root_path, ctx, create=True) as root_dir:
         if root_dir.entry(STORE_FILE) is not None:
             raise AlreadyExistsError(f"a store already exists at {root_path}")
-        leftovers = set(root_dir.list())
-        if leftovers - {AUDIT_DIR, SESSIONS_DIR, STORE_LOCK, INDEX_DIR}:
-            raise UsageError(f"refused to init {root_path}: the directory is not empty")
+        present = root_dir.list()
+        if present:
+            # init deletes nothing it did not create in this call: a store whose store.json was
+            # lost still holds every session and its audit trail.
+            shown = ", ".join(present[:5]) + (", ..." if len(present) > 5 else "")
+            raise OperationalError(
+                f"refused to init {root_path}: the directory is not empty ({shown}); init never deletes anything. "
+                "If it is a store whose store.json is missing, the store is damaged: run `securestore audit verify`; "
+                "if an interrupted init left it, look, then remove it yourself")
         with root_dir.lock(STORE_LOCK, 0.0, clock()):
-            for name in leftovers - {STORE_LOCK}:  # an init that crashed before store.json
-                root_dir.remove_tree(name)
             identity = StoreIdentity(
                 v=1, store_id=ctx.random_hex(16), layout_version=LAYOUT_VERSION, backend=BACKEND,
                 created_ms=clock(), fingerprint_key=ctx.random_hex(32),
@@ -225,6 +231,11 @@ class SecureStore:
         try:
             data = self._root.read_optional(STORE_FILE, _STORE_FILE_CAP)
             if data is None:
+                found = [name for name in (AUDIT_DIR, SESSIONS_DIR, INDEX_DIR) if self._root.entry(name) is not None]
+                if found:  # damage, not "no store": never send the user to init over their data
+                    raise IntegrityError(
+                        f"store.json is missing in {self.root_path}, which holds a store ({', '.join(found)}): "
+                        "the store is damaged; restore store.json from a backup (`securestore init` refuses it)")
                 raise NotFoundError(f"no store at {self.root_path} (run `securestore init`)")
             self.identity: StoreIdentity = decode_model(StoreIdentity, data, STORE_FILE)
             if self.identity.layout_version > LAYOUT_VERSION:
@@ -246,6 +257,7 @@ class SecureStore:
             self._root.close()
             raise
         self.recovered: list[str] = []
+        self._heads_dir: Dir | None = None
         self._creates = 0
         self.last_maintenance: MaintenanceReport | None = None
         self.index_stale = False
@@ -253,7 +265,7 @@ class SecureStore:
 
     # -- lifecycle -------------------------------------------------------------------------------
     def close(self) -> None:
-        for handle in ("_audit_dir", "_sessions", "_root"):
+        for handle in ("_heads_dir", "_audit_dir", "_sessions", "_root"):
             directory = getattr(self, handle, None)
             if directory is not None:
                 directory.close()
@@ -272,6 +284,13 @@ class SecureStore:
     def has_master_key(self) -> bool:
         return self.pipeline.master_key is not None
 
+    def _writable(self) -> None:
+        """Configuration first: a write that cannot be sealed is refused before any lock is
+        taken or any byte (a marker, a staging directory) is written."""
+        self.ctx.check_usable()
+        if self.pipeline.signer is None:
+            raise KeyMaterialError(MISSING_SIGNER)
+
     # -- locking ---------------------------------------------------------------------------------
     def _lock(self, directory: Dir, name: str, timeout: float | None = None) -> FileLock:
         wait = self.config.lock_timeout_seconds if timeout is None else timeout
@@ -287,31 +306,58 @@ class SecureStore:
         return [f"stale lock of a dead holder ({dead.describe()}) taken over"]
 
     @contextmanager
-    def _store_writer(self) -> Iterator[AuditLog]:
+    def _store_writer(self, *, commit_heads: bool = True) -> Iterator[AuditLog]:
+        self._writable()
         log = self.pipeline.new_log(self._audit_dir)
         with self._lock(self._root, STORE_LOCK) as lock:
             self.recovered += self.pipeline.reconcile_store(log, self._root, self._sessions)
             self.recovered += self._note_stale_lock(lock, log, STORE_LOCK)
             yield log
             if log.head is not None and not self.ctx.failed:
+                if commit_heads:
+                    self._commit_heads(log, heads.take_marked(self._heads()))
                 log.seal()  # each store operation ends sealed
+
+    def _heads(self) -> Dir:
+        if self._heads_dir is None:
+            self._heads_dir = self._audit_dir.open_or_make_dir(heads.HEADS_DIR)
+        return self._heads_dir
+
+    def _mark_head(self, name: str) -> None:
+        """A session signed a new checkpoint: the next store operation commits its head."""
+        try:
+            heads.mark(self._heads(), name)
+        except SecureStoreError:
+            pass  # lost, like a marker lost in a crash: the next `audit seal` commits this head
+
+    def _commit_heads(self, log: AuditLog, names: list[str]) -> None:
+        try:
+            heads.commit(log, self._sessions, names, self.pipeline.new_log)
+        except SecureStoreError:
+            if self.ctx.failed:
+                raise
 
     def record_rejection(self, op: str, session: object, error: PolicyError) -> None:
         """Audit a policy rejection in the store log (rate-bounded); never masks the error.
 
         Called with no lock held, so the lock order is always store, then session."""
+        if error.audited or self.pipeline.signer is None:  # recorded already, or cannot be (no signer)
+            return
+        error.audited = True
         try:
             name = encode_name(checked_key(session, what="session key", max_bytes=self.config.limits.max_key_bytes))
             target: str | None = session_target(name)
         except PolicyError:
             target = None
         try:
-            with self._store_writer() as log:
+            # A rejection is a record, not an operation: it commits no session heads.
+            with self._store_writer(commit_heads=False) as log:
                 self.pipeline.record_rejection(log, op, target, error)
         except OperationalError:
             pass
 
     def _open_for_write(self, key: str, name: str, timeout: float | None = None) -> OpenSession:
+        self._writable()
         with ExitStack() as cleanup:  # on any failure, everything opened so far is closed
             directory = cleanup.enter_context(self._open_session_dir(name))
             # Resume rules first, read-only: a foreign or newer session is refused untouched.
@@ -323,7 +369,8 @@ class SecureStore:
             if not self._sessions.holds(name, directory):
                 raise NotFoundError(f"session {name} was deleted")
             state = cleanup.enter_context(directory.open_dir(STATE_DIR))
-            session = OpenSession(key, name, directory, state, log, lock, manifest)  # _load completes it
+            session = OpenSession(key, name, directory, state, log, lock, manifest,  # _load completes it
+                                  after_seal=lambda: self._mark_head(name))
             cleanup.pop_all()
             return session
 
@@ -384,6 +431,7 @@ class SecureStore:
     def open_session(self, key: str, *, create: bool = False,
                      metadata: Mapping[str, Any] | None = None) -> Session:
         """Open a session for writing (the one-writer lock is held until `close`)."""
+        self._writable()
         try:
             normalized = checked_key(key, what="session key", max_bytes=self.config.limits.max_key_bytes)
             name = encode_name(normalized)
@@ -400,6 +448,7 @@ class SecureStore:
                             self.pipeline.note_leftover(self._root)  # a staging directory may remain
                             raise
                         created = True
+                        self._mark_head(name)  # its genesis checkpoint: committed as this operation ends
         except PolicyError as error:
             self.record_rejection("session.create" if create else "session.open", key, error)
             raise
@@ -436,6 +485,7 @@ class SecureStore:
         """Store `value` in a slot (creating the session if needed); returns the slot version."""
         try:
             with self.open_session(session, create=create) as handle:
+                handle.rejections_in_session_log = False  # recorded in the store log, below
                 version: int = handle.slot(slot).put(value, expected_version=expected_version)
                 return version
         except PolicyError as error:
@@ -445,6 +495,7 @@ class SecureStore:
     def delete_slot(self, session: str, slot: str) -> None:
         try:
             with self.open_session(session) as handle:
+                handle.rejections_in_session_log = False
                 handle.slot(slot).delete()
         except PolicyError as error:
             self.record_rejection("slot.delete", session, error)
@@ -598,15 +649,14 @@ class SecureStore:
 
     # -- sealing (the idle heartbeat) ------------------------------------------------------------
     def seal(self) -> SealReport:
-        """Sign a checkpoint over every log with unsealed records: the store log, and each
-        session whose writer is not active (a live writer seals at its own close). Run it from
-        a timer so an idle store's tail does not stay unsealed."""
+        """Sign a checkpoint over every log with unsealed records (each session whose writer is
+        not active: a live writer seals at its own close), then commit every session head that
+        changed since the previous seal to the store log, and seal it. Run it from a timer, so
+        an idle store's tail does not stay unsealed and every head is committed."""
+        self._writable()
         report = SealReport()
-        with self._store_writer():
-            pass  # the store writer seals on the way out
-        for name in self._sessions.list(sort=False):
-            if not is_session_name(name):
-                continue
+        names = [name for name in self._sessions.list(sort=False) if is_session_name(name)]
+        for name in names:
             try:
                 with self._sessions.open_dir(name) as directory:
                     with directory.open_dir(AUDIT_DIR) as audit:
@@ -625,8 +675,12 @@ class SecureStore:
                 session.recovered += self._note_stale_lock(session.lock, session.log, SESSION_LOCK)
                 self.recovered += session.recovered
             finally:
-                session.close()  # seals
+                session.close()  # seals, and marks its head for the commit below
             report.sealed.append(name)
+        changed, stamp = heads.changed_since_last_sweep(self._heads(), self._sessions, names)
+        with self._store_writer() as log:  # commits the marked heads and seals on the way out
+            self._commit_heads(log, changed + heads.take_marked(self._heads()))
+        heads.finish_sweep(self._heads(), stamp)
         return report
 
     # -- maintenance -------------------------------------------------------------------------------
@@ -730,6 +784,8 @@ class SecureStore:
         try:
             with self._store_writer() as log:
                 report = importer_run(self.pipeline, log, self._root, self._sessions, path, plan, progress)
+                for key in report.sessions:
+                    self._mark_head(encode_name(key))
         except SecureStoreError:
             self._settle_now()
             raise

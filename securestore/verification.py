@@ -15,7 +15,16 @@ from .audit.checkpoint import CHECKPOINTS_FILE, Checkpoint, open_note
 from .audit.errors import RecordError
 from .audit.keys import VerifierKey, parse_verifier_key, store_log_key
 from .audit.log import LOG_FILE
-from .audit.verify import INCOMPLETE, TAMPERED, TRUNCATED, Commit, Failure, LogReport, LogVerifier
+from .audit.verify import (
+    INCOMPLETE,
+    TAMPERED,
+    TRUNCATED,
+    Commit,
+    CommittedHead,
+    Failure,
+    LogReport,
+    LogVerifier,
+)
 from .canonical import sha256_hex
 from .errors import IntegrityError, NotFoundError, SecureStoreError, UnsafeFileError, UsageError
 from .fs import Dir
@@ -33,6 +42,8 @@ from .layout import (
     VAULT_KEY_FILE,
     session_target,
 )
+from .index import INDEX_DIR, disagreements
+from .migration.importer import RECORDS_DIR
 from .policy import encode_name, is_session_name, name_matches_key, normalize_key
 from .store import SecureStore
 
@@ -57,6 +68,8 @@ class VerifyReport:
     files_checked: int = 0
     seed: bool = False
     public_key: str | None = None
+    trust_root: str = "none"  # where the trusted checkpoint signer came from (see _Checker._trust_root)
+    index: list[str] = field(default_factory=list)  # where the listing index disagrees with the trail
 
     @property
     def ok(self) -> bool:
@@ -79,7 +92,9 @@ class VerifyReport:
             "files_checked": self.files_checked,
             "seed": self.seed,
             "public_key": self.public_key,
+            "trust_root": self.trust_root,
             "anchors": self.anchors,
+            "index": self.index,
             "logs": [
                 {"log": r.label, "log_id": r.log_id, "records": r.records, "first_seq": 0 if r.records else None,
                  "last_seq": r.last_seq, "first_ts": r.first_ts, "last_ts": r.last_ts, "torn_bytes": r.torn_bytes,
@@ -121,8 +136,24 @@ class _Checker:
         self.report = VerifyReport(seed=options.seed is not None,
                                    public_key=options.public_key.text() if options.public_key else None)
         self.anchored: dict[str | None, Checkpoint] = {}
+        self.anchor_key: VerifierKey | None = None
         if options.anchor is not None:
             self._open_anchor(options.anchor)
+        self.trusted, self.trusted_as = self._trust_root(store)
+        # The signer every session log must name: the store's (set once the store log is read).
+        self.store_signer: VerifierKey | None = self.trusted
+
+    def _trust_root(self, store: SecureStore) -> tuple[VerifierKey | None, str]:
+        """The checkpoint signer to trust, from outside the store: --public-key, else the
+        anchor's signer, else the signing key this handle is configured with. With the seed and
+        none of these, the store log's MACed genesis authenticates its signer."""
+        if self.options.public_key is not None:
+            return self.options.public_key, "public-key"
+        if self.anchor_key is not None:
+            return self.anchor_key, "anchor"
+        if self.options.seed is None and store.pipeline.signer is not None:
+            return store.pipeline.signer.verifier, "signing-key"
+        return None, "unverified"
 
     def _open_anchor(self, anchor: Anchor) -> None:
         """The anchor's checkpoints, each verified with the trusted key (or the anchor's own:
@@ -133,6 +164,7 @@ class _Checker:
             key = self.options.public_key or parse_verifier_key(anchor.signer)
         except RecordError as exc:
             raise UsageError(f"the anchor's signer key is not valid: {exc.detail}") from None
+        self.anchor_key = key
         for entry in anchor.logs:
             try:
                 checkpoint = open_note(entry.note, key)
@@ -154,19 +186,24 @@ class _Checker:
         return None
 
     def verifier(self, label: str, audit: Dir, *, scope: str, session: str | None = None,
-                 log_id: str | None = None, chain: bytes | None = None,
-                 anchor: Checkpoint | None = None) -> LogVerifier:
+                 log_id: str | None = None, chain: bytes | None = None, anchor: Checkpoint | None = None,
+                 committed: CommittedHead | None = None, store_log: LogReport | None = None) -> LogVerifier:
         seed, store_id = self.options.seed, self.store.store_id
+        trusted, trusted_as = self.trusted, self.trusted_as
         if scope == "store":
             chain_for = (lambda log: store_log_key(seed, store_id, log)) if seed is not None else None
         else:
             chain_for = (lambda log: chain) if chain is not None else None
+            if trusted is None and store_log is not None and store_log.signer_trust == "seed":
+                trusted, trusted_as = self.store_signer, "seed"  # the store log's seed-authenticated signer
         return LogVerifier(
             label, scope=scope, store_id=store_id, session=session, log_id=log_id,
             max_line=self.limits.max_audit_line_bytes, append_only=APPEND_ONLY if scope == "session" else frozenset(),
-            chain_for=chain_for, trusted=self.options.public_key, checkpoints=_checkpoint_lines(audit),
-            checkpoints_label=label.replace(LOG_FILE, CHECKPOINTS_FILE), anchor=anchor if scope == "session" else self.anchored.get(None),
+            chain_for=chain_for, trusted=trusted, trusted_as=trusted_as, checkpoints=_checkpoint_lines(audit),
+            checkpoints_label=label.replace(LOG_FILE, CHECKPOINTS_FILE),
+            anchor=anchor if scope == "session" else self.anchored.get(None),
             max_unsealed=self.options.max_unsealed,
+            signer_must_be=self.store_signer if scope == "session" else None, committed=committed,
         )
 
     def fail(self, log: str, commit: Commit | None, check: str, expected: object, actual: object) -> None:
@@ -225,12 +262,71 @@ class _Checker:
         with root.open_dir(AUDIT_DIR) as audit:
             log = self.take(_verify_log(audit, label, self.verifier(label, audit, scope="store"),
                                         self.limits.max_audit_line_bytes))
+        if self.store_signer is None and log.signer is not None:
+            try:  # every session log must name the signer the store log names
+                self.store_signer = parse_verifier_key(log.signer)
+            except RecordError:
+                pass  # the store log itself already failed its genesis check
         data = root.read(STORE_FILE, 64 * 1024)
         self.expect(log, STORE_FILE, sha256_hex(data))
         return log, root.open_dir(SESSIONS_DIR)
 
-    def lines_match(self, log: LogReport, target: str, lines: list[bytes], skip: int = 0) -> None:
-        """An append-only file holds exactly the lines the trail committed, in order."""
+    def trust_root(self, store_log: LogReport) -> None:
+        """Without anything from outside the store, nothing was authenticated: never a bare OK."""
+        report = self.report
+        report.trust_root = "seed" if self.options.seed is not None and self.trusted is None else self.trusted_as
+        if self.options.seed is None and self.trusted is None:
+            report.incomplete.append(Failure(
+                "audit", None, 0, 0, "trust-root", "a trust root kept outside the store (--seed, --public-key, "
+                "--anchor, or a configured signing key)", "none: no MAC and no checkpoint signature was "
+                "authenticated, so a rewritten trail would look the same", INCOMPLETE))
+
+    def migration_records(self, store_log: LogReport) -> None:
+        """Every import record the trail committed holds exactly what was committed (rollback acts
+        on these files)."""
+        root = self.store._root
+        targets = [t for t in store_log.committed if t.startswith(f"{RECORDS_DIR}/")]
+        pending = store_log.dangling
+        if pending is not None and pending.target.startswith(f"{RECORDS_DIR}/") and pending.target not in targets:
+            targets.append(pending.target)
+        if not targets and root.entry(RECORDS_DIR) is None:
+            return
+        with root.open_dir(RECORDS_DIR) as records:
+            for target in targets:
+                content = records.read_optional(target.removeprefix(f"{RECORDS_DIR}/"), 64 * 1024 * 1024)
+                self.expect(store_log, target, None if content is None else sha256_hex(content))
+            for name in records.list():
+                if f"{RECORDS_DIR}/{name}" not in targets and not name.startswith("."):
+                    self.report.warnings.append(f"{RECORDS_DIR}/{name}: an import record the trail never committed "
+                                                "(a failed import's, or planted); rollback refuses it")
+
+    def index(self, store_log: LogReport, present: list[str]) -> None:
+        """The listing index is derived and not fsynced, so a crash can leave it behind: where it
+        disagrees with the trail (a live session hidden by a tombstone or a missing entry, or a
+        gone one still listed) it is reported for `index rebuild`, never counted as tampering."""
+        settling = set(store_log.in_flight)
+        if store_log.dangling is not None:
+            settling |= {t.target.removeprefix(f"{SESSIONS_DIR}/") for t in store_log.dangling.also}
+            settling.add(store_log.dangling.target.removeprefix(f"{SESSIONS_DIR}/"))
+        live = {name for name in store_log.live if name in present} - settling
+        root = self.store._root
+        if root.entry(INDEX_DIR) is None:
+            if live:
+                self.report.index.append(f"{INDEX_DIR}: missing; {len(live)} live sessions are not listed")
+            return
+        with root.open_dir(INDEX_DIR) as index_dir:
+            findings = disagreements(index_dir, live, ignore=settling,
+                                     max_index_bytes=self.limits.max_index_bytes)
+        self.report.index.extend(findings)
+
+    def lines_match(self, log: LogReport, target: str, data: bytes, lines: list[bytes], skip: int = 0) -> None:
+        """An append-only file holds exactly the lines the trail committed, in order (or, with a
+        compaction in flight that took effect, exactly the content that compaction wrote)."""
+        pending = log.dangling
+        if pending is not None and pending.target == target and pending.op.endswith(".compact") \
+                and sha256_hex(data) == pending.sha256:
+            self.report.files_checked += 1
+            return
         commits = log.appended.get(target, [])
         actual = [line_hash(line) for line in lines[skip:]]
         expected = [c.sha256 for c in commits]
@@ -277,15 +373,16 @@ class _Checker:
                 log = self.take(_verify_log(audit, label, self.verifier(
                     label, audit, scope="session", session=name, log_id=first.audit_log_id, chain=chain,
                     anchor=self.anchor_for(store_log, name, first.audit_log_id),
+                    committed=store_log.heads.get(first.audit_log_id), store_log=store_log,
                 ), self.limits.max_audit_line_bytes))
             if not log.ok:
                 return
-            self.lines_match(log, MANIFEST_FILE, manifest_lines, skip=1)
+            self.lines_match(log, MANIFEST_FILE, manifest_bytes, manifest_lines, skip=1)
             journal = directory.read_optional(JOURNAL_FILE, self.limits.max_journal_bytes) or b""
             journal_lines, torn = split_lines(journal)
             if torn:
                 self.report.warnings.append(f"{target}/{JOURNAL_FILE}: torn final record ({len(torn)} bytes)")
-            self.lines_match(log, JOURNAL_FILE, journal_lines)
+            self.lines_match(log, JOURNAL_FILE, journal, journal_lines)
             try:
                 read_transcript(directory, self.limits, target)
             except IntegrityError as exc:
@@ -335,5 +432,9 @@ def verify_store(store: SecureStore, session: str | None = None,
             except SecureStoreError as exc:  # a planted link, a malformed file: a finding, not a crash
                 checker.fail(session_target(name), None, "read", "readable session files", str(exc))
         checker.anchored_sessions(store_log, present, wanted if session is not None else None)
+        if session is None and store_log.ok:
+            checker.migration_records(store_log)
+            checker.index(store_log, present)
+    checker.trust_root(store_log)
     return checker.report
 

@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
-from conftest import MASTER_KEY, tree_snapshot, KEYS, make_store, FAULT_CONFIG
+from conftest import MASTER_KEY, SIGNING, tree_snapshot, KEYS, make_store, FAULT_CONFIG, seed_of
 from securestore import NotFoundError, Secret, SecureStore, SecureStoreError, verify_store
+from securestore.verification import VerifyOptions
 from securestore.fs import instrumented
 from securestore.fs.osapi import REAL_OS
 
@@ -101,6 +102,18 @@ def baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def verify_before_any_writer(root: Path, seed: bytes, where: str) -> None:
+    """What an auditor sees right after the crash, before any writer reopened the store: the
+    old or the new state, or a change in flight (exit 6 naming the dangling intent), never
+    tampering or truncation."""
+    with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
+        report = verify_store(store, options=VerifyOptions(seed=seed, public_key=SIGNING.verifier))
+    first = report.failures[0].describe() if report.failures else ""
+    assert report.exit_code in (0, 6), f"{where}: exit {report.exit_code}: {first}"
+    assert all(f.check == "dangling-intent" for f in report.incomplete), \
+        f"{where}: {[f.describe() for f in report.incomplete]}"
+
+
 def _intermediate(baseline: Path, tmp: Path, op_name: str, session: str) -> list[Any]:
     states = []
     for index in range(len(STEPS.get(op_name, []))):
@@ -175,6 +188,7 @@ def test_fault_at_every_os_call(baseline: Path, tmp_path: Path, op_name: str, mo
             pass
         if state["crashed"]:
             _die(fds_before)
+        verify_before_any_writer(root, seed_of(baseline), f"fault at call {k + 1}")
         with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
             store.put("other", "probe", k)  # a writer: reconciles the store log
             if session in {info.key for info in store.scan_sessions()[0]}:

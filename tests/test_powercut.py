@@ -14,7 +14,8 @@ import pytest
 from conftest import MASTER_KEY, KEYS
 from powercut import Disk, PowerCut
 from securestore import SecureStore, SecureStoreError, verify_store
-from test_faults import OPERATIONS, _die, _intermediate, _run_clean, _state, baseline  # noqa: F401
+from conftest import seed_of
+from test_faults import OPERATIONS, _die, _intermediate, _run_clean, _state, baseline, verify_before_any_writer  # noqa: F401
 
 
 @pytest.mark.parametrize("op_name", sorted(OPERATIONS))
@@ -40,6 +41,7 @@ def test_power_cut_at_every_call_and_after_acknowledgement(baseline: Path, tmp_p
             assert acknowledged, "the write did not complete without a cut: the harness is broken"
         _die(fds_before)
         disk.restore()
+        verify_before_any_writer(root, seed_of(baseline), f"cut at call {k + 1}")
         with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
             store.put("other", "probe", k)
             if session in {info.key for info in store.scan_sessions()[0]}:

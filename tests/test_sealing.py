@@ -144,20 +144,26 @@ def test_every_epoch_boundary_is_signed_and_a_missing_checkpoint_is_located(tmp_
     assert failure.log == f"sessions/{session_dir(root, 'sess').name}/audit/log.jsonl"
 
 
-def test_a_cut_tail_against_an_anchor_exits_5_and_a_dangling_intent_exits_6(tmp_path: Path) -> None:
+def test_a_dangling_intent_exits_6_and_a_cut_tail_against_an_anchor_exits_5(tmp_path: Path) -> None:
     root = make_store(tmp_path / "store")
     _fill(root, StoreConfig(), count=3)
     with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
         from securestore.proofs import make_anchor
 
-        anchor = make_anchor(store)
+        anchor = make_anchor(store)  # seals: the store log also commits the session's head
+        with store.open_session("sess") as session:  # one more write after the anchor
+            session.append_items([{"after": "anchor"}])
     log = session_dir(root, "sess") / "audit" / "log.jsonl"
     lines = log.read_bytes().splitlines(keepends=True)
-    # A crash between intent and outcome: the intent dangles, nothing was sealed after it.
+    # A crash between the last intent and its outcome: the intent dangles, nothing sealed after it.
     log.write_bytes(b"".join(lines[:-1]))
     drop_checkpoints_past(log.parent, len(lines) - 1)
     report = _full_verify(root)
     assert report.exit_code == 6 and report.incomplete[0].check == "dangling-intent"
+    assert _full_verify(root, anchor=anchor).exit_code == 6  # it still extends the anchored checkpoint
+    # Cut back before the anchored checkpoint: a truncation, against the anchor.
+    log.write_bytes(b"".join(lines[:3]))
+    drop_checkpoints_past(log.parent, 3)
     report = _full_verify(root, anchor=anchor)
     assert report.exit_code == 5 and report.failures[0].category == "truncated"
 

@@ -86,8 +86,10 @@ def test_turn_is_one_intent_and_atomic(store: SecureStore, root: Path) -> None:
             session.update_metadata(title="turn 1")
         new = records(root, "s")[before:]
         intents = [r for r in new if r.kind == "intent"]
-        # one batch intent, then the snapshot and the journal compaction of the turn boundary
-        assert [r.op for r in intents] == ["journal.append", "snapshot.write", "journal.compact"]
+        # the session's first secret creates its vault: the wrapped data key is written once, to
+        # vault.key alone (never into the journal); then ONE batch intent, then the snapshot and
+        # the journal compaction of the turn boundary
+        assert [r.op for r in intents] == ["vault.key", "journal.append", "snapshot.write", "journal.compact"]
         assert {t.target for t in intents[0].also} >= {"vault.json", "manifest.jsonl"}
         assert (session_dir(root, "s") / "journal.log").read_bytes() == b""
     with store.open_session("s") as session:

@@ -2,7 +2,10 @@
 
     writer_child.py ROOT MASTER_KEY MODE
 
-MODE "hold": open session "s", print "ready <pid>", then wait on stdin (holds the lock).
+MODE "hold": open session "s", print "ready <key>", then wait on stdin (holds the lock).
+MODE "try": like "hold", but without waiting for the lock: if it is held, print "held <error>".
+MODE "fork-release": like "hold", but first fork a child that releases the inherited lock
+handle and exits (cleanup code running in a forked child), then print "ready <key>".
 MODE "write": open session "w" (created if needed) and keep appending items numbered from the
 current count, printing each number only after the call that made it durable returned. Every
 fifth step is a turn of three items plus a slot update; every 25th a turn commit (snapshot).
@@ -10,20 +13,32 @@ fifth step is a turn of three items plus a slot update; every 25th a turn commit
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from conftest import KEYS  # noqa: E402
-from securestore import SecureStore  # noqa: E402
+from securestore import LockHeldError, SecureStore, StoreConfig  # noqa: E402
 
 
 def main() -> None:
     root, key, mode = sys.argv[1:4]
-    store = SecureStore(root, master_key=key, environ=KEYS)
-    if mode == "hold":
-        session = store.open_session("s", create=True)
+    config = StoreConfig(lock_timeout_seconds=0) if mode == "try" else StoreConfig()
+    store = SecureStore(root, config, master_key=key, environ=KEYS)
+    if mode in ("hold", "try", "fork-release"):
+        try:
+            session = store.open_session("s", create=True)
+        except LockHeldError as error:
+            print(f"held {error}", flush=True)
+            return
+        if mode == "fork-release":
+            child = os.fork()
+            if child == 0:
+                session._open.lock.release()  # what an inherited context manager would do on exit
+                os._exit(0)
+            os.waitpid(child, 0)
         print(f"ready {session.key}", flush=True)
         sys.stdin.read()
         session.close()

@@ -118,14 +118,34 @@ class Recovery(RecordBase):
     detail: str | None = Field(default=None, max_length=256)  # e.g. the dead lock holder
 
 
+class SessionHead(BaseModel):
+    """A session log's latest signed checkpoint, as the store log commits to it."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    session: str = Field(pattern=_TARGET)
+    log: str = Field(pattern=_HEX32)
+    size: int = Field(ge=1)
+    root: str = Field(pattern=_HEX64)  # RFC 6962 root at `size`
+    head: str = Field(pattern=_HEX64)  # hash of record size-1
+
+
+class Heads(RecordBase):
+    """The store log commits to session log heads (at store operations and seals), so a session
+    rolled back to an older copy of itself is caught without an anchor."""
+
+    kind: Literal["heads"]
+    heads: list[SessionHead] = Field(min_length=1, max_length=128)
+
+
 Record = Annotated[
-    Union[Genesis, Intent, Outcome, Rejected, Suppressed, Recovery], Field(discriminator="kind")
+    Union[Genesis, Intent, Outcome, Rejected, Suppressed, Recovery, Heads], Field(discriminator="kind")
 ]
 _RECORD: TypeAdapter[Any] = TypeAdapter(Record)
 # Field counts, looked up once (the verifier's hot path checks every field is spelled out).
-_FIELDS = {cls: len(cls.model_fields) for cls in (Genesis, Intent, Outcome, Rejected, Suppressed, Recovery)}
+_FIELDS = {cls: len(cls.model_fields) for cls in (Genesis, Intent, Outcome, Rejected, Suppressed, Recovery, Heads)}
 _ACTOR_FIELDS = len(Actor.__annotations__)
 _TARGET_FIELDS = len(TargetState.model_fields)
+_HEAD_FIELDS = len(SessionHead.model_fields)
 
 
 def record_hash(line: bytes) -> str:
@@ -158,6 +178,8 @@ def parse_record(line: bytes) -> RecordBase:
     complete = len(raw) == _FIELDS[type(record)] and len(raw["actor"]) == _ACTOR_FIELDS
     for item in raw.get("also") or ():
         complete = complete and len(item) == _TARGET_FIELDS
+    for item in raw.get("heads") or ():
+        complete = complete and len(item) == _HEAD_FIELDS
     if not complete:
         raise RecordError("canonical", "a field is missing from the record")
     parsed: RecordBase = record

@@ -103,8 +103,8 @@ class AuditLog:
     def _signer(self) -> SignerKey:
         if self.signer is None:
             raise KeyMaterialError(
-                "no audit signing key configured (SECURESTORE_AUDIT_SIGNING_KEY_FILE): writes need it to seal the "
-                "audit trail"
+                "no audit signing key configured: writes need it to seal the audit trail (--signing-key-file, or "
+                "$SECURESTORE_AUDIT_SIGNING_KEY_FILE)"
             )
         return self.signer
 

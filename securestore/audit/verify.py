@@ -4,9 +4,10 @@ Checks, in order, for every line: parse, schema, canonical, seq (continuity from
 (hash link, recomputed), log-id, genesis (first record, scope/session/store), epoch (the
 ratchet rule in the MACed genesis, enforced exactly: nobody chooses an epoch), checkpoint (a
 signed checkpoint at every epoch boundary), mac (with the seed: every record under its own
-epoch's key), pairing (an outcome answers the one open intent). Signed checkpoints are read
-alongside and must match the recomputed Merkle root, head and epoch at their size; an anchor
-(a checkpoint kept elsewhere) must too. A final fragment without a newline is a torn write:
+epoch's key), pairing (an outcome answers the one open intent), lifecycle (store log: no
+session is created while it is live). Signed checkpoints are read alongside and must match the
+recomputed Merkle root, head and epoch at their size; so must an anchor (a checkpoint kept
+elsewhere) and, for a session log, the head the store log committed to. A final fragment without a newline is a torn write:
 reported as torn, never as tampering. Memory is constant in the length of the log.
 """
 
@@ -20,10 +21,12 @@ from .chain import (
     COMMITTED_RESULTS,
     GENESIS_PREV,
     Genesis,
+    Heads,
     Intent,
     Outcome,
     RecordBase,
     Rejected,
+    SessionHead,
     parse_record,
 )
 from .errors import RecordError
@@ -48,6 +51,8 @@ class Failure:
     category: str = TAMPERED  # tampered (exit 1), truncated/rolled back (5), incomplete (6)
 
     def describe(self) -> str:
+        if self.seq is None and self.line == 0 and self.offset == 0:  # a finding about a whole file
+            return f"{self.log}: failed the {self.check} check: expected {self.expected}, found {self.actual}"
         where = f"seq {self.seq}" if self.seq is not None else "an unreadable record"
         return (
             f"{self.log}: {where} (line {self.line}, byte {self.offset}) failed the {self.check} check: "
@@ -69,6 +74,23 @@ class Commit:
     offset: int
 
 
+@dataclass(frozen=True, slots=True)
+class Creation:
+    """The store-log intent that created a session: its seq and (with the seed) the chain key of
+    its epoch, from which the session log's first key derives."""
+
+    seq: int
+    chain: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class CommittedHead:
+    """A session log head the store log committed to, and the store-log record that did."""
+
+    head: SessionHead
+    seq: int
+
+
 @dataclass
 class LogReport:
     label: str
@@ -86,7 +108,9 @@ class LogReport:
     appended: dict[str, list[Commit]] = field(default_factory=dict)
     mac_checked: bool = False
     signer: str | None = None
-    signer_trust: str = "none"  # seed (MACed genesis), public-key (given), or unverified
+    # seed (MACed genesis), public-key (given), signing-key (the configured one), anchor (the
+    # anchor's signer), or unverified
+    signer_trust: str = "none"
     epochs: int = 0
     epoch_records: int | None = None
     checkpoints: int = 0  # verified checkpoints matched against the log
@@ -97,14 +121,24 @@ class LogReport:
     # Store log: the seq of each session's last committed deletion (a later session under the
     # same name is a new log, and an anchor of the old one no longer applies to it).
     deleted: dict[str, int] = field(default_factory=dict)
-    # Store log with the seed: for each session log it created, the chain key of the creating
-    # intent's epoch and the intent's seq (see `child_key`).
-    child_keys: dict[str, tuple[bytes, int]] = field(default_factory=dict)
+    # Store log: each live session's creation (the committed intent that created it), and the
+    # creations of the open intent (a change in flight may have created its sessions).
+    live: dict[str, Creation] = field(default_factory=dict)
+    in_flight: dict[str, Creation] = field(default_factory=dict)
+    # Store log: the largest session head it committed to, per session log id.
+    heads: dict[str, CommittedHead] = field(default_factory=dict)
+
+    def creation(self, name: str) -> Creation | None:
+        """The intent that created session `name`'s current log (committed, else in flight)."""
+        return self.live.get(name) or self.in_flight.get(name)
 
     def child_key(self, name: str) -> bytes | None:
-        """The first chain key of session `name`'s log, as its creating intent derived it."""
-        found = self.child_keys.get(name)
-        return session_log_key(found[0], name, found[1]) if found is not None else None
+        """The first chain key of session `name`'s log, derived ONLY from the intent that created
+        it (with the seed): never from a later record naming the session."""
+        found = self.creation(name)
+        if found is None or found.chain is None:
+            return None
+        return session_log_key(found.chain, name, found.seq)
 
     @property
     def unsealed(self) -> int:
@@ -136,6 +170,9 @@ class LogVerifier:
         checkpoints_label: str = "checkpoints",
         anchor: Checkpoint | None = None,
         max_unsealed: int | None = None,
+        signer_must_be: VerifierKey | None = None,
+        committed: CommittedHead | None = None,
+        trusted_as: str = "public-key",
     ) -> None:
         self.report = LogReport(label)
         self._scope = scope
@@ -152,6 +189,7 @@ class LogVerifier:
         self._chain: bytes | None = None
         self._mac: RecordMac | None = None
         self._trusted = trusted
+        self._trusted_as = trusted_as  # how the trusted key was obtained, for the report
         self._key: VerifierKey | None = None
         self._checkpoints = checkpoints
         self._checkpoints_expected = checkpoints is not None
@@ -160,6 +198,12 @@ class LogVerifier:
         self._pending_cp: tuple[Checkpoint, int, int] | None = None
         self._anchor = anchor
         self._max_unsealed = max_unsealed
+        # Session logs: the store's signer, never one a log declares for itself, and the head the
+        # store log committed to (a rollback of this one log to an older copy falls short of it).
+        self._signer_must_be = signer_must_be
+        self._committed = committed
+        self._pending_creates: dict[str, Creation] = {}
+        self._pending_deletes: list[str] = []
         self._rule = EpochRule(1, 1)
         self._epoch = 0
         self._first_seq = 0
@@ -236,6 +280,9 @@ class LogVerifier:
         anchor = self._anchor
         if anchor is not None and anchor.size == records:
             self._match_anchor(offset, anchor)
+        committed = self._committed
+        if committed is not None and committed.head.size == records:
+            self._match_committed(offset, committed)
 
     def _check_epoch(self, offset: int, seq: int, record: RecordBase) -> bool:
         if seq == 0:
@@ -326,6 +373,13 @@ class LogVerifier:
         else:
             self.report.anchor = f"consistent with the anchored checkpoint at size {anchor.size}"
 
+    def _match_committed(self, offset: int, committed: CommittedHead) -> None:
+        head = committed.head
+        if self._frontier.root().hex() != head.root or self._prev != head.head:
+            self._fail(offset, head.size - 1, "consistency", f"the head committed to the store log at seq "
+                       f"{committed.seq} (size {head.size}, root {head.root})",
+                       f"root {self._frontier.root().hex()} (rolled back or rewritten)", TRUNCATED)
+
     def _check_genesis(self, offset: int, record: RecordBase) -> bool:
         if not isinstance(record, Genesis):
             self._fail(offset, 0, "genesis", "a genesis record", getattr(record, "kind", "?"))
@@ -361,12 +415,17 @@ class LogVerifier:
         except RecordError as exc:
             self._fail(offset, 0, "genesis", "an Ed25519 signer key", exc.detail)
             return False
+        required = self._signer_must_be
+        if required is not None and genesis_key != required:
+            self._fail(offset, 0, "genesis", f"signer {required.text()} (the store's)",
+                       f"signer {record.signer} (declared by this log for itself)")
+            return False
         if self._trusted is not None:
             if self._chain is not None and self._trusted != genesis_key:
                 self._fail(offset, 0, "checkpoint-signature", f"signer {self._trusted.text()} (given)",
                            f"signer {record.signer} (MACed into the genesis record)")
                 return False
-            self._key, self.report.signer_trust = self._trusted, "public-key"
+            self._key, self.report.signer_trust = self._trusted, self._trusted_as
         else:
             # With the seed the genesis MAC (checked next) authenticates this key; without, nothing does.
             self._key = genesis_key
@@ -381,11 +440,8 @@ class LogVerifier:
                 return False
             report.dangling = record
             self._intent_at = (self._line_no, offset)
-            if self._scope == "store" and self._chain is not None:
-                for target, sha256 in [(record.target, record.sha256), *((t.target, t.sha256) for t in record.also)]:
-                    name = target.removeprefix(SESSIONS_PREFIX)
-                    if target.startswith(SESSIONS_PREFIX) and "/" not in name and sha256 is not None:
-                        report.child_keys[name] = (self._chain, seq)  # derived when that log is verified
+            if self._scope == "store":
+                return self._session_changes(offset, seq, record)
             return True
         if isinstance(record, Outcome):
             intent = report.dangling
@@ -401,7 +457,21 @@ class LogVerifier:
                 self._commit(intent.target, intent.sha256, intent.seq, replace=replaced)
                 for other in intent.also:
                     self._commit(other.target, other.sha256, intent.seq, replace=False)
+                for name in self._pending_deletes:
+                    report.live.pop(name, None)
+                report.live.update(self._pending_creates)
+            self._pending_creates, self._pending_deletes = {}, []
+            report.in_flight = {}
             report.dangling = None
+            return True
+        if isinstance(record, Heads):
+            if self._scope != "store":
+                self._fail(offset, seq, "schema", "heads records only in the store log", "a heads record")
+                return False
+            for head in record.heads:
+                best = report.heads.get(head.log)
+                if best is None or head.size > best.head.size:
+                    report.heads[head.log] = CommittedHead(head, seq)
             return True
         if isinstance(record, Genesis):
             if seq != 0:
@@ -412,6 +482,27 @@ class LogVerifier:
             report.rejected += 1
             return True
         return True  # Recovery records carry facts only
+
+    def _session_changes(self, offset: int, seq: int, intent: Intent) -> bool:
+        """Store log: the sessions an intent creates or deletes. A session log's first key comes
+        only from the intent that created it, so creating a session that is live is a failure:
+        otherwise a forged create (MACed with a stolen current key) would hand the verifier a
+        key the attacker knows for a session created long before."""
+        report = self.report
+        for target, sha256 in [(intent.target, intent.sha256), *((t.target, t.sha256) for t in intent.also)]:
+            name = target.removeprefix(SESSIONS_PREFIX)
+            if not target.startswith(SESSIONS_PREFIX) or "/" in name:
+                continue
+            if sha256 is None:
+                self._pending_deletes.append(name)
+                continue
+            if name in report.live:
+                self._fail(offset, seq, "lifecycle", f"no create of {target} while it is live",
+                           f"a create (the session was created at seq {report.live[name].seq})")
+                return False
+            self._pending_creates[name] = Creation(seq, self._chain)
+        report.in_flight = dict(self._pending_creates)
+        return True
 
     def _commit(self, target: str, sha256: str | None, seq: int, *, replace: bool) -> None:
         commit = Commit(sha256, seq, *self._intent_at)
@@ -448,6 +539,12 @@ class LogVerifier:
                        "checkpoint)", f"{report.records} records (truncated or rolled back)", TRUNCATED,
                        line=self._line_no + 1)
             report.anchor = "truncated"
+            return report
+        committed = self._committed
+        if committed is not None and committed.head.size > report.records:
+            self._fail(self._end, report.records, "consistency", f"at least {committed.head.size} records (the head "
+                       f"committed to the store log at seq {committed.seq})", f"{report.records} records (truncated "
+                       "or rolled back)", TRUNCATED, line=self._line_no + 1)
             return report
         if report.dangling is not None:
             report.incomplete.append(Failure(

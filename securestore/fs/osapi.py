@@ -39,6 +39,7 @@ class OsApi:
     geteuid: Callable[[], int] = os.geteuid
     getpid: Callable[[], int] = os.getpid
     read_proc: Callable[[str], bytes] = lambda path: _read_small(path)
+    readlink: Callable[[str], str] = os.readlink
     hostname: Callable[[], str] = lambda: os.uname().nodename
 
 
@@ -54,7 +55,7 @@ def _read_small(path: str) -> bytes:
 REAL_OS = OsApi()
 
 # Calls that only read process state; fault plans skip them so "call k" means an I/O call.
-_NOT_IO = frozenset({"urandom", "geteuid", "getpid", "read_proc", "hostname", "realpath", "tempdir"})
+_NOT_IO = frozenset({"urandom", "geteuid", "getpid", "read_proc", "readlink", "hostname", "realpath", "tempdir"})
 
 
 def io_call_names() -> list[str]:

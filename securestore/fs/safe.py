@@ -31,13 +31,14 @@ from ..errors import (
     UsageError,
 )
 from .osapi import REAL_OS, OsApi
-from .owner import Owner, current_owner, is_alive, parse_owner
+from .owner import Liveness, Owner, current_owner, liveness, parse_owner
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
 TEMP_PREFIX = ".tmp-"
 MAX_NAME_BYTES = 255
 _MAX_TREE_DEPTH = 16
+_LOCK_FILE_REOPENS = 3  # a lock file replaced again and again is tampering, not contention
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: opening a planted FIFO returns at once instead of waiting for a writer.
@@ -524,15 +525,17 @@ class Dir:
         finally:
             self.ctx.close_quietly(fd)
 
-    def unlink(self, name: str) -> None:
-        """Remove a file entry (a symlink is removed, never followed) and sync the directory."""
+    def unlink(self, name: str, *, durable: bool = True) -> None:
+        """Remove a file entry (a symlink is removed, never followed) and sync the directory
+        (durable=False: a marker whose loss in a crash is harmless)."""
         self.ctx.check_usable()
         check_name(name)
         try:
             self.ctx.os.unlink(name, dir_fd=self.fd)
         except OSError as exc:
             raise _translate(exc, "remove", self.child_label(name)) from None
-        self.sync()
+        if durable:
+            self.sync()
 
     def shred(self, name: str) -> None:
         """Overwrite a file with zeros, fsync, then unlink it. On a journaling or flash
@@ -625,43 +628,68 @@ class Dir:
         different file. A free flock whose file still names a provably dead owner is a stale
         lock (its holder crashed): taken, and reported in `FileLock.recovered_from`. A record
         naming a live process is never broken, however old; the caller waits, then gets
-        LockHeldError naming the holder.
+        LockHeldError naming the holder. A holder in a pid namespace we cannot see is proved
+        gone by the flock alone, so the flock only counts once `name` is checked to still
+        refer to the inode it is held on: a file replaced under us is reopened and locked anew.
         """
         label = self.child_label(name)
-        self.ensure_file(name)
-        fd, _ = self._open_checked(name, _RW_FLAGS, "file", "open lock")
         deadline = time.monotonic() + timeout
+        for _ in range(_LOCK_FILE_REOPENS + 1):
+            self.ensure_file(name)
+            fd, _ = self._open_checked(name, _RW_FLAGS, "file", "open lock")
+            try:
+                taken = self._wait_and_take(fd, name, label, deadline, now_ms)
+            except OSError as exc:
+                self.ctx.close_quietly(fd)
+                raise _translate(exc, "lock", label) from None
+            except BaseException:
+                self.ctx.close_quietly(fd)
+                raise
+            if taken is not None:
+                return taken
+            self.ctx.close_quietly(fd)  # releases the flock on the file that is no longer `name`
+        raise UnsafeFileError(f"refused {label}: it was replaced {_LOCK_FILE_REOPENS + 1} times while being "
+                              "locked; securestore never replaces a lock file, stop whatever does and retry")
+
+    def _wait_and_take(self, fd: int, name: str, label: str, deadline: float, now_ms: int) -> FileLock | None:
+        """Wait for the flock on `fd` and take it over; None if `name` now refers to another file."""
         delay = 0.005
         holder: Owner | None = None
+        while True:
+            try:
+                self.ctx.os.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if not self._still_named(name, fd):
+                    return None
+                previous = parse_owner(self.ctx.os.pread(fd, 4096, 0))
+                mine = current_owner(self.ctx.os, now_ms)
+                if previous is not None and previous.same_process(mine):
+                    # We won the flock on a new descriptor, so no handle of ours holds it:
+                    # the record is left over from one of our handles that failed to clear it.
+                    previous = None
+                # DEAD or UNSEEN: we hold the flock on the file `name` refers to, so its holder does not.
+                if previous is None or liveness(self.ctx.os, previous) is not Liveness.ALIVE:
+                    self.ctx.os.ftruncate(fd, 0)
+                    self.ctx.os.pwrite(fd, mine.to_bytes(), 0)
+                    return FileLock(self.ctx, fd, mine, previous)
+                holder = previous  # free flock, live owner on record: prove nothing, break nothing
+                self.ctx.os.flock(fd, fcntl.LOCK_UN)
+            except BlockingIOError:
+                holder = parse_owner(self.ctx.os.pread(fd, 4096, 0)) or holder
+            if time.monotonic() >= deadline:
+                who = holder.describe() if holder else "another process"
+                raise LockHeldError(f"{label} is held by {who}")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+    def _still_named(self, name: str, fd: int) -> bool:
+        """Does `name` still refer to the inode `fd` is open on? The open descriptor pins that
+        inode, so a replacement cannot reuse its number while we compare."""
+        held = self.ctx.os.fstat(fd)
         try:
-            while True:
-                try:
-                    self.ctx.os.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    previous = parse_owner(self.ctx.os.pread(fd, 4096, 0))
-                    mine = current_owner(self.ctx.os, now_ms)
-                    if previous is not None and previous.same_process(mine):
-                        # We won the flock on a new descriptor, so no handle of ours holds it:
-                        # the record is left over from one of our handles that failed to clear it.
-                        previous = None
-                    if previous is None or not is_alive(self.ctx.os, previous):
-                        self.ctx.os.ftruncate(fd, 0)
-                        self.ctx.os.pwrite(fd, mine.to_bytes(), 0)
-                        return FileLock(self.ctx, fd, mine, previous)
-                    holder = previous  # free flock, live owner on record: prove nothing, break nothing
-                    self.ctx.os.flock(fd, fcntl.LOCK_UN)
-                except BlockingIOError:
-                    holder = parse_owner(self.ctx.os.pread(fd, 4096, 0)) or holder
-                if time.monotonic() >= deadline:
-                    who = holder.describe() if holder else "another process"
-                    raise LockHeldError(f"{label} is held by {who}")
-                time.sleep(delay)
-                delay = min(delay * 2, 0.1)
-        except OSError as exc:
-            self.ctx.close_quietly(fd)
-            raise _translate(exc, "lock", label) from None
-        except BaseException:
-            self.ctx.close_quietly(fd)
-            raise
+            named = self.ctx.os.lstat_at(name, dir_fd=self.fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        return (held.st_dev, held.st_ino) == (named.st_dev, named.st_ino)
 
     def lock_plain(self, name: str, *, exclusive: bool, timeout: float) -> FileLock:
         """A short-held leaf lock with no owner record: shared for appenders, exclusive for a
@@ -711,10 +739,16 @@ class FileLock:
         self.fd = fd
         self.owner = owner
         self.recovered_from = recovered_from  # a dead holder whose lock this one took over
+        self.pid = ctx.os.getpid()
 
     def release(self) -> None:
         if self.fd >= 0:
             fd, self.fd = self.fd, -1
+            if self.ctx.os.getpid() != self.pid:
+                # A forked child shares the holder's open file description: LOCK_UN or truncating
+                # here would drop the lock under the still-running parent. Close our copy only.
+                self.ctx.close_quietly(fd)
+                return
             if self.owner is not None:
                 try:
                     self.ctx.os.ftruncate(fd, 0)  # a clean release leaves no owner record behind

@@ -10,6 +10,7 @@ from pydantic import SecretBytes, SecretStr
 
 from ..errors import LimitExceededError, SecretInKeyError
 from ..policy.limits import render_path
+from .credential_keys import is_credential_key, is_stand_in
 from .detect import contains_secret, find_secrets
 from .markers import escape_text, marker, resolve_text, unescape_text
 from .types import Secret
@@ -36,6 +37,12 @@ class Redaction:
 def redact(value: Any, sink: SecretSink, *, max_secrets: int) -> Redaction:
     """A copy of `value` with typed secrets and detected credentials replaced by markers.
 
+    The key decides as well as the value: a string under a credential-named key (`password`,
+    `client_secret`, `X-Api-Key`, `SecretAccessKey`, ...; see credential_keys.py), or a
+    string in a list directly under one, becomes ONE reference whatever its format, unless it
+    is empty or an obvious stand-in (`****`, `${VAR}`, `<token>`, `none`, ...). Booleans,
+    numbers and null under such a key are kept as they are.
+
     Object keys are never rewritten (that could merge two keys): a key that looks like a
     credential is rejected instead.
     """
@@ -61,6 +68,22 @@ def redact(value: Any, sink: SecretSink, *, max_secrets: int) -> Redaction:
         pieces.append(escaped[last:])
         return "".join(pieces)
 
+    def credential(raw: str) -> str:
+        """The whole value under a credential-named key, kept as one secret."""
+        if is_stand_in(raw):
+            return text(raw)
+        note("credential-field")
+        return marker(*sink.keep(raw, "credential-field"))
+
+    def field(node: Any, path: tuple[object, ...]) -> Any:
+        """A value under a credential-named key."""
+        if isinstance(node, str):
+            return credential(node)
+        if isinstance(node, (list, tuple)):
+            return [credential(child) if isinstance(child, str) else walk(child, path + (index,))
+                    for index, child in enumerate(node)]
+        return walk(node, path)
+
     def walk(node: Any, path: tuple[object, ...]) -> Any:
         if isinstance(node, str):
             return text(node)
@@ -72,7 +95,8 @@ def redact(value: Any, sink: SecretSink, *, max_secrets: int) -> Redaction:
                         f"value rejected at {render_path(path + (key,), hide=contains_secret)}: "
                         "an object key looks like a credential; keys are never redacted"
                     )
-                out[escape_text(key)] = walk(child, path + (key,))
+                inner = field if is_credential_key(key) else walk
+                out[escape_text(key)] = inner(child, path + (key,))
             return out
         if isinstance(node, (list, tuple)):
             return [walk(child, path + (index,)) for index, child in enumerate(node)]

@@ -1,0 +1,97 @@
+"""Redaction looks at the key as well as the value: a string under a credential-named key is a
+secret whatever its format (issue 9, High: `{"password": "..."}` and kin reached the disk)."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+
+from conftest import KEYS, MASTER_KEY, all_bytes
+from securestore import SecureStore
+from securestore.secrets.credential_keys import is_credential_key
+
+# Format-free values: no detector recognises these by their shape alone.
+PLAIN = "correcthorsebatterystaple"
+SHORT = "hunter2"
+
+
+def _credentials() -> dict[str, object]:
+    """Real-world shapes that carry credentials in fields (all values fake)."""
+    docker_auth = base64.b64encode(b"deploy:" + SHORT.encode()).decode()
+    return {
+        "login": {"username": "admin", "password": PLAIN, "passwd": SHORT + "a", "pwd": SHORT + "b"},
+        "sts": {"Credentials": {"AccessKeyId": "ASIA" + "Q" * 16, "SecretAccessKey": "wJalrXUtnFEMIK7MDENGbPxRfiCY" + "z" * 12,
+                                "SessionToken": "FwoGZXIvYXdzE" + "t" * 40, "Expiration": "2026-11-21T18:00:00Z"}},
+        "oauth": {"client_id": "web-app", "client_secret": "cs-" + PLAIN, "access_token": "at-" + PLAIN,
+                  "refresh_token": "rt-" + PLAIN, "id_token": "it-" + PLAIN, "token_type": "Bearer"},
+        "docker": {"auths": {"registry.example.com": {"auth": docker_auth}}},
+        "headers": {"X-Api-Key": "xk-" + PLAIN, "Authorization": "Basic " + docker_auth, "Accept": "application/json"},
+        "gcp": {"type": "service_account", "private_key_id": "0123abcd", "private_key": "pk-" + PLAIN,
+                "client_email": "svc@proj.iam.example.com"},
+        "kubeconfig": {"users": [{"name": "ci", "user": {"token": "kt-" + PLAIN}}]},
+        "api": {"api_key": "ak-" + PLAIN, "apiKey": "ak2-" + PLAIN, "secret": "s-" + PLAIN,
+                "credentials": ["c1-" + PLAIN, "c2-" + PLAIN]},
+        "azure": {"AccountKey": "azk-" + PLAIN, "connectionString": "cn-" + PLAIN},
+    }
+
+
+SECRET_VALUES = [SHORT + "a", SHORT + "b", PLAIN, "wJalrXUtnFEMIK7MDENGbPxRfiCY", "FwoGZXIvYXdzE", "cs-", "at-", "rt-",
+                 "it-", "xk-", "pk-", "kt-", "ak-", "ak2-", "s-" + PLAIN, "c1-", "c2-", "azk-", "cn-",
+                 base64.b64encode(b"deploy:" + SHORT.encode()).decode()]
+
+
+def test_strings_under_credential_keys_never_reach_the_disk_and_resolve_back(store: SecureStore, root: Path) -> None:
+    value = _credentials()
+    store.put("sess", "creds", value)
+    raw = all_bytes(root)
+    leaked = [needle for needle in SECRET_VALUES if needle.encode() in raw]
+    assert leaked == []
+    stored = store.get("sess", "creds")
+    assert stored["login"]["password"].startswith("[secret:vault:")
+    assert stored["sts"]["Credentials"]["Expiration"] == "2026-11-21T18:00:00Z"  # not a credential
+    assert stored["oauth"]["token_type"] == "Bearer" and stored["oauth"]["client_id"] == "web-app"
+    assert stored["headers"]["Accept"] == "application/json"
+    assert store.get("sess", "creds", resolve=True) == value
+
+
+def test_the_same_rule_holds_for_transcripts_metadata_and_without_a_master_key(root: Path) -> None:
+    with SecureStore(root, environ=KEYS) as store:  # no master key: values are dropped, fingerprints kept
+        with store.create_session("s", metadata={"labels": {"db_password": PLAIN}}) as session:
+            session.append_items([{"role": "tool", "content": "ok", "auth": SHORT}])
+            with session.turn():
+                session.append_items([{"role": "tool", "api_token": "tk-" + PLAIN}])
+            assert session.items()[0]["auth"].startswith("[secret:redacted:")
+            assert session.metadata["labels"]["db_password"].startswith("[secret:redacted:")
+    raw = all_bytes(root)
+    assert PLAIN.encode() not in raw and SHORT.encode() not in raw
+
+
+@pytest.mark.parametrize("kept", ["", "   ", "****", "xxxxxxxx", "${DB_PASSWORD}", "<your-token>", "{{ secret }}",
+                                  "none", "keyring", "$TOKEN"])
+def test_empty_and_obvious_stand_ins_are_kept(store: SecureStore, kept: str) -> None:
+    store.put("sess", "s", {"password": kept})
+    assert store.get("sess", "s") == {"password": kept}
+
+
+def test_booleans_numbers_and_null_under_credential_keys_are_kept(store: SecureStore) -> None:
+    value = {"password": True, "token": None, "secret": 0, "api_key": False}
+    store.put("sess", "s", value)
+    assert store.get("sess", "s") == value
+
+
+def test_keys_that_only_resemble_credential_names_are_left_alone(store: SecureStore) -> None:
+    value = {"token_count": "512", "next_token": "cursor-" + PLAIN, "password_hint": "first pet",
+             "max_tokens": "1024", "secret_name": "db-creds", "AccessKeyId": "an id, not a secret",
+             "oauth": "enabled", "PWD": "/home/alice/project"}
+    store.put("sess", "s", value)
+    assert store.get("sess", "s") == value
+
+
+@pytest.mark.parametrize("key", ["password", "DB_PASSWORD", "adminPassword", "passwd", "pwd", "secret", "client_secret",
+                                 "client-secret", "token", "access_token", "refresh_token", "id_token", "session_token",
+                                 "SessionToken", "api_key", "apikey", "apiKey", "X-Api-Key", "Authorization", "auth",
+                                 "private_key", "secret_access_key", "SecretAccessKey", "credentials", "github_token"])
+def test_credential_names_are_recognised_case_and_separator_insensitively(key: str) -> None:
+    assert is_credential_key(key)
