@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import TextIO
@@ -39,9 +40,9 @@ from .audit_keys import (
     load_seed,
     load_signing_key,
 )
-from .fs import FsContext, read_key_file, write_output_file
+from .fs import FsContext, open_parent, read_key_file, write_output_file
 from .proofs import make_anchor, prove_consistency, prove_inclusion
-from .render import dump_json, format_verify, iso_time
+from .render import dump_json, format_verify, iso_time, json_safe, safe_lines, terminal_safe
 from .verification import VerifyOptions, verify_store
 
 ROOT_ENV = "SECURESTORE_ROOT"
@@ -54,13 +55,61 @@ def default_root() -> str:
     return os.path.join(base, "securestore")
 
 
+# argparse quotes what the user typed in its errors; any of it could be a secret (a value given
+# to the wrong flag, an extra argument): keep the rule, drop the value.
+_ARGPARSE_ECHOES = (
+    (re.compile(r"invalid choice: .* \(choose from ", re.S), "invalid choice (choose from "),
+    (re.compile(r"invalid (\w+) value: .*", re.S), r"invalid \1 value (not shown)"),
+    (re.compile(r"ignored explicit argument .*", re.S), "takes no value (the value given is not shown)"),
+    (re.compile(r"unrecognized arguments: .*", re.S), "unrecognized arguments (not shown; see --help)"),
+    (re.compile(r"ambiguous option: (--?[^=\s]*)\S* could match", re.S), r"ambiguous option: \1 could match"),
+)
+
+
+def _without_echoed_values(message: str) -> str:
+    for pattern, replacement in _ARGPARSE_ECHOES:
+        message = pattern.sub(replacement, message)
+    return message
+
+
+# pydantic's error text repeats the input (`input_value=...`), whatever hide_input_in_errors says
+# elsewhere; greedy, so several errors in one message lose everything between their values.
+_PYDANTIC_INPUT = re.compile(r"input_value=.*, input_type=", re.S)
+
+
+def _error_line(message: str) -> str:
+    """An error message as printed: no detected secret, no echoed input, one visible line."""
+    return terminal_safe(scrub_text(_PYDANTIC_INPUT.sub("input_value=(not shown), input_type=", message)))
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message)
+        raise UsageError(_without_echoed_values(message))
+
+
+def _say(*lines: str, err: bool = False) -> None:
+    """Every human-readable line leaves through here, escaped whole (see render.terminal_safe)."""
+    if lines:
+        print(safe_lines(lines), file=sys.stderr if err else sys.stdout)
+
+
+def _row(*fields: str) -> None:
+    """A tab-separated row: each field escaped, so a tab or newline in one cannot add columns or rows."""
+    print("\t".join(terminal_safe(field) for field in fields))
+
+
+def _json(value: object, *, indent: bool = True) -> None:
+    print(dump_json(value, indent=indent))
+
+
+# Other local users can read a process's command line (/proc/<pid>/cmdline, ps).
+_SECRET_INPUT = ("A value that holds a secret belongs on standard input (-) or in a file (@FILE), never on "
+                 "the command line, where other local users can read it.")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="securestore", description="Audited, hardened session store for AI agents.")
+    parser = _Parser(prog="securestore", description="Audited, hardened session store for AI agents.",
+                     epilog=f"Secrets: {_SECRET_INPUT}")
     parser.add_argument("--root", help=f"store root (default: ${ROOT_ENV} or a per-user data directory)")
     parser.add_argument("--master-key-file", help="file holding the master key (outside the root)")
     parser.add_argument("--signing-key-file",
@@ -81,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     put = commands.add_parser("put", help="store a JSON value in a slot (creates the session)")
     put.add_argument("session")
     put.add_argument("slot")
-    put.add_argument("value", metavar="VALUE_JSON", help="JSON text, or - to read standard input")
+    put.add_argument("value", metavar="VALUE_JSON", help=f"JSON text, - for standard input, or @FILE. {_SECRET_INPUT}")
 
     get = commands.add_parser("get", help="print a slot's JSON value")
     get.add_argument("session")
@@ -111,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     items.add_argument("--resolve", action="store_true", help="replace references by secret values")
     append = session_cmds.add_parser("append", help="append one transcript item (creates the session)")
     append.add_argument("session")
-    append.add_argument("item", metavar="ITEM_JSON", help="a JSON object, or - to read standard input")
+    append.add_argument("item", metavar="ITEM_JSON",
+                        help=f"a JSON object, - for standard input, or @FILE. {_SECRET_INPUT}")
     history = session_cmds.add_parser("history", help="manifest revisions, oldest first")
     history.add_argument("session")
     history.add_argument("--json", action="store_true")
@@ -173,10 +223,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _read_value(text: str, store: SecureStore) -> bytes:
-    if text != "-":
-        return text.encode("utf-8", "surrogatepass")
+    """The JSON text of VALUE_JSON / ITEM_JSON: literal, `-` for stdin, or `@FILE` (no JSON text
+    starts with `@`). Stdin and files have the same cap (parse_json_text reports a longer stdin)."""
     cap = 2 * store.config.limits.max_value_bytes
-    return sys.stdin.buffer.read(cap + 1)
+    if text == "-":
+        return sys.stdin.buffer.read(cap + 1)
+    if text.startswith("@"):
+        return _read_value_file(text[1:], cap)
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _read_value_file(path: str, cap: int) -> bytes:
+    """A regular file of ours: never a symlink, FIFO or device, nor another user's file (which
+    could be swapped or fed while we read it)."""
+    if not path:
+        raise UsageError("@ needs a file name: @FILE reads the JSON text from FILE")
+    what = f"cannot read the JSON text from @{path}"
+    try:
+        holder, name = open_parent(path, FsContext())
+        with holder:
+            entry = holder.entry(name)
+            if entry is not None and entry.kind not in ("file", "symlink"):
+                found = "a directory" if entry.kind == "dir" else "a FIFO, socket or device"
+                raise UsageError(f"{what}: it is {found}, not a regular file")
+            return holder.read(name, cap, ours=False)  # O_NOFOLLOW, fstat: the checks that count
+    except UsageError:
+        raise
+    except SecureStoreError as exc:
+        raise UsageError(f"{what}: {exc}") from None
 
 
 def _open(args: argparse.Namespace) -> SecureStore:
@@ -202,7 +276,7 @@ def run(args: argparse.Namespace) -> int:
         key = load_signing_key(FsContext(), args.root, key=None, key_file=args.signing_key_file, environ=os.environ)
         if key is None:
             raise KeyMaterialError(f"no audit signing key configured (--signing-key-file or ${SIGNING_KEY_FILE_ENV})")
-        print(key.verifier.text())
+        _say(key.verifier.text())
         return EXIT_OK
     with _open(args) as store:
         if args.command == "put":
@@ -212,33 +286,31 @@ def run(args: argparse.Namespace) -> int:
                 store.record_rejection("slot.put", args.session, error)
                 raise
             version = store.put(args.session, args.slot, value)
-            print(f"stored slot version {version}", file=sys.stderr)
+            _say(f"stored slot version {version}", err=True)
         elif args.command == "get":
             value = store.get(args.session, args.slot, resolve=args.resolve, default=_MISSING)
             if value is _MISSING:
                 raise NotFoundError("no such slot in that session")
-            print(dump_json(value))
+            _json(value)
         elif args.command == "sessions" and args.sessions_command == "list":
             page = store.list_sessions(args.limit, args.cursor, args.order, args.workspace)
             if args.json:
-                print(dump_json({"sessions": [s.model_dump() for s in page.sessions], "next_cursor": page.next_cursor,
-                                 "skipped": [s.__dict__ for s in page.skipped]}))
+                _json({"sessions": [s.model_dump() for s in page.sessions], "next_cursor": page.next_cursor,
+                       "skipped": [s.__dict__ for s in page.skipped]})
             else:
                 for summary in page.sessions:
-                    title = f"\t{summary.title}" if summary.title else ""
-                    print(f"{summary.key}\t{summary.items} items\tupdated {iso_time(summary.updated_ms)}{title}")
+                    title = (summary.title,) if summary.title else ()
+                    _row(summary.key, f"{summary.items} items", f"updated {iso_time(summary.updated_ms)}", *title)
                 if page.next_cursor:
-                    print(f"next page: --cursor {page.next_cursor}", file=sys.stderr)
-            for entry in page.skipped:
-                print(f"skipped {entry.name}: {entry.reason}", file=sys.stderr)
+                    _say(f"next page: --cursor {page.next_cursor}", err=True)
+            _say(*(f"skipped {entry.name}: {entry.reason}" for entry in page.skipped), err=True)
         elif args.command == "index":
             count = store.rebuild_index()
-            print(f"index rebuilt: {count} sessions", file=sys.stderr)
-            for line in store.index_skipped:
-                print(f"skipped {line}", file=sys.stderr)
+            _say(f"index rebuilt: {count} sessions", *(f"repaired: {line}" for line in store.index_repaired),
+                 *(f"skipped {line}" for line in store.index_skipped), err=True)
         elif args.command == "sessions" and args.sessions_command == "delete":
             store.delete_session(args.session)
-            print("deleted", file=sys.stderr)
+            _say("deleted", err=True)
         elif args.command == "session":
             return _session_command(args, store)
         elif args.command == "maintain":
@@ -259,7 +331,7 @@ def progress_printer(stream: TextIO) -> Callable[[int, int], None] | None:
         return None
 
     def show(done: int, total: int) -> None:
-        stream.write(f"\rimported {done}/{total} sessions")
+        stream.write("\r" + terminal_safe(f"imported {done}/{total} sessions"))
         if done == total:
             stream.write("\n")
         stream.flush()
@@ -270,30 +342,26 @@ def progress_printer(stream: TextIO) -> Callable[[int, int], None] | None:
 def _migrate_command(args: argparse.Namespace, store: SecureStore) -> int:
     if args.migrate_command == "run":
         report = store.migrate(args.path, progress=progress_printer(sys.stderr))
-        for key, kept, dropped in report.duplicates:
-            print(f"duplicate key {key}: kept {kept}, dropped {dropped}", file=sys.stderr)
-        print(f"imported {len(report.sessions)} sessions ({report.items} items); "
-              f"the source is kept as {report.backup}")
+        _say(*(f"duplicate key {key}: kept {kept}, dropped {dropped}" for key, kept, dropped in report.duplicates),
+             err=True)
+        _say(f"imported {len(report.sessions)} sessions ({report.items} items); the source is kept as {report.backup}")
         return EXIT_OK
     if args.migrate_command == "rollback":
         moved = store.rollback_migration(args.path)
-        print(f"rolled back: {len(moved)} sessions moved aside, {args.path} restored")
+        _say(f"rolled back: {len(moved)} sessions moved aside, {args.path} restored")
         return EXIT_OK
     result = inspect_source(store, args.path)
     if args.json:
-        print(dump_json(result.to_json()))
+        _json(result.to_json())
         return EXIT_OK
-    print(f"state: {result.state}" + (f" ({result.reason})" if result.reason else ""))
+    lines = [f"state: {result.state}" + (f" ({result.reason})" if result.reason else "")]
     if result.layout:
-        print(f"layout: {result.layout}; {result.sessions} sessions, {result.items} transcript items")
-    for duplicate in result.duplicates:
-        print(f"duplicate key {duplicate['key']}: kept {duplicate['kept']}, dropped {duplicate['dropped']}")
-    for rejected in result.rejected:
-        print(f"refused {rejected['source']}: {rejected['why']}")
-    for key in result.existing:
-        print(f"already in the store: {key}")
-    for backup in result.backups:
-        print(f"backup: {backup}")
+        lines.append(f"layout: {result.layout}; {result.sessions} sessions, {result.items} transcript items")
+    lines += [f"duplicate key {d['key']}: kept {d['kept']}, dropped {d['dropped']}" for d in result.duplicates]
+    lines += [f"refused {rejected['source']}: {rejected['why']}" for rejected in result.rejected]
+    lines += [f"already in the store: {key}" for key in result.existing]
+    lines += [f"backup: {backup}" for backup in result.backups]
+    _say(*lines)
     return EXIT_OK
 
 
@@ -312,19 +380,18 @@ def _maintain_command(args: argparse.Namespace, store: SecureStore) -> int:
         raise UsageError(f"maintenance option rejected: {exc.errors()[0]['msg']}") from None
     report = store.maintain(enforce=args.enforce, policy=policy)
     if args.json:
-        print(dump_json(report.to_json()))
+        _json(report.to_json())
         return EXIT_OK
-    print(f"mode: {report.mode}" + ("" if args.enforce else " (nothing changed; run with --enforce to act)"))
-    print(f"sessions: {report.sessions_before} -> {report.sessions_after}; "
-          f"bytes: {report.bytes_before} -> {report.bytes_after}")
-    for eviction in report.evictions:
-        print(f"evict {eviction.key} ({eviction.reason}, updated {iso_time(eviction.updated_ms)}, {eviction.bytes} bytes)")
-    for key, why in report.protected:
-        print(f"protected {key}: {why}")
+    lines = [f"mode: {report.mode}" + ("" if args.enforce else " (nothing changed; run with --enforce to act)"),
+             f"sessions: {report.sessions_before} -> {report.sessions_after}; "
+             f"bytes: {report.bytes_before} -> {report.bytes_after}"]
+    lines += [f"evict {e.key} ({e.reason}, updated {iso_time(e.updated_ms)}, {e.bytes} bytes)"
+              for e in report.evictions]
+    lines += [f"protected {key}: {why}" for key, why in report.protected]
     if report.temp_files:
-        print(f"leftovers of interrupted writes: {report.temp_files} files, {report.temp_bytes} bytes")
-    for line in report.skipped:
-        print(f"skipped {line}", file=sys.stderr)
+        lines.append(f"leftovers of interrupted writes: {report.temp_files} files, {report.temp_bytes} bytes")
+    _say(*lines)
+    _say(*(f"skipped {line}" for line in report.skipped), err=True)
     return EXIT_OK
 
 
@@ -333,27 +400,26 @@ def _session_command(args: argparse.Namespace, store: SecureStore) -> int:
     if command == "show":
         view = store.describe_session(args.session)
         if args.json:
-            print(dump_json(view.__dict__))
+            _json(view.__dict__)
         else:
             meta = view.metadata
-            print(f"session   {view.key}\ndirectory sessions/{view.name}")
-            for field in ("title", "workspace", "agent", "model"):
-                if meta.get(field):
-                    print(f"{field:<9} {meta[field]}")
+            lines = [f"session   {view.key}", f"directory sessions/{view.name}"]
+            lines += [f"{field:<9} {meta[field]}" for field in ("title", "workspace", "agent", "model")
+                      if meta.get(field)]
             if meta.get("labels"):
-                print("labels    " + ", ".join(f"{k}={v}" for k, v in sorted(meta["labels"].items())))
-            print(f"revisions {view.revisions}\ncreated   {iso_time(view.created_ms)}\nupdated   {iso_time(view.updated_ms)}")
-            print(f"items     {view.items}\nslots     {', '.join(view.slots) or '-'}")
-            print(f"lock      {view.lock_holder or 'free'}")
+                lines.append("labels    " + ", ".join(f"{k}={v}" for k, v in sorted(meta["labels"].items())))
+            _say(*lines, f"revisions {view.revisions}", f"created   {iso_time(view.created_ms)}",
+                 f"updated   {iso_time(view.updated_ms)}", f"items     {view.items}",
+                 f"slots     {', '.join(view.slots) or '-'}", f"lock      {view.lock_holder or 'free'}")
     elif command == "items":
         if args.limit is not None and args.limit < 0:
             raise UsageError("--limit must be 0 or more")
         found = store.read_items(args.session, args.limit, resolve=args.resolve)
         if args.json:
-            print(dump_json(found))
+            _json(found)
         else:
             for item in found:
-                print(dump_json(item, indent=False))
+                _json(item, indent=False)
     elif command == "append":
         try:
             item = parse_json_text(_read_value(args.item, store), store.config.limits)
@@ -366,15 +432,14 @@ def _session_command(args: argparse.Namespace, store: SecureStore) -> int:
         except PolicyError as error:
             store.record_rejection("session.append", args.session, error)
             raise
-        print(f"appended; the transcript holds {count} items", file=sys.stderr)
+        _say(f"appended; the transcript holds {count} items", err=True)
     elif command == "history":
         revisions = store.history(args.session)
         if args.json:
-            print(dump_json(revisions))
+            _json(revisions)
         else:
             for revision in revisions:
-                title = revision["metadata"].get("title") or ""
-                print(f"rev {revision['rev']}\t{iso_time(revision['ts'])}\t{title}")
+                _row(f"rev {revision['rev']}", iso_time(revision["ts"]), revision["metadata"].get("title") or "")
     return EXIT_OK
 
 
@@ -385,28 +450,28 @@ def _init(args: argparse.Namespace) -> int:
     if args.generate_signing_key:  # keys first, so a refused key path leaves no store behind
         key = generate_signing_key(ctx, args.generate_signing_key, root_path=args.root, name=args.key_name)
         signing_key_file = args.generate_signing_key
-        print(f"wrote a new audit signing key to {args.generate_signing_key}; its public key (give it to "
-              f"auditors): {key.verifier.text()}", file=sys.stderr)
+        _say(f"wrote a new audit signing key to {args.generate_signing_key}; its public key (give it to "
+             f"auditors): {key.verifier.text()}", err=True)
     if args.generate_master_key:
         generate_master_key(args.generate_master_key, root_path=args.root)
-        print(f"wrote a new master key to {args.generate_master_key} (keep it outside the store; back it up)",
-              file=sys.stderr)
+        _say(f"wrote a new master key to {args.generate_master_key} (keep it outside the store; back it up)", err=True)
     destination: SeedOut = args.seed_out
     if args.seed_out == "-":
         def seed_out(text: bytes) -> None:
-            sys.stdout.write(text.decode())
+            _say(*text.decode().splitlines())
 
         destination = seed_out
     store_id = init_store(args.root, seed_out=destination, signing_key_file=signing_key_file)
     where = "printed above" if args.seed_out == "-" else f"written to {args.seed_out}"
-    print(f"initialized store {store_id} at {args.root}; the audit verification seed was {where}: give it to "
-          "your auditor and remove it from this machine", file=sys.stderr)
+    _say(f"initialized store {store_id} at {args.root}; the audit verification seed was {where}: give it to "
+         "your auditor and remove it from this machine", err=True)
     return EXIT_OK
 
 
 def _write_out(data: bytes, out: str | None) -> None:
+    """An anchor or proof (JSON): a new file, or standard output."""
     if out is None:
-        sys.stdout.write(data.decode())
+        sys.stdout.write(json_safe(data.decode()))
     else:
         write_output_file(out, data, FsContext())
 
@@ -433,14 +498,15 @@ def _audit_command(args: argparse.Namespace, store: SecureStore) -> int:
             max_unsealed=args.max_unsealed,
         )
         report = verify_store(store, args.session, options)
-        print(dump_json(report.to_json()) if args.json else format_verify(report))
+        if args.json:
+            _json(report.to_json())
+        else:
+            _say(*format_verify(report).split("\n"))
         return report.exit_code
     if command == "seal":
         sealed = store.seal()
-        print(f"sealed the store log and {len(sealed.sealed)} sessions; {len(sealed.busy)} busy (their writers "
-              f"seal on close)", file=sys.stderr)
-        for line in sealed.skipped:
-            print(f"skipped {line}", file=sys.stderr)
+        _say(f"sealed the store log and {len(sealed.sealed)} sessions; {len(sealed.busy)} busy (their writers "
+             "seal on close)", *(f"skipped {line}" for line in sealed.skipped), err=True)
     elif command == "anchor":
         _write_out(encode_anchor(make_anchor(store, args.session)), args.out)
     elif command == "prove":
@@ -485,9 +551,9 @@ def _check_proof(args: argparse.Namespace) -> int:
                 raise RecordError("consistency", "the anchor holds no checkpoint of this log")
         result = check_proof(proof, trusted, anchored)
     except RecordError as exc:
-        print(f"securestore: proof FAILED the {exc.check} check: {exc.detail}", file=sys.stderr)
+        _say(f"securestore: proof FAILED the {exc.check} check: {exc.detail}", err=True)
         return 1
-    print(f"OK: {result.statement}")
+    _say(f"OK: {result.statement}")
     return EXIT_OK
 
 
@@ -496,16 +562,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return run(args)
     except SecureStoreError as error:
-        # Defence in depth: messages are built without values, and are scrubbed once more.
-        print(f"securestore: error: {scrub_text(str(error))}", file=sys.stderr)
+        # Defence in depth: messages are built without values, and are cleaned once more.
+        _say(f"securestore: error: {_error_line(str(error))}", err=True)
         return error.exit_code
     except KeyboardInterrupt:
-        print("securestore: interrupted", file=sys.stderr)
+        _say("securestore: interrupted", err=True)
         return EXIT_OPERATIONAL
     except SystemExit as exit_:  # argparse --help
         return int(exit_.code or 0) if isinstance(exit_.code, int) else EXIT_USAGE
-    except Exception as exc:  # a bug: say so in one line; the message is scrubbed like any other
+    except Exception as exc:  # a bug: say so in one line
         if os.environ.get("SECURESTORE_DEBUG") == "1":
             raise
-        print(f"securestore: internal error ({type(exc).__name__}): {scrub_text(str(exc))[:300]}", file=sys.stderr)
+        # Not its message: an unexpected exception's text may quote any input (int("<value>"),
+        # a pydantic input_value), and no rule says what it may hold. Where it came from is safe.
+        _say(f"securestore: internal error ({type(exc).__name__} at {_origin(exc)}); run again with "
+             "SECURESTORE_DEBUG=1 for the traceback", err=True)
         return EXIT_OPERATIONAL
+
+
+def _origin(exc: BaseException) -> str:
+    """file:line where `exc` was raised (the innermost frame)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return "an unknown place"
+    return f"{os.path.basename(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}"

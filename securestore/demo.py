@@ -16,13 +16,18 @@ from .fs import Dir, FsContext, make_temp_dir, open_root, remove_dir
 from .layout import AUDIT_DIR, SESSIONS_DIR
 from .policy import encode_name
 from .proofs import make_anchor
-from .render import dump_json, format_verify
+from .render import dump_json, format_verify, safe_lines
 from .secrets import Secret
 from .audit_keys import generate_signing_key, load_seed
 from .store import SecureStore, generate_master_key, init_store
 from .verification import VerifyOptions, verify_store
 
 SESSION = "support-bot/acme/ticket-4711"
+
+
+def _say(*lines: str) -> None:
+    """Each line escaped whole (paths come from --root and $TMPDIR, reports from the store)."""
+    print(safe_lines(lines))
 
 
 def _token(alphabet: str, length: int) -> str:
@@ -88,20 +93,20 @@ def _attacks(store: SecureStore, ctx: FsContext, options: VerifyOptions) -> bool
         log = audit.read(LOG_FILE, 1 << 24)
         checkpoints = audit.read(CHECKPOINTS_FILE, 1 << 24)
         lines = log.splitlines(keepends=True)
-        print("\n== an attacker with write access edits record 3 (one digit of its timestamp) ==")
+        _say("", "== an attacker with write access edits record 3 (one digit of its timestamp) ==")
         edited = bytearray(lines[3])
         at = edited.index(b'"ts":') + 6
         edited[at] = ord("0") if edited[at] != ord("0") else ord("1")
         audit.write_atomic(LOG_FILE, b"".join(lines[:3]) + bytes(edited) + b"".join(lines[4:]))
         first = verify_store(store, options=options)
-        print(first.failures[0].describe() if first.failures else "NOT DETECTED")
-        print("\n== ...or cuts the last 4 records and the checkpoints that covered them ==")
+        _say(first.failures[0].describe() if first.failures else "NOT DETECTED",
+             "", "== ...or cuts the last 4 records and the checkpoints that covered them ==")
         kept = [line for line in checkpoints.splitlines(keepends=True)
                 if peek_note(orjson.loads(line)["note"]).size <= len(lines) - 4]
         audit.write_atomic(LOG_FILE, b"".join(lines[:-4]))
         audit.write_atomic(CHECKPOINTS_FILE, b"".join(kept))
         second = verify_store(store, options=replace(options, anchor=anchor))
-        print(f"exit {second.exit_code}: " + (second.failures[0].describe() if second.failures else "NOT DETECTED"))
+        _say(f"exit {second.exit_code}: " + (second.failures[0].describe() if second.failures else "NOT DETECTED"))
         audit.write_atomic(LOG_FILE, log)  # put everything back
         audit.write_atomic(CHECKPOINTS_FILE, checkpoints)
     return first.exit_code == 1 and second.exit_code == 5
@@ -119,8 +124,8 @@ def run_demo(root: str | None, *, keep: bool = False) -> int:
         signer = generate_signing_key(ctx, signing_file, root_path=root)
         init_store(root, seed_out=seed_file, signing_key_file=signing_file)
         generate_master_key(key_file, root_path=root)
-        print(f"store: {root}\nmaster key: {key_file}\naudit signing key: {signing_file}\n"
-              f"audit verification seed (the auditor's): {seed_file}\n(all outside the store root)\n")
+        _say(f"store: {root}", f"master key: {key_file}", f"audit signing key: {signing_file}",
+             f"audit verification seed (the auditor's): {seed_file}", "(all outside the store root)", "")
         with SecureStore(root, master_key_file=key_file, signing_key_file=signing_file) as store:
             script = _script(fake)
             metadata = {"title": "Staging deploy failing", "workspace": "acme/app", "agent": "support-bot",
@@ -130,37 +135,36 @@ def run_demo(root: str | None, *, keep: bool = False) -> int:
                     with session.turn():  # one atomic, audited batch per turn
                         session.append_items(script[start:end])
                         session.slot("ext.shell").put({"cwd": "/srv/app", "commands_run": turn})
-                    print(f"turn {turn}: {end - start} messages committed as one batch")
+                    _say(f"turn {turn}: {end - start} messages committed as one batch")
                 session.slot("ext.deploy").put({"token": Secret.from_env("DEMO_DEPLOY_TOKEN"), "target": "staging"})
                 session.update_metadata(labels={"ticket": "4711", "env": "staging"})
 
-                print("\n== what is stored (secrets appear only as references) ==")
-                print(f"-- transcript ({len(session)} items)")
-                for item in session.items():
-                    print("  " + dump_json(item, indent=False))
-                for slot in session.slots():
-                    print(f"-- slot {slot}: {dump_json(session.slot(slot).get(), indent=False)}")
-                print(f"-- metadata, revision {session.revision}: {dump_json(session.metadata, indent=False)}")
+                _say("", "== what is stored (secrets appear only as references) ==",
+                     f"-- transcript ({len(session)} items)",
+                     *("  " + dump_json(item, indent=False) for item in session.items()),
+                     *(f"-- slot {slot}: {dump_json(session.slot(slot).get(), indent=False)}"
+                       for slot in session.slots()),
+                     f"-- metadata, revision {session.revision}: {dump_json(session.metadata, indent=False)}")
 
                 resolved = session.items(resolve=True)
                 deploy = session.slot("ext.deploy").get(resolve=True)
-                print("\nresolved with the master key, the transcript equals the original:",
-                      resolved == script and deploy["token"] == fake["deploy"])
+                _say("", "resolved with the master key, the transcript equals the original: "
+                     f"{resolved == script and deploy['token'] == fake['deploy']}")
 
-            print("\n== on disk ==")
+            _say("", "== on disk ==")
             with open_root(root, ctx, create=False) as root_dir:
                 files = _raw_files(root_dir)
             leaked = 0
             for rel, mode, data in files:
-                print(f"  {mode:04o}  {rel}")
+                _say(f"  {mode:04o}  {rel}")
                 if data is not None:
                     leaked += sum(value.encode() in data for value in fake.values())
-            print(f"\nsecret values found in clear in any stored byte: {leaked} (of {len(fake)} planted)")
+            _say("", f"secret values found in clear in any stored byte: {leaked} (of {len(fake)} planted)")
 
-            print("\n== audit verify, with the seed and the signer's public key ==")
+            _say("", "== audit verify, with the seed and the signer's public key ==")
             options = VerifyOptions(seed=load_seed(ctx, seed_file, root_path=root)[1], public_key=signer.verifier)
             report = verify_store(store, options=options)
-            print(format_verify(report))
+            _say(*format_verify(report).split("\n"))
             caught = True
             if root == os.path.join(workdir, "store"):  # never attack a store the user named
                 caught = _attacks(store, ctx, options)
@@ -168,6 +172,6 @@ def run_demo(root: str | None, *, keep: bool = False) -> int:
     finally:
         if keep or root != os.path.join(workdir, "store"):
             # With --root the store outlives the demo, so its master key must too.
-            print(f"\nkept: {workdir}")
+            _say("", f"kept: {workdir}")
         else:
             remove_dir(workdir, ctx)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+import json
+import re
+from collections.abc import Iterable
 from datetime import datetime, UTC
 from typing import Any
 
@@ -10,6 +13,41 @@ import orjson
 
 from .audit.verify import LogReport
 from .verification import VerifyReport
+
+
+# What a terminal or log viewer acts on instead of showing, so stored text could drive it: C0
+# controls (ESC, CR, LF, TAB, BEL...), DEL, C1 controls (8-bit CSI/OSC), bidi embeddings,
+# overrides and isolates ("Trojan Source"), and the Unicode line/paragraph separators.
+_ACTIVE_BEYOND_C0 = "\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029"
+# Lone surrogates too: an undecodable file name byte, written back raw (0x9b is an 8-bit CSI).
+_UNSAFE_TEXT = re.compile(f"[\x00-\x1f{_ACTIVE_BEYOND_C0}\ud800-\udfff]")
+# JSON encoders escape C0 themselves; everything matched here lies inside a JSON string (JSON
+# text is ASCII outside strings), where a \uXXXX escape parses back to the same character.
+_UNSAFE_JSON = re.compile(f"[{_ACTIVE_BEYOND_C0}]")
+
+
+def _visible(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def terminal_safe(text: str) -> str:
+    """`text` with every character a terminal could act on shown as an escape (`\\x1b`,
+    `\\u202e`), so it stays on one line and cannot drive the terminal. Backslashes are kept:
+    escaping twice changes nothing, so text may pass through here at more than one layer."""
+    return _UNSAFE_TEXT.sub(_visible, text)
+
+
+def safe_lines(lines: Iterable[str]) -> str:
+    """Lines for a person: each escaped whole, then joined; only the joins are newlines."""
+    return "\n".join(terminal_safe(line) for line in lines)
+
+
+def json_safe(text: str) -> str:
+    """JSON text with DEL, C1, bidi controls and U+2028/9 written as \\uXXXX escapes."""
+    if text.isascii() and "\x7f" not in text:
+        return text  # the common case, without a regex pass over a large value
+    return _UNSAFE_JSON.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
 def json_default(obj: Any) -> Any:
@@ -20,8 +58,16 @@ def json_default(obj: Any) -> Any:
 
 
 def dump_json(value: Any, *, indent: bool = True) -> str:
+    """Exact JSON (it parses back to `value`) that carries no character a terminal acts on."""
     option = orjson.OPT_SORT_KEYS | (orjson.OPT_INDENT_2 if indent else 0)
-    return orjson.dumps(value, default=json_default, option=option).decode()
+    try:
+        text = orjson.dumps(value, default=json_default, option=option).decode()
+    except orjson.JSONEncodeError:
+        # orjson refuses lone surrogates (an undecodable file name in a report): the standard
+        # encoder writes them as \\udcXX escapes, which parse back to the same string.
+        text = json.dumps(value, default=json_default, sort_keys=True, ensure_ascii=True,
+                          indent=2 if indent else None, separators=(",", ": ") if indent else (",", ":"))
+    return json_safe(text)
 
 
 def iso_time(ms: int | None) -> str:
@@ -40,6 +86,7 @@ def _seal_line(log: LogReport) -> str:
 def format_verify(report: VerifyReport) -> str:
     lines = []
     trust = {"seed": "signer authenticated by the seed", "public-key": "signer given by --public-key",
+             "signing-key": "signer is the configured signing key", "anchor": "signer taken from the anchor",
              "unverified": "signer NOT independently verified (pass --seed or --public-key)", "none": "no signer"}
     for log in report.logs:
         span = f"seq 0..{log.last_seq}" if log.records else "no records"
@@ -53,6 +100,7 @@ def format_verify(report: VerifyReport) -> str:
     if report.anchors:
         lines.append("anchors consulted: " + "; ".join(report.anchors))
     lines.extend(f"warning: {w}" for w in report.warnings)
+    lines.extend(f"warning: {finding}" for finding in report.index)  # derived data: rebuild, not tampering
     lines.extend(f"incomplete: {f.describe()}" for f in report.incomplete)
     code = report.exit_code
     if code == 0:
@@ -62,4 +110,6 @@ def format_verify(report: VerifyReport) -> str:
     else:
         what = "TAMPERED" if code == 1 else "TRUNCATED OR ROLLED BACK"
         lines.append(f"result: {what} ({len(report.failures)} finding(s)); first: {report.failures[0].describe()}")
-    return "\n".join(lines)
+    # Names, paths and details come from files an attacker may have planted: escape every line,
+    # so none can add a line, rewrite the result line or drive the terminal.
+    return safe_lines(lines)

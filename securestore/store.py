@@ -44,6 +44,7 @@ from .index import (
     Page,
     SessionSummary,
     Skipped,
+    disagreements,
 )
 from .layout import (
     AUDIT_DIR,
@@ -262,6 +263,7 @@ class SecureStore:
         self.last_maintenance: MaintenanceReport | None = None
         self.index_stale = False
         self.index_skipped: list[str] = []
+        self.index_repaired: list[str] = []  # what the last rebuild found wrong in the index
 
     # -- lifecycle -------------------------------------------------------------------------------
     def close(self) -> None:
@@ -866,10 +868,19 @@ class SecureStore:
                     skipped.append(f"{name}: {exc}")
                 if len(summaries) > self.config.limits.max_sessions:
                     raise LimitExceededError(f"more than {self.config.limits.max_sessions} sessions to index")
+            self.index_repaired = self._index_disagreements({summary.name for summary in summaries})
             self.pipeline.rebuild_index(log, self._root, summaries)
         self.index_stale = False
         self.index_skipped = skipped
         return len(summaries)
+
+    def _index_disagreements(self, live: set[str]) -> list[str]:
+        """What the index got wrong before a rebuild (reported: a hidden session is news)."""
+        if self._root.entry(INDEX_DIR) is None:
+            return [f"{INDEX_DIR}: missing"] if live else []
+        with self._root.open_dir(INDEX_DIR) as index:
+            found = disagreements(index, live, ignore=set(), max_index_bytes=self.config.limits.max_index_bytes)
+        return [line.removesuffix("; run `securestore index rebuild`") for line in found]
 
     def list_sessions(self, page_size: int = 50, cursor: str | None = None, order: Order = "updated",
                       workspace: str | None = None) -> Page:

@@ -196,3 +196,155 @@ def test_session_commands(cli_root: Path, env: dict[str, str]) -> None:
     assert run_cli("session", "items", "chat", "--limit", "-1", env=env).returncode == 2
     assert run_cli("session", "show", "missing", env=env).returncode == 4
     assert run_cli("audit", "verify", env=env).returncode == 0
+
+
+# A password no detector recognizes: what the CLI must not echo does not depend on detection.
+PASSWORD = "hunter2-Correct-Horse-9"
+
+
+def test_put_and_append_read_a_value_file(tmp_path: Path, env: dict[str, str]) -> None:
+    run_cli("init", "--seed-out", seed_file(env), env=env)
+    secret = secret_corpus()[0].secret
+    value = {"role": "tool", "content": f"AWS_ACCESS_KEY_ID={secret} password={PASSWORD}"}
+    value_file = tmp_path / "value.json"
+    value_file.write_text(json.dumps(value))
+    stored = run_cli("put", "s", "slot", f"@{value_file}", env=env)
+    assert stored.returncode == 0, stored.stderr
+    assert json.loads(run_cli("get", "s", "slot", "--resolve", env=env).stdout) == value
+    assert secret not in run_cli("get", "s", "slot", env=env).stdout  # vaulted like any other input
+    appended = run_cli("session", "append", "chat", f"@{value_file}", env=env)
+    assert appended.returncode == 0, appended.stderr
+    assert json.loads(run_cli("session", "items", "chat", "--resolve", "--json", env=env).stdout) == [value]
+    for result in (stored, appended):
+        assert secret not in result.stdout + result.stderr and PASSWORD not in result.stdout + result.stderr
+
+
+def _symlink(tmp_path: Path) -> str:
+    (tmp_path / "real.json").write_text("1")
+    (tmp_path / "link.json").symlink_to(tmp_path / "real.json")
+    return str(tmp_path / "link.json")
+
+
+def _fifo(tmp_path: Path) -> str:
+    os.mkfifo(tmp_path / "fifo")  # a writer could feed anything, or never finish
+    return str(tmp_path / "fifo")
+
+
+def _foreign(tmp_path: Path) -> str:
+    path = tmp_path / "theirs.json"
+    path.write_text("1")
+    os.chown(path, 65534, 65534)  # the tests run as root: another user's file
+    return str(path)
+
+
+def _too_large(tmp_path: Path) -> str:
+    path = tmp_path / "large.json"
+    path.write_text('"' + "a" * (2 * 1024 * 1024) + '"')  # past twice max_value_bytes, the stdin cap
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (_symlink, "symbolic link"),
+        (_fifo, "a FIFO, socket or device"),
+        (_foreign, "owned by uid 65534"),
+        (_too_large, "cap"),
+        (lambda tmp_path: str(tmp_path), "a directory"),
+        (lambda tmp_path: str(tmp_path / "missing.json"), "does not exist"),
+        (lambda tmp_path: "", "needs a file name"),
+    ],
+    ids=["symlink", "fifo", "foreign", "too-large", "directory", "missing", "empty"],
+)
+def test_value_file_refusals(tmp_path: Path, env: dict[str, str], make, words: str) -> None:  # noqa: ANN001
+    run_cli("init", "--seed-out", seed_file(env), env=env)
+    path = make(tmp_path)
+    for args in (["put", "s", "slot", f"@{path}"], ["session", "append", "s", f"@{path}"]):
+        result = run_cli(*args, env=env)
+        assert result.returncode == 2, result.stderr
+        _one_line_error(result)
+        assert words in result.stderr
+    assert run_cli("get", "s", "slot", env=env).returncode == 4  # nothing was written
+
+
+def test_help_says_secrets_belong_on_stdin_or_in_a_file() -> None:
+    for args in (["put", "--help"], ["session", "append", "--help"], ["--help"]):
+        shown = " ".join(run_cli(*args).stdout.split())
+        assert "standard input (-) or in a file (@FILE), never on the command line" in shown
+
+
+@pytest.mark.parametrize("kind", ["real-format", "undetectable"])
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["sessions", "list", "--limit", "{}"], "invalid int value"),
+        (["session", "items", "s", "--limit", "{}"], "invalid int value"),
+        (["maintain", "--prune-after-days", "{}"], "invalid float value"),
+        (["maintain", "--max-sessions", "{}"], "invalid int value"),
+        (["sessions", "list", "--order", "{}"], "invalid choice"),
+        (["{}"], "invalid choice"),
+        (["sessions", "list", "--json={}"], "takes no value"),
+        (["put", "s", "slot", "1", "{}"], "unrecognized arguments"),
+        (["session", "append", "s", '{{"a": 1}}', '{{"password": "{}"}}'], "unrecognized arguments"),
+        (["init", "--generate={}", "--seed-out", "x"], "ambiguous option: --generate could match"),
+        (["--principal", "x" * 300 + "{}", "put", "s", "x", "1"], "--principal rejected"),
+        # These two reach an open store.
+        (["sessions", "list", "--cursor", "{}"], "cursor"),
+        (["audit", "prove", "s", "{}"], "must be a number"),
+    ],
+)
+def test_errors_never_echo_a_value_the_user_passed(env: dict[str, str], kind: str, args: list[str],
+                                                   words: str) -> None:
+    secret = secret_corpus()[3].secret if kind == "real-format" else PASSWORD
+    if words in ("cursor", "must be a number"):
+        run_cli("init", "--seed-out", seed_file(env), env=env)
+    result = run_cli(*[arg.format(secret) for arg in args], env=env)
+    assert result.returncode == 2, result.stderr
+    _one_line_error(result)
+    assert words in result.stderr
+    assert secret not in result.stderr + result.stdout
+
+
+def test_principal_holding_a_credential_is_refused_without_echo(env: dict[str, str]) -> None:
+    from securestore.secrets import contains_secret
+
+    # Credentials recognizable on their own (a bare 40-character AWS secret needs its context).
+    recognizable = [p for p in secret_corpus() if contains_secret(f"agent {p.secret}")][:6]
+    assert len(recognizable) == 6
+    for planted in recognizable:
+        result = run_cli("--principal", f"agent {planted.secret}", "put", "s", "x", "1", env=env)
+        assert result.returncode == 2 and "--principal rejected" in result.stderr, (planted.name, result.stderr)
+        _one_line_error(result)
+        assert planted.secret not in result.stderr + result.stdout
+
+
+def test_internal_errors_show_no_message(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from pydantic import BaseModel, ValidationError
+
+    from securestore import cli
+    from securestore.errors import InvalidValueError
+
+    def fails_like_int_parsing(args: object) -> int:
+        raise ValueError(f"invalid literal for int() with base 10: '{PASSWORD}'")
+
+    monkeypatch.setattr(cli, "run", fails_like_int_parsing)
+    assert cli.main(["sessions", "list"]) == 4
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "internal error (ValueError at test_cli.py:" in err and PASSWORD not in err
+
+    class Model(BaseModel):
+        count: int
+
+    try:
+        Model(count=PASSWORD)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        pydantic_text = str(exc)
+    assert f"input_value='{PASSWORD}'" in pydantic_text
+
+    def fails_with_pydantic_text(args: object) -> int:
+        raise InvalidValueError(f"metadata rejected: {pydantic_text}")
+
+    monkeypatch.setattr(cli, "run", fails_with_pydantic_text)
+    assert cli.main(["sessions", "list"]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("securestore: error: metadata rejected") and PASSWORD not in err

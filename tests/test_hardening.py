@@ -240,5 +240,7 @@ def test_an_index_that_hides_a_live_session_is_flagged_and_rebuilt(store: Secure
     assert any(alpha in line and "tombstone" in line for line in report.index)
     assert any(beta in line and "entry" in line for line in report.index)
     assert store.rebuild_index() == 2
+    repaired = " | ".join(store.index_repaired)
+    assert alpha in repaired and beta in repaired and "gamma" not in repaired
     assert verify_store(store).index == []
     assert sorted(s.key for s in store.list_sessions().sessions) == ["alpha", "beta"]
