@@ -57,6 +57,7 @@ def kill_rounds(root: Path, rounds: int, seed: int) -> int:
     return acked
 
 
+@pytest.mark.crash
 def test_sigkill_mid_workload_loses_no_acknowledged_item(tmp_path: Path, root: Path) -> None:
     kill_rounds(root, rounds=50, seed=2026)
     with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:

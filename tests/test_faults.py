@@ -23,6 +23,8 @@ from securestore.verification import VerifyOptions
 from securestore.fs import instrumented
 from securestore.fs.osapi import REAL_OS
 
+pytestmark = pytest.mark.crash  # a sweep over every OS call: outside the fast loop
+
 OLD = {"turn": 1, "text": "hello"}
 NEW = {"turn": 2, "text": "the key is in the vault", "token": Secret("s3cret-token-value-42")}
 ABSENT = "absent"

@@ -17,6 +17,8 @@ from securestore import SecureStore, SecureStoreError, verify_store
 from conftest import seed_of
 from test_faults import OPERATIONS, _die, _intermediate, _run_clean, _state, baseline, verify_before_any_writer  # noqa: F401
 
+pytestmark = pytest.mark.crash  # a sweep over every OS call: outside the fast loop
+
 
 @pytest.mark.parametrize("op_name", sorted(OPERATIONS))
 def test_power_cut_at_every_call_and_after_acknowledgement(baseline: Path, tmp_path: Path, op_name: str) -> None:  # noqa: F811

@@ -118,7 +118,7 @@ class FsContext:
 @dataclass(frozen=True)
 class EntryInfo:
     name: str
-    kind: str  # "file" | "dir" | "symlink" | "other"
+    kind: str  # "file" | "dir" | "symlink" | "fifo" | "socket" | "device"
     mode: int
     size: int
     mtime_ns: int
@@ -131,7 +131,9 @@ def _kind(mode: int) -> str:
         return "dir"
     if stat.S_ISREG(mode):
         return "file"
-    return "other"
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    return "socket" if stat.S_ISSOCK(mode) else "device"
 
 
 class Dir:
