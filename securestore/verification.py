@@ -298,7 +298,8 @@ class _Checker:
             for name in records.list():
                 if f"{RECORDS_DIR}/{name}" not in targets and not name.startswith("."):
                     self.report.warnings.append(f"{RECORDS_DIR}/{name}: an import record the trail never committed "
-                                                "(a failed import's, or planted); rollback refuses it")
+                                                "(a failed import's: rollback ignores it; anything else: rollback "
+                                                "refuses it)")
 
     def index(self, store_log: LogReport, present: list[str]) -> None:
         """The listing index is derived and not fsynced, so a crash can leave it behind: where it

@@ -2,6 +2,9 @@
 
 from .osapi import REAL_OS, OsApi, instrumented, io_call_names
 from .root import (
+    FileStamp,
+    LegacyFile,
+    LegacySource,
     legacy_backups,
     make_temp_dir,
     open_parent,
@@ -22,7 +25,10 @@ __all__ = [
     "Dir",
     "EntryInfo",
     "FileLock",
+    "FileStamp",
     "FsContext",
+    "LegacyFile",
+    "LegacySource",
     "OsApi",
     "check_name",
     "instrumented",

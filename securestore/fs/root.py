@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
 
-from ..errors import AlreadyExistsError, KeyMaterialError, NotFoundError, StorageError, UnsafeFileError, UsageError
+from ..errors import (
+    AlreadyExistsError,
+    KeyMaterialError,
+    NotFoundError,
+    StorageError,
+    UnsafeFileError,
+    UsageError,
+    VersionConflictError,
+)
 from .safe import _DIR_FLAGS, _READ_FLAGS, DIR_MODE, Dir, FsContext, _translate
 
 
@@ -110,8 +120,11 @@ def _outside_root(key_path: str, root_path: str | None, ctx: FsContext) -> None:
 
 
 def read_key_file(path: str, ctx: FsContext, *, root_path: str | None, cap: int = 4096, secret: bool = True) -> bytes:
-    """Read a private key file: not under the store root, not a symlink, owner-only mode.
-    With secret=False (public keys, anchors) any mode is accepted; it must still be ours."""
+    """Read a private key file: not under the store root, not a symlink, ours, owner-only mode,
+    and exactly one name (st_nlink == 1, like every store file).
+    With secret=False (public keys, anchors, proofs) any mode and link count are accepted; it
+    must still be ours: a public value loses nothing through a second name, and a second name of
+    an inode we own gives nobody else a way to change it."""
     _outside_root(path, root_path, ctx)
     try:
         holder, name = open_parent(path, ctx)
@@ -119,15 +132,7 @@ def read_key_file(path: str, ctx: FsContext, *, root_path: str | None, cap: int 
             fd = ctx.os.open(name, _READ_FLAGS, dir_fd=holder.fd)
             try:
                 st = ctx.os.fstat(fd)
-                mode = stat.S_IMODE(st.st_mode)
-                if not stat.S_ISREG(st.st_mode):
-                    raise KeyMaterialError(f"refused key file {path}: not a regular file")
-                if st.st_uid != ctx.euid:
-                    raise KeyMaterialError(f"refused key file {path}: owned by uid {st.st_uid}")
-                if secret and mode & 0o077:
-                    raise KeyMaterialError(f"refused key file {path}: mode {mode:04o} lets others read it")
-                if st.st_size > cap:
-                    raise KeyMaterialError(f"refused key file {path}: larger than {cap} bytes")
+                _check_key_file(path, st, ctx, cap=cap, secret=secret)
                 return _read_all(ctx, fd, cap)
             finally:
                 ctx.close_quietly(fd)
@@ -135,6 +140,23 @@ def read_key_file(path: str, ctx: FsContext, *, root_path: str | None, cap: int 
         raise KeyMaterialError(f"cannot read key file: {_translate(exc, 'read', path)}") from None
     except (NotFoundError, UnsafeFileError, StorageError) as exc:
         raise KeyMaterialError(f"cannot read key file: {exc}") from None
+
+
+def _check_key_file(path: str, st: os.stat_result, ctx: FsContext, *, cap: int, secret: bool) -> None:
+    mode = stat.S_IMODE(st.st_mode)
+    if not stat.S_ISREG(st.st_mode):
+        raise KeyMaterialError(f"refused key file {path}: not a regular file")
+    if st.st_uid != ctx.euid:
+        raise KeyMaterialError(f"refused key file {path}: owned by uid {st.st_uid}")
+    # A second name (say, inside the store root, where the realpath check cannot see it) would
+    # copy the key wherever that name is backed up, exported or read: secret key files have one.
+    if secret and st.st_nlink != 1:
+        raise KeyMaterialError(f"refused key file {path}: it has {st.st_nlink} hard links; a secret key file must "
+                               "have exactly one name (st_nlink == 1): remove its other links")
+    if secret and mode & 0o077:
+        raise KeyMaterialError(f"refused key file {path}: mode {mode:04o} lets others read it")
+    if st.st_size > cap:
+        raise KeyMaterialError(f"refused key file {path}: larger than {cap} bytes")
 
 
 def _read_all(ctx: FsContext, fd: int, cap: int) -> bytes:
@@ -193,28 +215,131 @@ def remove_dir(path: str, ctx: FsContext) -> None:
         holder._remove_entry(name, 0)
 
 
-def read_legacy_source(path: str, ctx: FsContext, *, cap: int) -> tuple[str, list[tuple[str, bytes]]]:
-    """Read a legacy store to import: a JSON file, or a directory of `*.json` files.
+# (device, inode, size, mtime_ns, ctime_ns) of an opened file: any write, truncation, replacement
+# or metadata change gives a new stamp (ctime cannot be set back the way mtime can).
+FileStamp = tuple[int, int, int, int, int]
 
-    Returns ("file" | "dir", [(name, bytes)]). The source and every file in it are opened with
-    O_NOFOLLOW (a symlink is refused) and must be owned by us; each file is capped at `cap`
-    bytes, checked with fstat before reading. Modes are not checked: these are not our files.
+
+def _stamp(st: os.stat_result) -> FileStamp:
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+@dataclass(frozen=True)
+class LegacyFile:
+    name: str
+    data: bytes
+    stamp: FileStamp
+
+
+class LegacySource:
+    """An open legacy store: one `sessions.json` file ("file") or a directory of `*.json` files
+    ("dir"). Its directory stays open until close(). Files are read one at a time, on demand, so
+    memory is bounded by the per-file cap, never by the number of files."""
+
+    def __init__(self, directory: Dir, kind: str, names: list[str], cap: int) -> None:
+        self.kind = kind
+        self.names = names
+        self._directory = directory
+        self._cap = cap
+
+    def close(self) -> None:
+        self._directory.close()
+
+    def __enter__(self) -> LegacySource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[LegacyFile]:
+        """Each file in turn. Drop each one before taking the next, or two files are held."""
+        for name in self.names:
+            yield self.read(name)
+
+    def read(self, name: str) -> LegacyFile:
+        """One file: O_NOFOLLOW, ours, a regular file, at most `cap` bytes (checked with fstat
+        before reading), and unchanged while it was read."""
+        directory = self._directory
+        fd, st = directory._open_checked(name, _READ_FLAGS, "file", "open", ours=False)
+        label = directory.child_label(name)
+        try:
+            if st.st_size > self._cap:
+                raise StorageError(f"refused {label}: {st.st_size} bytes exceeds the {self._cap}-byte cap")
+            data = _read_exactly(directory.ctx, fd, st.st_size, label)
+            if _stamp(directory.ctx.os.fstat(fd)) != _stamp(st):
+                raise VersionConflictError(f"refused {label}: it changed while it was read; run the command again")
+            return LegacyFile(name, data, _stamp(st))
+        except OSError as exc:
+            raise _translate(exc, "read", label) from None
+        finally:
+            directory.ctx.close_quietly(fd)
+
+    def reread(self, name: str, stamp: FileStamp) -> bytes:
+        """A file read earlier, again: refused unless it is the same file, unchanged."""
+        found = self.read(name)
+        if found.stamp != stamp:
+            raise VersionConflictError(self._changed(name))
+        return found.data
+
+    def check_unchanged(self, name: str, stamp: FileStamp) -> None:
+        """The same check as reread, without reading the content (fstat only)."""
+        fd, st = self._directory._open_checked(name, _READ_FLAGS, "file", "open", ours=False)
+        self._directory.ctx.close_quietly(fd)
+        if _stamp(st) != stamp:
+            raise VersionConflictError(self._changed(name))
+
+    def _changed(self, name: str) -> str:
+        return (f"refused {self._directory.child_label(name)}: it changed since it was checked (size, mtime, ctime "
+                "or inode differ); nothing was imported: inspect it and run the import again")
+
+
+def _read_exactly(ctx: FsContext, fd: int, size: int, label: str) -> bytes:
+    """The `size` bytes fstat reported, in one read call for a regular file (so a large file is
+    never held twice, as chunks and joined); one more byte than expected means it grew."""
+    chunks: list[bytes] = []
+    total = 0
+    while total <= size:
+        chunk = ctx.os.read(fd, size + 1 - total)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    if total != size:
+        raise VersionConflictError(f"refused {label}: it changed while it was read; run the command again")
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def read_legacy_source(path: str, ctx: FsContext, *, cap: int) -> LegacySource:
+    """Open a legacy store to import: a JSON file, or a directory of `*.json` files.
+
+    The source and every file in it are opened with O_NOFOLLOW (a symlink is refused) and must
+    be owned by us; each file is capped at `cap` bytes, checked with fstat before reading. Modes
+    and link counts are not checked: these are not our files. The result is a context manager:
+    iterate it (or read its `names` one at a time) while it is open.
     """
     holder, name = open_parent(path, ctx)
-    with holder:
+    try:
         info = holder.entry(name)
         if info is None:
             raise NotFoundError(f"{path} does not exist")
         if info.kind == "symlink":
             raise UnsafeFileError(f"refused {path}: it is a symbolic link")
         if info.kind == "file":
-            return "file", [(name, holder.read(name, cap, ours=False))]
+            return LegacySource(holder, "file", [name], cap)
         if info.kind != "dir":
             raise UnsafeFileError(f"refused {path}: not a file or a directory")
         fd, _ = holder._open_checked(name, _DIR_FLAGS, "dir", "open", ours=False)
-        with Dir(ctx, fd, path) as directory:
-            names = [entry for entry in directory.list() if entry.endswith(".json") and not entry.startswith(".")]
-            return "dir", [(entry, directory.read(entry, cap, ours=False)) for entry in names]
+    except BaseException:
+        holder.close()
+        raise
+    holder.close()
+    directory = Dir(ctx, fd, path)
+    try:
+        names = [entry for entry in directory.list() if entry.endswith(".json") and not entry.startswith(".")]
+    except BaseException:
+        directory.close()
+        raise
+    return LegacySource(directory, "dir", names, cap)
 
 
 def legacy_backups(path: str, ctx: FsContext) -> list[str]:

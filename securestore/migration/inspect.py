@@ -1,14 +1,18 @@
-"""`migrate inspect`: what importing a legacy store would do. Reads only; writes nothing."""
+"""`migrate inspect`: what importing a legacy store would do. Reads only; writes nothing.
+
+Everything it reports (paths, labels, reasons, names) is redacted like stored data: a legacy key
+or file name may hold a credential. Files are read one at a time (memory of one file)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..errors import NotFoundError, PolicyError, StorageError, UnsafeFileError
+from ..errors import NotFoundError, PolicyError, StorageError, UnsafeFileError, VersionConflictError
 from ..fs import legacy_backups, read_legacy_source
 from ..policy import encode_name
-from .legacy import MAX_LEGACY_FILE_BYTES, LegacyPlan, parse_session_files, parse_session_map
+from .importer import check_session
+from .legacy import MAX_LEGACY_FILE_BYTES, LegacyPlan, PlanBuilder, ReportText, redacted_errors
 
 if TYPE_CHECKING:
     from ..store import SecureStore
@@ -33,15 +37,42 @@ class Inspection:
         return asdict(self)
 
 
+def report_text(store: SecureStore) -> ReportText:
+    return ReportText(store.pipeline.fingerprint_key)
+
+
 def load_plan(store: SecureStore, path: str) -> tuple[str, LegacyPlan]:
-    """Read and parse a legacy source (the file or directory itself must not be a symlink)."""
-    kind, files = read_legacy_source(path, store.ctx, cap=MAX_LEGACY_FILE_BYTES)
-    if kind == "file":
-        return "sessions.json", parse_session_map(files[0][1], store.config.limits)
-    return "directory", parse_session_files(files, store.config.limits)
+    """Read and parse a legacy source, one file at a time (the file or directory itself must
+    not be a symlink). Labels and reasons in the plan, and the errors raised, are redacted."""
+    report = report_text(store)
+    builder = PlanBuilder(store.config.limits, report, lambda session: check_session(store.pipeline, session))
+    with redacted_errors(report), read_legacy_source(path, store.ctx, cap=MAX_LEGACY_FILE_BYTES) as source:
+        add = builder.add_map if source.kind == "file" else builder.add_file
+        for legacy in source:
+            add(legacy.name, legacy.data, legacy.stamp)
+            del legacy  # before the next file is read: one file in memory at a time
+        return "sessions.json" if source.kind == "file" else "directory", builder.plan()
 
 
 def inspect_source(store: SecureStore, path: str) -> Inspection:
+    return _redacted(_inspect(store, path), report_text(store))
+
+
+def _redacted(result: Inspection, report: ReportText) -> Inspection:
+    """Every string of the result through the same redaction as stored data."""
+    def walk(value: Any) -> Any:
+        if isinstance(value, str):
+            return report(value)
+        if isinstance(value, list):
+            return [walk(item) for item in value]
+        if isinstance(value, dict):
+            return {key: walk(item) for key, item in value.items()}
+        return value
+
+    return Inspection(**walk(result.to_json()))
+
+
+def _inspect(store: SecureStore, path: str) -> Inspection:
     try:
         layout, plan = load_plan(store, path)
     except NotFoundError:
@@ -53,14 +84,15 @@ def inspect_source(store: SecureStore, path: str) -> Inspection:
             return Inspection("already_migrated", path, backups=backups,
                               reason="the source was renamed to its backup by an earlier import")
         return Inspection("missing", path, reason="no such file or directory")
-    except (UnsafeFileError, StorageError, PolicyError) as exc:
+    except (UnsafeFileError, StorageError, PolicyError, VersionConflictError) as exc:
         return Inspection("invalid", path, reason=str(exc))
+    refused = plan.rejected + plan.problems
     result = Inspection("ready", path, layout=layout, sessions=len(plan.sessions), items=plan.items,
                         duplicates=[{"key": k, "kept": kept, "dropped": dropped} for k, kept, dropped in plan.duplicates],
-                        rejected=[{"source": where, "why": why} for where, why in plan.rejected])
+                        rejected=[{"source": where, "why": why} for where, why in refused])
     result.existing = [s.key for s in plan.sessions if store.session_exists(encode_name(s.key))]
-    if plan.rejected:
-        result.state, result.reason = "invalid", f"{len(plan.rejected)} entries are refused (see rejected)"
+    if refused:
+        result.state, result.reason = "invalid", f"{len(refused)} entries are refused (see rejected)"
     elif not plan.sessions:
         result.state, result.reason = "empty", "the source holds no sessions"
     elif len(result.existing) == len(plan.sessions):
