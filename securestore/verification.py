@@ -289,7 +289,9 @@ class _Checker:
         pending = store_log.dangling
         if pending is not None and pending.target.startswith(f"{RECORDS_DIR}/") and pending.target not in targets:
             targets.append(pending.target)
-        if not targets and root.entry(RECORDS_DIR) is None:
+        if root.entry(RECORDS_DIR) is None:
+            for target in targets:
+                self.expect(store_log, target, None)
             return
         with root.open_dir(RECORDS_DIR) as records:
             for target in targets:

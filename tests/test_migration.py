@@ -188,9 +188,10 @@ def test_rollback_restores_the_source_and_moves_sessions_aside(root: Path, tmp_p
     assert len(list((root / "migrated-aside").iterdir())) == 1
 
 
+@pytest.mark.crash
 @pytest.mark.parametrize("mode", ["eio", "crash"])
 def test_fault_at_every_os_call_of_a_migration(tmp_path: Path, mode: str) -> None:
-    from test_faults import Crash, _die
+    from test_faults import Crash, _die, verify_before_any_writer
 
     base = tmp_path / "base"
     make_store(base, FAULT_CONFIG)
@@ -228,6 +229,7 @@ def test_fault_at_every_os_call_of_a_migration(tmp_path: Path, mode: str) -> Non
             pass
         if state["dead"]:
             _die(fds)
+        verify_before_any_writer(root, seed_of(base), f"fault at call {k + 1}")
         with _run_store(root) as store:
             store.put("probe", "x", k)  # a store writer settles the migration
             present = {i.key for i in store.scan_sessions()[0]} - {"probe"}
@@ -485,7 +487,7 @@ def _edit_record(path: Path, **changes: object) -> None:
 
 def _crash_at_rename_of(name: str, root: Path, action: Callable[[SecureStore], object]) -> None:
     """Run `action`, and die (no further OS call reaches the disk) when it renames `name`."""
-    from test_faults import Crash, _die
+    from test_faults import Crash, _die, verify_before_any_writer
 
     state = {"dead": False}
 
