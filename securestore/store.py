@@ -679,10 +679,11 @@ class SecureStore:
             finally:
                 session.close()  # seals, and marks its head for the commit below
             report.sealed.append(name)
-        changed, stamp = heads.changed_since_last_sweep(self._heads(), self._sessions, names)
-        with self._store_writer() as log:  # commits the marked heads and seals on the way out
+        with self._store_writer() as log:  # under the store lock: one sweep at a time; seals on the way out
+            changed, stamp = heads.changed_since_last_sweep(self._heads(), self._sessions, names)
             self._commit_heads(log, changed + heads.take_marked(self._heads()))
-        heads.finish_sweep(self._heads(), stamp)
+            log.seal()  # the heads are durable before the stamp says they were committed
+            heads.finish_sweep(self._heads(), stamp)
         return report
 
     # -- maintenance -------------------------------------------------------------------------------
