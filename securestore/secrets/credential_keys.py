@@ -25,13 +25,15 @@ _CREDENTIAL_NAMES = frozenset({
     "set cookie", "session cookie", "connection string", "conn string", "client key data",
     "sas token", "shared access key", "shared access signature", "access key", "otp secret", "totp secret",
     "recovery code", "recovery codes", "pat", "db pass", "user pass", "admin pass", "root pass", "smtp pass",
-    "mysql pass", "pg pass", "ftp pass", "mail pass", "redis pass", "proxy pass",
+    "mysql pass", "pg pass", "ftp pass", "mail pass", "redis pass", "proxy pass", "secret key base",
 })
+# A last word that glues a credential name to something else (`PGPASSWORD`, `dbpassword`).
+_GLUED = ("password", "passwd", "passphrase", "secretkey", "apikey", "apitoken", "authtoken", "accesstoken")
 # Keys that end like a credential name but name something else.
 _NOT_CREDENTIALS = frozenset({
     "next token", "page token", "continuation token", "sync token", "pagination token", "cursor token",
     "next page token", "prev token", "previous token", "token type", "token uri", "token url",
-    "token endpoint", "key data",
+    "token endpoint", "key data", "max token", "min token",
 })
 # Values that stand in for a credential rather than being one (compared case-insensitively):
 # configuration words and auth-scheme names. "changeme" and "password" are NOT here: people
@@ -67,7 +69,7 @@ def is_credential_key(key: str) -> bool:
             return False
         if tail in _CREDENTIAL_NAMES:
             return True
-    return False
+    return bool(words) and words[-1].endswith(_GLUED)
 
 
 def is_stand_in(value: str) -> bool:
