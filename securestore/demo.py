@@ -93,10 +93,10 @@ def _attacks(store: SecureStore, ctx: FsContext, options: VerifyOptions) -> bool
         log = audit.read(LOG_FILE, 1 << 24)
         checkpoints = audit.read(CHECKPOINTS_FILE, 1 << 24)
         lines = log.splitlines(keepends=True)
-        _say("", "== an attacker with write access edits record 3 (one digit of its timestamp) ==")
+        _say("", "== an attacker with write access edits record 3 (one digit of the writer's pid) ==")
         edited = bytearray(lines[3])
-        at = edited.index(b'"ts":') + 6
-        edited[at] = ord("0") if edited[at] != ord("0") else ord("1")
+        at = edited.index(b'"pid":') + 6  # still valid JSON: at this record only the MAC can tell
+        edited[at] = ord("1") if edited[at] != ord("1") else ord("2")
         audit.write_atomic(LOG_FILE, b"".join(lines[:3]) + bytes(edited) + b"".join(lines[4:]))
         first = verify_store(store, options=options)
         _say(first.failures[0].describe() if first.failures else "NOT DETECTED",

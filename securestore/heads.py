@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from .audit.checkpoint import CHECKPOINTS_FILE, peek_note
+from .audit.checkpoint import CHECKPOINTS_FILE, open_note
+from .audit.keys import VerifierKey
 from .audit.errors import RecordError
 from .audit.log import AuditLog
 from .errors import SecureStoreError
@@ -76,26 +77,29 @@ def finish_sweep(heads: Dir, stamp: str) -> None:
     heads.rename(stamp, SWEPT)
 
 
-def commit(log: AuditLog, sessions: Dir, names: Iterable[str], log_for: Callable[[Dir], AuditLog]) -> int:
+def commit(log: AuditLog, sessions: Dir, names: Iterable[str], log_for: Callable[[Dir], AuditLog],
+           signer: VerifierKey) -> int:
     """Append heads records for `names` (each session's latest signed checkpoint) to the store
     log; returns how many heads were committed. Sessions gone or without a checkpoint are
     skipped (a deletion is itself in the store log)."""
-    heads = [head for head in (read_head(sessions, name, log_for) for name in sorted(set(names)))
+    heads = [head for head in (read_head(sessions, name, log_for, signer) for name in sorted(set(names)))
              if head is not None]
     for start in range(0, len(heads), _PER_RECORD):
         log.append({"kind": "heads", "heads": heads[start : start + _PER_RECORD]}, durable=False)
     return len(heads)
 
 
-def read_head(sessions: Dir, name: str, log_for: Callable[[Dir], AuditLog]) -> dict[str, object] | None:
+def read_head(sessions: Dir, name: str, log_for: Callable[[Dir], AuditLog],
+              signer: VerifierKey) -> dict[str, object] | None:
     """A session's latest signed checkpoint as a head entry. No lock is needed: the checkpoints
-    file only grows by appended lines, and its last complete line is durable and signed."""
+    file only grows by appended lines, and its last complete line is durable and signed. Only
+    a checkpoint the store's own key signed is committed (a planted line is not)."""
     try:
         with sessions.open_dir(name) as directory, directory.open_dir(AUDIT_DIR) as audit:
             stored = log_for(audit).last_checkpoint(repair=False)
         if stored is None:
             return None
-        checkpoint = peek_note(stored.note)
+        checkpoint = open_note(stored.note, signer)
     except (SecureStoreError, RecordError):
         return None  # gone, or damaged: verify reports what is wrong with it
     return {"session": name, "log": checkpoint.log_id, "size": checkpoint.size, "root": checkpoint.root.hex(),

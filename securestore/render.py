@@ -101,6 +101,7 @@ def format_verify(report: VerifyReport) -> str:
         lines.append("anchors consulted: " + "; ".join(report.anchors))
     lines.extend(f"warning: {w}" for w in report.warnings)
     lines.extend(f"warning: {finding}" for finding in report.index)  # derived data: rebuild, not tampering
+    lines.extend(f"deleted: {deletion}" for deletion in report.deletions)
     lines.extend(f"incomplete: {f.describe()}" for f in report.incomplete)
     code = report.exit_code
     if code == 0:

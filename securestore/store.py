@@ -334,7 +334,9 @@ class SecureStore:
 
     def _commit_heads(self, log: AuditLog, names: list[str]) -> None:
         try:
-            heads.commit(log, self._sessions, names, self.pipeline.new_log)
+            signer = self.pipeline.signer
+            if signer is not None:
+                heads.commit(log, self._sessions, names, self.pipeline.new_log, signer.verifier)
         except SecureStoreError:
             if self.ctx.failed:
                 raise
@@ -673,11 +675,17 @@ class SecureStore:
                 report.skipped.append(f"{name}: {exc}")
                 continue
             try:
-                session.recovered = self.pipeline.reconcile_session(session)
-                session.recovered += self._note_stale_lock(session.lock, session.log, SESSION_LOCK)
-                self.recovered += session.recovered
-            finally:
-                session.close()  # seals, and marks its head for the commit below
+                try:
+                    session.recovered = self.pipeline.reconcile_session(session)
+                    session.recovered += self._note_stale_lock(session.lock, session.log, SESSION_LOCK)
+                    self.recovered += session.recovered
+                finally:
+                    session.close()  # seals, and marks its head for the commit below
+            except SecureStoreError as exc:  # e.g. a log that is not ours to sign: never signed
+                if self.ctx.failed:
+                    raise
+                report.skipped.append(f"{name}: {exc}")
+                continue
             report.sealed.append(name)
         with self._store_writer() as log:  # under the store lock: one sweep at a time; seals on the way out
             changed, stamp = heads.changed_since_last_sweep(self._heads(), self._sessions, names)

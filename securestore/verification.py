@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from .audit.anchor import Anchor
@@ -48,6 +49,10 @@ from .policy import encode_name, is_session_name, name_matches_key, normalize_ke
 from .store import SecureStore
 
 
+def iso_ms(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 @dataclass(frozen=True)
 class VerifyOptions:
     """What the auditor brings from outside the store. Each raises what verify can prove."""
@@ -69,6 +74,7 @@ class VerifyReport:
     seed: bool = False
     public_key: str | None = None
     trust_root: str = "none"  # where the trusted checkpoint signer came from (see _Checker._trust_root)
+    deletions: list[str] = field(default_factory=list)  # every session deletion the store log records
     index: list[str] = field(default_factory=list)  # where the listing index disagrees with the trail
 
     @property
@@ -93,6 +99,7 @@ class VerifyReport:
             "seed": self.seed,
             "public_key": self.public_key,
             "trust_root": self.trust_root,
+            "deletions": self.deletions,
             "anchors": self.anchors,
             "index": self.index,
             "logs": [
@@ -281,6 +288,15 @@ class _Checker:
                 "--anchor, or a configured signing key)", "none: no MAC and no checkpoint signature was "
                 "authenticated, so a rewritten trail would look the same", INCOMPLETE))
 
+    def deletions(self, store_log: LogReport) -> None:
+        """Every deletion the store log records, so an auditor sees each one: a deletion in the
+        store log's current epoch could have been forged with its stolen key (see README)."""
+        current = store_log.epochs - 1
+        for name, seq, ts, epoch in store_log.deletions:
+            note = " (in the store log's current epoch: not protected against its stolen key)" if epoch == current else ""
+            self.report.deletions.append(f"{session_target(name)} deleted at store log seq {seq} "
+                                         f"({iso_ms(ts)}, epoch {epoch}){note}")
+
     def migration_records(self, store_log: LogReport) -> None:
         """Every import record the trail committed holds exactly what was committed (rollback acts
         on these files)."""
@@ -407,9 +423,49 @@ class _Checker:
                     self.expect(log, slot, None)
 
 
+_ATTEMPTS = 3
+
+
 def verify_store(store: SecureStore, session: str | None = None,
                  options: VerifyOptions | None = None) -> VerifyReport:
-    checker = _Checker(store, options or VerifyOptions())
+    """Verify without locking anything. A writer that commits while verify reads can make the
+    data look ahead of the trail it read: a run with findings is repeated while any audit log
+    moved during it, and findings from a store that never held still are reported as
+    incomplete ("changed during verify", exit 6), never as tampering."""
+    report = VerifyReport()
+    for _ in range(_ATTEMPTS):
+        before = _activity(store)
+        report = _verify_once(store, session, options or VerifyOptions())
+        if not report.failures or _activity(store) == before:
+            return report
+    moved = report.failures
+    report.failures = []
+    report.incomplete.extend(Failure(f.log, f.seq, f.line, f.offset, f.check, f.expected, f.actual, INCOMPLETE)
+                             for f in moved)
+    report.incomplete.append(Failure(
+        "store", None, 0, 0, "changed-during-verify", f"a store that holds still during one of {_ATTEMPTS} runs",
+        "audit logs grew during every run: the findings above may be writes in flight; verify again when the store is "
+        "idle", INCOMPLETE))
+    return report
+
+
+def _activity(store: SecureStore) -> tuple[object, ...]:
+    """(inode, size) of every audit log: moves whenever any writer records anything."""
+    root = store._root
+    with root.open_dir(AUDIT_DIR) as audit:
+        sizes: list[object] = [audit.size_of(LOG_FILE)]
+    with root.open_dir(SESSIONS_DIR) as sessions:
+        for name in sessions.list():
+            try:
+                with sessions.open_dir(name) as directory, directory.open_dir(AUDIT_DIR) as audit:
+                    sizes.append((name, audit.size_of(LOG_FILE)))
+            except SecureStoreError:
+                sizes.append((name, None))
+    return tuple(sizes)
+
+
+def _verify_once(store: SecureStore, session: str | None, options: VerifyOptions) -> VerifyReport:
+    checker = _Checker(store, options)
     store_log, sessions = checker.store_level()
     with sessions:
         present = [n for n in sessions.list()]
@@ -439,5 +495,6 @@ def verify_store(store: SecureStore, session: str | None = None,
             checker.migration_records(store_log)
             checker.index(store_log, present)
     checker.trust_root(store_log)
+    checker.deletions(store_log)
     return checker.report
 

@@ -178,10 +178,10 @@ def _chain(n: int) -> list[bytes]:
     _, line, head = build_record(head, 1, actor, GENESIS, epoch=0, mac=MAC)
     out.append(line)
     for i in range(n):
-        _, line, head = build_record(head, 2, actor, {"kind": "intent", "op": "slot.put", "target": f"state/{i}",
-                                                      "sha256": "c" * 64, "size": 1}, epoch=0, mac=MAC)
+        _, line, head = build_record(head, 2 + 2 * i, actor, {"kind": "intent", "op": "slot.put", "target": f"state/{i}",
+                                                              "sha256": "c" * 64, "size": 1}, epoch=0, mac=MAC)
         out.append(line)
-        _, line, head = build_record(head, 3, actor, {"kind": "outcome", "txn": head.next_seq - 1,
+        _, line, head = build_record(head, 3 + 2 * i, actor, {"kind": "outcome", "txn": head.next_seq - 1,
                                                       "result": "committed", "sha256": "c" * 64}, epoch=0, mac=MAC)
         out.append(line)
     return out

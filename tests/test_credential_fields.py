@@ -50,7 +50,8 @@ def test_strings_under_credential_keys_never_reach_the_disk_and_resolve_back(sto
     assert leaked == []
     stored = store.get("sess", "creds")
     assert stored["login"]["password"].startswith("[secret:vault:")
-    assert stored["sts"]["Credentials"]["Expiration"] == "2026-11-21T18:00:00Z"  # not a credential
+    # Everything under a credential-named key is treated as a credential, even its metadata.
+    assert stored["sts"]["Credentials"]["Expiration"].startswith("[secret:vault:")
     assert stored["oauth"]["token_type"] == "Bearer" and stored["oauth"]["client_id"] == "web-app"
     assert stored["headers"]["Accept"] == "application/json"
     assert store.get("sess", "creds", resolve=True) == value
@@ -95,3 +96,38 @@ def test_keys_that_only_resemble_credential_names_are_left_alone(store: SecureSt
                                  "private_key", "secret_access_key", "SecretAccessKey", "credentials", "github_token"])
 def test_credential_names_are_recognised_case_and_separator_insensitively(key: str) -> None:
     assert is_credential_key(key)
+
+
+@pytest.mark.parametrize("key", ["password_confirm", "passwordConfirmation", "password2", "password_1", "api_key_2",
+                                 "secret_value", "tokenValue", "private_key_pem", "password_old", "smtp.pass",
+                                 "passwords", "api_keys", "secrets", "PassWord", "passPhrase", "passwort", "contraseña",
+                                 "mot_de_passe", "senha", "пароль", "密码", "ｐａｓｓｗｏｒｄ", "p\u0430ssword",
+                                 "pass\u200bword", "pass\u00adword", "x" * 200 + "_password", "PGPASSWORD"])
+def test_spellings_the_review_found_are_credentials(store: SecureStore, root: Path, key: str) -> None:
+    store.put("sess", "s", {key: SHORT + "-" + PLAIN})
+    assert PLAIN.encode() not in all_bytes(root)
+    assert store.get("sess", "s", resolve=True) == {key: SHORT + "-" + PLAIN}
+
+
+def test_nested_values_and_name_value_pairs_under_credential_names(store: SecureStore, root: Path) -> None:
+    value = {
+        "password": {"value": "n1-" + PLAIN},
+        "credentials": {"pw": "n2-" + PLAIN, "more": [["n3-" + PLAIN]]},
+        "token": [["n4-" + PLAIN]],
+        "har": {"headers": [{"name": "X-Api-Key", "value": "n5-" + PLAIN}, {"name": "Accept", "value": "text/html"}]},
+        "env": [{"name": "DB_PASSWORD", "value": "n6-" + PLAIN}, {"name": "LOG_LEVEL", "value": "debug"}],
+        "pairs": [["Authorization", "n7-" + PLAIN], ["Accept", "text/html"]],
+    }
+    store.put("sess", "s", value)
+    assert PLAIN.encode() not in all_bytes(root)
+    stored = store.get("sess", "s")
+    assert stored["har"]["headers"][1] == {"name": "Accept", "value": "text/html"}
+    assert stored["env"][1] == {"name": "LOG_LEVEL", "value": "debug"} and stored["pairs"][1] == ["Accept", "text/html"]
+    assert store.get("sess", "s", resolve=True) == value
+
+
+@pytest.mark.parametrize("secret", ["$Kq7vR2mZ" + PLAIN, "<" + PLAIN + "&x>", "{{" + PLAIN + "}}x{{y}}",
+                                    "[secret-" + PLAIN + "]"])
+def test_secrets_shaped_like_stand_ins_are_still_redacted(store: SecureStore, root: Path, secret: str) -> None:
+    store.put("sess", "s", {"password": secret})
+    assert PLAIN.encode() not in all_bytes(root)

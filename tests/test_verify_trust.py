@@ -14,8 +14,10 @@ from pathlib import Path
 import orjson
 
 from attacks import _current_key, _forge
+import pytest
+
 from conftest import KEYS, MASTER_KEY, SIGNING, drop_checkpoints_past, make_store, run_cli, seed_of, session_dir
-from securestore import AuditPolicy, SecureStore, StoreConfig, verify_store
+from securestore import AuditPolicy, IntegrityError, SecureStore, StoreConfig, verify_store
 from securestore.audit.chain import GENESIS_PREV, record_hash
 from securestore.audit.checkpoint import Checkpoint, StoredCheckpoint, sign_note
 from securestore.audit.keys import new_signer_key, session_log_key
@@ -77,15 +79,17 @@ def _append_store_records(root: Path, records: list[dict[str, object]]) -> int:
     return first
 
 
-def _rewrite_session_from_genesis(root: Path, name: str, chain: bytes, store_id: str) -> None:
+def _rewrite_session_from_genesis(root: Path, name: str, chain: bytes, store_id: str, *,
+                                  signer: str = MALLORY.verifier.text(), signed: bool = True) -> None:
     """The session's whole history replaced: a fresh log (same log id), MACed with `chain`,
-    signed by the attacker; the data reduced to an empty session that matches it."""
+    naming `signer` and signed by the attacker (or, `signed=False`, with no checkpoint at all:
+    for an honest writer to sign); the data reduced to an empty session that matches it."""
     directory = root / "sessions" / name
     manifest = (directory / "manifest.jsonl").read_bytes().splitlines(keepends=True)
     log_id = orjson.loads(manifest[0])["audit_log_id"]
     genesis = {"v": 2, "log": log_id, "seq": 0, "ts": 1_800_000_000_000, "prev": GENESIS_PREV,
                "actor": {"uid": 0, "pid": 1, "principal": None}, "epoch": 0, "kind": "genesis", "store": store_id,
-               "scope": "session", "session": name, "signer": MALLORY.verifier.text(), "epoch_records": 1000,
+               "scope": "session", "session": name, "signer": signer, "epoch_records": 1000,
                "epoch_seconds": 60}
     from securestore.audit.keys import mac_key, RecordMac  # noqa: PLC0415
 
@@ -95,7 +99,8 @@ def _rewrite_session_from_genesis(root: Path, name: str, chain: bytes, store_id:
     frontier.add(leaf_hash(line))
     note = sign_note(Checkpoint(store_id, log_id, 1, frontier.root(), record_hash(line), 0, 1), MALLORY)
     (directory / "audit" / "log.jsonl").write_bytes(line + b"\n")
-    (directory / "audit" / "checkpoints.jsonl").write_bytes(StoredCheckpoint(note, frontier, len(line) + 1).line())
+    stored = StoredCheckpoint(note, frontier, len(line) + 1).line() if signed else b""
+    (directory / "audit" / "checkpoints.jsonl").write_bytes(stored)
     (directory / "manifest.jsonl").write_bytes(manifest[0])
     (directory / "journal.log").write_bytes(b"")
     for leftover in ("snapshot.json", "vault.json", "vault.key"):
@@ -267,3 +272,96 @@ def test_committed_heads_do_not_break_a_crash_state(tmp_path: Path) -> None:
     drop_checkpoints_past(log.parent, len(lines) - 1)
     report = _verify(root, clock, public_key=SIGNING.verifier)
     assert report.exit_code == 6 and [f.check for f in report.incomplete] == ["dangling-intent"]
+
+
+def test_an_epoch_boundary_cannot_be_moved_back_by_rewriting_a_timestamp(tmp_path: Path) -> None:
+    """The reviewer's second critical finding: pick a signed checkpoint inside the previous
+    epoch, give a record there a timestamp past the epoch's time limit, relabel everything after
+    it as the current epoch and re-MAC it with the stolen key. Only a signed closing checkpoint
+    may end an epoch, so the rewritten boundary is caught where it is."""
+    root, clock = _built(tmp_path)
+    audit = root / "audit"
+    lines = (audit / "log.jsonl").read_bytes().splitlines(keepends=True)
+    epoch, chain, first_seq = _current_key(audit)
+    sizes = [int(orjson.loads(line)["note"].split("\n")[1]) for line in (audit / "checkpoints.jsonl").read_bytes().splitlines()]
+    cut = max(size for size in sizes if 1 < size < first_seq)
+    late = orjson.loads(lines[first_seq])["ts"]
+    out = lines[:cut]
+    for index in range(cut, len(lines)):
+        raw = orjson.loads(lines[index])
+        raw.update(prev=record_hash(out[-1][:-1]), epoch=epoch, ts=late)
+        out.append(_forge(raw, chain))
+    (audit / "log.jsonl").write_bytes(b"".join(out))
+    drop_checkpoints_past(audit, cut)
+    for options in ({}, {"public_key": SIGNING.verifier}):
+        report = _verify(root, clock, **options)
+        assert report.exit_code == 1, report.to_json()
+        first = report.failures[0]
+        assert (first.log, first.check, first.seq) == ("audit/log.jsonl", "checkpoint", cut)
+
+
+def test_no_writer_signs_a_log_it_did_not_create(tmp_path: Path) -> None:
+    """A forged delete and create, then a planted log that names the store's signer but has no
+    checkpoint: an honest `audit seal` or write must not sign it (no signing oracle)."""
+    root, clock = _built(tmp_path)
+    name = session_dir(root, "victim").name
+    first_line = (root / "sessions" / name / "manifest.jsonl").read_bytes().splitlines(keepends=True)[0]
+    digest = hashlib.sha256(first_line).hexdigest()
+    target = f"sessions/{name}"
+    seq = _append_store_records(root, [
+        {"kind": "intent", "op": "session.delete", "target": target, "sha256": None, "size": None, "also": []},
+        {"kind": "outcome", "txn": 0, "result": "committed", "sha256": None},
+        {"kind": "intent", "op": "session.create", "target": target, "sha256": digest, "size": len(first_line),
+         "also": []},
+        {"kind": "outcome", "txn": 0, "result": "committed", "sha256": digest},
+    ])
+    _fix_txns(root, {seq + 1: seq, seq + 3: seq + 2})
+    _, chain, _ = _current_key(root / "audit")
+    store_id = orjson.loads((root / "store.json").read_bytes())["store_id"]
+    store_signer = orjson.loads((root / "audit" / "log.jsonl").read_bytes().splitlines()[0])["signer"]
+    _rewrite_session_from_genesis(root, name, session_log_key(chain, name, seq + 2), store_id,
+                                  signer=store_signer, signed=False)
+    with _store(root, clock) as store:
+        sealed = store.seal()
+        assert name not in sealed.sealed and any("refusing to sign" in line and name in line for line in sealed.skipped)
+        with pytest.raises(IntegrityError, match="no signed checkpoint"):
+            store.put("victim", "ext.b", {"honest": "write after T"})
+    assert (root / "sessions" / name / "audit" / "checkpoints.jsonl").read_bytes() == b""
+    report = _verify(root, clock, public_key=SIGNING.verifier)
+    assert report.exit_code == 1 and report.failures[0].check == "checkpoint"
+    deletions = " | ".join(report.deletions)
+    assert target in deletions and "current epoch" in deletions  # every deletion is listed for the auditor
+
+
+def _verify_racing_a_writer(root: Path, clock: Clock, every_run: bool) -> object:
+    """verify with an honest write landing at its first directory listing (once, or on every run)."""
+    from securestore.fs import instrumented  # noqa: PLC0415
+    from securestore.fs.osapi import REAL_OS  # noqa: PLC0415
+
+    writes = {"n": 0, "listdirs": 0}
+
+    def hook(name: str, args: tuple[object, ...]) -> None:
+        if name != "listdir":
+            return
+        writes["listdirs"] += 1
+        # listing 1 is verify's look at which logs move; listing 2 is inside the verification
+        if writes["listdirs"] == 2 or (every_run and writes["n"] < 20):  # once, or at every listing
+            writes["n"] += 1
+            with _store(root, clock) as writer:  # an ordinary write from another handle
+                writer.create_session(f"new-{every_run}-{writes['n']}").close()
+
+    with SecureStore(root, CONFIG, master_key=MASTER_KEY, environ=KEYS, clock=clock,
+                     os_api=instrumented(REAL_OS, hook)) as auditor:
+        return verify_store(auditor, options=VerifyOptions(seed=seed_of(root), public_key=SIGNING.verifier))
+
+
+def test_a_write_during_verify_is_not_tampering(tmp_path: Path) -> None:
+    clock = Clock()
+    root = make_store(tmp_path / "store", CONFIG, clock=clock)
+    with _store(root, clock) as store:
+        store.put("s", "ext.a", {"n": 1})
+    report = _verify_racing_a_writer(root, clock, every_run=False)
+    assert report.exit_code == 0, report.to_json()  # type: ignore[attr-defined]
+    busy = _verify_racing_a_writer(root, clock, every_run=True)
+    assert busy.exit_code == 6 and not busy.failures  # type: ignore[attr-defined]
+    assert busy.incomplete[-1].check == "changed-during-verify"  # type: ignore[attr-defined]

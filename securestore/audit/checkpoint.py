@@ -6,6 +6,8 @@
     head <hex hash of the last record>   extension lines
     epoch <epoch of the last record>
     time <signing time, ms>
+    closes <epoch>                       only on the checkpoint signed at a ratchet: the signed
+                                         end of that epoch (an epoch boundary nobody else can move)
 
     — <key name> <base64(key id || Ed25519 signature over the body)>
 
@@ -46,11 +48,13 @@ class Checkpoint:
     head: str
     epoch: int
     time: int
+    closes: bool = False  # signed at a ratchet: the next record begins epoch `epoch` + 1
 
     def body(self) -> bytes:
         root = base64.b64encode(self.root).decode()
+        closes = f"closes {self.epoch}\n" if self.closes else ""
         return (f"{origin_of(self.store_id, self.log_id)}\n{self.size}\n{root}\n"
-                f"head {self.head}\nepoch {self.epoch}\ntime {self.time}\n").encode()
+                f"head {self.head}\nepoch {self.epoch}\ntime {self.time}\n{closes}").encode()
 
 
 def sign_note(checkpoint: Checkpoint, signer: SignerKey) -> str:
@@ -62,8 +66,8 @@ def sign_note(checkpoint: Checkpoint, signer: SignerKey) -> str:
 
 def _parse_body(body: str) -> Checkpoint:
     lines = body.split("\n")
-    if len(lines) != 7 or lines[6] != "":
-        raise RecordError("checkpoint", "a checkpoint body has six lines")
+    if len(lines) not in (7, 8) or lines[-1] != "":
+        raise RecordError("checkpoint", "a checkpoint body has six lines, or seven with `closes`")
     origin = _ORIGIN.match(lines[0])
     if origin is None or not re.fullmatch(r"0|[1-9][0-9]{0,18}", lines[1]):
         raise RecordError("checkpoint", "bad origin or tree size line")
@@ -76,8 +80,11 @@ def _parse_body(body: str) -> Checkpoint:
     time = re.fullmatch(r"time (0|[1-9][0-9]{0,18})", lines[5])
     if len(root) != 32 or head is None or epoch is None or time is None:
         raise RecordError("checkpoint", "bad root, head, epoch or time line")
+    closes = len(lines) == 8
+    if closes and lines[6] != f"closes {epoch.group(1)}":
+        raise RecordError("checkpoint", "a closes line must name the checkpoint's epoch")
     return Checkpoint(origin.group(1), origin.group(2), int(lines[1]), root, head.group(1),
-                      int(epoch.group(1)), int(time.group(1)))
+                      int(epoch.group(1)), int(time.group(1)), closes)
 
 
 def open_note(note: str, trusted: VerifierKey) -> Checkpoint:

@@ -31,7 +31,7 @@ from .chain import (
     record_hash,
 )
 from .errors import RecordError
-from .checkpoint import CHECKPOINTS_FILE, Checkpoint, StoredCheckpoint, parse_stored, peek_note, sign_note
+from .checkpoint import CHECKPOINTS_FILE, Checkpoint, StoredCheckpoint, open_note, parse_stored, peek_note, sign_note
 from .keys import EpochRule, RecordMac, SignerKey, mac_key, ratchet, session_log_key
 from .merkle import Frontier, leaf_hash
 
@@ -95,6 +95,9 @@ class AuditLog:
         # An intent without its outcome. While one is open no new intent may follow: the next
         # writer to open the log must first reconcile it (the verifier's pairing rule).
         self.open_intent: Intent | None = None
+        self._closing_checked: int | None = None  # the log size `_closing` was read at
+        self._closing = False
+        self._creating = False
 
     @property
     def label(self) -> str:
@@ -124,7 +127,11 @@ class AuditLog:
         self.dir.write_new(LOG_FILE, line)
         self.last = record
         self.dir.write_new(CHECKPOINTS_FILE, b"")
-        self.seal()
+        self._creating = True
+        try:
+            self.seal()  # the only checkpoint ever signed without an earlier one of ours
+        finally:
+            self._creating = False
         return record
 
     def load(self) -> None:
@@ -201,8 +208,10 @@ class AuditLog:
         """The key state the next record (at `ts`) is MACed under; ratchets at a boundary."""
         keys = self._load_keys()
         count = head.next_seq - keys.first_seq
-        if count > 0 and keys.rule.due(count, ts, keys.start_ts):
-            self.seal()  # the ending epoch is signed before its key is destroyed
+        if count > 0 and (keys.rule.due(count, ts, keys.start_ts) or self._closed_at(head.next_seq)):
+            # The ending epoch is signed, as closed, before its key is destroyed. A ratchet that
+            # crashed after that signature is finished here whatever the clock now says.
+            self.seal(closing=True)
             keys = replace(keys, epoch=keys.epoch + 1, chain=ratchet(keys.chain), first_seq=head.next_seq,
                            start_ts=ts)
             self.dir.replace_wiping(KEY_FILE, keys.encode())
@@ -212,6 +221,14 @@ class AuditLog:
             self.dir.replace_wiping(KEY_FILE, keys.encode())
         self.keys = keys
         return keys
+
+    def _closed_at(self, size: int) -> bool:
+        """Does a closing checkpoint end the log at `size` (a ratchet that did not finish)?"""
+        if self._closing_checked != size:
+            stored = self.last_checkpoint(repair=False)
+            self._closing = stored is not None and stored.frontier.size == size and peek_note(stored.note).closes
+            self._closing_checked = size
+        return self._closing
 
     def append(self, fields: dict[str, object], *, durable: bool) -> RecordBase:
         head = self.head
@@ -271,8 +288,11 @@ class AuditLog:
         except RecordError:
             raise IntegrityError(f"{self.dir.child_label(CHECKPOINTS_FILE)}: the last checkpoint is damaged") from None
 
-    def seal(self) -> Checkpoint | None:
-        """Sign a checkpoint over the whole log unless the last one already covers it."""
+    def seal(self, *, closing: bool = False) -> Checkpoint | None:
+        """Sign a checkpoint over the whole log unless the last one already covers it (and, for
+        `closing`, already closes the epoch). Only a checkpoint this signer made is extended:
+        a log without one, or whose last one is not ours or not for this log, is refused, so
+        the writer never signs content someone planted (no signing oracle)."""
         signer = self._signer()
         if self.head is None:
             self.load()
@@ -282,13 +302,23 @@ class AuditLog:
         size = head.next_seq
         stored = self.last_checkpoint()
         frontier, offset = Frontier(), 0
-        if stored is not None:
-            if stored.frontier.size == size:
+        if stored is None:
+            if size != 1 or not self._creating:
+                raise IntegrityError(f"{self.label} has no signed checkpoint: refusing to sign it (planted or damaged)")
+        else:
+            try:
+                signed = open_note(stored.note, signer.verifier)
+            except RecordError:
+                raise IntegrityError(f"{self.label}: its last checkpoint is not signed by this store's key; refusing "
+                                     "to extend it") from None
+            if signed.log_id != head.log_id or stored.frontier.root() != signed.root:
+                raise IntegrityError(f"{self.label}: its last checkpoint does not belong to this log; refusing to "
+                                     "extend it")
+            if signed.size == size and (signed.closes or not closing):
                 return None
-            if stored.frontier.size > size:
-                raise IntegrityError(f"{self.label} is shorter than its last checkpoint ({stored.frontier.size})")
-            if stored.frontier.root() == peek_note(stored.note).root:  # else rebuild from the start
-                frontier, offset = stored.frontier.copy(), stored.offset
+            if signed.size > size:
+                raise IntegrityError(f"{self.label} is shorter than its last checkpoint ({signed.size})")
+            frontier, offset = stored.frontier.copy(), stored.offset
         for at, line in self.dir.iter_lines(LOG_FILE, self.max_line + 1, start=offset):
             if frontier.size == size or not line.endswith(b"\n"):
                 break
@@ -300,7 +330,7 @@ class AuditLog:
         # checkpoint must never survive a power cut that the records it covers do not.
         self.dir.flush(LOG_FILE)
         checkpoint = Checkpoint(self._load_keys().store, head.log_id, size, frontier.root(), head.prev,
-                                last.epoch, self.clock())
+                                last.epoch, self.clock(), closes=closing)
         self.dir.append(CHECKPOINTS_FILE, StoredCheckpoint(sign_note(checkpoint, signer), frontier, offset).line(),
                         durable=True)
         return checkpoint

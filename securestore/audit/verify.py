@@ -127,6 +127,8 @@ class LogReport:
     in_flight: dict[str, Creation] = field(default_factory=dict)
     # Store log: the largest session head it committed to, per session log id.
     heads: dict[str, CommittedHead] = field(default_factory=dict)
+    # Store log: every committed session deletion, in order: (session name, intent seq, ts, epoch).
+    deletions: list[tuple[str, int, int, int]] = field(default_factory=list)
 
     def creation(self, name: str) -> Creation | None:
         """The intent that created session `name`'s current log (committed, else in flight)."""
@@ -209,6 +211,8 @@ class LogVerifier:
         self._first_seq = 0
         self._start_ts = 0
         self._last_epoch = 0
+        self._last_ts = 0
+        self._closing_at: int | None = None  # the size a signed checkpoint closed an epoch at
         self._frontier = Frontier()
         self._end = 0  # byte offset after the last good record
 
@@ -254,9 +258,12 @@ class LogVerifier:
         elif record.log != self.report.log_id:
             self._fail(offset, seq, "log-id", self.report.log_id, record.log)
             return
+        if record.ts < self._last_ts:  # the writer never goes back in time; epochs are timed by ts
+            self._fail(offset, seq, "time", f"ts at least {self._last_ts}", record.ts)
+            return
         rule = self._rule
         if (seq == 0 or seq - self._first_seq >= rule.records or record.ts - self._start_ts >= rule.seconds * 1000
-                or record.epoch != self._epoch) and not self._check_epoch(offset, seq, record):
+                or record.epoch != self._epoch or self._closing_at == seq) and not self._check_epoch(offset, seq, record):
             return  # (the common case, same epoch and nothing due, needs no call)
         if self._mac is not None and not self._mac.check(body):
             self._fail(offset, seq, "mac", f"a MAC under the epoch {record.epoch} key", "a different MAC")
@@ -268,6 +275,7 @@ class LogVerifier:
         self._prev = digest.hex()
         self._frontier.add(digest)
         self._last_epoch = record.epoch
+        self._last_ts = record.ts
         report = self.report
         report.records += 1
         records = report.records
@@ -292,17 +300,26 @@ class LogVerifier:
             self._start_ts = record.ts
             self.report.epochs = 1
             return True
+        # A ratchet happens exactly where a signed checkpoint closed the epoch: the records' own
+        # timestamps (which whoever holds the current key can rewrite) cannot move a boundary.
+        # It must happen when the rule says it is due; a writer whose clock ran ahead may have
+        # closed the epoch early, which the signed closing checkpoint makes legitimate.
         due = self._rule.due(seq - self._first_seq, record.ts, self._start_ts)
-        want = self._epoch + 1 if due else self._epoch
-        if record.epoch != want:
-            self._fail(offset, seq, "epoch", want, record.epoch)
+        closed = self._closing_at == seq
+        ratchets = record.epoch == self._epoch + 1
+        if closed and not ratchets:
+            self._fail(offset, seq, "epoch", f"{self._epoch + 1} (the checkpoint at size {seq} closed epoch "
+                       f"{self._epoch})", record.epoch)
             return False
-        if due:
-            if self.report.sealed_size != seq and self.report.failure is None:
-                self._fail(offset, seq, "checkpoint", f"a signed checkpoint at size {seq} (end of epoch "
-                           f"{self._epoch})", f"the last one at size {self.report.sealed_size}")
-                return False
-            self._epoch, self._first_seq, self._start_ts = want, seq, record.ts
+        if ratchets and not closed:
+            self._fail(offset, seq, "checkpoint", f"a signed checkpoint closing epoch {self._epoch} at size {seq}",
+                       f"none (the last one at size {self.report.sealed_size})")
+            return False
+        if not ratchets and (due or record.epoch != self._epoch):
+            self._fail(offset, seq, "epoch", self._epoch + 1 if due else self._epoch, record.epoch)
+            return False
+        if ratchets:
+            self._epoch, self._first_seq, self._start_ts = record.epoch, seq, record.ts
             self.report.epochs += 1
             if self._chain is not None:
                 self._chain = ratchet(self._chain)
@@ -346,7 +363,9 @@ class LogVerifier:
                 return
             self._pending_cp = None
             label = self._checkpoints_label
-            if checkpoint.size < count or checkpoint.size <= self.report.sealed_size:
+            # Sizes increase; one closing checkpoint may follow an ordinary one at the same size.
+            closes_again = checkpoint.closes and checkpoint.size == self.report.sealed_size and self._closing_at != count
+            if checkpoint.size < count or (checkpoint.size <= self.report.sealed_size and not closes_again):
                 self._fail(offset, checkpoint.size - 1, "checkpoint", f"sizes increasing past {self.report.sealed_size}",
                            f"size {checkpoint.size} after {count} records", label=label, line=line)
                 return
@@ -363,6 +382,8 @@ class LogVerifier:
                 return
             self.report.checkpoints += 1
             self.report.sealed_size = count
+            if checkpoint.closes:
+                self._closing_at = count
 
     def _match_anchor(self, offset: int, anchor: Checkpoint) -> None:
         root = self._frontier.root()
@@ -459,6 +480,7 @@ class LogVerifier:
                     self._commit(other.target, other.sha256, intent.seq, replace=False)
                 for name in self._pending_deletes:
                     report.live.pop(name, None)
+                    report.deletions.append((name, intent.seq, record.ts, record.epoch))
                 report.live.update(self._pending_creates)
             self._pending_creates, self._pending_deletes = {}, []
             report.in_flight = {}

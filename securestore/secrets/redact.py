@@ -16,6 +16,8 @@ from .markers import escape_text, marker, resolve_text, unescape_text
 from .types import Secret
 
 SECRET_TYPES: tuple[type, ...] = (Secret, SecretStr, SecretBytes)
+_PAIR_NAMES = ("name", "Name", "key", "Key", "header", "Header")
+_PAIR_VALUES = frozenset({"value", "Value", "val"})
 
 
 class SecretSink(Protocol):
@@ -37,11 +39,12 @@ class Redaction:
 def redact(value: Any, sink: SecretSink, *, max_secrets: int) -> Redaction:
     """A copy of `value` with typed secrets and detected credentials replaced by markers.
 
-    The key decides as well as the value: a string under a credential-named key (`password`,
-    `client_secret`, `X-Api-Key`, `SecretAccessKey`, ...; see credential_keys.py), or a
-    string in a list directly under one, becomes ONE reference whatever its format, unless it
-    is empty or an obvious stand-in (`****`, `${VAR}`, `<token>`, `none`, ...). Booleans,
-    numbers and null under such a key are kept as they are.
+    The key decides as well as the value: every string under a credential-named key
+    (`password`, `client_secret`, `X-Api-Key`, `SecretAccessKey`, ...; see credential_keys.py),
+    at any depth below it, becomes ONE reference whatever its format, unless it is empty or an
+    obvious stand-in (`****`, `${VAR}`, `<token>`, `none`, ...); so does the value of a
+    name/value pair whose name is credential-named (`{"name": "X-Api-Key", "value": ...}`,
+    `["Authorization", ...]`). Booleans, numbers and null are kept as they are.
 
     Object keys are never rewritten (that could merge two keys): a key that looks like a
     credential is rejected instead.
@@ -76,29 +79,41 @@ def redact(value: Any, sink: SecretSink, *, max_secrets: int) -> Redaction:
         return marker(*sink.keep(raw, "credential-field"))
 
     def field(node: Any, path: tuple[object, ...]) -> Any:
-        """A value under a credential-named key."""
+        """A value under a credential-named key: every string in it, at any depth, is a
+        credential (`{"password": {"value": ...}}`, `{"credentials": {"pw": ...}}`)."""
         if isinstance(node, str):
             return credential(node)
+        if isinstance(node, dict):
+            return {checked_key(key, path): field(child, path + (key,)) for key, child in node.items()}
         if isinstance(node, (list, tuple)):
-            return [credential(child) if isinstance(child, str) else walk(child, path + (index,))
-                    for index, child in enumerate(node)]
+            return [field(child, path + (index,)) for index, child in enumerate(node)]
         return walk(node, path)
+
+    def checked_key(key: str, path: tuple[object, ...]) -> str:
+        if contains_secret(key):
+            raise SecretInKeyError(
+                f"value rejected at {render_path(path + (key,), hide=contains_secret)}: "
+                "an object key looks like a credential; keys are never redacted"
+            )
+        return escape_text(key)
+
+    def names_credential(name: object) -> bool:
+        return isinstance(name, str) and is_credential_key(name)
 
     def walk(node: Any, path: tuple[object, ...]) -> Any:
         if isinstance(node, str):
             return text(node)
         if isinstance(node, dict):
+            # A name/value pair (HAR headers, Kubernetes env): the name says what the value is.
+            paired = next((node[k] for k in _PAIR_NAMES if k in node), None)
             out: dict[str, Any] = {}
             for key, child in node.items():
-                if contains_secret(key):
-                    raise SecretInKeyError(
-                        f"value rejected at {render_path(path + (key,), hide=contains_secret)}: "
-                        "an object key looks like a credential; keys are never redacted"
-                    )
-                inner = field if is_credential_key(key) else walk
-                out[escape_text(key)] = inner(child, path + (key,))
+                credential_value = is_credential_key(key) or (key in _PAIR_VALUES and names_credential(paired))
+                out[checked_key(key, path)] = (field if credential_value else walk)(child, path + (key,))
             return out
         if isinstance(node, (list, tuple)):
+            if len(node) == 2 and names_credential(node[0]):  # a [name, value] pair
+                return [walk(node[0], path + (0,)), field(node[1], path + (1,))]
             return [walk(child, path + (index,)) for index, child in enumerate(node)]
         if isinstance(node, Secret):
             note("typed")
