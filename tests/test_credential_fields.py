@@ -126,8 +126,19 @@ def test_nested_values_and_name_value_pairs_under_credential_names(store: Secure
     assert store.get("sess", "s", resolve=True) == value
 
 
+def test_bare_pass_beside_a_user_and_named_tokens_are_credentials(store: SecureStore, root: Path) -> None:
+    value = {"smtp": {"user": "bob", "pass": "p1-" + PLAIN}, "tokens": {"github": "p2-" + PLAIN},
+             "tokenizer": {"tokens": ["hello", "world"]}, "result": {"pass": "yes-it-did"}}
+    store.put("sess", "s", value)
+    assert PLAIN.encode() not in all_bytes(root)
+    stored = store.get("sess", "s")
+    assert stored["tokenizer"] == {"tokens": ["hello", "world"]}  # tokenizer output, not credentials
+    assert stored["result"] == {"pass": "yes-it-did"}  # no user beside it: not a password
+    assert store.get("sess", "s", resolve=True) == value
+
+
 @pytest.mark.parametrize("secret", ["$Kq7vR2mZ" + PLAIN, "<" + PLAIN + "&x>", "{{" + PLAIN + "}}x{{y}}",
-                                    "[secret-" + PLAIN + "]"])
+                                    "[secret-" + PLAIN + "]", "<Kq7vR2mZ" + PLAIN + ">", "{{Kq7vR2" + PLAIN + "}}"])
 def test_secrets_shaped_like_stand_ins_are_still_redacted(store: SecureStore, root: Path, secret: str) -> None:
     store.put("sess", "s", {"password": secret})
     assert PLAIN.encode() not in all_bytes(root)

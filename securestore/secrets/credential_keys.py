@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 from functools import lru_cache
 
 # Word sequences (joined by a space) that name a credential when they end a key.
@@ -72,9 +73,11 @@ _STAND_INS = frozenset({
 })
 _MASK = re.compile(r"\A[*xX•·.#?_\-]+\Z")
 # Only shapes that cannot carry a secret: an environment variable, or a template around a name.
+# Templates wrap words (one case, no digits: `<your-token>`, `{{ API_KEY }}`), never random text.
+_WORDS = r"(?:[a-z][a-z _.\-]{0,62}|[A-Z][A-Z _.\-]{0,62})"
 _TEMPLATE = re.compile(
     r"\A(?:\$[A-Z_][A-Z0-9_]*|\$\{[A-Za-z_][A-Za-z0-9_]*(?::?-[A-Za-z0-9_./ -]{0,64})?\}"
-    r"|<[A-Za-z][A-Za-z0-9 _.\-]{0,63}>|\{\{\s*[A-Za-z_][A-Za-z0-9_.\s|]{0,63}\}\}|%\([A-Za-z_][A-Za-z0-9_]*\)s"
+    rf"|<{_WORDS}>|\{{\{{\s*{_WORDS}\s*\}}\}}|%\([A-Za-z_][A-Za-z0-9_]*\)s"
     r"|\[secret!*:(?:vault|env|redacted):[A-Za-z0-9_]{1,128}\])\Z")
 
 
@@ -130,3 +133,15 @@ def is_stand_in(value: str) -> bool:
     `basic`, `keyring`, ...). Anything else under a credential-named key is a credential."""
     text = value.strip()
     return not text or bool(_MASK.match(text) or _TEMPLATE.match(text)) or text.lower() in _STAND_INS
+
+
+def is_credential_container(key: str) -> bool:
+    """`tokens` holding an object names its credentials (`{"tokens": {"github": ...}}`); a
+    list under it is usually tokenizer output and is not."""
+    return key_words(key)[-1:] == ["tokens"]
+
+
+def is_bare_pass(key: str, siblings: Iterable[str]) -> bool:
+    """`pass` is a password beside a user name (`{"user": "bob", "pass": ...}`)."""
+    return key_words(key) == ["pass"] and any(key_words(s)[-1:] in (["user"], ["username"], ["login"])
+                                             for s in siblings if s != key)

@@ -10,7 +10,7 @@ from pydantic import SecretBytes, SecretStr
 
 from ..errors import LimitExceededError, SecretInKeyError
 from ..policy.limits import render_path
-from .credential_keys import is_credential_key, is_stand_in
+from .credential_keys import is_bare_pass, is_credential_container, is_credential_key, is_stand_in
 from .detect import contains_secret, find_secrets
 from .markers import escape_text, marker, resolve_text, unescape_text
 from .types import Secret
@@ -108,7 +108,9 @@ def redact(value: Any, sink: SecretSink, *, max_secrets: int) -> Redaction:
             paired = next((node[k] for k in _PAIR_NAMES if k in node), None)
             out: dict[str, Any] = {}
             for key, child in node.items():
-                credential_value = is_credential_key(key) or (key in _PAIR_VALUES and names_credential(paired))
+                credential_value = (is_credential_key(key) or (key in _PAIR_VALUES and names_credential(paired))
+                                    or (isinstance(child, dict) and is_credential_container(key))
+                                    or (isinstance(child, str) and is_bare_pass(key, node)))
                 out[checked_key(key, path)] = (field if credential_value else walk)(child, path + (key,))
             return out
         if isinstance(node, (list, tuple)):
