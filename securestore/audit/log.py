@@ -223,12 +223,14 @@ class AuditLog:
         return keys
 
     def _closed_at(self, size: int) -> bool:
-        """Does a closing checkpoint end the log at `size` (a ratchet that did not finish)?"""
-        if self._closing_checked != size:
+        """Does a closing checkpoint end the log at `size` (a ratchet that a crash interrupted)?
+        Read once per handle, at its first append: later ratchets are finished in the call
+        that signs them."""
+        if self._closing_checked is None:
             stored = self.last_checkpoint(repair=False)
             self._closing = stored is not None and stored.frontier.size == size and peek_note(stored.note).closes
             self._closing_checked = size
-        return self._closing
+        return self._closing and size == self._closing_checked
 
     def append(self, fields: dict[str, object], *, durable: bool) -> RecordBase:
         head = self.head
