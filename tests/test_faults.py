@@ -18,16 +18,15 @@ from typing import Any
 import pytest
 
 from conftest import MASTER_KEY, SIGNING, tree_snapshot, KEYS, make_store, FAULT_CONFIG, seed_of
-from securestore import NotFoundError, Secret, SecureStore, SecureStoreError, verify_store
+from securestore import Secret, SecureStore, SecureStoreError, verify_store
 from securestore.verification import VerifyOptions
 from securestore.fs import instrumented
 from securestore.fs.osapi import REAL_OS
+from syscall_trace import ABSENT, NEW, OLD  # one definition of the probe values and the state reader
+from syscall_trace import state_of as _state
 
 pytestmark = pytest.mark.crash  # a sweep over every OS call: outside the fast loop
 
-OLD = {"turn": 1, "text": "hello"}
-NEW = {"turn": 2, "text": "the key is in the vault", "token": Secret("s3cret-token-value-42")}
-ABSENT = "absent"
 
 
 class Crash(BaseException):
@@ -41,20 +40,6 @@ def _die(fds_before: set[str]) -> None:
             os.close(int(fd))
         except OSError:
             pass
-
-
-def _state(store: SecureStore, session: str) -> Any:
-    """Everything a reader can see of one session."""
-    try:
-        history = store.history(session)
-    except NotFoundError:
-        return ABSENT
-    return (
-        store.get(session, "slot", resolve=True, default=ABSENT),
-        store.read_items(session, resolve=True),
-        len(history),
-        history[-1]["metadata"],
-    )
 
 
 def _turn(store: SecureStore) -> None:

@@ -147,6 +147,18 @@ def test_a_session_log_signed_by_another_key_fails_even_after_a_forged_delete_an
     """Delete-and-recreate passes the lifecycle rule (the records are forged after T, which the
     stolen current key allows), but the new log must be signed by the store's signer."""
     root, clock = _built(tmp_path)
+    name, _, created_seq, chain, store_id = _forge_delete_and_create(root)
+    _rewrite_session_from_genesis(root, name, session_log_key(chain, name, created_seq), store_id)
+    report = _verify(root, clock)
+    assert report.exit_code == 1, report.to_json()
+    first = report.failures[0]
+    assert (first.log, first.check, first.seq) == (f"sessions/{name}/audit/log.jsonl", "genesis", 0)
+    assert "the store's" in first.expected and MALLORY.verifier.text() in first.actual
+
+
+def _forge_delete_and_create(root: Path) -> tuple[str, str, int, bytes, str]:
+    """Forged store-log records (stolen current key): session "victim" deleted and created again.
+    Returns its name, target, the forged create's seq, the stolen chain key and the store id."""
     name = session_dir(root, "victim").name
     first_line = (root / "sessions" / name / "manifest.jsonl").read_bytes().splitlines(keepends=True)[0]
     digest = hashlib.sha256(first_line).hexdigest()
@@ -160,13 +172,7 @@ def test_a_session_log_signed_by_another_key_fails_even_after_a_forged_delete_an
     ])
     _fix_txns(root, {seq + 1: seq, seq + 3: seq + 2})
     _, chain, _ = _current_key(root / "audit")
-    store_id = orjson.loads((root / "store.json").read_bytes())["store_id"]
-    _rewrite_session_from_genesis(root, name, session_log_key(chain, name, seq + 2), store_id)
-    report = _verify(root, clock)
-    assert report.exit_code == 1, report.to_json()
-    first = report.failures[0]
-    assert (first.log, first.check, first.seq) == (f"sessions/{name}/audit/log.jsonl", "genesis", 0)
-    assert "the store's" in first.expected and MALLORY.verifier.text() in first.actual
+    return name, target, seq + 2, chain, orjson.loads((root / "store.json").read_bytes())["store_id"]
 
 
 def _fix_txns(root: Path, answers: dict[int, int]) -> None:
@@ -304,22 +310,9 @@ def test_no_writer_signs_a_log_it_did_not_create(tmp_path: Path) -> None:
     """A forged delete and create, then a planted log that names the store's signer but has no
     checkpoint: an honest `audit seal` or write must not sign it (no signing oracle)."""
     root, clock = _built(tmp_path)
-    name = session_dir(root, "victim").name
-    first_line = (root / "sessions" / name / "manifest.jsonl").read_bytes().splitlines(keepends=True)[0]
-    digest = hashlib.sha256(first_line).hexdigest()
-    target = f"sessions/{name}"
-    seq = _append_store_records(root, [
-        {"kind": "intent", "op": "session.delete", "target": target, "sha256": None, "size": None, "also": []},
-        {"kind": "outcome", "txn": 0, "result": "committed", "sha256": None},
-        {"kind": "intent", "op": "session.create", "target": target, "sha256": digest, "size": len(first_line),
-         "also": []},
-        {"kind": "outcome", "txn": 0, "result": "committed", "sha256": digest},
-    ])
-    _fix_txns(root, {seq + 1: seq, seq + 3: seq + 2})
-    _, chain, _ = _current_key(root / "audit")
-    store_id = orjson.loads((root / "store.json").read_bytes())["store_id"]
+    name, target, created_seq, chain, store_id = _forge_delete_and_create(root)
     store_signer = orjson.loads((root / "audit" / "log.jsonl").read_bytes().splitlines()[0])["signer"]
-    _rewrite_session_from_genesis(root, name, session_log_key(chain, name, seq + 2), store_id,
+    _rewrite_session_from_genesis(root, name, session_log_key(chain, name, created_seq), store_id,
                                   signer=store_signer, signed=False)
     with _store(root, clock) as store:
         sealed = store.seal()
