@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -195,17 +194,18 @@ class ListingCache:
     """In-process cache of pages: served while younger than `ttl` AND the stamp is unchanged,
     so a write by any process invalidates it at once."""
 
-    def __init__(self, fetch: Callable[..., Page], stamp: Callable[[], tuple[int, int] | None], ttl: float) -> None:
-        self._fetch, self._stamp, self._ttl = fetch, stamp, ttl
+    def __init__(self, fetch: Callable[..., Page], stamp: Callable[[], tuple[int, int] | None], ttl: float,
+                 monotonic: Callable[[], float]) -> None:
+        self._fetch, self._stamp, self._ttl, self._monotonic = fetch, stamp, ttl, monotonic
         self._pages: dict[tuple[Any, ...], tuple[float, Page]] = {}
 
     def get(self, **query: Any) -> Page:
         key = tuple(sorted(query.items()))
         hit = self._pages.get(key)
-        if hit is not None and time.monotonic() - hit[0] < self._ttl and hit[1].stamp == self._stamp():
+        if hit is not None and self._monotonic() - hit[0] < self._ttl and hit[1].stamp == self._stamp():
             return hit[1]
         page = self._fetch(**query)
-        self._pages[key] = (time.monotonic(), page)
+        self._pages[key] = (self._monotonic(), page)
         return page
 
 

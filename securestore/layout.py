@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .canonical import canonical_bytes
 from .errors import IntegrityError
+
+if TYPE_CHECKING:
+    from .config import Limits
 
 LAYOUT_VERSION = 1
 BACKEND = "fs"
@@ -98,6 +101,23 @@ def decode_model(cls: type[_Strict], data: bytes, what: str) -> Any:
         return cls.model_validate(orjson.loads(data))
     except (orjson.JSONDecodeError, ValidationError):
         raise IntegrityError(f"{what} is malformed") from None
+
+
+STORE_FILE_CAP = 64 * 1024
+VAULT_KEY_CAP = 4096  # a wrapped 32-byte key and its nonce, as JSON
+
+
+def file_cap(target: str, limits: Limits) -> int:
+    """The one name -> cap table: the most bytes a reader accepts from each file a store or a
+    session writes (`target` as audit records name it: `state/<slot>.json`, `vault.json`, ...)."""
+    if target.startswith(f"{STATE_DIR}/"):
+        return limits.max_value_bytes + limits.max_key_bytes + 4096  # a value at its cap, plus the envelope
+    caps = {STORE_FILE: STORE_FILE_CAP, VAULT_KEY_FILE: VAULT_KEY_CAP, VAULT_FILE: limits.max_vault_bytes,
+            SNAPSHOT_FILE: limits.max_snapshot_bytes, JOURNAL_FILE: limits.max_journal_bytes,
+            MANIFEST_FILE: limits.max_manifest_bytes}
+    if target not in caps:
+        raise IntegrityError(f"no file named {target} belongs to a store")
+    return caps[target]
 
 
 def slot_file(name: str) -> str:

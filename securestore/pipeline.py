@@ -14,7 +14,6 @@ writes are derived from the journal record, so recovery redoes them when a crash
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -64,8 +63,11 @@ from .layout import (
     SNAPSHOT_FILE,
     STAGING_PREFIX,
     STATE_DIR,
+    STORE_FILE,
+    STORE_FILE_CAP,
     TRASH_PREFIX,
     VAULT_FILE,
+    VAULT_KEY_CAP,
     VAULT_KEY_FILE,
     Manifest,
     SessionMetadata,
@@ -74,6 +76,7 @@ from .layout import (
     StoreIdentity,
     decode_model,
     encode_model,
+    file_cap,
     session_target,
     slot_file,
     slot_target,
@@ -86,8 +89,9 @@ from .secrets.vault import Vault, VaultEntry, fingerprint, load_vault, new_vault
 SWEEP_MARKER = ".sweep-needed"  # in the store root: a failed act may have left something
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+def wall_clock_ms(ctx: FsContext) -> Callable[[], int]:
+    """The store's clock: wall time in ms, read through the OS-call table."""
+    return lambda: ctx.os.now_ns() // 1_000_000
 
 
 def checked_key(raw: object, *, what: str, max_bytes: int) -> str:
@@ -97,6 +101,12 @@ def checked_key(raw: object, *, what: str, max_bytes: int) -> str:
     if contains_secret(key):
         raise SecretInKeyError(f"{what} looks like it contains a credential; keys are never redacted")
     return key
+
+
+def session_name(raw: object, max_bytes: int) -> tuple[str, str]:
+    """The one check of a session key: (the normalized key, its directory name)."""
+    key = checked_key(raw, what="session key", max_bytes=max_bytes)
+    return key, encode_name(key)
 
 
 @dataclass
@@ -213,7 +223,7 @@ class Pipeline:
         *,
         master_key: bytes | None,
         signer: SignerKey | None = None,
-        clock: Callable[[], int] = now_ms,
+        clock: Callable[[], int] | None = None,
     ) -> None:
         self.ctx = ctx
         self.signer = signer
@@ -223,7 +233,7 @@ class Pipeline:
         self.identity = identity
         self.master_key = master_key
         self.fingerprint_key = bytes.fromhex(identity.fingerprint_key)
-        self.clock = clock
+        self.clock = clock or wall_clock_ms(ctx)
         self.actor = Actor(uid=ctx.euid, pid=ctx.os.getpid(), principal=config.principal)
 
     def new_log(self, directory: Dir) -> AuditLog:
@@ -374,7 +384,7 @@ class Pipeline:
                 with root.open_dir(INDEX_DIR) as index:
                     return observe_file(index, UPDATES_LOG, 1 << 40)
             if intent.target == "store.json":
-                return observe_file(root, "store.json", 64 * 1024)
+                return observe_file(root, STORE_FILE, STORE_FILE_CAP)
             return self.session_identity(sessions, intent.target.removeprefix("sessions/"))
 
         def undo(intent: Intent) -> None:
@@ -561,11 +571,9 @@ class Pipeline:
             return last_line_hash(session.dir, target, self.limits.max_record_bytes + 1024)
         if target.startswith(f"{STATE_DIR}/"):
             return observe_file(session.state, target.removeprefix(f"{STATE_DIR}/"), self.slot_cap())
-        caps = {VAULT_FILE: self.limits.max_vault_bytes, SNAPSHOT_FILE: self.limits.max_snapshot_bytes,
-                JOURNAL_FILE: self.limits.max_journal_bytes, VAULT_KEY_FILE: 4096}
-        if target not in caps:
+        if target not in (VAULT_FILE, SNAPSHOT_FILE, JOURNAL_FILE, VAULT_KEY_FILE):
             raise IntegrityError(f"session {session.name}: the audit log names an unknown target {target}")
-        return observe_file(session.dir, target, caps[target])
+        return observe_file(session.dir, target, file_cap(target, self.limits))
 
     def _drop_torn_lines(self, session: OpenSession) -> list[dict[str, Any]]:
         """A crash mid-append leaves a partial last line, or (journal) a bad final record. Only
@@ -620,7 +628,7 @@ class Pipeline:
     # -- session scope: writes -------------------------------------------------------------------
     def slot_cap(self) -> int:
         """Largest slot file: a value at its cap plus the envelope."""
-        return self.limits.max_value_bytes + self.limits.max_key_bytes + 4096
+        return file_cap(f"{STATE_DIR}/", self.limits)
 
     def vault_of(self, session: OpenSession) -> tuple[Vault, bytes]:
         master = self.master_key
@@ -628,7 +636,7 @@ class Pipeline:
             raise AssertionError("vault used without a master key")  # pragma: no cover
         if session.vault is None or session.data_key is None:
             store_id, name = self.identity.store_id, session.name
-            key_file = session.dir.read_optional(VAULT_KEY_FILE, 4096)
+            key_file = session.dir.read_optional(VAULT_KEY_FILE, VAULT_KEY_CAP)
             if key_file is None:
                 if session.dir.entry(VAULT_FILE) is not None:
                     raise IntegrityError(f"session {name}: vault.json exists without its vault.key")
@@ -723,7 +731,7 @@ class Pipeline:
         self.apply(session.log, Change(
             "vault.key", VAULT_KEY_FILE, sha256_hex(key_bytes), len(key_bytes),
             lambda: session.dir.write_atomic(VAULT_KEY_FILE, key_bytes),
-            lambda: observe_file(session.dir, VAULT_KEY_FILE, 4096),
+            lambda: observe_file(session.dir, VAULT_KEY_FILE, VAULT_KEY_CAP),
         ))
         session.pending_key = None
 

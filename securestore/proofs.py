@@ -14,7 +14,8 @@ from .audit.proof import ConsistencyProof, InclusionProof
 from .errors import IntegrityError, NotFoundError, UsageError
 from .fs import Dir
 from .layout import AUDIT_DIR, SESSIONS_DIR
-from .policy import encode_name, is_session_name, normalize_key
+from .pipeline import session_name
+from .policy import is_session_name
 from .store import SecureStore
 
 
@@ -22,8 +23,8 @@ def _label(name: str | None) -> str:
     return f"{AUDIT_DIR}/{LOG_FILE}" if name is None else f"{SESSIONS_DIR}/{name}/{AUDIT_DIR}/{LOG_FILE}"
 
 
-def session_name(store: SecureStore, key: str) -> str:
-    return encode_name(normalize_key(key, what="session key", max_bytes=store.config.limits.max_key_bytes))
+def _name(store: SecureStore, key: str) -> str:
+    return session_name(key, store.config.limits.max_key_bytes)[1]
 
 
 @contextmanager
@@ -54,7 +55,7 @@ def make_anchor(store: SecureStore, key: str | None = None) -> Anchor:
         store.seal()
     names: list[str | None] = [None]
     if key is not None:
-        names.append(session_name(store, key))
+        names.append(_name(store, key))
     else:
         names += sorted(n for n in store._sessions.list(sort=False) if is_session_name(n))
     logs = []
@@ -94,7 +95,7 @@ def _stream(audit: Dir, store: SecureStore, size: int) -> Iterator[tuple[int, by
 
 
 def prove_inclusion(store: SecureStore, key: str | None, seq: int) -> InclusionProof:
-    name = session_name(store, key) if key is not None else None
+    name = _name(store, key) if key is not None else None
     with _audit_dir(store, name) as audit:
         stored = _latest(store, audit, name)
         size = stored.frontier.size
@@ -112,7 +113,7 @@ def prove_inclusion(store: SecureStore, key: str | None, seq: int) -> InclusionP
 
 
 def prove_consistency(store: SecureStore, key: str | None, old_size: int) -> ConsistencyProof:
-    name = session_name(store, key) if key is not None else None
+    name = _name(store, key) if key is not None else None
     with _audit_dir(store, name) as audit:
         stored = _latest(store, audit, name)
         size = stored.frontier.size

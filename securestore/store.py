@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,12 +50,14 @@ from .layout import (
     AUDIT_DIR,
     BACKEND,
     LAYOUT_VERSION,
-    SESSION_LOCK,
     SESSIONS_DIR,
+    SESSION_LOCK,
     STATE_DIR,
     STORE_FILE,
+    STORE_FILE_CAP,
     STORE_LOCK,
     VAULT_FILE,
+    VAULT_KEY_CAP,
     VAULT_KEY_FILE,
     Manifest,
     SessionMetadata,
@@ -72,7 +74,7 @@ from .migration.importer import MigrationReport, Progress, precheck
 from .migration.importer import rollback as importer_rollback
 from .migration.importer import run as importer_run
 from .migration.inspect import load_plan
-from .pipeline import Change, OpenSession, Pipeline, checked_key, now_ms, observe_file
+from .pipeline import Change, OpenSession, Pipeline, checked_key, observe_file, session_name, wall_clock_ms
 from .policy import check_value, encode_name, is_session_name, name_matches_key
 from .secrets import SECRET_TYPES, contains_secret, redact, resolve_value, unescape_value
 from .secrets.vault import encode_master_key, load_vault, parse_master_key, unseal, unwrap_data_key
@@ -80,7 +82,6 @@ from .session import Session
 
 MASTER_KEY_ENV = "SECURESTORE_MASTER_KEY"
 MASTER_KEY_FILE_ENV = "SECURESTORE_MASTER_KEY_FILE"
-_STORE_FILE_CAP = 64 * 1024
 
 
 def load_master_key(
@@ -149,7 +150,7 @@ def init_store(
     signing_key_file: str | None = None,
     environ: Mapping[str, str] | None = None,
     os_api: OsApi = REAL_OS,
-    clock: Any = now_ms,
+    clock: Callable[[], int] | None = None,
 ) -> str:
     """Create a new store at `root` (an absent or empty directory). Returns the store id.
 
@@ -157,6 +158,7 @@ def init_store(
     the root, or a callback) exactly once; the store never keeps it. The signing key (argument,
     file or environment) must exist: every log is sealed from its first record."""
     ctx = FsContext(os_api)
+    clock = clock or wall_clock_ms(ctx)
     root_path = os.fspath(root)
     signer = load_signing_key(ctx, root_path, key=signing_key, key_file=signing_key_file,
                               environ=os.environ if environ is None else environ)
@@ -202,7 +204,7 @@ def init_store(
                 pipeline.apply(log, Change(
                     "store.init", STORE_FILE, sha256_hex(data), len(data),
                     lambda: root_dir.write_new(STORE_FILE, data),
-                    lambda: observe_file(root_dir, STORE_FILE, _STORE_FILE_CAP),
+                    lambda: observe_file(root_dir, STORE_FILE, STORE_FILE_CAP),
                 ))
                 log.seal()
     return identity.store_id
@@ -222,7 +224,7 @@ class SecureStore:
         signing_key_file: str | None = None,
         environ: Mapping[str, str] | None = None,
         os_api: OsApi = REAL_OS,
-        clock: Any = now_ms,
+        clock: Callable[[], int] | None = None,
     ) -> None:
         self.config = config or StoreConfig()
         self.root_path = os.fspath(root)
@@ -230,7 +232,7 @@ class SecureStore:
         self.ctx = FsContext(os_api)
         self._root = open_root(self.root_path, self.ctx, create=False)
         try:
-            data = self._root.read_optional(STORE_FILE, _STORE_FILE_CAP)
+            data = self._root.read_optional(STORE_FILE, STORE_FILE_CAP)
             if data is None:
                 found = [name for name in (AUDIT_DIR, SESSIONS_DIR, INDEX_DIR) if self._root.entry(name) is not None]
                 if found:  # damage, not "no store": never send the user to init over their data
@@ -349,7 +351,7 @@ class SecureStore:
             return
         error.audited = True
         try:
-            name = encode_name(checked_key(session, what="session key", max_bytes=self.config.limits.max_key_bytes))
+            name = session_name(session, self.config.limits.max_key_bytes)[1]
             target: str | None = session_target(name)
         except PolicyError:
             target = None
@@ -437,8 +439,7 @@ class SecureStore:
         """Open a session for writing (the one-writer lock is held until `close`)."""
         self._writable()
         try:
-            normalized = checked_key(key, what="session key", max_bytes=self.config.limits.max_key_bytes)
-            name = encode_name(normalized)
+            normalized, name = session_name(key, self.config.limits.max_key_bytes)
             deferred, created = None, False
             if create and self._sessions.entry(name) is None:
                 initial = self._initial_metadata(metadata)
@@ -479,9 +480,9 @@ class SecureStore:
 
     def create_session(self, key: str, metadata: Mapping[str, Any] | None = None) -> Session:
         """Create a new session (AlreadyExistsError if it exists) and open it for writing."""
-        normalized = checked_key(key, what="session key", max_bytes=self.config.limits.max_key_bytes)
-        if self._sessions.entry(encode_name(normalized)) is not None:
-            raise AlreadyExistsError(f"session {encode_name(normalized)} already exists")
+        normalized, name = session_name(key, self.config.limits.max_key_bytes)
+        if self._sessions.entry(name) is not None:
+            raise AlreadyExistsError(f"session {name} already exists")
         return self.open_session(normalized, create=True, metadata=metadata)
 
     def put(self, session: str, slot: str, value: Any, *, create: bool = True,
@@ -507,7 +508,7 @@ class SecureStore:
 
     def delete_session(self, session: str) -> None:
         try:
-            key = checked_key(session, what="session key", max_bytes=self.config.limits.max_key_bytes)
+            key = session_name(session, self.config.limits.max_key_bytes)[0]
         except PolicyError as error:
             self.record_rejection("session.delete", session, error)
             raise
@@ -551,7 +552,7 @@ class SecureStore:
             if self.pipeline.master_key is None:
                 raise KeyMaterialError("resolving vault references needs the master key")
             if "vault" not in cache:
-                key_file = directory.read_optional(VAULT_KEY_FILE, 4096)
+                key_file = directory.read_optional(VAULT_KEY_FILE, VAULT_KEY_CAP)
                 data = directory.read_optional(VAULT_FILE, self.config.limits.max_vault_bytes)
                 if data is None or key_file is None:
                     raise SecretUnavailableError(f"session {name} has no vault")
@@ -579,8 +580,7 @@ class SecureStore:
     @contextmanager
     def _reader(self, session: str) -> Iterator[tuple[Dir, str]]:
         """A session directory opened for reading: no lock, nothing repaired or written."""
-        key = checked_key(session, what="session key", max_bytes=self.config.limits.max_key_bytes)
-        name = encode_name(key)
+        key, name = session_name(session, self.config.limits.max_key_bytes)
         with self._open_session_dir(name) as directory:
             self._check_resumable(directory, name, key)
             yield directory, name
@@ -912,7 +912,7 @@ class SecureStore:
 
     def listing_cache(self, ttl_seconds: float = 5.0) -> ListingCache:
         """Pages cached for `ttl_seconds` unless any process wrote in between (the stamp moved)."""
-        return ListingCache(self.list_sessions, self.index_stamp, ttl_seconds)
+        return ListingCache(self.list_sessions, self.index_stamp, ttl_seconds, self.ctx.os.monotonic)
 
 
 class _HoldsSecret(Exception):

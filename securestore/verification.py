@@ -35,17 +35,20 @@ from .layout import (
     AUDIT_DIR,
     JOURNAL_FILE,
     MANIFEST_FILE,
-    SNAPSHOT_FILE,
     SESSIONS_DIR,
+    SNAPSHOT_FILE,
     STATE_DIR,
     STORE_FILE,
+    STORE_FILE_CAP,
     VAULT_FILE,
     VAULT_KEY_FILE,
+    file_cap,
     session_target,
 )
 from .index import INDEX_DIR, disagreements
 from .migration.importer import RECORDS_DIR
-from .policy import encode_name, is_session_name, name_matches_key, normalize_key
+from .pipeline import session_name
+from .policy import encode_name, is_session_name, name_matches_key
 from .store import SecureStore
 
 
@@ -274,7 +277,7 @@ class _Checker:
                 self.store_signer = parse_verifier_key(log.signer)
             except RecordError:
                 pass  # the store log itself already failed its genesis check
-        data = root.read(STORE_FILE, 64 * 1024)
+        data = root.read(STORE_FILE, STORE_FILE_CAP)
         self.expect(log, STORE_FILE, sha256_hex(data))
         return log, root.open_dir(SESSIONS_DIR)
 
@@ -406,9 +409,8 @@ class _Checker:
                 read_transcript(directory, self.limits, target)
             except IntegrityError as exc:
                 self.fail(f"{target}/{JOURNAL_FILE}", None, "journal", "a replayable journal", str(exc))
-            for name_, cap in ((VAULT_FILE, self.limits.max_vault_bytes), (VAULT_KEY_FILE, 4096),
-                               (SNAPSHOT_FILE, self.limits.max_snapshot_bytes)):
-                content = directory.read_optional(name_, cap)
+            for name_ in (VAULT_FILE, VAULT_KEY_FILE, SNAPSHOT_FILE):
+                content = directory.read_optional(name_, file_cap(name_, self.limits))
                 self.expect(log, name_, None if content is None else sha256_hex(content))
             seen = set()
             with directory.open_dir(STATE_DIR) as state:
@@ -470,7 +472,7 @@ def _verify_once(store: SecureStore, session: str | None, options: VerifyOptions
     with sessions:
         present = [n for n in sessions.list()]
         if session is not None:
-            wanted = [encode_name(normalize_key(session, what="session key", max_bytes=store.config.limits.max_key_bytes))]
+            wanted = [session_name(session, store.config.limits.max_key_bytes)[1]]
         else:
             wanted = []
             for name in present:

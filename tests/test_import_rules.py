@@ -114,8 +114,8 @@ def test_the_walker_sees_lazy_and_relative_imports(tmp_path: Path) -> None:
                                                                              "it moves to backends/local")),
     pytest.param("no-circles", marks=pytest.mark.xfail(strict=True, reason="issue 10: pipeline <-> migration "
                                                                               "importer, store <-> session")),
-    pytest.param("only-fs-touches-the-os", marks=pytest.mark.xfail(strict=True, reason="issue 10: time and os in "
-                                                                                          "pipeline, store, index")),
+    pytest.param("only-fs-touches-the-os", marks=pytest.mark.xfail(strict=True, reason="issue 10: os (paths, environ) in "
+                                                                                          "store and demo")),
 ])
 def test_import_rule(rule: str) -> None:
     assert _violations(rule) == []

@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import os
 import tempfile
+import time
 from dataclasses import dataclass, fields, replace
 from typing import Any
 from collections.abc import Callable
@@ -39,6 +40,10 @@ class OsApi:
     geteuid: Callable[[], int] = os.geteuid
     getpid: Callable[[], int] = os.getpid
     read_proc: Callable[[str], bytes] = lambda path: _read_small(path)
+    # Time is an OS call too (LevelDB's Env::NowMicros/SleepForMicroseconds): tests replace it.
+    now_ns: Callable[[], int] = time.time_ns
+    monotonic: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
     readlink: Callable[[str], str] = os.readlink
     hostname: Callable[[], str] = lambda: os.uname().nodename
 
@@ -55,7 +60,8 @@ def _read_small(path: str) -> bytes:
 REAL_OS = OsApi()
 
 # Calls that only read process state; fault plans skip them so "call k" means an I/O call.
-_NOT_IO = frozenset({"urandom", "geteuid", "getpid", "read_proc", "readlink", "hostname", "realpath", "tempdir"})
+_NOT_IO = frozenset({"urandom", "geteuid", "getpid", "read_proc", "readlink", "hostname", "realpath", "tempdir",
+                     "now_ns", "monotonic", "sleep"})
 
 
 def io_call_names() -> list[str]:

@@ -16,7 +16,6 @@ import errno
 import fcntl
 import os
 import stat
-import time
 from dataclasses import dataclass
 from collections.abc import Iterator
 
@@ -635,7 +634,7 @@ class Dir:
         refer to the inode it is held on: a file replaced under us is reopened and locked anew.
         """
         label = self.child_label(name)
-        deadline = time.monotonic() + timeout
+        deadline = self.ctx.os.monotonic() + timeout
         for _ in range(_LOCK_FILE_REOPENS + 1):
             self.ensure_file(name)
             fd, _ = self._open_checked(name, _RW_FLAGS, "file", "open lock")
@@ -677,10 +676,10 @@ class Dir:
                 self.ctx.os.flock(fd, fcntl.LOCK_UN)
             except BlockingIOError:
                 holder = parse_owner(self.ctx.os.pread(fd, 4096, 0)) or holder
-            if time.monotonic() >= deadline:
+            if self.ctx.os.monotonic() >= deadline:
                 who = holder.describe() if holder else "another process"
                 raise LockHeldError(f"{label} is held by {who}")
-            time.sleep(delay)
+            self.ctx.os.sleep(delay)
             delay = min(delay * 2, 0.1)
 
     def _still_named(self, name: str, fd: int) -> bool:
@@ -700,17 +699,17 @@ class Dir:
         self.ensure_file(name)
         fd, _ = self._open_checked(name, _RW_FLAGS, "file", "open lock")
         mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
-        deadline = time.monotonic() + timeout
+        deadline = self.ctx.os.monotonic() + timeout
         delay = 0.002
         while True:
             try:
                 self.ctx.os.flock(fd, mode | fcntl.LOCK_NB)
                 return FileLock(self.ctx, fd, None, None)
             except BlockingIOError:
-                if time.monotonic() >= deadline:
+                if self.ctx.os.monotonic() >= deadline:
                     self.ctx.close_quietly(fd)
                     raise LockHeldError(f"{label} is busy") from None
-                time.sleep(delay)
+                self.ctx.os.sleep(delay)
                 delay = min(delay * 2, 0.05)
             except OSError as exc:
                 self.ctx.close_quietly(fd)
