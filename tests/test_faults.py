@@ -18,11 +18,12 @@ from typing import Any
 import pytest
 
 from conftest import MASTER_KEY, SIGNING, tree_snapshot, KEYS, make_store, FAULT_CONFIG, seed_of
-from securestore import Secret, SecureStore, SecureStoreError, verify_store
+from securestore import SecureStore, SecureStoreError, verify_store
 from securestore.verification import VerifyOptions
 from securestore.fs import instrumented
 from securestore.fs.osapi import REAL_OS
-from syscall_trace import ABSENT, NEW, OLD  # one definition of the probe values and the state reader
+from syscall_trace import OLD, STEPS  # one definition of the operations, probe values and reader
+from syscall_trace import OPERATIONS as ALL_OPERATIONS
 from syscall_trace import state_of as _state
 
 pytestmark = pytest.mark.crash  # a sweep over every OS call: outside the fast loop
@@ -42,38 +43,9 @@ def _die(fds_before: set[str]) -> None:
             pass
 
 
-def _turn(store: SecureStore) -> None:
-    with store.open_session("sess") as session, session.turn():
-        session.append_items([{"role": "user", "content": "turn two"}, {"role": "tool", "content": "sk-proj-" + "q" * 40}])
-        session.slot("slot").put(NEW)
-        session.update_metadata(title="after the turn", labels={"phase": "2"})
-
-
-def _with_session(action: Callable[[Any], object]) -> Callable[[SecureStore], None]:
-    def run(store: SecureStore) -> None:
-        with store.open_session("sess") as session:
-            action(session)
-    return run
-
-
-# Operations made of several atomic steps list them: a fault may stop between two steps (e.g.
-# `put` on a missing session = create the session, then put the slot), never inside one.
-STEPS: dict[str, list[Callable[[SecureStore], object]]] = {
-    "put-new-session": [lambda s: s.create_session("fresh").close()],
-}
-
-OPERATIONS: dict[str, tuple[Callable[[SecureStore], None], str]] = {
-    "put-existing": (lambda s: s.put("sess", "slot", NEW), "sess"),
-    "put-new-session": (lambda s: s.put("fresh", "slot", NEW), "fresh"),
-    "delete-slot": (lambda s: s.delete_slot("sess", "slot"), "sess"),
-    "delete-session": (lambda s: s.delete_session("sess"), "sess"),
-    "append-items": (_with_session(lambda s: s.append_items([{"role": "user", "content": "x"},
-                                                            {"k": Secret("item-secret-9")}])), "sess"),
-    "pop-item": (_with_session(lambda s: s.pop_item()), "sess"),
-    "update-metadata": (_with_session(lambda s: s.update_metadata(title="renamed", agent="bot-2")), "sess"),
-    "commit-turn": (_turn, "sess"),
-    "snapshot": (_with_session(lambda s: s.commit_turn()), "sess"),
-}
+# The operations and their intermediate steps are the syscall replay's (tests/syscall_trace.py),
+# less its 16-item turn, which only the replay sweeps (it would double this sweep's time).
+OPERATIONS = {name: operation for name, operation in ALL_OPERATIONS.items() if name != "turn-16-items"}
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +86,7 @@ def _intermediate(baseline: Path, tmp: Path, op_name: str, session: str) -> list
 
 
 def _run_clean(
-    baseline: Path, tmp: Path, operation: Callable[[SecureStore], None], session: str
+    baseline: Path, tmp: Path, operation: Callable[[SecureStore], object], session: str
 ) -> tuple[Any, Any, list[str]]:
     """State before and after the operation without faults, and the OS calls it makes."""
     root = tmp / "clean"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -190,19 +191,27 @@ def _fix_txns(root: Path, answers: dict[int, int]) -> None:
     (audit / "log.jsonl").write_bytes(b"".join(lines))
 
 
-def test_one_session_rolled_back_to_an_older_copy_is_caught_without_an_anchor(tmp_path: Path) -> None:
+def _rolled_back(tmp_path: Path, then: Callable[[SecureStore, Path], object]) -> tuple[Path, Clock]:
+    """Session "victim" written twice, `then` run, and the session rolled back to its copy
+    from between the two writes."""
     clock = Clock()
     root = make_store(tmp_path / "store", CONFIG, clock=clock)
+    older = tmp_path / "older"
     with _store(root, clock) as store:
         with store.create_session("victim") as session:
             session.append_items([{"n": 1}])
-        older = tmp_path / "older"
         shutil.copytree(session_dir(root, "victim"), older)
         with store.open_session("victim") as session:
             session.append_items([{"n": 2}])  # its close marks the new head
-        store.create_session("other").close()  # a store operation: the store log commits the head
+        then(store, root)
     shutil.rmtree(session_dir(root, "victim"))
     shutil.copytree(older, session_dir(root, "victim"))
+    return root, clock
+
+
+def test_one_session_rolled_back_to_an_older_copy_is_caught_without_an_anchor(tmp_path: Path) -> None:
+    # A store operation: the store log commits the marked head as it ends.
+    root, clock = _rolled_back(tmp_path, lambda store, _: store.create_session("other").close())
     report = _verify(root, clock, public_key=SIGNING.verifier)
     assert report.exit_code == 5, report.to_json()
     first = report.failures[0]
@@ -211,19 +220,11 @@ def test_one_session_rolled_back_to_an_older_copy_is_caught_without_an_anchor(tm
 
 
 def test_audit_seal_commits_heads_that_no_store_operation_did(tmp_path: Path) -> None:
-    clock = Clock()
-    root = make_store(tmp_path / "store", CONFIG, clock=clock)
-    with _store(root, clock) as store:
-        with store.create_session("victim") as session:
-            session.append_items([{"n": 1}])
-        older = tmp_path / "older"
-        shutil.copytree(session_dir(root, "victim"), older)
-        with store.open_session("victim") as session:
-            session.append_items([{"n": 2}])
+    def lose_the_marker_then_seal(store: SecureStore, root: Path) -> None:
         (root / "audit" / "heads" / session_dir(root, "victim").name).unlink()  # a marker lost in a crash
         store.seal()  # the heartbeat: commits every head that changed since the previous seal
-    shutil.rmtree(session_dir(root, "victim"))
-    shutil.copytree(older, session_dir(root, "victim"))
+
+    root, clock = _rolled_back(tmp_path, lose_the_marker_then_seal)
     assert _verify(root, clock, public_key=SIGNING.verifier).exit_code == 5
 
 
