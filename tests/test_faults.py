@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
-from conftest import MASTER_KEY, SIGNING, tree_snapshot, KEYS, make_store, FAULT_CONFIG, seed_of
+from conftest import MASTER_KEY, SIGNING, tree_snapshot, KEYS, seed_of
 from securestore import SecureStore, SecureStoreError, verify_store
 from securestore.verification import VerifyOptions
 from securestore.fs import instrumented
 from securestore.fs.osapi import REAL_OS
-from syscall_trace import OLD, STEPS  # one definition of the operations, probe values and reader
+from syscall_trace import STEPS, build_baseline  # one definition of the operations, baseline and reader
 from syscall_trace import OPERATIONS as ALL_OPERATIONS
 from syscall_trace import state_of as _state
 
@@ -50,15 +50,7 @@ OPERATIONS = {name: operation for name, operation in ALL_OPERATIONS.items() if n
 
 @pytest.fixture(scope="module")
 def baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("baseline") / "store"
-    make_store(root, FAULT_CONFIG)
-    with SecureStore(root, FAULT_CONFIG, master_key=MASTER_KEY, environ=KEYS) as store:
-        with store.create_session("sess", metadata={"title": "before"}) as session:
-            session.append_items([{"role": "user", "content": "one"}, {"role": "assistant", "content": "two"}])
-            session.commit_turn()
-            session.append_items([{"role": "user", "content": "three"}])  # journal not empty
-            session.slot("slot").put(OLD)
-    return root
+    return build_baseline(tmp_path_factory.mktemp("baseline") / "store")
 
 
 def verify_before_any_writer(root: Path, seed: bytes, where: str) -> None:

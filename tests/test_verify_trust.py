@@ -228,15 +228,22 @@ def test_audit_seal_commits_heads_that_no_store_operation_did(tmp_path: Path) ->
     assert _verify(root, clock, public_key=SIGNING.verifier).exit_code == 5
 
 
-def test_an_uncommitted_tail_is_the_documented_window(tmp_path: Path) -> None:
-    """Writes after the last store operation or seal are not yet committed by the store log:
-    rolling them back needs an anchor to be caught (README: the exact window)."""
+def _sealed_victim(tmp_path: Path) -> tuple[Path, Clock]:
+    """Session "victim" with one item, its head committed by an `audit seal`."""
     clock = Clock()
     root = make_store(tmp_path / "store", CONFIG, clock=clock)
     with _store(root, clock) as store:
         with store.create_session("victim") as session:
             session.append_items([{"n": 1}])
         store.seal()
+    return root, clock
+
+
+def test_an_uncommitted_tail_is_the_documented_window(tmp_path: Path) -> None:
+    """Writes after the last store operation or seal are not yet committed by the store log:
+    rolling them back needs an anchor to be caught (README: the exact window)."""
+    root, clock = _sealed_victim(tmp_path)
+    with _store(root, clock) as store:
         older = tmp_path / "older"
         shutil.copytree(session_dir(root, "victim"), older)
         with store.open_session("victim") as session:
@@ -265,12 +272,8 @@ def test_no_trust_root_is_never_a_bare_ok(tmp_path: Path) -> None:
 def test_committed_heads_do_not_break_a_crash_state(tmp_path: Path) -> None:
     """A crash before the store log committed a head is not a rollback: the store log only ever
     commits checkpoints, which cover fsynced records."""
-    clock = Clock()
-    root = make_store(tmp_path / "store", CONFIG, clock=clock)
+    root, clock = _sealed_victim(tmp_path)
     with _store(root, clock) as store:
-        with store.create_session("victim") as session:
-            session.append_items([{"n": 1}])
-        store.seal()
         with store.open_session("victim") as session:
             session.append_items([{"n": 2}])
     log = session_dir(root, "victim") / "audit" / "log.jsonl"
