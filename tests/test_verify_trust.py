@@ -362,3 +362,12 @@ def test_a_write_during_verify_is_not_tampering(tmp_path: Path) -> None:
     busy = _verify_racing_a_writer(root, clock, every_run=True)
     assert busy.exit_code == 6 and not busy.failures  # type: ignore[attr-defined]
     assert busy.incomplete[-1].check == "changed-during-verify"  # type: ignore[attr-defined]
+
+
+def test_a_planted_entry_among_the_head_markers_stops_nothing(tmp_path: Path) -> None:
+    root, clock = _sealed_victim(tmp_path)
+    (root / "audit" / "heads" / session_dir(root, "victim").name).mkdir(mode=0o700)  # not a marker we made
+    with _store(root, clock) as store:
+        store.create_session("other").close()  # a store operation ends normally
+        assert store.seal().skipped == []
+    assert _verify(root, clock, public_key=SIGNING.verifier).exit_code == 0
