@@ -22,7 +22,7 @@ from securestore import SecureStore, SecureStoreError, verify_store
 from securestore.verification import VerifyOptions
 from securestore.fs import instrumented
 from securestore.fs.osapi import REAL_OS
-from syscall_trace import STEPS, build_baseline  # one definition of the operations, baseline and reader
+from syscall_trace import allowed_states, build_baseline  # one definition of the operations, baseline and reader
 from syscall_trace import OPERATIONS as ALL_OPERATIONS
 from syscall_trace import state_of as _state
 
@@ -66,15 +66,8 @@ def verify_before_any_writer(root: Path, seed: bytes, where: str) -> None:
 
 
 def _intermediate(baseline: Path, tmp: Path, op_name: str, session: str) -> list[Any]:
-    states = []
-    for index in range(len(STEPS.get(op_name, []))):
-        root = tmp / f"step{index}"
-        shutil.copytree(baseline, root)
-        with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
-            for step in STEPS[op_name][: index + 1]:
-                step(store)
-            states.append(_state(store, session))
-    return states
+    """The states after each intermediate step (the replay's list, less the state before)."""
+    return allowed_states(baseline, tmp, op_name)[1:]
 
 
 def _run_clean(

@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -143,7 +144,7 @@ class SignerKey:
     name: str
     private: bytes  # the 32-byte Ed25519 seed
 
-    @property
+    @cached_property  # derived once: every seal and every head commit checks against it
     def verifier(self) -> VerifierKey:
         public = Ed25519PrivateKey.from_private_bytes(self.private).public_key().public_bytes_raw()
         return VerifierKey(self.name, public)

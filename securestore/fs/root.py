@@ -159,17 +159,25 @@ def _check_key_file(path: str, st: os.stat_result, ctx: FsContext, *, cap: int, 
         raise KeyMaterialError(f"refused key file {path}: larger than {cap} bytes")
 
 
-def _read_all(ctx: FsContext, fd: int, cap: int) -> bytes:
-    chunks, total = [], 0
-    while total <= cap:
-        chunk = ctx.os.read(fd, cap + 1 - total)
+def _read_upto(ctx: FsContext, fd: int, most: int) -> bytes:
+    """At most `most` + 1 bytes (one more than expected shows a file larger than it should be),
+    in one read call for a regular file, so a large file is never held twice."""
+    chunks: list[bytes] = []
+    total = 0
+    while total <= most:
+        chunk = ctx.os.read(fd, most + 1 - total)
         if not chunk:
             break
         chunks.append(chunk)
         total += len(chunk)
-    if total > cap:
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _read_all(ctx: FsContext, fd: int, cap: int) -> bytes:
+    data = _read_upto(ctx, fd, cap)
+    if len(data) > cap:
         raise KeyMaterialError(f"refused file: larger than {cap} bytes")
-    return b"".join(chunks)
+    return data
 
 
 def write_key_file(path: str, data: bytes, ctx: FsContext, *, root_path: str | None) -> None:
@@ -294,19 +302,11 @@ class LegacySource:
 
 
 def _read_exactly(ctx: FsContext, fd: int, size: int, label: str) -> bytes:
-    """The `size` bytes fstat reported, in one read call for a regular file (so a large file is
-    never held twice, as chunks and joined); one more byte than expected means it grew."""
-    chunks: list[bytes] = []
-    total = 0
-    while total <= size:
-        chunk = ctx.os.read(fd, size + 1 - total)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        total += len(chunk)
-    if total != size:
+    """The `size` bytes fstat reported; any other count means the file changed while read."""
+    data = _read_upto(ctx, fd, size)
+    if len(data) != size:
         raise VersionConflictError(f"refused {label}: it changed while it was read; run the command again")
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    return data
 
 
 def read_legacy_source(path: str, ctx: FsContext, *, cap: int) -> LegacySource:
