@@ -24,10 +24,10 @@ from .errors import (
     UsageError,
     VersionConflictError,
 )
-from .secrets import Secret
-from .session import Session, SlotHandle
-from .store import SecureStore, SessionInfo, SessionView, generate_master_key, init_store, open_store
-from .verification import VerifyReport, verify_store
+from .core.secrets import Secret
+from .api.session import Session, SlotHandle
+from .api.store import SecureStore, SessionInfo, SessionView, generate_master_key, init_store, open_store
+from .backends.local.verify import VerifyReport, verify_store
 
 __version__ = "0.1.0"
 

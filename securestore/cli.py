@@ -22,16 +22,16 @@ from .errors import (
     SecureStoreError,
     UsageError,
 )
-from .migration.inspect import inspect_source
-from .policy import parse_json_text
-from .secrets import scrub_text
-from .store import SecureStore, generate_master_key, init_store
+from .backends.local.migrate_inspect import inspect_source
+from .core.policy import parse_json_text
+from .core.secrets import scrub_text
+from .api.store import SecureStore, generate_master_key, init_store
 from .audit.anchor import Anchor, encode_anchor, parse_anchor
 from .audit.checkpoint import open_note, peek_note
 from .audit.errors import RecordError
 from .audit.keys import parse_verifier_key
 from .audit.proof import ConsistencyProof, check_proof, encode_proof, parse_proof
-from .audit_keys import (
+from .api.keys import (
     DEFAULT_KEY_NAME,
     SIGNING_KEY_FILE_ENV,
     SeedOut,
@@ -41,9 +41,9 @@ from .audit_keys import (
     load_signing_key,
 )
 from .fs import FsContext, open_parent, read_key_file, write_output_file
-from .proofs import make_anchor, prove_consistency, prove_inclusion
+from .backends.local.proofs import make_anchor, prove_consistency, prove_inclusion
 from .render import dump_json, format_verify, iso_time, json_safe, safe_lines, terminal_safe
-from .verification import VerifyOptions, verify_store
+from .backends.local.verify import VerifyOptions, verify_store
 
 ROOT_ENV = "SECURESTORE_ROOT"
 

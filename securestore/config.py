@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .secrets.detect import contains_secret
+from .core.secrets.detect import contains_secret
 
 MiB = 1024 * 1024
 

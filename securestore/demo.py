@@ -11,16 +11,16 @@ from typing import Any
 import orjson
 
 from .audit.checkpoint import CHECKPOINTS_FILE, peek_note
-from .audit.log import LOG_FILE
-from .fs import Dir, FsContext, make_temp_dir, open_root, remove_dir
-from .layout import AUDIT_DIR, SESSIONS_DIR
-from .policy import encode_name
-from .proofs import make_anchor
+from .backends.local.auditlog import LOG_FILE
+from .fs import Dir, FsContext, make_temp_dir, open_root, remove_dir, walk
+from .backends.local.layout import AUDIT_DIR, SESSIONS_DIR
+from .core.policy import encode_name
+from .backends.local.proofs import make_anchor
 from .render import dump_json, format_verify, safe_lines
-from .secrets import Secret
-from .audit_keys import generate_signing_key, load_seed
-from .store import SecureStore, generate_master_key, init_store
-from .verification import VerifyOptions, verify_store
+from .core.secrets import Secret
+from .api.keys import generate_signing_key, load_seed
+from .api.store import SecureStore, generate_master_key, init_store
+from .backends.local.verify import VerifyOptions, verify_store
 
 SESSION = "support-bot/acme/ticket-4711"
 
@@ -68,7 +68,7 @@ def _script(fake: dict[str, str]) -> list[dict[str, Any]]:
 
 def _raw_files(directory: Dir, prefix: str = "") -> list[tuple[str, int, bytes | None]]:
     out = []
-    for rel, info in directory.walk():
+    for rel, info in walk(directory):
         data = None
         if info.kind == "file":
             parts = rel.split("/")

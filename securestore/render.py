@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from .audit.verify import LogReport
-from .verification import VerifyReport
+from .backends.local.verify import VerifyReport
 
 
 # What a terminal or log viewer acts on instead of showing, so stored text could drive it: C0

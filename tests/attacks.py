@@ -25,9 +25,9 @@ from securestore.audit.chain import GENESIS_PREV, record_hash
 from securestore.audit.checkpoint import Checkpoint, StoredCheckpoint, sign_note
 from securestore.audit.keys import RecordMac, mac_key, new_signer_key
 from securestore.audit.merkle import Frontier, leaf_hash
-from securestore.canonical import canonical_bytes
-from securestore.proofs import make_anchor
-from securestore.verification import VerifyOptions
+from securestore.core.canonical import canonical_bytes
+from securestore.backends.local.proofs import make_anchor
+from securestore.backends.local.verify import VerifyOptions
 
 LOG, CHECKPOINTS, KEY = "log.jsonl", "checkpoints.jsonl", "epoch.key"
 

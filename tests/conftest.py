@@ -16,7 +16,8 @@ import securestore
 from securestore import AuditPolicy, SecureStore, StoreConfig, init_store
 from securestore.audit.checkpoint import peek_note
 from securestore.audit.keys import new_signer_key, parse_seed
-from securestore.audit_keys import SIGNING_KEY_ENV
+from securestore.api.keys import SIGNING_KEY_ENV
+from securestore.core.policy import encode_name
 
 MASTER_KEY = base64.b64encode(bytes(range(32))).decode()
 SIGNING = new_signer_key("test.audit", bytes(range(100, 132)))
@@ -72,7 +73,7 @@ def all_bytes(path: Path) -> bytes:
 
 
 def session_dir(root: Path, key: str) -> Path:
-    return root / "sessions" / securestore.policy.encode_name(key)
+    return root / "sessions" / encode_name(key)
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:

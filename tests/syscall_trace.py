@@ -37,7 +37,7 @@ from conftest import FAULT_CONFIG, KEYS, MASTER_KEY, REPO, SIGNING, make_store, 
 from securestore import NotFoundError, Secret, SecureStore, verify_store
 from securestore.audit.keys import parse_seed
 from securestore.audit.verify import INCOMPLETE
-from securestore.verification import VerifyOptions, VerifyReport
+from securestore.backends.local.verify import VerifyOptions, VerifyReport
 
 STRACE = "/usr/bin/strace"
 CHILD = Path(__file__).resolve().parent / "trace_child.py"

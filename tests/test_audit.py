@@ -18,8 +18,8 @@ from securestore import (
 from securestore.audit.chain import GENESIS_PREV, Actor, ChainHead, build_record, parse_record
 from securestore.audit.keys import RecordMac
 from securestore.audit.verify import LogVerifier
-from securestore.layout import slot_file
-from securestore.policy import encode_name
+from securestore.backends.local.layout import slot_file
+from securestore.core.policy import encode_name
 
 
 def session_log(root: Path, key: str = "sess") -> Path:

@@ -10,8 +10,8 @@ import pytest
 
 from conftest import MASTER_KEY, run_cli, session_dir
 from corpus import secret_corpus
-from securestore.layout import slot_file
-from securestore.policy import encode_name
+from securestore.backends.local.layout import slot_file
+from securestore.core.policy import encode_name
 
 
 def seed_file(env: dict[str, str]) -> str:
@@ -306,7 +306,7 @@ def test_errors_never_echo_a_value_the_user_passed(env: dict[str, str], kind: st
 
 
 def test_principal_holding_a_credential_is_refused_without_echo(env: dict[str, str]) -> None:
-    from securestore.secrets import contains_secret
+    from securestore.core.secrets import contains_secret
 
     # Credentials recognizable on their own (a bare 40-character AWS secret needs its context).
     recognizable = [p for p in secret_corpus() if contains_secret(f"agent {p.secret}")][:6]

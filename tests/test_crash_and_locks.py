@@ -22,7 +22,7 @@ from securestore import LockHeldError, SecureStore, StoreConfig, UnsafeFileError
 from securestore.audit.chain import parse_record
 from securestore.fs import instrumented
 from securestore.fs.osapi import REAL_OS
-from securestore.fs.owner import Liveness, Owner, boot_id, liveness, parse_owner, pid_namespace, process_start_time
+from securestore.fs.locks import Liveness, Owner, boot_id, liveness, parse_owner, pid_namespace, process_start_time
 
 CHILD = str(Path(__file__).resolve().parent / "writer_child.py")
 NO_WAIT = StoreConfig(lock_timeout_seconds=0)

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import KEYS, MASTER_KEY, all_bytes
 from securestore import SecureStore
-from securestore.secrets.credential_keys import is_credential_key
+from securestore.core.secrets.credential_keys import is_credential_key
 
 # Format-free values: no detector recognises these by their shape alone.
 PLAIN = "correcthorsebatterystaple"

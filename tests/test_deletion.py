@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from conftest import MASTER_KEY, all_bytes, session_dir, KEYS
 from securestore import KeyMaterialError, NotFoundError, Secret, SecureStore, verify_store
 from securestore.audit.chain import parse_record
-from securestore.canonical import canonical_bytes
-from securestore.secrets.vault import _kek, load_vault, parse_master_key, unseal, unwrap_data_key
+from securestore.core.canonical import canonical_bytes
+from securestore.core.secrets.vault import _kek, load_vault, parse_master_key, unseal, unwrap_data_key
 
 SECRET = "shred-me-" + "7" * 24
 

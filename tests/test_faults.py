@@ -19,7 +19,7 @@ import pytest
 
 from conftest import MASTER_KEY, SIGNING, tree_snapshot, KEYS, seed_of
 from securestore import SecureStore, SecureStoreError, verify_store
-from securestore.verification import VerifyOptions
+from securestore.backends.local.verify import VerifyOptions
 from securestore.fs import instrumented
 from securestore.fs.osapi import REAL_OS
 from syscall_trace import allowed_states, build_baseline  # one definition of the operations, baseline and reader

@@ -21,8 +21,8 @@ from securestore import (
 )
 from securestore.fs import FsContext, check_name, instrumented, open_root
 from securestore.fs.osapi import REAL_OS
-from securestore.layout import slot_file
-from securestore.policy import encode_name
+from securestore.backends.local.layout import slot_file
+from securestore.core.policy import encode_name
 
 
 @pytest.fixture

@@ -27,8 +27,8 @@ from securestore import (
     verify_store,
 )
 from securestore.audit.chain import Rejected, parse_record
-from securestore.secrets.vault import load_vault, parse_master_key, unseal, unwrap_data_key
-from securestore.verification import VerifyOptions
+from securestore.core.secrets.vault import load_vault, parse_master_key, unseal, unwrap_data_key
+from securestore.backends.local.verify import VerifyOptions
 
 
 def _small(root: Path, **limits: int) -> SecureStore:

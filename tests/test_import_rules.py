@@ -67,32 +67,64 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def _under(module: str, floors: tuple[str, ...]) -> bool:
+    return any(module == floor or module.startswith(floor + ".") for floor in floors)
+
+
+def _names_imported(path: Path) -> list[tuple[str, str]]:
+    """(module, name) of every `from securestore... import name` in `path`, absolute."""
+    here = _module_name(path).split(".")
+    package = here if path.name == "__init__.py" else here[:-1]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - (node.level - 1)] if node.level else []
+            module = ".".join([*base, *(node.module.split(".") if node.module else [])])
+            found += [(module, alias.name) for alias in node.names]
+        elif isinstance(node, ast.Import):
+            found += [(alias.name, "") for alias in node.names]
+    return found
+
+
 def _violations(rule: str) -> list[str]:
     graph = _graph()
+    edges = [(module, target) for module, targets in graph.items() for target in sorted(targets)]
     if rule == "no-circles":
         return [" -> ".join(cycle) for cycle in _cycles(graph)]
     if rule == "only-fs-touches-the-os":
-        return sorted(f"{module} imports {target}" for module, targets in graph.items()
-                      for target in targets if target.split(".")[0] in OS_MODULES
-                      and not module.startswith("securestore.fs") and not module.startswith("securestore.cli"))
-    if rule in PURE:
-        return sorted(f"{module} imports {target}" for module, targets in graph.items()
-                      if any(module == floor or module.startswith(floor + ".") for floor in PURE[rule])
-                      for target in targets if target.split(".")[0] in OS_MODULES or target.startswith(IMPURE))
+        return sorted(f"{m} imports {t}" for m, t in edges if t.split(".")[0] in OS_MODULES and not _under(m, FENCE))
+    if rule == "core-and-audit-do-no-io":
+        return sorted(f"{m} imports {t}" for m, t in edges if _under(m, PURE)
+                      and (t.split(".")[0] in OS_MODULES or _under(t, IMPURE)))
+    if rule == "txn-knows-no-files":
+        return sorted(f"{m} imports {t}" for m, t in edges if m == TXN and t.startswith("securestore")
+                      and not _under(t, (*PURE, "securestore.errors")))
+    if rule == "backends-never-import-the-api":
+        return sorted(f"{m} imports {t}" for m, t in edges if _under(m, ("securestore.backends",))
+                      and _under(t, TOP_FLOORS))
+    if rule == "cli-uses-public-names-only":
+        found = []
+        for path in PACKAGE.rglob("*.py"):
+            here = _module_name(path)
+            if not _under(here, ("securestore.cli",)):
+                continue
+            for module, name in _names_imported(path):
+                if not module.startswith("securestore") or _under(module, ("securestore.cli",)):
+                    continue
+                if module not in PUBLIC or name.startswith("_"):
+                    found.append(f"{here} imports {module}.{name}" if name else f"{here} imports {module}")
+        return sorted(found)
     raise AssertionError(rule)
 
 
+FENCE = ("securestore.fs",)
 # Floors that take values and bytes and return values and bytes: they import nothing that does I/O.
-PURE = {
-    "pure-floors-do-no-io": ("securestore.policy", "securestore.secrets", "securestore.canonical",
-                             "securestore.layout", "securestore.errors", "securestore.maintenance",
-                             "securestore.migration.legacy", "securestore.engine.journal",
-                             *(f"securestore.audit.{name}" for name in ("chain", "keys", "merkle", "checkpoint",
-                                                                         "anchor", "proof", "verify", "errors"))),
-    "audit-is-pure": ("securestore.audit",),
-}
-IMPURE = ("securestore.fs", "securestore.store", "securestore.pipeline", "securestore.session", "securestore.cli",
-          "securestore.verification", "securestore.proofs", "securestore.index", "securestore.heads")
+PURE = ("securestore.core", "securestore.audit")
+IMPURE = ("securestore.fs", "securestore.backends", "securestore.api", "securestore.cli", "securestore.txn")
+TXN = "securestore.txn"
+TOP_FLOORS = ("securestore.api", "securestore.cli", "securestore.aio", "securestore.adapters")
+# What the command line (and later the framework adapters) may import: the public API.
+PUBLIC = frozenset({"securestore", "securestore.errors", "securestore.config", "securestore.api"})
 
 
 def test_the_walker_sees_lazy_and_relative_imports(tmp_path: Path) -> None:
@@ -109,13 +141,12 @@ def test_the_walker_sees_lazy_and_relative_imports(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("rule", [
-    "pure-floors-do-no-io",
-    pytest.param("audit-is-pure", marks=pytest.mark.xfail(strict=True, reason="issue 10: audit/log.py writes files; "
-                                                                             "it moves to backends/local")),
-    pytest.param("no-circles", marks=pytest.mark.xfail(strict=True, reason="issue 10: pipeline <-> migration "
-                                                                              "importer, store <-> session")),
-    pytest.param("only-fs-touches-the-os", marks=pytest.mark.xfail(strict=True, reason="issue 10: os (paths, environ) in "
-                                                                                          "store and demo")),
+    "core-and-audit-do-no-io",
+    "txn-knows-no-files",
+    pytest.param("backends-never-import-the-api", marks=pytest.mark.xfail(strict=True, reason="issue 10: in progress")),
+    pytest.param("no-circles", marks=pytest.mark.xfail(strict=True, reason="issue 10: in progress")),
+    pytest.param("only-fs-touches-the-os", marks=pytest.mark.xfail(strict=True, reason="issue 10: in progress")),
+    pytest.param("cli-uses-public-names-only", marks=pytest.mark.xfail(strict=True, reason="issue 10: in progress")),
 ])
 def test_import_rule(rule: str) -> None:
     assert _violations(rule) == []

@@ -13,7 +13,7 @@ import pytest
 from conftest import KEYS, MASTER_KEY, SIGNING, make_store, run_cli, seed_path
 
 from securestore import KeyMaterialError, SecureStore, generate_master_key
-from securestore.audit_keys import generate_signing_key, load_public_key, load_seed
+from securestore.api.keys import generate_signing_key, load_public_key, load_seed
 from securestore.fs import FsContext, read_key_file
 
 RULE = "a secret key file must have exactly one name (st_nlink == 1)"

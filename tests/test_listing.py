@@ -15,7 +15,7 @@ from securestore import Limits, SecureStore, StoreConfig, UsageError, verify_sto
 from securestore.audit.chain import parse_record
 from securestore.fs import instrumented
 from securestore.fs.osapi import REAL_OS
-from securestore.policy import encode_name
+from securestore.core.policy import encode_name
 
 CHILD = str(Path(__file__).resolve().parent / "writer_child.py")
 

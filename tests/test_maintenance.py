@@ -21,7 +21,7 @@ from securestore.audit.chain import parse_record
 from securestore.config import MaintenancePolicy
 from securestore.fs import instrumented
 from securestore.fs.osapi import REAL_OS
-from securestore.maintenance import DAY_MS, SessionUsage, plan
+from securestore.core.retention import DAY_MS, SessionUsage, plan
 
 NOW = 1_800_000_000_000
 CHILD = str(Path(__file__).resolve().parent / "writer_child.py")

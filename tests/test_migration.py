@@ -20,10 +20,10 @@ from securestore import Limits, NotFoundError, PolicyError, SecureStore, SecureS
 from securestore.errors import IntegrityError, VersionConflictError
 from securestore.fs import instrumented
 from securestore.fs.osapi import REAL_OS
-from securestore.policy import encode_name
-from securestore.verification import VerifyOptions
-from securestore.migration.inspect import inspect_source, load_plan
-from securestore.migration.legacy import MAX_LEGACY_FILE_BYTES, map_document, session_in_map
+from securestore.core.policy import encode_name
+from securestore.backends.local.verify import VerifyOptions
+from securestore.backends.local.migrate_inspect import inspect_source, load_plan
+from securestore.core.legacy import MAX_LEGACY_FILE_BYTES, map_document, session_in_map
 
 LONG_KEY = "agent:main:" + "x" * 189  # 200 bytes: a hashed session name
 
@@ -280,7 +280,7 @@ def _leaks(text: str, secrets: list[str]) -> list[str]:
 
 
 def _reference(store: SecureStore, secret: str) -> str:
-    from securestore.secrets.vault import fingerprint
+    from securestore.core.secrets.vault import fingerprint
 
     return f"[secret:redacted:{fingerprint(store.pipeline.fingerprint_key, secret)}]"
 

@@ -21,7 +21,7 @@ from securestore import (
     verify_store,
 )
 from securestore.audit.chain import parse_record
-from securestore.policy import (
+from securestore.core.policy import (
     PROTOTYPE_KEYS,
     check_value,
     decode_plain_name,

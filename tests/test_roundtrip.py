@@ -12,7 +12,7 @@ from conftest import MASTER_KEY, all_bytes, KEYS, make_store
 from corpus import secret_corpus
 from securestore import ForbiddenKeyError, SecretInKeyError, SecureStore
 
-from securestore.secrets import find_secrets  # noqa: E402
+from securestore.core.secrets import find_secrets
 
 
 def _self_identifying(secret: str) -> bool:

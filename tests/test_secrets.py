@@ -23,8 +23,8 @@ from securestore import (
     SecureStore,
     verify_store,
 )
-from securestore.secrets import Finding, find_secrets, scrub_text
-from securestore.secrets.markers import escape_text, unescape_text
+from securestore.core.secrets import Finding, find_secrets, scrub_text
+from securestore.core.secrets.markers import escape_text, unescape_text
 
 CORPUS = secret_corpus()
 
@@ -63,7 +63,7 @@ def test_benign_corpus_false_positive_rate_is_zero() -> None:
 
 
 def test_every_detector_kind_is_exercised_by_the_corpus() -> None:
-    from securestore.secrets import DETECTOR_KINDS
+    from securestore.core.secrets import DETECTOR_KINDS
 
     seen = {f.kind for p in CORPUS for f in find_secrets(json.dumps(p.message)) + find_secrets(p.message["content"])}
     assert set(DETECTOR_KINDS) - seen == set()

@@ -19,7 +19,7 @@ import orjson
 from conftest import KEYS, MASTER_KEY, REPO, make_store, run_cli, session_dir
 from securestore import SecureStore
 from securestore.render import dump_json, format_verify, terminal_safe
-from securestore.verification import VerifyReport
+from securestore.backends.local.verify import VerifyReport
 
 # One sample of each class, each placed to forge or hide something.
 SAMPLES = {

@@ -12,7 +12,7 @@ from typing import Any
 
 from securestore import SecureStore, StoreConfig, init_store
 from securestore.audit.keys import new_signer_key
-from securestore.audit_keys import SIGNING_KEY_ENV
+from securestore.api.keys import SIGNING_KEY_ENV
 
 
 @dataclass(frozen=True)

@@ -31,10 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from securestore.audit.chain import Actor, ChainHead, build_record, encode_record  # noqa: E402
 from securestore.audit.checkpoint import CHECKPOINTS_FILE  # noqa: E402
 from securestore.audit.keys import EpochRule, RecordMac, mac_key, new_signer_key, store_log_key  # noqa: E402
-from securestore.audit.log import LOG_FILE, AuditLog  # noqa: E402
+from securestore.backends.local.auditlog import LOG_FILE, AuditLog
 from securestore.audit.merkle import Frontier, RangeHasher, leaf_hash, ranges_for_consistency, ranges_for_inclusion  # noqa: E402
 from securestore.audit.verify import LogVerifier  # noqa: E402
-from securestore.fs import FsContext, open_root  # noqa: E402
+from securestore.fs import FsContext, iter_lines, open_root  # noqa: E402
 
 STORE_ID = "5" * 32
 LOG_ID = "6" * 32
@@ -76,10 +76,10 @@ def verify_log(directory: str) -> dict[str, float]:
     with open_root(directory, ctx, create=False) as audit:
         verifier = LogVerifier(
             "bench", scope="store", store_id=STORE_ID, chain_for=lambda log: store_log_key(SEED, STORE_ID, log),
-            trusted=SIGNER.verifier, checkpoints=audit.iter_lines(CHECKPOINTS_FILE, 64 * 1024),
+            trusted=SIGNER.verifier, checkpoints=iter_lines(audit, CHECKPOINTS_FILE, 64 * 1024),
         )
         started = time.perf_counter()
-        for offset, line in audit.iter_lines(LOG_FILE, 64 * 1024 + 1):
+        for offset, line in iter_lines(audit, LOG_FILE, 64 * 1024 + 1):
             verifier.feed(offset, line)
         report = verifier.finish()
         elapsed = time.perf_counter() - started
@@ -141,7 +141,7 @@ def proofs(directory: str, size: int) -> dict[str, float]:
         hasher = RangeHasher(ranges)
         old = Frontier()
         with open_root(directory, ctx, create=False) as audit:
-            for index, (_, line) in enumerate(audit.iter_lines(LOG_FILE, 64 * 1024 + 1)):
+            for index, (_, line) in enumerate(iter_lines(audit, LOG_FILE, 64 * 1024 + 1)):
                 if index == size:
                     break
                 leaf = leaf_hash(line[:-1])

@@ -20,7 +20,7 @@ sys.path[:0] = [str(here), str(here / "tests")]
 
 from corpus import Planted, benign_corpus, corpus_kinds, secret_corpus  # noqa: E402
 
-from securestore.secrets import find_secrets  # noqa: E402
+from securestore.core.secrets import find_secrets
 
 
 def detected(planted: Planted) -> bool:

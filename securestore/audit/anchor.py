@@ -10,7 +10,7 @@ from typing import Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..canonical import canonical_bytes
+from ..core.canonical import canonical_bytes
 from .errors import RecordError
 
 _HEX32 = r"^[0-9a-f]{32}$"

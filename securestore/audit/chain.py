@@ -19,7 +19,7 @@ from typing_extensions import TypedDict
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, with_config
 
-from ..canonical import canonical_bytes
+from ..core.canonical import canonical_bytes
 from .errors import RecordError
 from .keys import MAC_FIELD, ZERO_MAC, RecordMac
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from ..canonical import canonical_bytes
+from ..core.canonical import canonical_bytes
 from .errors import RecordError
 from .keys import SignerKey, VerifierKey
 from .merkle import Frontier

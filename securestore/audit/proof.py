@@ -11,7 +11,7 @@ from typing import Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..canonical import canonical_bytes
+from ..core.canonical import canonical_bytes
 from .chain import parse_record
 from .checkpoint import Checkpoint, open_note
 from .errors import RecordError

@@ -1,21 +1,27 @@
-"""The fence: the only package that calls the operating system (like pyca/cryptography's hazmat)."""
+"""The fence: the only package that calls the operating system (like pyca/cryptography's hazmat).
 
+osapi: the OS-call table. base: modes, flags, checks and error translation the modules below
+share. dirs: `Dir`, a directory handle anchored on an fd. lines, locks and wipe: line reads,
+locks and key-material wiping on a file in a `Dir`. paths: the store root, key and output files
+outside it, temp dirs. legacy_files: reading a foreign legacy store to import.
+"""
+
+from .base import DIR_MODE, FILE_MODE, TEMP_PREFIX, EntryInfo, FsContext, check_name
+from .dirs import Dir, walk
+from .legacy_files import FileStamp, LegacyFile, LegacySource, legacy_backups, read_legacy_source
+from .lines import iter_lines, lines_backward, read_tail, size_of
+from .locks import FileLock, Owner, is_alive, lock, lock_owner, lock_plain
 from .osapi import REAL_OS, OsApi, instrumented, io_call_names
-from .root import (
-    FileStamp,
-    LegacyFile,
-    LegacySource,
-    legacy_backups,
+from .paths import (
     make_temp_dir,
     open_parent,
     open_root,
     read_key_file,
-    read_legacy_source,
     remove_dir,
     write_key_file,
     write_output_file,
 )
-from .safe import DIR_MODE, FILE_MODE, TEMP_PREFIX, Dir, EntryInfo, FileLock, FsContext, check_name
+from .wipe import replace_wiping, shred
 
 __all__ = [
     "DIR_MODE",
@@ -30,16 +36,28 @@ __all__ = [
     "LegacyFile",
     "LegacySource",
     "OsApi",
+    "Owner",
     "check_name",
     "instrumented",
     "io_call_names",
+    "is_alive",
+    "iter_lines",
     "legacy_backups",
-    "read_legacy_source",
+    "lines_backward",
+    "lock",
+    "lock_owner",
+    "lock_plain",
     "make_temp_dir",
     "open_parent",
-    "remove_dir",
     "open_root",
     "read_key_file",
+    "read_legacy_source",
+    "read_tail",
+    "remove_dir",
+    "replace_wiping",
+    "shred",
+    "size_of",
+    "walk",
     "write_key_file",
     "write_output_file",
 ]

@@ -1,0 +1,1 @@
+"""Storage backends: `base.py` holds the protocols the api needs; `local/` is the directory backend."""

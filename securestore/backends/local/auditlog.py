@@ -1,0 +1,354 @@
+"""Appending to an audit log through the fs layer: MAC under the current epoch key, ratchet at
+epoch boundaries, and seal with signed checkpoints. Opening reads only the tail: O(1).
+
+Files in a log's directory:
+  log.jsonl          the records
+  epoch.key          the CURRENT chain key and epoch (0600); the previous key is wiped at each
+                     ratchet, so whoever reads this file later cannot MAC an earlier epoch
+  checkpoints.jsonl  signed checkpoints, one per line, oldest first
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import orjson
+
+from ...core.canonical import canonical_bytes
+from ...errors import IntegrityError, KeyMaterialError, OperationalError
+from ...fs import Dir, iter_lines, read_tail, replace_wiping, size_of
+from .layout import AUDIT_DIR
+from ...audit.chain import (
+    GENESIS_PREV,
+    Actor,
+    ChainHead,
+    Genesis,
+    Intent,
+    Outcome,
+    RecordBase,
+    build_record,
+    parse_record,
+    record_hash,
+)
+from ...audit.errors import RecordError
+from ...audit.checkpoint import (
+    CHECKPOINTS_FILE,
+    Checkpoint,
+    StoredCheckpoint,
+    open_note,
+    parse_stored,
+    peek_note,
+    sign_note,
+)
+from ...audit.keys import EpochRule, RecordMac, SignerKey, mac_key, ratchet, session_log_key
+from ...audit.merkle import Frontier, leaf_hash
+
+LOG_FILE = "log.jsonl"
+KEY_FILE = "epoch.key"
+_KEY_CAP = 4096
+_CHECKPOINT_CAP = 64 * 1024
+
+
+@dataclass(frozen=True)
+class EpochState:
+    """What the writer keeps: the current chain key and where its epoch started."""
+
+    store: str
+    log: str
+    signer: str
+    rule: EpochRule
+    epoch: int
+    chain: bytes
+    first_seq: int
+    start_ts: int
+
+    def encode(self) -> bytes:
+        return canonical_bytes({
+            "v": 1, "store": self.store, "log": self.log, "signer": self.signer, "records": self.rule.records,
+            "seconds": self.rule.seconds, "epoch": self.epoch, "chain": self.chain.hex(),
+            "first_seq": self.first_seq, "start_ts": self.start_ts,
+        }) + b"\n"
+
+    @staticmethod
+    def decode(data: bytes, label: str) -> EpochState:
+        try:
+            raw = orjson.loads(data)
+            state = EpochState(
+                raw["store"], raw["log"], raw["signer"], EpochRule(int(raw["records"]), int(raw["seconds"])),
+                int(raw["epoch"]), bytes.fromhex(raw["chain"]), int(raw["first_seq"]), int(raw["start_ts"]),
+            )
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise IntegrityError(f"{label} is not a valid epoch key file") from None
+        if raw.get("v") != 1 or len(state.chain) != 32:
+            raise IntegrityError(f"{label} is not a valid epoch key file")
+        return state
+
+
+class AuditLog:
+    """One log. The caller holds the lock that makes it the only writer."""
+
+    def __init__(
+        self, directory: Dir, *, clock: Callable[[], int], actor: Actor, max_line: int,
+        signer: SignerKey | None = None,
+    ) -> None:
+        self.dir = directory
+        self.clock = clock
+        self.actor = actor
+        self.max_line = max_line
+        self.signer = signer
+        self.head: ChainHead | None = None
+        self.last: RecordBase | None = None
+        self.torn: bytes = b""
+        self.keys: EpochState | None = None
+        # An intent without its outcome. While one is open no new intent may follow: the next
+        # writer to open the log must first reconcile it (the verifier's pairing rule).
+        self.open_intent: Intent | None = None
+        self._closing_checked: int | None = None  # the log size `_closing` was read at
+        self._closing = False
+        self._creating = False
+
+    @property
+    def label(self) -> str:
+        return self.dir.child_label(LOG_FILE)
+
+    @property
+    def target(self) -> str:
+        return f"{AUDIT_DIR}/{LOG_FILE}"
+
+    def check_usable(self) -> None:
+        self.dir.ctx.check_usable()
+
+    def _signer(self) -> SignerKey:
+        if self.signer is None:
+            raise KeyMaterialError(
+                "no audit signing key configured: writes need it to seal the audit trail (--signing-key-file, or "
+                "$SECURESTORE_AUDIT_SIGNING_KEY_FILE)"
+            )
+        return self.signer
+
+    def create(
+        self, log_id: str, genesis: dict[str, object], *, store_id: str, chain: bytes, rule: EpochRule
+    ) -> RecordBase:
+        """Genesis record, epoch key file and the first checkpoint, each written durably."""
+        signer = self._signer()
+        signer_text = signer.verifier.text()
+        ts = self.clock()
+        fields = {"kind": "genesis", **genesis, "signer": signer_text, "epoch_records": rule.records,
+                  "epoch_seconds": rule.seconds}
+        record, line, self.head = build_record(ChainHead(log_id, 0, GENESIS_PREV), ts, self.actor, fields,
+                                               epoch=0, mac=RecordMac(mac_key(chain)))
+        self.keys = EpochState(store_id, log_id, signer_text, rule, 0, chain, 0, ts)
+        self.dir.write_new(KEY_FILE, self.keys.encode())
+        self.dir.write_new(LOG_FILE, line)
+        self.last = record
+        self.dir.write_new(CHECKPOINTS_FILE, b"")
+        self._creating = True
+        try:
+            self.seal()  # the only checkpoint ever signed without an earlier one of ours
+        finally:
+            self._creating = False
+        return record
+
+    def load(self) -> None:
+        """Find the chain head from the last complete line; remember a torn fragment."""
+        size, tail = read_tail(self.dir, LOG_FILE, 2 * self.max_line + 2)
+        cut = tail.rfind(b"\n")
+        self.torn = tail[cut + 1 :]
+        if cut < 0:
+            raise IntegrityError(f"{self.label} has no complete record")
+        start = tail.rfind(b"\n", 0, cut) + 1
+        if start == 0 and size > len(tail):
+            raise IntegrityError(f"{self.label}: the last record is longer than {self.max_line} bytes")
+        line = tail[start:cut]
+        try:
+            record = parse_record(line)
+        except RecordError as exc:
+            raise IntegrityError(f"{self.label}: the last record fails the {exc.check} check") from None
+        self.last = record
+        self.head = ChainHead(record.log, record.seq + 1, record_hash(line))
+        self.open_intent = self._pending_in(tail[:cut].split(b"\n"))
+
+    def _load_keys(self) -> EpochState:
+        if self.keys is None:
+            label = self.dir.child_label(KEY_FILE)
+            keys = EpochState.decode(self.dir.read(KEY_FILE, _KEY_CAP), label)
+            signer = self._signer().verifier.text()
+            if keys.signer != signer:
+                raise KeyMaterialError(f"{self.label} is sealed by audit key {keys.signer.split('+')[0]}+"
+                                       f"{keys.signer.split('+')[1]}, not by the configured signing key")
+            head = self.head
+            if head is None or keys.log != head.log_id or not keys.first_seq <= head.next_seq:
+                raise IntegrityError(f"{label} does not belong to {self.label} at its current length")
+            self.keys = keys
+        return self.keys
+
+    def recent(self, nbytes: int) -> list[RecordBase]:
+        """Records in the last `nbytes` of the log (for rate bounds; not a verification)."""
+        size, tail = read_tail(self.dir, LOG_FILE, nbytes)
+        lines = tail.split(b"\n")[:-1]
+        if size > len(tail) and lines:
+            lines = lines[1:]  # the first line may be cut
+        records = []
+        for line in lines:
+            try:
+                records.append(parse_record(line))
+            except RecordError:
+                continue
+        return records
+
+    @staticmethod
+    def _pending_in(lines: list[bytes]) -> Intent | None:
+        """The last intent or outcome decides; recovery and rejection records after it do not."""
+        for line in reversed(lines):
+            try:
+                record = parse_record(line)
+            except RecordError:
+                return None  # a partial first line of the window: nothing further back is read
+            if isinstance(record, Intent):
+                return record
+            if isinstance(record, (Outcome, Genesis)):
+                return None
+        return None
+
+    def drop_torn_tail(self) -> bytes:
+        """Truncate a torn final fragment (crash mid-append); return what was discarded."""
+        fragment = self.torn
+        if fragment:
+            size, _ = read_tail(self.dir, LOG_FILE, 0)
+            self.dir.truncate(LOG_FILE, size - len(fragment))
+            self.torn = b""
+        return fragment
+
+    def _epoch_for(self, head: ChainHead, ts: int) -> EpochState:
+        """The key state the next record (at `ts`) is MACed under; ratchets at a boundary."""
+        keys = self._load_keys()
+        count = head.next_seq - keys.first_seq
+        if count > 0 and (keys.rule.due(count, ts, keys.start_ts) or self._closed_at(head.next_seq)):
+            # The ending epoch is signed, as closed, before its key is destroyed. A ratchet that
+            # crashed after that signature is finished here whatever the clock now says.
+            self.seal(closing=True)
+            keys = replace(keys, epoch=keys.epoch + 1, chain=ratchet(keys.chain), first_seq=head.next_seq,
+                           start_ts=ts)
+            replace_wiping(self.dir, KEY_FILE, keys.encode())
+        elif count == 0 and keys.start_ts != ts:
+            # The epoch's first record decides its start; an earlier attempt may have failed.
+            keys = replace(keys, start_ts=ts)
+            replace_wiping(self.dir, KEY_FILE, keys.encode())
+        self.keys = keys
+        return keys
+
+    def _closed_at(self, size: int) -> bool:
+        """Does a closing checkpoint end the log at `size` (a ratchet that a crash interrupted)?
+        Read once per handle, at its first append: later ratchets are finished in the call
+        that signs them."""
+        if self._closing_checked is None:
+            stored = self.last_checkpoint(repair=False)
+            self._closing = stored is not None and stored.frontier.size == size and peek_note(stored.note).closes
+            self._closing_checked = size
+        return self._closing and size == self._closing_checked
+
+    def append(self, fields: dict[str, object], *, durable: bool) -> RecordBase:
+        head = self.head
+        if head is None:
+            self.load()
+            head = self.head
+        if head is None or self.torn:
+            raise IntegrityError(f"{self.label} has a torn tail; reopen the store to repair it")
+        if fields.get("kind") == "intent" and self.open_intent is not None:
+            raise OperationalError(
+                f"{self.label}: intent {self.open_intent.seq} has no recorded outcome; reopen to reconcile it"
+            )
+        # Never earlier than the record before: epoch time boundaries must not move backwards.
+        ts = max(self.clock(), self.last.ts if self.last is not None else 0)
+        keys = self._epoch_for(head, ts)
+        record, line, next_head = build_record(head, ts, self.actor, fields, epoch=keys.epoch,
+                                               mac=RecordMac(mac_key(keys.chain)))
+        if len(line) > self.max_line:
+            raise IntegrityError(f"audit record of {len(line)} bytes exceeds {self.max_line}")
+        try:
+            self.dir.append(LOG_FILE, line, durable=durable)
+        except BaseException:
+            self.head = None  # a partial line may be on disk: re-read the tail before appending
+            raise
+        self.head, self.last = next_head, record
+        if isinstance(record, Intent):
+            self.open_intent = record
+        elif isinstance(record, Outcome):
+            self.open_intent = None
+        return record
+
+    def child_key(self, session: str) -> bytes:
+        """The first chain key of a session log created under this (store) log's open intent."""
+        if self.open_intent is None:
+            raise OperationalError("a session log can only be created under a store-log intent")
+        return session_log_key(self._load_keys().chain, session, self.open_intent.seq)
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def is_sealed(self) -> bool:
+        """Read-only: does the last checkpoint end where the log ends?"""
+        stored = self.last_checkpoint(repair=False)
+        log_size = size_of(self.dir, LOG_FILE)
+        return stored is not None and log_size is not None and stored.offset == log_size[1]
+
+    def last_checkpoint(self, *, repair: bool = True) -> StoredCheckpoint | None:
+        """The newest complete checkpoint line; a torn final fragment is cut off first (the
+        writer only: `repair`)."""
+        size, tail = read_tail(self.dir, CHECKPOINTS_FILE, _CHECKPOINT_CAP)
+        cut = tail.rfind(b"\n")
+        if repair and cut + 1 < len(tail):  # a crash mid-append left an unsigned fragment: drop it
+            self.dir.truncate(CHECKPOINTS_FILE, size - (len(tail) - cut - 1))
+        if cut < 0:
+            return None
+        line = tail[tail.rfind(b"\n", 0, cut) + 1 : cut]
+        try:
+            return parse_stored(line)
+        except RecordError:
+            raise IntegrityError(f"{self.dir.child_label(CHECKPOINTS_FILE)}: the last checkpoint is damaged") from None
+
+    def seal(self, *, closing: bool = False) -> Checkpoint | None:
+        """Sign a checkpoint over the whole log unless the last one already covers it (and, for
+        `closing`, already closes the epoch). Only a checkpoint this signer made is extended:
+        a log without one, or whose last one is not ours or not for this log, is refused, so
+        the writer never signs content someone planted (no signing oracle)."""
+        signer = self._signer()
+        if self.head is None:
+            self.load()
+        head, last = self.head, self.last
+        if head is None or last is None or self.torn:
+            raise IntegrityError(f"{self.label} has a torn tail; reopen the store to repair it")
+        size = head.next_seq
+        stored = self.last_checkpoint()
+        frontier, offset = Frontier(), 0
+        if stored is None:
+            if size != 1 or not self._creating:
+                raise IntegrityError(f"{self.label} has no signed checkpoint: refusing to sign it (planted or damaged)")
+        else:
+            try:
+                signed = open_note(stored.note, signer.verifier)
+            except RecordError:
+                raise IntegrityError(f"{self.label}: its last checkpoint is not signed by this store's key; refusing "
+                                     "to extend it") from None
+            if signed.log_id != head.log_id or stored.frontier.root() != signed.root:
+                raise IntegrityError(f"{self.label}: its last checkpoint does not belong to this log; refusing to "
+                                     "extend it")
+            if signed.size == size and (signed.closes or not closing):
+                return None
+            if signed.size > size:
+                raise IntegrityError(f"{self.label} is shorter than its last checkpoint ({signed.size})")
+            frontier, offset = stored.frontier.copy(), stored.offset
+        for at, line in iter_lines(self.dir, LOG_FILE, self.max_line + 1, start=offset):
+            if frontier.size == size or not line.endswith(b"\n"):
+                break
+            frontier.add(leaf_hash(line[:-1]))
+            offset = at + len(line)
+        if frontier.size != size:
+            raise IntegrityError(f"{self.label} ends before record {size - 1}")
+        # Sign only what is durable: an outcome may have been appended without an fsync, and a
+        # checkpoint must never survive a power cut that the records it covers do not.
+        self.dir.flush(LOG_FILE)
+        checkpoint = Checkpoint(self._load_keys().store, head.log_id, size, frontier.root(), head.prev,
+                                last.epoch, self.clock(), closes=closing)
+        self.dir.append(CHECKPOINTS_FILE, StoredCheckpoint(sign_note(checkpoint, signer), frontier, offset).line(),
+                        durable=True)
+        return checkpoint

@@ -1,0 +1,175 @@
+"""The listing index: pages of session summaries, newest first, without reading every session.
+
+    index/updates.log          a line per committed write {"n": name, "u": updated_ms, "d": 0|1};
+                               the newest line for a name wins. Read backwards, the first page
+                               costs O(page), whatever the number of sessions.
+    index/created.log          a line per created session {"n": name, "c": created_ms}
+    index/entries/<name>.json  each session's latest summary
+    index/lock                 shared by writers appending, exclusive for a rebuild
+
+Version stamp: (inode, size) of updates.log. It moves on every write, in every process, so a
+cache keyed on it stays coherent across processes.
+
+The index is derived data: every line and entry restates what the session's audited files
+say, readers validate each entry they return (its name must re-encode from its key), and
+`rebuild` recomputes it all from the session directories (itself an audited store change).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from ...core.listing import (
+    Order,
+    Page,
+    SessionSummary,
+    Skipped,
+    cursor_text,
+    parse_cursor,
+    parse_index_line,
+)
+from ...core.policy import encode_name
+from ...errors import SecureStoreError, UsageError
+from ...fs import Dir, iter_lines, lines_backward, size_of
+
+INDEX_DIR = "index"
+UPDATES_LOG = "updates.log"
+CREATED_LOG = "created.log"
+ENTRIES_DIR = "entries"
+INDEX_LOCK = "lock"
+MAX_INDEX_LINE = 4096
+
+
+class IndexReader:
+    def __init__(self, index: Dir, *, max_index_bytes: int) -> None:
+        self.index = index
+        self.max_index_bytes = max_index_bytes
+
+    def stamp(self) -> tuple[int, int] | None:
+        return size_of(self.index, UPDATES_LOG)
+
+    def _entry(self, entries: Dir, name: str, skipped: list[Skipped]) -> SessionSummary | None:
+        data = entries.read_optional(f"{name}.json", 64 * 1024)
+        if data is None:
+            return None
+        try:
+            summary = SessionSummary.model_validate(orjson.loads(data))
+        except (orjson.JSONDecodeError, ValidationError):
+            skipped.append(Skipped(name, "damaged index entry"))
+            return None
+        if summary.name != name or encode_name(summary.key) != name:
+            skipped.append(Skipped(name, "index entry does not encode its key (foreign or planted)"))
+            return None
+        return summary
+
+    def page(self, *, order: Order, page_size: int, cursor: str | None, workspace: str | None) -> Page:
+        if page_size < 1:
+            raise UsageError("page size must be at least 1")
+        log = UPDATES_LOG if order == "updated" else CREATED_LOG
+        for _ in range(3):  # a writer moving the stamp mid-read means: read again
+            before = self.stamp()
+            page = self._read(log, order, page_size, cursor, workspace, before)
+            if self.stamp() == before:
+                return page
+        page.stable = False
+        return page
+
+    def _read(self, log: str, order: str, page_size: int, cursor: str | None, workspace: str | None,
+              stamp: tuple[int, int] | None) -> Page:
+        size = size_of(self.index, log)
+        if size is None or stamp is None:
+            return Page([], None, stamp)
+        inode, end = size
+        if end > self.max_index_bytes:
+            raise UsageError(f"the index ({end} bytes) exceeds {self.max_index_bytes}; run `securestore index rebuild`")
+        seen: set[str] = set()
+        position = end
+        if cursor is not None:
+            state = parse_cursor(cursor)
+            if (state["o"], state["w"]) != (order, workspace):
+                raise UsageError("the cursor belongs to another listing (order or workspace differ)")
+            if state["i"] != inode or state["e"] > end:
+                raise UsageError("the cursor has expired (the index was rebuilt); list again from the start")
+            end, position = state["e"], state["p"]
+            for offset, line in lines_backward(self.index, log, end, MAX_INDEX_LINE):
+                if offset < position:
+                    break
+                parsed = parse_index_line(line)
+                if parsed is not None:
+                    seen.add(parsed["n"])
+        sessions: list[SessionSummary] = []
+        skipped: list[Skipped] = []
+        if self.index.entry(ENTRIES_DIR) is None:
+            return Page([], None, stamp, [Skipped(ENTRIES_DIR, "the index is incomplete; run `securestore index rebuild`")])
+        with self.index.open_dir(ENTRIES_DIR) as entries:
+            for offset, line in lines_backward(self.index, log, position, MAX_INDEX_LINE):
+                parsed = parse_index_line(line)
+                if parsed is None:
+                    skipped.append(Skipped(f"{log}@{offset}", "damaged index line"))
+                    continue
+                name = parsed["n"]
+                if name in seen:
+                    continue
+                seen.add(name)
+                if parsed.get("d"):
+                    continue
+                summary = self._entry(entries, name, skipped)
+                if summary is None or (workspace is not None and summary.workspace != workspace):
+                    continue
+                sessions.append(summary)
+                if len(sessions) == page_size:
+                    return Page(sessions, cursor_text(order, end, offset, inode, workspace), stamp, skipped)
+        return Page(sessions, None, stamp, skipped)
+
+
+def disagreements(index: Dir, live: set[str], *, ignore: set[str], max_index_bytes: int) -> list[str]:
+    """Where the index disagrees with the set of live sessions (from the audit trail): live
+    sessions a listing would not show, and listed sessions that are not live. O(index)."""
+    newest: dict[str, bool] = {}  # name -> listed (False: its newest line is a tombstone)
+    created: set[str] = set()
+    for log, into in ((UPDATES_LOG, newest), (CREATED_LOG, None)):
+        size = size_of(index, log)
+        if size is None:
+            return [f"{INDEX_DIR}/{log}: missing; run `securestore index rebuild`"]
+        if size[1] > max_index_bytes:
+            return [f"{INDEX_DIR}/{log}: larger than {max_index_bytes} bytes; run `securestore index rebuild`"]
+        for _, line in iter_lines(index, log, MAX_INDEX_LINE):
+            parsed = parse_index_line(line.rstrip(b"\n"))
+            if parsed is None:
+                continue
+            if into is None:
+                created.add(parsed["n"])
+            else:
+                into[parsed["n"]] = not parsed.get("d")
+    findings: list[str] = []
+    entries = index.open_dir(ENTRIES_DIR) if index.entry(ENTRIES_DIR) is not None else None
+    try:
+        for name in sorted(live):
+            if not newest.get(name, False):
+                why = "a tombstone" if name in newest else "no line in updates.log"
+                findings.append(f"session {name} is live but hidden from listings by {why}")
+            elif entries is None or not _entry_matches(entries, name):
+                findings.append(f"session {name} is live but its index entry is missing or damaged")
+            elif name not in created:
+                findings.append(f"session {name} is live but missing from the created-order listing")
+        for name, listed in sorted(newest.items()):
+            if listed and name not in live and name not in ignore:
+                findings.append(f"the index lists session {name}, which the trail says does not exist")
+    finally:
+        if entries is not None:
+            entries.close()
+    return [f"{INDEX_DIR}: {finding}; run `securestore index rebuild`" for finding in findings]
+
+
+def _entry_matches(entries: Dir, name: str) -> bool:
+    try:
+        data = entries.read_optional(f"{name}.json", 64 * 1024)
+        if data is None:
+            return False
+        summary = SessionSummary.model_validate(orjson.loads(data))
+    except (orjson.JSONDecodeError, ValidationError, SecureStoreError):
+        return False
+    return summary.name == name and encode_name(summary.key) == name

@@ -1,0 +1,108 @@
+"""Listing formats (pure): session summaries, index lines, cursors, pages, and a page cache.
+
+The on-disk index that uses them is `backends/local/index.py`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..errors import UsageError
+from .policy import is_session_name
+
+Order = Literal["updated", "created"]
+
+
+class SessionSummary(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    key: str
+    name: str
+    title: str | None = None
+    workspace: str | None = None
+    created_ms: int = Field(ge=0)
+    updated_ms: int = Field(ge=0)
+    items: int = Field(ge=0)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    name: str
+    reason: str
+
+
+@dataclass
+class Page:
+    sessions: list[SessionSummary]
+    next_cursor: str | None
+    stamp: tuple[int, int] | None
+    skipped: list[Skipped] = field(default_factory=list)
+    stable: bool = True  # False: writes kept moving the stamp while this page was read
+
+
+def summary_line(summary: SessionSummary) -> bytes:
+    return orjson.dumps({"d": 0, "n": summary.name, "u": summary.updated_ms}, option=orjson.OPT_SORT_KEYS) + b"\n"
+
+
+def tombstone_line(name: str, now_ms: int) -> bytes:
+    return orjson.dumps({"d": 1, "n": name, "u": now_ms}, option=orjson.OPT_SORT_KEYS) + b"\n"
+
+
+def created_line(summary: SessionSummary) -> bytes:
+    return orjson.dumps({"c": summary.created_ms, "n": summary.name}, option=orjson.OPT_SORT_KEYS) + b"\n"
+
+
+def entry_bytes(summary: SessionSummary) -> bytes:
+    return orjson.dumps(summary.model_dump(), option=orjson.OPT_SORT_KEYS)
+
+
+def cursor_text(order: str, end: int, position: int, inode: int, workspace: str | None) -> str:
+    raw = orjson.dumps({"e": end, "i": inode, "o": order, "p": position, "w": workspace})
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def parse_cursor(cursor: str) -> dict[str, Any]:
+    try:
+        raw = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(raw, dict) or set(raw) != {"e", "i", "o", "p", "w"}:
+            raise ValueError
+        if not all(isinstance(raw[k], int) for k in "eip") or not 0 <= raw["p"] <= raw["e"]:
+            raise ValueError
+        return raw
+    except (ValueError, binascii.Error, orjson.JSONDecodeError):
+        raise UsageError("the cursor is not one this store issued") from None
+
+
+def parse_index_line(data: bytes) -> dict[str, Any] | None:
+    try:
+        raw = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(raw, dict) or not isinstance(raw.get("n"), str) or not is_session_name(raw["n"]):
+        return None
+    return raw
+
+
+class ListingCache:
+    """In-process cache of pages: served while younger than `ttl` AND the stamp is unchanged,
+    so a write by any process invalidates it at once."""
+
+    def __init__(self, fetch: Callable[..., Page], stamp: Callable[[], tuple[int, int] | None], ttl: float,
+                 monotonic: Callable[[], float]) -> None:
+        self._fetch, self._stamp, self._ttl, self._monotonic = fetch, stamp, ttl, monotonic
+        self._pages: dict[tuple[Any, ...], tuple[float, Page]] = {}
+
+    def get(self, **query: Any) -> Page:
+        key = tuple(sorted(query.items()))
+        hit = self._pages.get(key)
+        if hit is not None and self._monotonic() - hit[0] < self._ttl and hit[1].stamp == self._stamp():
+            return hit[1]
+        page = self._fetch(**query)
+        self._pages[key] = (self._monotonic(), page)
+        return page

@@ -1,0 +1,154 @@
+"""Redaction (pure): replace every secret in a value by a reference before it is persisted."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pydantic import SecretBytes, SecretStr
+
+from ...errors import LimitExceededError, SecretInKeyError
+from ..policy.limits import render_path
+from .credential_keys import is_bare_pass, is_credential_container, is_credential_key, is_stand_in
+from .detect import contains_secret, find_secrets
+from .markers import escape_text, marker, resolve_text, unescape_text
+from .types import Secret
+
+SECRET_TYPES: tuple[type, ...] = (Secret, SecretStr, SecretBytes)
+_PAIR_NAMES = ("name", "Name", "key", "Key", "header", "Header")
+_PAIR_VALUES = frozenset({"value", "Value", "val"})
+
+
+class SecretSink(Protocol):
+    """Where a secret value goes. Returns (scheme, ident): ("vault", id) or ("redacted", fp)."""
+
+    def keep(self, value: str | bytes, kind: str) -> tuple[str, str]: ...
+
+
+@dataclass
+class Redaction:
+    value: Any
+    found: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def count(self) -> int:
+        return sum(self.found.values())
+
+
+def redact(value: Any, sink: SecretSink, *, max_secrets: int) -> Redaction:
+    """A copy of `value` with typed secrets and detected credentials replaced by markers.
+
+    The key decides as well as the value: every string under a credential-named key
+    (`password`, `client_secret`, `X-Api-Key`, `SecretAccessKey`, ...; see credential_keys.py),
+    at any depth below it, becomes ONE reference whatever its format, unless it is empty or an
+    obvious stand-in (`****`, `${VAR}`, `<token>`, `none`, ...); so does the value of a
+    name/value pair whose name is credential-named (`{"name": "X-Api-Key", "value": ...}`,
+    `["Authorization", ...]`). Booleans, numbers and null are kept as they are.
+
+    Object keys are never rewritten (that could merge two keys): a key that looks like a
+    credential is rejected instead.
+    """
+    result = Redaction(value=None)
+
+    def note(kind: str) -> None:
+        result.found[kind] += 1
+        if result.count > max_secrets:
+            raise LimitExceededError(f"value holds more than {max_secrets} secrets")
+
+    def text(raw: str) -> str:
+        escaped = escape_text(raw)
+        findings = find_secrets(escaped)
+        if not findings:
+            return escaped
+        pieces: list[str] = []
+        last = 0
+        for finding in findings:
+            note(finding.kind)
+            pieces.append(escaped[last : finding.start])
+            pieces.append(marker(*sink.keep(escaped[finding.start : finding.end], finding.kind)))
+            last = finding.end
+        pieces.append(escaped[last:])
+        return "".join(pieces)
+
+    def credential(raw: str) -> str:
+        """The whole value under a credential-named key, kept as one secret."""
+        if is_stand_in(raw):
+            return text(raw)
+        note("credential-field")
+        return marker(*sink.keep(raw, "credential-field"))
+
+    def field(node: Any, path: tuple[object, ...]) -> Any:
+        """A value under a credential-named key: every string in it, at any depth, is a
+        credential (`{"password": {"value": ...}}`, `{"credentials": {"pw": ...}}`)."""
+        if isinstance(node, str):
+            return credential(node)
+        if isinstance(node, dict):
+            return {checked_key(key, path): field(child, path + (key,)) for key, child in node.items()}
+        if isinstance(node, (list, tuple)):
+            return [field(child, path + (index,)) for index, child in enumerate(node)]
+        return walk(node, path)
+
+    def checked_key(key: str, path: tuple[object, ...]) -> str:
+        if contains_secret(key):
+            raise SecretInKeyError(
+                f"value rejected at {render_path(path + (key,), hide=contains_secret)}: "
+                "an object key looks like a credential; keys are never redacted"
+            )
+        return escape_text(key)
+
+    def names_credential(name: object) -> bool:
+        return isinstance(name, str) and is_credential_key(name)
+
+    def walk(node: Any, path: tuple[object, ...]) -> Any:
+        if isinstance(node, str):
+            return text(node)
+        if isinstance(node, dict):
+            # A name/value pair (HAR headers, Kubernetes env): the name says what the value is.
+            paired = next((node[k] for k in _PAIR_NAMES if k in node), None)
+            out: dict[str, Any] = {}
+            for key, child in node.items():
+                credential_value = (is_credential_key(key) or (key in _PAIR_VALUES and names_credential(paired))
+                                    or (isinstance(child, dict) and is_credential_container(key))
+                                    or (isinstance(child, str) and is_bare_pass(key, node)))
+                out[checked_key(key, path)] = (field if credential_value else walk)(child, path + (key,))
+            return out
+        if isinstance(node, (list, tuple)):
+            if len(node) == 2 and names_credential(node[0]):  # a [name, value] pair
+                return [walk(node[0], path + (0,)), field(node[1], path + (1,))]
+            return [walk(child, path + (index,)) for index, child in enumerate(node)]
+        if isinstance(node, Secret):
+            note("typed")
+            if node.env_name is not None:
+                return marker("env", node.env_name)
+            return marker(*sink.keep(node.reveal(), "typed"))
+        if isinstance(node, SecretStr):
+            note("typed")
+            return marker(*sink.keep(node.get_secret_value(), "typed"))
+        if isinstance(node, SecretBytes):
+            note("typed")
+            return marker(*sink.keep(node.get_secret_value(), "typed"))
+        return node
+
+    result.value = walk(value, ())
+    return result
+
+
+def unescape_value(value: Any) -> Any:
+    """Stored form -> what the caller wrote, with references left as markers."""
+    return _map_strings(value, unescape_text)
+
+
+def resolve_value(value: Any, lookup: Any) -> Any:
+    """Stored form -> original values; `lookup(scheme, ident)` returns the secret text."""
+    return _map_strings(value, lambda s: resolve_text(s, lookup))
+
+
+def _map_strings(value: Any, fn: Any) -> Any:
+    if isinstance(value, str):
+        return fn(value)
+    if isinstance(value, dict):
+        return {unescape_text(k): _map_strings(v, fn) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_map_strings(v, fn) for v in value]
+    return value

@@ -1,1 +1,0 @@
-"""The session directory format (pure): journal records, replay, manifest revisions, snapshots."""

@@ -1,1 +1,0 @@
-"""Importing legacy session stores: parsing (pure) and inspection."""
