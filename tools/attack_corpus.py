@@ -20,10 +20,9 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: securestore, tests.support
 
-from attacks import ATTACKS, build_scenario, false_positive_checks, run_attack  # noqa: E402
+from tests.support.attacks import ATTACKS, build_scenario, false_positive_checks, run_attack  # noqa: E402
 
 
 def main() -> int:

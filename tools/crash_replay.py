@@ -19,10 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: securestore, tests.support
 
-from syscall_trace import (  # noqa: E402
+from tests.support.syscall_trace import (  # noqa: E402
     OPERATIONS,
     HarnessError,
     OpReport,

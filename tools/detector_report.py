@@ -15,10 +15,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-here = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(here), str(here / "tests")]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: securestore, tests.support
 
-from corpus import Planted, benign_corpus, corpus_kinds, secret_corpus  # noqa: E402
+from tests.support.corpus import Planted, benign_corpus, corpus_kinds, secret_corpus  # noqa: E402
 
 from securestore.core.secrets import find_secrets
 

@@ -2,7 +2,7 @@
 
     python3 tools/soak_kill.py [--rounds 500] [--seed N]
 
-The same check as tests/test_crash_and_locks.py (50 rounds in CI), for as many rounds as you like.
+The same check as tests/crash/test_kill.py (50 rounds in the crash suite), for as many rounds as you like.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import tempfile
 import time
 from pathlib import Path
 
-here = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(here), str(here / "tests")]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: securestore, tests.support
 
-from conftest import KEYS, MASTER_KEY, make_store  # noqa: E402
-from test_crash_and_locks import kill_rounds  # noqa: E402
+from tests.support.faults import kill_rounds  # noqa: E402
+from tests.support.keys import KEYS, MASTER_KEY  # noqa: E402
+from tests.support.stores import make_store  # noqa: E402
 
 from securestore import SecureStore, verify_store  # noqa: E402
 

@@ -1,0 +1,1 @@
+"""The CLI as a subprocess, and what reaches a terminal."""

@@ -1,0 +1,1 @@
+"""Public-API behaviour through a real on-disk store."""

@@ -1,0 +1,189 @@
+"""The listing index: newest-first pages, cursors, a stamp that moves on every write, O(page)
+reads, rebuild, and damaged or foreign entries skipped and reported."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tests.support.keys import KEYS, MASTER_KEY
+from tests.support.stores import WRITER_CHILD, make_store, run_cli, tree_snapshot
+
+from securestore import Limits, SecureStore, StoreConfig, UsageError, verify_store
+from securestore.audit.chain import parse_record
+from securestore.fs import instrumented
+from securestore.fs.osapi import REAL_OS
+from securestore.core.policy import encode_name
+
+CHILD = WRITER_CHILD
+
+
+def fill(store: SecureStore, count: int, clock: dict[str, int]) -> None:
+    for i in range(count):
+        clock["now"] += 1000
+        with store.create_session(f"s{i:03d}", metadata={"workspace": f"ws{i % 3}", "title": f"t{i}"}) as s:
+            s.append_items([{"i": i}] * (i % 4))
+
+
+@pytest.fixture
+def clocked(root: Path):  # noqa: ANN201
+    clock = {"now": 1_800_000_000_000}
+    with SecureStore(root, master_key=MASTER_KEY, environ=KEYS, clock=lambda: clock["now"]) as store:
+        yield store, clock
+
+
+def test_pages_newest_first_with_cursors(clocked) -> None:  # noqa: ANN001
+    store, clock = clocked
+    fill(store, 23, clock)
+    seen, cursor = [], None
+    while True:
+        page = store.list_sessions(page_size=5, cursor=cursor)
+        seen += [s.key for s in page.sessions]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert seen == [f"s{i:03d}" for i in reversed(range(23))]  # each once, newest first
+    first = store.list_sessions(page_size=1).sessions[0]
+    assert (first.key, first.items, first.title, first.workspace) == ("s022", 2, "t22", "ws1")
+
+
+def test_a_write_moves_a_session_to_the_front_and_deletes_drop_it(clocked) -> None:  # noqa: ANN001
+    store, clock = clocked
+    fill(store, 6, clock)
+    clock["now"] += 1000
+    with store.open_session("s002") as session:
+        session.append_items([{"late": True}])
+    assert [s.key for s in store.list_sessions(page_size=3).sessions] == ["s002", "s005", "s004"]
+    assert store.most_recent().key == "s002"  # type: ignore[union-attr]
+    store.delete_session("s005")
+    assert "s005" not in [s.key for s in store.list_sessions(page_size=10).sessions]
+    with store.open_session("s001") as session:
+        session.update_metadata(title="renamed")
+    assert store.most_recent().title == "renamed"  # type: ignore[union-attr]
+
+
+def test_created_order_and_workspace_filter(clocked) -> None:  # noqa: ANN001
+    store, clock = clocked
+    fill(store, 9, clock)
+    with store.open_session("s000") as session:  # updated last, created first
+        session.append_items([{"x": 1}])
+    created = [s.key for s in store.list_sessions(page_size=20, order="created").sessions]
+    assert created == [f"s{i:03d}" for i in reversed(range(9))]
+    ws = [s.key for s in store.list_sessions(page_size=2, workspace="ws0").sessions]
+    assert ws == ["s000", "s006"]
+    assert store.most_recent(workspace="ws2").key == "s008"  # type: ignore[union-attr]
+
+
+def test_the_first_page_reads_only_what_it_returns(root: Path) -> None:
+    clock = {"now": 1_800_000_000_000}
+    with SecureStore(root, master_key=MASTER_KEY, environ=KEYS, clock=lambda: clock["now"]) as store:
+        fill(store, 200, clock)
+    opened: list[str] = []
+    api = instrumented(REAL_OS, lambda name, args: opened.append(str(args[0])) if name == "open" else None)
+    with SecureStore(root, master_key=MASTER_KEY, environ=KEYS, os_api=api) as store:
+        opened.clear()
+        page = store.list_sessions(page_size=10)
+    assert len(page.sessions) == 10
+    entries = [name for name in opened if name.endswith(".json") and name.startswith(("k-", "h-"))]
+    assert len(entries) == 10  # not 200: no other session or entry is opened
+    assert not [name for name in opened if name in ("manifest.jsonl", "snapshot.json", "journal.log")]
+
+
+def test_stamp_moves_on_every_write_in_any_process_and_invalidates_caches(clocked, root: Path) -> None:  # noqa: ANN001
+    store, clock = clocked
+    fill(store, 2, clock)
+    cache = store.listing_cache(ttl_seconds=3600)
+    first = cache.get(page_size=5)
+    assert cache.get(page_size=5) is first  # served from the cache
+    stamp = store.index_stamp()
+    writer = subprocess.Popen([sys.executable, CHILD, str(root), MASTER_KEY, "write"], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout is not None
+    assert writer.stdout.readline().strip() == "open" and writer.stdout.readline()  # one durable write
+    writer.kill()
+    writer.wait()
+    writer.stdout.close()
+    assert store.index_stamp() != stamp
+    fresh = cache.get(page_size=5)
+    assert fresh is not first and fresh.sessions[0].key == "w"
+
+
+def test_damaged_and_foreign_entries_are_skipped_and_reported(clocked, root: Path) -> None:  # noqa: ANN001
+    store, clock = clocked
+    fill(store, 3, clock)
+    entries = root / "index" / "entries"
+    planted = json.loads((entries / f"{encode_name('s001')}.json").read_bytes())
+    planted["key"] = "someone-else"
+    (entries / f"{encode_name('s001')}.json").write_text(json.dumps(planted))
+    with open(root / "index" / "updates.log", "ab") as log:
+        log.write(b"not json\n")
+    page = store.list_sessions(page_size=10)
+    assert [s.key for s in page.sessions] == ["s002", "s000"]
+    reasons = {entry.reason for entry in page.skipped}
+    assert "damaged index line" in reasons and any("does not encode its key" in r for r in reasons)
+
+
+def test_rebuild_is_audited_and_recovers_a_lost_index(clocked, root: Path) -> None:  # noqa: ANN001
+    store, clock = clocked
+    fill(store, 4, clock)
+    old_cursor = store.list_sessions(page_size=1).next_cursor
+    import shutil
+
+    shutil.rmtree(root / "index")
+    assert [s.key for s in store.list_sessions(page_size=10).sessions] == ["s003", "s002", "s001", "s000"]
+    records = [parse_record(line) for line in (root / "audit" / "log.jsonl").read_bytes().splitlines()]
+    assert any(r.kind == "intent" and r.op == "index.rebuild" for r in records)
+    with pytest.raises(UsageError, match="expired"):
+        store.list_sessions(page_size=1, cursor=old_cursor)
+    with pytest.raises(UsageError, match="not one this store issued"):
+        store.list_sessions(page_size=1, cursor="garbage")
+    assert verify_store(store).ok
+
+
+def test_an_oversize_index_is_a_clear_error(root: Path) -> None:
+    config = StoreConfig(limits=Limits(max_index_bytes=1024))
+    with SecureStore(root, config, master_key=MASTER_KEY, environ=KEYS) as store:
+        for i in range(30):
+            store.put(f"s{i}", "x", i)
+        with pytest.raises(UsageError, match="exceeds 1024; run `securestore index rebuild`"):
+            store.list_sessions()
+
+
+def test_cli_sessions_list_and_index_rebuild(root: Path) -> None:
+    env = {"SECURESTORE_ROOT": str(root)}
+    for key, ws in (("a", "x"), ("b", "y"), ("c", "x")):
+        run_cli("session", "append", key, json.dumps({"ws": ws}), env=env)
+    page = json.loads(run_cli("sessions", "list", "--json", "--limit", "2", env=env).stdout)
+    assert [s["key"] for s in page["sessions"]] == ["c", "b"] and page["next_cursor"]
+    rest = json.loads(run_cli("sessions", "list", "--json", "--cursor", page["next_cursor"], env=env).stdout)
+    assert [s["key"] for s in rest["sessions"]] == ["a"]
+    created = run_cli("sessions", "list", "--order", "created", env=env).stdout.splitlines()
+    assert [line.split("\t")[0] for line in created] == ["c", "b", "a"]
+    assert run_cli("index", "rebuild", env=env).returncode == 0
+    assert run_cli("sessions", "list", "--cursor", "zz", env=env).returncode == 2
+    assert run_cli("audit", "verify", env=env).returncode == 0
+
+
+def test_listing_a_fresh_store_writes_nothing(store: SecureStore, root: Path) -> None:
+    before = tree_snapshot(root)
+    page = store.list_sessions()
+    assert page.sessions == [] and page.next_cursor is None
+    assert tree_snapshot(root) == before
+
+
+def test_more_sessions_than_the_cap_is_a_clear_error(tmp_path: Path) -> None:
+    from securestore import LimitExceededError
+
+    root = tmp_path / "s"
+    make_store(root)
+    with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
+        for i in range(4):
+            store.put(f"s{i}", "x", i)
+    tight = StoreConfig(limits=Limits(max_sessions=2))
+    with SecureStore(root, tight, master_key=MASTER_KEY, environ=KEYS) as store:
+        with pytest.raises(LimitExceededError, match="more than 2"):
+            store.scan_sessions()
+        with pytest.raises(LimitExceededError, match="more than 2"):
+            store.rebuild_index()

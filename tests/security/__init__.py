@@ -1,0 +1,1 @@
+"""Attacks on a real store: hostile filesystems, the audit attack corpus, what verify trusts, hardening."""

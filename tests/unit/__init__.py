@@ -1,0 +1,1 @@
+"""Sans-IO tests of the pure modules (core/, audit/): vectors in, results out, no store on disk."""

@@ -1,0 +1,100 @@
+"""Listing formats (core/listing.py), sans IO: index lines, cursors, and the page cache, with an
+injected clock and stamp."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import orjson
+import pytest
+
+from securestore.core.listing import (
+    ListingCache,
+    Page,
+    SessionSummary,
+    created_line,
+    cursor_text,
+    entry_bytes,
+    parse_cursor,
+    parse_index_line,
+    summary_line,
+    tombstone_line,
+)
+from securestore.core.policy import encode_name
+from securestore.errors import UsageError
+
+NAME = encode_name("agent:main")
+SUMMARY = SessionSummary(key="agent:main", name=NAME, title="t", created_ms=5, updated_ms=9, items=2)
+
+
+def test_index_lines_are_short_canonical_json() -> None:
+    assert summary_line(SUMMARY) == b'{"d":0,"n":"' + NAME.encode() + b'","u":9}\n'
+    assert tombstone_line(NAME, 11) == b'{"d":1,"n":"' + NAME.encode() + b'","u":11}\n'
+    assert created_line(SUMMARY) == b'{"c":5,"n":"' + NAME.encode() + b'"}\n'
+    assert orjson.loads(entry_bytes(SUMMARY)) == SUMMARY.model_dump()
+    assert list(orjson.loads(entry_bytes(SUMMARY))) == sorted(SUMMARY.model_dump())
+
+
+def test_index_lines_that_do_not_name_a_session_directory_are_skipped() -> None:
+    assert parse_index_line(summary_line(SUMMARY)[:-1]) == {"d": 0, "n": NAME, "u": 9}
+    for bad in [b"{not json", b"[1]", b'{"d":0,"u":1}', b'{"n":7}', b'{"n":"../../etc"}', b'{"n":"k-ME"}',
+                b'{"n":"h-abc"}']:
+        assert parse_index_line(bad) is None, bad
+
+
+def test_a_cursor_round_trips_and_holds_no_padding() -> None:
+    text = cursor_text("updated", 400, 120, 77, "/srv/app")
+    assert "=" not in text
+    assert parse_cursor(text) == {"e": 400, "i": 77, "o": "updated", "p": 120, "w": "/srv/app"}
+    assert parse_cursor(cursor_text("created", 0, 0, 1, None))["w"] is None
+
+
+def _encoded(raw: Any) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(raw)).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("cursor", [
+    "zz", "", "!!!!",
+    _encoded([1, 2]),
+    _encoded({"e": 4, "i": 1, "o": "updated", "p": 2}),  # a field missing
+    _encoded({"e": 4, "i": 1, "o": "updated", "p": 2, "w": None, "x": 0}),  # a field too many
+    _encoded({"e": 4, "i": 1, "o": "updated", "p": 5, "w": None}),  # past the end it names
+    _encoded({"e": 4, "i": 1, "o": "updated", "p": -1, "w": None}),
+    _encoded({"e": "4", "i": 1, "o": "updated", "p": 2, "w": None}),
+])
+def test_a_cursor_this_store_did_not_issue_is_a_usage_error(cursor: str) -> None:
+    with pytest.raises(UsageError, match="^the cursor is not one this store issued$"):
+        parse_cursor(cursor)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.stamp: tuple[int, int] | None = (1, 1)
+        self.fetches = 0
+
+    def fetch(self, **query: Any) -> Page:
+        self.fetches += 1
+        return Page(sessions=[], next_cursor=None, stamp=self.stamp)
+
+
+def test_the_cache_serves_a_page_while_young_and_its_stamp_unchanged() -> None:
+    clock = Clock()
+    cache = ListingCache(clock.fetch, lambda: clock.stamp, ttl=5.0, monotonic=lambda: clock.now)
+    first = cache.get(page_size=10)
+    clock.now += 4.9
+    assert cache.get(page_size=10) is first and clock.fetches == 1
+    assert cache.get(page_size=20) is not first and clock.fetches == 2  # another query, another page
+    clock.now += 0.2  # 5.1 s after the first page: too old
+    assert cache.get(page_size=10) is not first and clock.fetches == 3
+
+
+def test_a_write_anywhere_moves_the_stamp_and_invalidates_the_cache_at_once() -> None:
+    clock = Clock()
+    cache = ListingCache(clock.fetch, lambda: clock.stamp, ttl=3600.0, monotonic=lambda: clock.now)
+    first = cache.get(page_size=10)
+    clock.stamp = (1, 2)
+    second = cache.get(page_size=10)
+    assert second is not first and second.stamp == (1, 2) and clock.fetches == 2
+    assert cache.get(page_size=10) is second
