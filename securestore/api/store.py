@@ -59,8 +59,8 @@ from ..backends.local.migrate import MigrationReport, Progress, precheck
 from ..backends.local.migrate import rollback as importer_rollback
 from ..backends.local.migrate import run as importer_run
 from ..backends.local.migrate_inspect import load_plan
+from ..txn import Change
 from ..backends.local.pipeline import (
-    Change,
     OpenSession,
     Pipeline,
     checked_key,

@@ -34,7 +34,8 @@ from ...core.journal import apply_to_items
 from ...fs import Dir, LegacySource, iter_lines, locks, open_parent, read_legacy_source
 from .layout import AUDIT_DIR, SESSION_LOCK, STAGING_PREFIX, STATE_DIR, session_target
 from ...core.records import Manifest, SessionMetadata, decode_model
-from .pipeline import Change, OpenSession, Pipeline, VaultSink
+from ...txn import Change
+from .pipeline import OpenSession, Pipeline, VaultSink
 from ...core.policy import check_value, encode_name
 from ...core.secrets import SECRET_TYPES, contains_secret, redact
 from ...core.secrets.vault import fingerprint, reference_id

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import orjson
 
+from ... import txn
+from ...txn import Change
 from ...audit.chain import Actor, Intent, Rejected, Suppressed, TargetState
 from ...audit.keys import EpochRule, SignerKey
 from .auditlog import LOG_FILE, AuditLog
@@ -29,7 +31,6 @@ from .session_files import last_line_hash, split_lines
 from ...core.journal import Op, encode_record, parse_journal
 from ...errors import (
     AlreadyExistsError,
-    DurabilityError,
     IntegrityError,
     LimitExceededError,
     LockHeldError,
@@ -140,17 +141,6 @@ class OpenSession:
 
 
 @dataclass(frozen=True)
-class Change:
-    op: str
-    target: str
-    sha256: str | None  # content after the act (replace), the appended line, or None (removed)
-    size: int | None
-    act: Callable[[], None]
-    observe: Callable[[], str | None]  # what the target holds now, in the same terms
-    also: tuple[TargetState, ...] = ()
-
-
-@dataclass(frozen=True)
 class Materialize:
     """A write that follows a journal commit and is redone from the journal after a crash."""
 
@@ -233,63 +223,9 @@ class Pipeline:
         return AuditLog(directory, clock=self.clock, actor=self.actor, max_line=self.limits.max_audit_line_bytes,
                         signer=self.signer)
 
-    # -- the core: intent, act, outcome --------------------------------------------------------
+    # -- the core: the audit-before-act contract lives in txn.py -------------------------------
     def apply(self, log: AuditLog, change: Change) -> None:
-        self.ctx.check_usable()
-        intent = cast(Intent, log.append(
-            {"kind": "intent", "op": change.op, "target": change.target, "sha256": change.sha256,
-             "size": change.size, "also": [t.model_dump() for t in change.also]},
-            durable=True,
-        ))
-        try:
-            change.act()
-        except DurabilityError:
-            raise  # the handle is dead; the next open reconciles by observation
-        except SecureStoreError:
-            if change.also:
-                # The batch may be committed but not materialized: leave the intent open (the
-                # log then refuses new intents) so the next open redoes it from the journal.
-                raise
-            self._settle(log, intent, change.observe, recovered=False)
-            raise
-        # Not fsynced: if this outcome is lost, reconciliation observes the target and records
-        # the same result. The next intent's fsync makes it durable anyway.
-        log.append({"kind": "outcome", "txn": intent.seq, "result": "committed", "sha256": change.sha256},
-                   durable=False)
-
-    def _settle(
-        self,
-        log: AuditLog,
-        intent: Intent,
-        observe: Callable[[], str | None],
-        *,
-        recovered: bool,
-        finish: Callable[[], None] | None = None,
-        undo: Callable[[], None] | None = None,
-    ) -> str | None:
-        try:
-            observed = observe()
-            applied = observed == intent.sha256
-            if applied and finish is not None:
-                finish()  # complete a change that committed (redo derived writes)
-            if not applied and undo is not None:
-                undo()  # take back the visible part of a change that did not commit
-        except SecureStoreError:
-            if recovered:
-                raise
-            return None  # stays dangling; the next open reconciles it
-        if recovered:
-            result = "recovered-committed" if applied else "recovered-not-applied"
-        else:
-            result = "committed" if applied else "failed"
-        try:
-            log.append({"kind": "outcome", "txn": intent.seq, "result": result,
-                        "sha256": intent.sha256 if applied else observed}, durable=True)
-        except SecureStoreError:
-            if recovered:
-                raise
-            return None
-        return result
+        txn.apply(log, change)
 
     def reconcile(
         self,
@@ -301,37 +237,9 @@ class Pipeline:
         undo: Callable[[Intent], None] | None = None,
         sweep_if: Callable[[bool], bool] | None = None,
     ) -> list[str]:
-        """Repair what a crash left behind in one log's scope. Caller holds the writer lock.
-        `sweep_if(crash_evidence)` decides whether leftovers are looked for at all (a store-wide
-        directory listing is O(sessions): not something to do on every write)."""
-        events: list[str] = []
-        log.load()
-        evidence = bool(log.torn) or log.open_intent is not None
-        if log.torn:
-            fragment = log.drop_torn_tail()
-            log.load()
-            log.append(
-                {"kind": "recovery", "event": "torn-tail", "target": f"{AUDIT_DIR}/{LOG_FILE}",
-                 "size": len(fragment), "sha256": sha256_hex(fragment)},
-                durable=True,
-            )
-            events.append(f"torn tail of {log.label} ({len(fragment)} bytes) discarded")
-        for fields in torn_files() if torn_files else []:
-            log.append(fields, durable=True)
-            events.append(f"torn tail of {fields['target']} ({fields['size']} bytes) discarded")
-        pending = log.open_intent  # recovery records above may now follow it
-        if pending is not None:
-            intent = pending
-            done = (lambda: finish(intent)) if finish is not None else None
-            back = (lambda: undo(intent)) if undo is not None else None
-            result = self._settle(log, intent, lambda: observe_target(intent), recovered=True, finish=done,
-                                  undo=back)
-            events.append(f"dangling intent seq {intent.seq} ({intent.op} {intent.target}): {result}")
-        if sweep_if is None or sweep_if(evidence):
-            for fields in cleanup():
-                log.append(fields, durable=True)
-                events.append(f"leftover {fields['target']} removed")
-        return events
+        """Repair what a crash left behind in one log's scope (see txn.reconcile)."""
+        observers = txn.Observers(txn.Observer(observe_target, finish, undo))
+        return txn.reconcile(log, observers, cleanup, torn_files=torn_files, sweep_if=sweep_if)
 
     def _leftovers(self, directory: Dir, prefixes: tuple[str, ...], label: str) -> list[dict[str, Any]]:
         """Remove temp/staging entries of crashed writes; describe each for the audit log."""
