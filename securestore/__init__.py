@@ -26,8 +26,11 @@ from .errors import (
 )
 from .core.secrets import Secret
 from .api.session import Session, SlotHandle
-from .api.store import SecureStore, SessionInfo, SessionView, generate_master_key, init_store, open_store
-from .backends.local.verify import VerifyReport, verify_store
+from .api.keys import generate_master_key
+from .api.setup import init_store
+from .api.store import SecureStore, open_store
+from .api.verify import VerifyReport, verify_store
+from .api.views import SessionInfo, SessionView
 
 __version__ = "0.1.0"
 

@@ -53,7 +53,8 @@ def _records(count: int):  # noqa: ANN202
             yield {"kind": "outcome", "txn": i, "result": "committed", "sha256": f"{i - 1:064x}"}
 
 
-def write_log(directory: str, count: int) -> None:
+def write_log(directory: str, count: int) -> int:
+    """Returns how many records the log holds: the genesis plus whole intent/outcome pairs."""
     ctx = FsContext()
     clock = {"now": 1_700_000_000_000}
 
@@ -66,9 +67,11 @@ def write_log(directory: str, count: int) -> None:
                        signer=SIGNER)
         log.create(LOG_ID, {"store": STORE_ID, "scope": "store", "session": None}, store_id=STORE_ID,
                    chain=store_log_key(SEED, STORE_ID, LOG_ID), rule=EpochRule(1024, 3600))
-        for fields in _records((count - 1) // 2 * 2):  # whole pairs: no intent left open
+        pairs = (count - 1) // 2 * 2  # whole pairs: no intent left open
+        for fields in _records(pairs):
             log.append(fields, durable=False)
         log.seal()
+    return 1 + pairs
 
 
 def verify_log(directory: str) -> dict[str, float]:
@@ -131,7 +134,6 @@ def write_side(count: int = 20_000) -> dict[str, float]:
 
 
 def proofs(directory: str, size: int) -> dict[str, float]:
-    from securestore.audit.chain import parse_record  # noqa: F401 - proofs carry a record line
 
     ctx = FsContext()
     out: dict[str, float] = {}
@@ -167,11 +169,11 @@ def main() -> None:
     base = Path(args.dir or tempfile.mkdtemp(prefix="ss-bench-audit-"))
     long_log, short_log = str(base / "long"), str(base / "short")
     started = time.perf_counter()
-    write_log(long_log, args.records)
+    records = write_log(long_log, args.records)
     written = time.perf_counter() - started
     size = os.path.getsize(os.path.join(long_log, LOG_FILE))
-    print(f"wrote {args.records} records ({size / 1e6:.0f} MB) in {written:.1f} s "
-          f"({args.records / written:,.0f} records/s, appends not fsynced)")
+    print(f"wrote {records} records ({size / 1e6:.0f} MB) in {written:.1f} s "
+          f"({records / written:,.0f} records/s, appends not fsynced)")
     write_log(short_log, args.records // 10)
     for label, directory in (("full", long_log), ("1/10", short_log)):
         result = _verify_in_child(directory)
@@ -183,8 +185,8 @@ def main() -> None:
           f"{side['record_without_mac_us']:.1f} us without; one checkpoint (flush + sign + durable append) "
           f"{side['checkpoint_median_ms']:.2f} ms median = {side['checkpoint_per_record_us_at_1024']:.2f} us per "
           f"record over a 1024-record epoch")
-    sizes = proofs(long_log, args.records)
-    print(f"proofs at size {args.records:,}: inclusion {sizes['inclusion_nodes']:.0f} nodes "
+    sizes = proofs(long_log, records)
+    print(f"proofs at size {records:,}: inclusion {sizes['inclusion_nodes']:.0f} nodes "
           f"({sizes['inclusion_path_bytes']:.0f} path bytes), built in {sizes['inclusion_seconds']:.2f} s; "
           f"consistency {sizes['consistency_nodes']:.0f} nodes ({sizes['consistency_path_bytes']:.0f} bytes), "
           f"{sizes['consistency_seconds']:.2f} s")

@@ -5,6 +5,9 @@
   $SECURESTORE_AUDIT_SIGNING_KEY_FILE (a 0600 file).
 - the verification seed is created by `init`, handed out once (a new 0600 file, or a callback
   such as printing it), and never stored by the writer. Only an auditor keeps it.
+- the master key (32 bytes) wraps each session's vault key. From an explicit value, a file,
+  $SECURESTORE_MASTER_KEY or $SECURESTORE_MASTER_KEY_FILE; without it secrets are dropped and
+  only fingerprinted.
 """
 
 from __future__ import annotations
@@ -13,16 +16,17 @@ from collections.abc import Callable, Mapping
 
 from ..audit.errors import RecordError
 from ..audit.keys import SignerKey, new_signer_key, parse_seed, parse_signer_key, parse_verifier_key, VerifierKey
+from ..core.secrets.vault import encode_master_key, parse_master_key
 from ..errors import KeyMaterialError
-from ..fs import FsContext, read_key_file, write_key_file
+from ..fs import REAL_OS, FsContext, OsApi, read_key_file, write_key_file
 
 SIGNING_KEY_ENV = "SECURESTORE_AUDIT_SIGNING_KEY"
 SIGNING_KEY_FILE_ENV = "SECURESTORE_AUDIT_SIGNING_KEY_FILE"
 DEFAULT_KEY_NAME = "securestore.audit"
+MASTER_KEY_ENV = "SECURESTORE_MASTER_KEY"
+MASTER_KEY_FILE_ENV = "SECURESTORE_MASTER_KEY_FILE"
 
 SeedOut = str | Callable[[bytes], None]
-MISSING_SIGNER = (f"no audit signing key configured: writes need it to seal the audit trail; pass --signing-key-file "
-                  f"FILE, or set ${SIGNING_KEY_FILE_ENV} (or ${SIGNING_KEY_ENV} to the key text)")
 
 
 def _signer_from_text(text: str, where: str) -> SignerKey:
@@ -83,3 +87,24 @@ def load_public_key(ctx: FsContext, path: str) -> VerifierKey:
         return parse_verifier_key(text)
     except RecordError as exc:
         raise KeyMaterialError(f"{path}: {exc.detail}") from None
+
+
+def load_master_key(
+    ctx: FsContext, root_path: str, *, key: bytes | str | None, key_file: str | None, environ: Mapping[str, str]
+) -> bytes | None:
+    """Explicit key, else key file, else $SECURESTORE_MASTER_KEY, else $SECURESTORE_MASTER_KEY_FILE."""
+    if key is not None:
+        return parse_master_key(key)
+    path = key_file or None
+    if path is None and environ.get(MASTER_KEY_ENV):
+        return parse_master_key(environ[MASTER_KEY_ENV])
+    path = path or environ.get(MASTER_KEY_FILE_ENV) or None
+    if path is None:
+        return None
+    return parse_master_key(read_key_file(path, ctx, root_path=root_path))
+
+
+def generate_master_key(path: str, *, root_path: str | None = None, os_api: OsApi = REAL_OS) -> None:
+    """Write a new random master key to a 0600 file outside the store root."""
+    ctx = FsContext(os_api)
+    write_key_file(path, (encode_master_key(os_api.urandom(32)) + "\n").encode(), ctx, root_path=root_path)

@@ -8,25 +8,29 @@ after a crash either the whole turn is visible or none of it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 from pydantic import ValidationError
 
-from ..core.journal import Op, apply_to_items
-from ..errors import InvalidValueError, LimitExceededError, NotFoundError, OperationalError, PolicyError, UsageError
-from ..backends.local.layout import JOURNAL_FILE, MANIFEST_FILE, slot_target
+from ..backends.base import SessionBackend, Subject
+from ..core.journal import TRANSCRIPT_OPS, Op
+from ..core.policy import encode_name, slot_key
+from ..core.prepare import prepare
 from ..core.records import Manifest, SessionMetadata, SlotEnvelope
-from ..backends.local.pipeline import OpenSession, Pipeline, VaultSink, checked_key
-from ..core.policy import encode_name
-from ..core.secrets import resolve_value, unescape_value
-from ..core.secrets.vault import unseal
-
-if TYPE_CHECKING:
-    from .store import SecureStore
+from ..core.secrets.sink import VaultSink
+from ..errors import InvalidValueError, LimitExceededError, NotFoundError, OperationalError, PolicyError, UsageError
+from .reads import Lookup, render, resolver
 
 _METADATA_FIELDS = frozenset(SessionMetadata.model_fields)
+@dataclass(frozen=True)
+class SessionHooks:
+    """What a session handle needs from its store: where env references resolve, and what
+    happens after a committed write outside a turn (the listing index is told)."""
+    environ: Mapping[str, str]
+    on_write: Callable[[SessionBackend], None] = lambda session: None
 
 
 class SlotHandle:
@@ -40,7 +44,7 @@ class SlotHandle:
         staged = self._session._staged_slots
         if self.ext_id in staged:
             return staged[self.ext_id]
-        return self._session._pipeline.current_slot(self._session._open, self.ext_id)
+        return self._session._open.slot(self.ext_id)
 
     @property
     def version(self) -> int:
@@ -57,7 +61,7 @@ class SlotHandle:
     def put(self, payload: Any, *, expected_version: int | None = None) -> int:
         """Store `payload`; with `expected_version`, fail with VersionConflictError unless the
         slot is at exactly that version (0: must not exist). Returns the new version."""
-        with self._session._audit_rejection("slot.put", slot_target(encode_name(self.ext_id))):
+        with self._session._audit_rejection("slot.put", Subject.slot(self.ext_id)):
             return self._session._put_slot(self.ext_id, payload, expected_version)
 
     def delete(self) -> None:
@@ -65,20 +69,25 @@ class SlotHandle:
 
 
 class Session:
-    def __init__(self, store: SecureStore, open_session: OpenSession) -> None:
-        self._store = store
+    def __init__(self, open_session: SessionBackend, hooks: SessionHooks) -> None:
         self._open = open_session
-        self._pipeline: Pipeline = store.pipeline
+        self._hooks = hooks
+        self._limits = open_session.limits
         self._staged: list[Op] | None = None
         self._staged_slots: dict[str, SlotEnvelope | None] = {}
         self._on_disk: dict[str, bool] = {}
         self._sink: VaultSink | None = None
-        self._rollback: tuple[list[Any], Manifest, int] | None = None
+        self._rollback: tuple[list[Any] | None, Manifest, int] | None = None
         self._in_turn_block = False
         # A one-call store helper (store.put) records its rejections in the store log instead.
         self.rejections_in_session_log = True
 
     # -- lifecycle -------------------------------------------------------------------------------
+    @property
+    def backend(self) -> SessionBackend:
+        """The open session in storage (for the store's own bookkeeping)."""
+        return self._open
+
     @property
     def key(self) -> str:
         return self._open.key
@@ -106,7 +115,7 @@ class Session:
 
     # -- transcript ------------------------------------------------------------------------------
     @contextmanager
-    def _audit_rejection(self, op: str, target: str | None) -> Iterator[None]:
+    def _audit_rejection(self, op: str, subject: Subject | None) -> Iterator[None]:
         """A policy rejection through this handle is recorded in the session's own log (the
         rate bound applies), exactly as the store records one made through `store.put`; the
         error still reaches the caller."""
@@ -116,14 +125,14 @@ class Session:
             if not error.audited and self.rejections_in_session_log:
                 error.audited = True
                 try:
-                    self._pipeline.record_rejection(self._open.log, op, target, error)
+                    self._open.record_rejection(op, subject, error)
                 except OperationalError:
                     pass  # never masks the rejection itself
             raise
 
     def append_items(self, items: Sequence[Mapping[str, Any]]) -> int:
         """Append transcript items (JSON objects); returns the new item count."""
-        with self._audit_rejection("session.append", JOURNAL_FILE):
+        with self._audit_rejection("session.append", Subject.TRANSCRIPT):
             return self._append_items(items)
 
     def _append_items(self, items: Sequence[Mapping[str, Any]]) -> int:
@@ -133,8 +142,8 @@ class Session:
             if not isinstance(item, Mapping):
                 raise InvalidValueError(f"transcript item {index} is not a JSON object")
         total = len(self._open.items) + len(items)
-        if total > self._pipeline.limits.max_items:
-            raise LimitExceededError(f"transcript would hold {total} items (limit {self._pipeline.limits.max_items})")
+        if total > self._limits.max_items:
+            raise LimitExceededError(f"transcript would hold {total} items (limit {self._limits.max_items})")
         redacted, sink = self._prepare([dict(item) for item in items])
         self._record({"op": "append", "items": redacted}, sink)
         return len(self._open.items)
@@ -163,36 +172,32 @@ class Session:
     # -- slots -----------------------------------------------------------------------------------
     def slot(self, ext_id: str) -> SlotHandle:
         with self._audit_rejection("slot.open", None):
-            key = checked_key(ext_id, what="slot name", max_bytes=self._pipeline.limits.max_key_bytes)
+            key = slot_key(ext_id, self._limits.max_key_bytes)
         return SlotHandle(self, key)
 
     def slots(self) -> list[str]:
-        names = set(self._store._slot_names(self._open.state, self.name))
+        names = set(self._open.slot_names())
         for ext_id, envelope in self._staged_slots.items():
             (names.add if envelope is not None else names.discard)(ext_id)
         return sorted(names)
 
     def _put_slot(self, ext_id: str, payload: Any, expected: int | None) -> int:
+        current = SlotHandle(self, ext_id).version
         if self._staged is None:
-            version = self._pipeline.put_slot(self._open, ext_id, payload, expected)
-            self._touched()
-            return version
-        handle = SlotHandle(self, ext_id)
-        current = handle.version
-        on_disk = self._slot_on_disk(ext_id)
-        adding = current == 0 and not on_disk
-        self._pipeline.slot_version_check(self._open, ext_id, current, expected, adding=adding,
-                                          staged=self._staged_slot_delta())
-        redacted, _ = self._prepare(payload)
-        envelope = SlotEnvelope(ext_id=ext_id, slot_version=current + 1, payload=redacted)
-        self._staged.append({"op": "slot", "ext_id": ext_id, "slot_version": current + 1, "payload": redacted})
-        self._staged_slots[ext_id] = envelope
+            self._open.slot_version_check(ext_id, current, expected, adding=current == 0)
+        else:
+            adding = current == 0 and not self._slot_on_disk(ext_id)
+            self._open.slot_version_check(ext_id, current, expected, adding=adding, staged=self._staged_slot_delta())
+        redacted, sink = self._prepare(payload)
+        self._record({"op": "slot", "ext_id": ext_id, "slot_version": current + 1, "payload": redacted}, sink)
+        if self._staged is not None:
+            self._staged_slots[ext_id] = SlotEnvelope(ext_id=ext_id, slot_version=current + 1, payload=redacted)
         return current + 1
 
     def _slot_on_disk(self, ext_id: str) -> bool:
         """Does the slot exist as of the last commit (remembered for the turn)?"""
         if ext_id not in self._on_disk:
-            self._on_disk[ext_id] = self._pipeline.current_slot(self._open, ext_id) is not None
+            self._on_disk[ext_id] = self._open.slot(ext_id) is not None
         return self._on_disk[ext_id]
 
     def _staged_slot_delta(self) -> int:
@@ -204,14 +209,11 @@ class Session:
         return delta
 
     def _delete_slot(self, ext_id: str) -> None:
-        if self._staged is None:
-            self._pipeline.delete_slot(self._open, ext_id)
-            self._touched()
-            return
         if SlotHandle(self, ext_id).version == 0:
             raise NotFoundError(f"slot {encode_name(ext_id)} does not exist")
-        self._staged.append({"op": "slot-delete", "ext_id": ext_id})
-        self._staged_slots[ext_id] = None
+        self._record({"op": "slot-delete", "ext_id": ext_id}, None)
+        if self._staged is not None:
+            self._staged_slots[ext_id] = None
 
     # -- metadata --------------------------------------------------------------------------------
     @property
@@ -229,7 +231,7 @@ class Session:
     def update_metadata(self, **fields: Any) -> int:
         """Merge fields (title, workspace, agent, model, labels) into a new manifest revision;
         a field set to None is cleared. Returns the revision number."""
-        with self._audit_rejection("session.meta", MANIFEST_FILE):
+        with self._audit_rejection("session.meta", Subject.METADATA):
             return self._update_metadata(fields)
 
     def _update_metadata(self, fields: dict[str, Any]) -> int:
@@ -239,17 +241,16 @@ class Session:
         merged = {**self._open.manifest.metadata.model_dump(), **fields}
         if merged.get("labels") is None:
             merged["labels"] = {}
-        redacted, sink = self._prepare(merged)
+        sink = self._sink or self._open.sink()
+        mark = sink.mark()  # in a turn the sink holds the turn's earlier secrets: forget only this write's
+        redacted = prepare(merged, sink, self._limits)
         try:
             metadata = self._validated_metadata(redacted)
         except BaseException:
-            sink.rollback()
+            sink.rollback(mark)
             raise
-        revision = self._pipeline.next_revision(self._open, metadata)
-        self._record({"op": "meta", "revision": revision.model_dump()}, sink)
-        self._open.manifest, self._open.revisions = revision, self._open.revisions + 1
-        if self._staged is None:
-            self._store._index_note(self.name, self._open)  # now with the new title/workspace
+        revision = self._open.next_revision(metadata)
+        self._record({"op": "meta", "revision": revision.model_dump()}, sink, manifest=revision)
         return revision.rev
 
     @staticmethod
@@ -263,7 +264,7 @@ class Session:
 
     def history(self) -> list[dict[str, Any]]:
         """Every manifest revision, oldest first (secrets as references)."""
-        return self._store._history(self._open.dir, self.name)
+        return [render(revision.model_dump(), None) for revision in self._open.revisions_on_disk()]
 
     # -- turns -----------------------------------------------------------------------------------
     @contextmanager
@@ -286,8 +287,8 @@ class Session:
             raise UsageError("a turn is already open")
         self._staged = []
         self._staged_slots = {}
-        self._sink = VaultSink(self._pipeline, self._open)
-        self._rollback = (list(self._open.items), self._open.manifest, self._open.revisions)
+        self._sink = self._open.sink()
+        self._rollback = (self._open.items_if_loaded(), self._open.manifest, self._open.revisions)
 
     def commit_turn(self) -> None:
         """Commit the open turn's batch (one journal record), then snapshot: a durable turn
@@ -298,22 +299,24 @@ class Session:
             batch = ([vault_op] if vault_op else []) + ops
             try:
                 if ops:
-                    with self._audit_rejection("session.turn", JOURNAL_FILE):  # a cap the whole turn exceeds
-                        self._pipeline.append_record(self._open, batch)
+                    with self._audit_rejection("session.turn", Subject.TRANSCRIPT):  # a cap the whole turn exceeds
+                        self._open.commit(batch)
             except BaseException:
                 self._abort_turn()
                 raise
             self._end_turn()
             if ops:
-                self._touched()
-        if self._open.journal_records:
-            self._pipeline.snapshot(self._open)
+                self._hooks.on_write(self._open)
+        if self._open.journal_records():
+            self._open.snapshot()
         if self._in_turn_block:
             self.begin_turn()
 
     def _abort_turn(self) -> None:
         if self._rollback is not None:
-            self._open.items, self._open.manifest, self._open.revisions = self._rollback
+            items, manifest, revisions = self._rollback
+            self._open.restore_items(items)
+            self._open.set_manifest(manifest, revisions)
         if self._sink is not None:
             self._sink.rollback()
         self._end_turn()
@@ -328,42 +331,39 @@ class Session:
     # -- internals -------------------------------------------------------------------------------
     def _prepare(self, value: Any) -> tuple[Any, VaultSink]:
         """validate -> redact, into the turn's vault sink when a turn is open."""
-        return self._pipeline.prepare(self._open, value, self._sink)
+        sink = self._sink or self._open.sink()
+        return prepare(value, sink, self._limits), sink
 
-    def _record(self, op: Op, sink: VaultSink | None) -> None:
-        """Stage an op in the open turn, or commit it now as its own journal record."""
+    def _record(self, op: Op, sink: VaultSink | None, manifest: Manifest | None = None) -> None:
+        """Stage an op in the open turn, or commit it now on its own (durable on return)."""
         if self._staged is not None:
             self._staged.append(op)
-            apply_to_items(self._open.items, [op])
+            self._applied(op, manifest)
             return
         vault_op = sink.vault_op() if sink is not None else None
         try:
-            self._pipeline.append_record(self._open, ([vault_op] if vault_op else []) + [op])
+            self._open.commit(([vault_op] if vault_op else []) + [op], alone=True)
         except BaseException:
             if sink is not None:
                 sink.rollback()
             raise
-        apply_to_items(self._open.items, [op])
-        if self._pipeline.snapshot_due(self._open):
-            self._pipeline.snapshot(self._open)
-        self._touched(metadata=op["op"] == "meta")
+        self._applied(op, manifest)
+        if self._open.snapshot_due():
+            self._open.snapshot()
+        self._hooks.on_write(self._open)  # after the new revision is in memory (title, workspace)
 
-    def _touched(self, metadata: bool = False) -> None:
-        """A write committed: keep the listing index current (metadata: after the manifest
-        revision is in memory, see update_metadata)."""
-        if not metadata:
-            self._store._index_note(self.name, self._open)
+    def _applied(self, op: Op, manifest: Manifest | None) -> None:
+        if op["op"] in TRANSCRIPT_OPS:  # a slot or metadata write never reads the transcript
+            self._open.stage_ops([op])
+        if manifest is not None:
+            self._open.set_manifest(manifest, self._open.revisions + 1)
 
     def _render(self, value: Any, resolve: bool) -> Any:
         if not resolve:
-            return unescape_value(value)  # builds new containers: callers cannot alter our state
-        from_disk = self._store._resolver(self._open.dir, self.name)
+            return render(value, None)
+        return render(value, self._lookup)
 
-        def lookup(scheme: str, ident: str) -> str | bytes:
-            # A turn's staged values may name secrets sealed only in this session's vault so far.
-            vault, data_key = self._open.vault, self._open.data_key
-            if scheme == "vault" and vault is not None and data_key is not None and ident in vault.entries:
-                return unseal(vault, data_key, ident)
-            return from_disk(scheme, ident)  # type: ignore[no-any-return]
-
-        return resolve_value(value, lookup)
+    def _lookup(self) -> Lookup:
+        opened = self._open
+        return resolver(opened.name, self._hooks.environ, opened.has_master_key,
+                        opened.stored_vault, opened.vault_in_memory)

@@ -21,8 +21,8 @@ class CheckpointFeed:
     def __init__(self, report: LogReport, lines: Iterator[tuple[int, bytes]] | None, label: str) -> None:
         self._report = report
         self._lines = lines
-        self.expected = lines is not None  # given a checkpoints file, the log must have one that matches
-        self.label = label
+        self._expected = lines is not None  # given a checkpoints file, the log must have one that matches
+        self._label = label
         self.key: VerifierKey | None = None  # the signer's key, set once the genesis record is checked
         self.pending: Pending | None = None
         self.closing_at: int | None = None  # the size a signed checkpoint closed an epoch at
@@ -30,7 +30,8 @@ class CheckpointFeed:
 
     def _fail(self, offset: int, seq: int | None, check: str, expected: str, actual: str, line: int,
               category: str = TAMPERED) -> None:
-        keep_first_failure(self._report, Failure(self.label, seq, line, offset, check, expected, actual, category))
+        label = self._label or self._report.label
+        keep_first_failure(self._report, Failure(label, seq, line, offset, check, expected, actual, category))
 
     def next_checkpoint(self) -> Pending | None:
         """The next checkpoint in the file (signature checked), with its line and offset."""
@@ -94,7 +95,7 @@ class CheckpointFeed:
         """After the log's last record: a checkpoint matched, and none is signed beyond the end.
         False when verification stops here."""
         report = self._report
-        if report.checkpoints == 0 and self.expected:
+        if report.checkpoints == 0 and self._expected:
             self._fail(0, 0, "checkpoint", "a signed checkpoint at size 1 (written with the genesis record)",
                        "no valid checkpoint (deleted?)", 0)
             return False

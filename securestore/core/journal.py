@@ -99,6 +99,9 @@ def parse_journal(data: bytes, *, after_seq: int | None) -> ParsedJournal:
     return parsed
 
 
+TRANSCRIPT_OPS = frozenset({"append", "pop", "clear"})  # the ops that change the transcript
+
+
 def apply_to_items(items: list[Any], ops: list[Op]) -> None:
     """Replay the transcript part of a record (slot and metadata ops live in their own files)."""
     for op in ops:

@@ -12,6 +12,7 @@ from .legacy_files import FileStamp, LegacyFile, LegacySource, legacy_backups, r
 from .lines import iter_lines, lines_backward, read_tail, size_of
 from .locks import FileLock, Owner, is_alive, lock, lock_owner, lock_plain
 from .osapi import REAL_OS, OsApi, instrumented, io_call_names
+from .process import PathArg, absolute_path, environment, join_path, path_text, user_data_dir
 from .paths import (
     make_temp_dir,
     open_parent,
@@ -24,6 +25,9 @@ from .paths import (
 from .wipe import replace_wiping, shred
 
 __all__ = [
+    "PathArg",
+    "absolute_path",
+    "path_text",
     "DIR_MODE",
     "FILE_MODE",
     "REAL_OS",
@@ -38,10 +42,12 @@ __all__ = [
     "OsApi",
     "Owner",
     "check_name",
+    "environment",
     "instrumented",
     "io_call_names",
     "is_alive",
     "iter_lines",
+    "join_path",
     "legacy_backups",
     "lines_backward",
     "lock",
@@ -57,6 +63,7 @@ __all__ = [
     "replace_wiping",
     "shred",
     "size_of",
+    "user_data_dir",
     "walk",
     "write_key_file",
     "write_output_file",

@@ -4,7 +4,9 @@ Every name is resolved one component at a time relative to an open directory fd,
 O_NOFOLLOW (and O_DIRECTORY for directories), so a symlink planted anywhere inside the store is
 refused instead of followed. Every opened object is fstat-checked: type, owner == euid, mode,
 and a link count of 1 for files (a planted hard link could alias a file outside the store).
-Line-oriented reads live in `lines`, locks in `locks`; both work on a `Dir`.
+Line reads (`lines`), locks (`locks`), key wiping (`wipe`) and the tree functions at the end of
+this module are built on Dir's public methods only (`open_checked` first); modes and flags:
+`base`.
 """
 
 from __future__ import annotations

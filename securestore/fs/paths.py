@@ -1,5 +1,6 @@
 """Paths outside the store's fd-anchored tree: opening the store root, key files that must live
-outside it, export (output) files, and temporary directories."""
+outside it, export (output) files, temporary directories, and the process environment that
+names some of them."""
 
 from __future__ import annotations
 

@@ -349,3 +349,27 @@ def test_internal_errors_show_no_message(monkeypatch: pytest.MonkeyPatch, capsys
     assert cli.main(["sessions", "list"]) == 3
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("securestore: error: metadata rejected") and PASSWORD not in err
+
+
+def test_commands_read_only_the_environment_main_is_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """main() reads the environment once and passes it down: no command looks at os.environ
+    behind it (the store root, the per-user default, the signing key all come from the mapping)."""
+    from securestore import cli
+    from tests.support.keys import KEYS
+
+    monkeypatch.setenv("SECURESTORE_ROOT", str(tmp_path / "from-os-environ"))
+    for name, value in KEYS.items():  # a signing key the commands must not find
+        monkeypatch.setenv(name, value)
+    given = tmp_path / "from-the-mapping"
+    assert cli.main(["sessions", "list"], environ={"SECURESTORE_ROOT": str(given)}) == 4
+    assert f"no store at {given}" in capsys.readouterr().err
+
+    assert cli.main(["sessions", "list"], environ={"XDG_DATA_HOME": str(tmp_path / "xdg")}) == 4
+    assert str(tmp_path / "xdg") in capsys.readouterr().err
+
+    assert cli.main(["--root", str(given), "audit", "public-key"], environ={}) == 4
+    assert "no audit signing key configured" in capsys.readouterr().err
+    assert cli.main(["--root", str(given), "audit", "public-key"], environ=KEYS) == 0
+    assert capsys.readouterr().out.startswith("test.audit+")

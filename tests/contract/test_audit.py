@@ -14,8 +14,10 @@ from securestore import (
     RejectionAuditPolicy,
     SecureStore,
     StoreConfig,
+    LockHeldError,
     verify_store,
 )
+from securestore.api import AuditTrailDrill
 from securestore.audit.chain import GENESIS_PREV, Actor, ChainHead, build_record, parse_record
 from securestore.audit.keys import RecordMac
 from securestore.audit.verify import LogVerifier
@@ -231,3 +233,19 @@ def test_rejections_are_audited_within_a_rate_bound(root: Path) -> None:
         assert kinds == ["rejected", "rejected", "rejected", "suppressed"]
         assert store_log.stat().st_size - size_before == sum(len(line) for line in added)
         assert verify_store(store).ok
+
+
+def test_the_audit_trail_drill_never_runs_beside_a_writer_and_restores_the_trail(store: SecureStore, root: Path) -> None:
+    with store.create_session("s") as session:
+        session.append_items([{"n": 1}])
+        with pytest.raises(LockHeldError):  # a record written mid-drill would be lost by its restore
+            AuditTrailDrill(store, "s").__enter__()
+    log = root / "sessions" / encode_name("s") / "audit" / "log.jsonl"
+    before = log.read_bytes()
+    with AuditTrailDrill(store, "s") as drill:
+        drill.edit_record(1)
+        assert log.read_bytes() != before and not verify_store(store).ok
+        with SecureStore(root, StoreConfig(lock_timeout_seconds=0.0), master_key=MASTER_KEY, environ=KEYS) as other, \
+                pytest.raises(LockHeldError):
+            other.open_session("s")
+    assert log.read_bytes() == before and verify_store(store).ok

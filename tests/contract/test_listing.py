@@ -187,3 +187,35 @@ def test_more_sessions_than_the_cap_is_a_clear_error(tmp_path: Path) -> None:
             store.scan_sessions()
         with pytest.raises(LimitExceededError, match="more than 2"):
             store.rebuild_index()
+
+
+def test_a_slot_write_restates_the_listed_item_count_without_reading_the_transcript(store: SecureStore,
+                                                                                     root: Path) -> None:
+    with store.create_session("s") as session:
+        session.append_items([{"n": 1}, {"n": 2}, {"n": 3}])
+    opened: list[str] = []
+    store.ctx.os = instrumented(REAL_OS, lambda call, args: opened.extend(
+        arg for arg in args if call == "open" and isinstance(arg, str)))
+    store.put("s", "slot", {"v": 1})
+    store.ctx.os = REAL_OS
+    assert "manifest.jsonl" in opened  # the hook saw the put's opens
+    assert "snapshot.json" not in opened  # the transcript was not replayed (recovery reads the journal's tail only)
+    assert store.list_sessions().sessions[0].items == 3
+    # With no entry to take the count from, the write counts the transcript instead.
+    (root / "index" / "entries" / f"{encode_name('s')}.json").unlink()
+    store.put("s", "slot", {"v": 2})
+    assert [(s.key, s.items) for s in store.list_sessions().sessions] == [("s", 3)]
+
+
+def test_a_committed_write_is_never_reported_as_failed_by_the_listing_update(store: SecureStore, root: Path) -> None:
+    with store.create_session("s") as session:
+        session.append_items([{"n": 1}])
+        session.append_items([{"n": 2}])
+    journal = root / "sessions" / encode_name("s") / "journal.log"
+    lines = journal.read_bytes().splitlines(keepends=True)
+    journal.write_bytes(lines[0].replace(b'"n":1', b'"n":7') + lines[1])  # a damaged transcript to count
+    for entry in (root / "index" / "entries").iterdir():
+        entry.unlink()  # and no listed count to keep (entries are not fsynced)
+    assert store.put("s", "slot", {"x": 1}) == 1  # committed, so reported as done
+    assert store.get("s", "slot") == {"x": 1}
+    assert [s.name for s in store.list_sessions().skipped] == ["index"]  # the index says it may be stale

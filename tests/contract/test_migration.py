@@ -22,8 +22,9 @@ from securestore.errors import IntegrityError, VersionConflictError
 from securestore.fs import instrumented
 from securestore.fs.osapi import REAL_OS
 from securestore.core.policy import encode_name
-from securestore.backends.local.verify import VerifyOptions
-from securestore.backends.local.migrate_inspect import inspect_source, load_plan
+from securestore.api.verify import VerifyOptions
+from securestore.api.verify import inspect_source
+from securestore.backends.local.migrate_inspect import load_plan
 from securestore.core.legacy import MAX_LEGACY_FILE_BYTES, map_document, session_in_map
 
 def test_sessions_json_is_ready_with_counts_and_duplicates(store: SecureStore, tmp_path: Path) -> None:
@@ -35,7 +36,7 @@ def test_sessions_json_is_ready_with_counts_and_duplicates(store: SecureStore, t
     assert result.duplicates == [{"key": "agent:main:telegram:42", "kept": 'key "agent:main:telegram:42"',
                                   "dropped": 'key " agent:main:telegram:42"'}]
     assert tree_snapshot(tmp_path) == before  # inspect writes nothing
-    _, plan = load_plan(store, str(source))
+    _, plan = load_plan(store.backend, str(source))
     summary = next(s for s in plan.sessions if s.key == "agent:main:telegram:42")
     assert (summary.items, summary.problem) == (2, None)
     # The plan keeps summaries; the content is read again from the file when it is imported.
@@ -170,7 +171,7 @@ def test_rollback_restores_the_source_and_moves_sessions_aside(root: Path, tmp_p
 def test_progress_is_shown_only_on_a_terminal() -> None:
     import io
 
-    from securestore.cli import progress_printer
+    from securestore.cli.commands.migrate import progress_printer
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
@@ -208,7 +209,7 @@ def _leaks(text: str, secrets: list[str]) -> list[str]:
 def _reference(store: SecureStore, secret: str) -> str:
     from securestore.core.secrets.vault import fingerprint
 
-    return f"[secret:redacted:{fingerprint(store.pipeline.fingerprint_key, secret)}]"
+    return f"[secret:redacted:{fingerprint(store.backend.env.fingerprint_key, secret)}]"
 
 
 def _secret_sources(tmp_path: Path) -> tuple[list[Path], list[str], list[str]]:

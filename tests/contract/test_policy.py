@@ -10,13 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.support.keys import KEYS, MASTER_KEY
-from tests.support.stores import STORE_TRAIL, tree_snapshot
+from tests.support.stores import STORE_TRAIL, session_dir, tree_snapshot
 from securestore import (
     ForbiddenKeyError,
     InvalidKeyError,
     InvalidValueError,
     Limits,
     LimitExceededError,
+    PolicyError,
     SecureStore,
     StoreConfig,
     verify_store,
@@ -235,3 +236,28 @@ def test_json_text_parser_is_strict() -> None:
     assert isinstance(big, int)
     with pytest.raises(LimitExceededError):
         check_value(big, limits)
+
+
+def test_a_rejection_through_a_session_handle_names_the_file_it_was_aimed_at(root: Path) -> None:
+    with _small_store(root, max_value_bytes=64) as store, store.create_session("sess") as session:
+        too_big = {"v": "x" * 100}
+        for write in (lambda: session.append_items([too_big]), lambda: session.update_metadata(title="t" * 100),
+                      lambda: session.slot("notes").put(too_big)):
+            with pytest.raises(PolicyError):
+                write()
+    log = session_dir(root, "sess") / "audit" / "log.jsonl"
+    rejected = [r for r in map(parse_record, log.read_bytes().splitlines()) if r.kind == "rejected"]
+    assert [(r.op, r.target) for r in rejected] == [  # type: ignore[attr-defined]
+        ("session.append", "journal.log"), ("session.meta", "manifest.jsonl"),
+        ("slot.put", f"state/{encode_name('notes')}.json")]
+
+
+def test_create_session_with_a_bad_key_is_audited_in_the_store_log(root: Path) -> None:
+    with _small_store(root) as store:
+        log = root / "audit" / "log.jsonl"
+        before = [r for r in map(parse_record, log.read_bytes().splitlines()) if r.kind == "rejected"]
+        with pytest.raises(ForbiddenKeyError):
+            store.create_session("__proto__")
+        after = [r for r in map(parse_record, log.read_bytes().splitlines()) if r.kind == "rejected"]
+        assert [(r.op, r.reason) for r in after[len(before):]] == [  # type: ignore[attr-defined]
+            ("session.create", "forbidden-key")]

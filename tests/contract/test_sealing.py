@@ -35,7 +35,7 @@ from securestore.audit.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from securestore.backends.local.verify import VerifyOptions
+from securestore.api.verify import VerifyOptions
 
 CT_LEAVES = ["", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f"]
 CT_ROOTS = [
@@ -157,7 +157,7 @@ def test_a_dangling_intent_exits_6_and_a_cut_tail_against_an_anchor_exits_5(tmp_
     root = make_store(tmp_path / "store")
     _fill(root, StoreConfig(), count=3)
     with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
-        from securestore.backends.local.proofs import make_anchor
+        from securestore.api.verify import make_anchor
 
         anchor = make_anchor(store)  # seals: the store log also commits the session's head
         with store.open_session("sess") as session:  # one more write after the anchor
@@ -254,7 +254,7 @@ def test_the_corpus_module_generates_valid_stores(tmp_path: Path) -> None:
 
 
 def test_an_anchor_of_a_deleted_session_does_not_blame_its_successor(tmp_path: Path) -> None:
-    from securestore.backends.local.proofs import make_anchor
+    from securestore.api.verify import make_anchor
 
     root = make_store(tmp_path / "store")
     _fill(root, StoreConfig(), count=2)

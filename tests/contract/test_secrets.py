@@ -18,6 +18,7 @@ from tests.support.corpus import AWS_DOCS_KEY_ID, AWS_DOCS_SECRET, benign_corpus
 from securestore import (
     KeyMaterialError,
     IntegrityError,
+    InvalidValueError,
     Secret,
     SecretInKeyError,
     SecretUnavailableError,
@@ -337,3 +338,11 @@ def test_a_token_glued_inside_another_match_is_redacted_whole() -> None:
     for first, second in ((webhook, github), (slack, pem)):
         text = first + second
         assert _covering(text, first) is not None and _covering(text, second) is not None
+
+
+def test_a_rejected_metadata_update_in_a_turn_keeps_the_turns_earlier_secrets(store: SecureStore) -> None:
+    with store.create_session("s") as session, session.turn():
+        session.append_items([{"role": "tool", "auth": Secret("hunter2-very-secret-value")}])
+        with pytest.raises(InvalidValueError):
+            session.update_metadata(title=12345)  # rejected; the turn goes on and commits
+    assert store.read_items("s", resolve=True) == [{"role": "tool", "auth": "hunter2-very-secret-value"}]

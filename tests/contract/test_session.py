@@ -219,8 +219,13 @@ def test_bad_record_before_the_end_is_an_integrity_error(store: SecureStore, roo
     journal.write_bytes(lines[0].replace(b'"n":1', b'"n":7') + lines[1])
     with pytest.raises(IntegrityError, match="line 1 .* damaged: checksum mismatch"):
         store.read_items("s")
-    with pytest.raises(IntegrityError):
-        store.open_session("s")
+    # Opening reads no transcript (a slot write needs none); the first use of it refuses.
+    with store.open_session("s") as opened:
+        with pytest.raises(IntegrityError, match="checksum mismatch"):
+            opened.append_items([{"n": 3}])
+        with pytest.raises(IntegrityError, match="checksum mismatch"):
+            opened.items()
+    assert journal.read_bytes() == lines[0].replace(b'"n":1', b'"n":7') + lines[1]  # nothing appended
     assert not verify_store(store).ok
 
 

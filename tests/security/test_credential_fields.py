@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.keys import KEYS, MASTER_KEY
+from tests.support.keys import KEYS
 from tests.support.stores import all_bytes
 from securestore import SecureStore
 from securestore.core.secrets.credential_keys import is_credential_key

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from tests.support.keys import KEYS, MASTER_KEY
-from tests.support.stores import make_store, run_cli, seed_of, session_dir, tree_snapshot
+from tests.support.stores import run_cli, seed_of, session_dir, tree_snapshot
 from securestore import (
     ForbiddenKeyError,
     IntegrityError,
@@ -29,7 +29,7 @@ from securestore import (
 )
 from securestore.audit.chain import Rejected, parse_record
 from securestore.core.secrets.vault import load_vault, parse_master_key, unseal, unwrap_data_key
-from securestore.backends.local.verify import VerifyOptions
+from securestore.api.verify import VerifyOptions
 
 
 def _small(root: Path, **limits: int) -> SecureStore:

@@ -24,7 +24,7 @@ from securestore.audit.chain import GENESIS_PREV, record_hash
 from securestore.audit.checkpoint import Checkpoint, StoredCheckpoint, sign_note
 from securestore.audit.keys import new_signer_key, session_log_key
 from securestore.audit.merkle import Frontier, leaf_hash
-from securestore.backends.local.verify import VerifyOptions
+from securestore.api.verify import VerifyOptions
 
 MALLORY = new_signer_key(SIGNING.name, bytes(range(7, 39)))  # the attacker's own key, same name
 # Epochs end by time only; the test clock decides when.

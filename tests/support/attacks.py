@@ -27,8 +27,8 @@ from securestore.audit.checkpoint import Checkpoint, StoredCheckpoint, sign_note
 from securestore.audit.keys import RecordMac, mac_key, new_signer_key
 from securestore.audit.merkle import Frontier, leaf_hash
 from securestore.core.canonical import canonical_bytes
-from securestore.backends.local.proofs import make_anchor
-from securestore.backends.local.verify import VerifyOptions
+from securestore.api.verify import make_anchor
+from securestore.api.verify import VerifyOptions
 
 LOG, CHECKPOINTS, KEY = "log.jsonl", "checkpoints.jsonl", "epoch.key"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from securestore import SecureStore, verify_store
-from securestore.backends.local.verify import VerifyOptions
+from securestore.api.verify import VerifyOptions
 from securestore.fs import instrumented
 from securestore.fs.osapi import REAL_OS
 from tests.support.keys import KEYS, MASTER_KEY, SIGNING

@@ -38,7 +38,7 @@ from tests.support.stores import FAULT_CONFIG, REPO, make_store, seed_path
 from securestore import NotFoundError, Secret, SecureStore, verify_store
 from securestore.audit.keys import parse_seed
 from securestore.audit.verify import INCOMPLETE
-from securestore.backends.local.verify import VerifyOptions, VerifyReport
+from securestore.api.verify import VerifyOptions, VerifyReport
 
 STRACE = "/usr/bin/strace"
 CHILD = Path(__file__).resolve().parent / "trace_child.py"

@@ -1,7 +1,6 @@
 """The house rules for imports, read from the source with `ast` (lazy imports inside functions
-and TYPE_CHECKING imports included). REDESIGN.md section 7 and issue 10: each rule that the
-code does not meet yet is marked xfail(strict=True), so the mark must come off the moment the
-code meets it (an xpass fails the run), and no rule can rot silently."""
+and TYPE_CHECKING imports included), as docs/architecture.md states them. Every rule holds;
+breaking one (an `import os` in api/, a backend importing api/, a cycle) fails its case."""
 
 from __future__ import annotations
 
@@ -143,10 +142,10 @@ def test_the_walker_sees_lazy_and_relative_imports(tmp_path: Path) -> None:
 @pytest.mark.parametrize("rule", [
     "core-and-audit-do-no-io",
     "txn-knows-no-files",
-    pytest.param("backends-never-import-the-api", marks=pytest.mark.xfail(strict=True, reason="issue 10: in progress")),
-    pytest.param("no-circles", marks=pytest.mark.xfail(strict=True, reason="issue 10: in progress")),
-    pytest.param("only-fs-touches-the-os", marks=pytest.mark.xfail(strict=True, reason="issue 10: in progress")),
-    pytest.param("cli-uses-public-names-only", marks=pytest.mark.xfail(strict=True, reason="issue 10: in progress")),
+    "backends-never-import-the-api",
+    "no-circles",
+    "only-fs-touches-the-os",
+    "cli-uses-public-names-only",
 ])
 def test_import_rule(rule: str) -> None:
     assert _violations(rule) == []

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from securestore.backends.local.pipeline import checked_key  # pure; moving to core/policy
+from securestore.core.policy import checked_key
 from securestore.config import Limits
 from securestore.core.policy import (
     check_value,

@@ -17,23 +17,31 @@ say, readers validate each entry they return (its name must re-encode from its k
 
 from __future__ import annotations
 
-from typing import Any
 
 import orjson
 from pydantic import ValidationError
 
+from ... import txn
+from ...audit.chain import TargetState
+from ...core.canonical import sha256_hex
 from ...core.listing import (
     Order,
     Page,
     SessionSummary,
     Skipped,
+    created_line,
     cursor_text,
+    entry_bytes,
     parse_cursor,
     parse_index_line,
+    summary_line,
+    tombstone_line,
 )
 from ...core.policy import encode_name
 from ...errors import SecureStoreError, UsageError
-from ...fs import Dir, iter_lines, lines_backward, size_of
+from ...fs import Dir, FsContext, iter_lines, lines_backward, lock_plain, size_of
+from .auditlog import AuditLog
+from .layout import STAGING_PREFIX, TRASH_PREFIX
 
 INDEX_DIR = "index"
 UPDATES_LOG = "updates.log"
@@ -164,12 +172,76 @@ def disagreements(index: Dir, live: set[str], *, ignore: set[str], max_index_byt
     return [f"{INDEX_DIR}: {finding}; run `securestore index rebuild`" for finding in findings]
 
 
-def _entry_matches(entries: Dir, name: str) -> bool:
+def _listed(entries: Dir, name: str) -> SessionSummary | None:
+    """The entry of session `name`, if it is a valid entry for that very session."""
     try:
         data = entries.read_optional(f"{name}.json", 64 * 1024)
         if data is None:
-            return False
+            return None
         summary = SessionSummary.model_validate(orjson.loads(data))
     except (orjson.JSONDecodeError, ValidationError, SecureStoreError):
-        return False
-    return summary.name == name and encode_name(summary.key) == name
+        return None
+    return summary if summary.name == name and encode_name(summary.key) == name else None
+
+
+def _entry_matches(entries: Dir, name: str) -> bool:
+    return _listed(entries, name) is not None
+
+
+class NotListed(Exception):
+    """`note(keep_listed_items=True)` found no valid entry to take the item count from."""
+
+
+def note(root: Dir, summary: SessionSummary | None, *, name: str, created: bool, timeout: float, now_ms: int,
+         keep_listed_items: bool = False) -> None:
+    """Record a committed write in the listing index (summary None: the session is gone).
+    Not fsynced and not separately audited: it restates audited state, readers validate it,
+    and `rebuild` recomputes it. `keep_listed_items`: the write left the transcript as it was,
+    so the listed item count stands (NotListed when there is none to keep)."""
+    with root.open_or_make_dir(INDEX_DIR) as index, \
+            lock_plain(index, INDEX_LOCK, exclusive=False, timeout=timeout), \
+            index.open_or_make_dir(ENTRIES_DIR) as entries:
+        if summary is None:
+            if entries.entry(f"{name}.json") is not None:
+                entries.unlink(f"{name}.json")
+        else:
+            if keep_listed_items:
+                listed = _listed(entries, name)
+                if listed is None or listed.key != summary.key:
+                    raise NotListed(name)
+                summary = summary.model_copy(update={"items": listed.items})
+            entries.write_atomic(f"{name}.json", entry_bytes(summary), durable=False)
+        for log in (UPDATES_LOG, CREATED_LOG):
+            index.ensure_file(log)
+        line = summary_line(summary) if summary is not None else tombstone_line(name, now_ms)
+        index.append(UPDATES_LOG, line, durable=False)
+        if created and summary is not None:
+            index.append(CREATED_LOG, created_line(summary), durable=False)
+
+
+def rebuild(log: AuditLog, root: Dir, summaries: list[SessionSummary], ctx: FsContext, timeout: float) -> None:
+    """Rewrite the whole index from summaries read off the session directories (audited)."""
+    by_update = sorted(summaries, key=lambda s: (s.updated_ms, s.name))
+    updates = b"".join(summary_line(s) for s in by_update)
+    created = b"".join(created_line(s) for s in sorted(summaries, key=lambda s: (s.created_ms, s.name)))
+    staging = STAGING_PREFIX + ctx.random_hex(8)
+
+    def act() -> None:
+        with root.open_or_make_dir(INDEX_DIR) as index, \
+                lock_plain(index, INDEX_LOCK, exclusive=True, timeout=timeout):
+            with index.make_dir(staging) as fresh:
+                for summary in summaries:
+                    fresh.write_atomic(f"{summary.name}.json", entry_bytes(summary), durable=False)
+                fresh.sync()
+            if index.entry(ENTRIES_DIR) is not None:
+                old = TRASH_PREFIX + ctx.random_hex(8)
+                index.rename(ENTRIES_DIR, old)
+                index.remove_tree(old)
+            index.rename(staging, ENTRIES_DIR)
+            index.write_atomic(CREATED_LOG, created)
+            index.write_atomic(UPDATES_LOG, updates)
+
+    txn.apply(log, txn.Change(
+        "index.rebuild", f"{INDEX_DIR}/{UPDATES_LOG}", sha256_hex(updates), len(updates), act, lambda: None,
+        (TargetState(target=f"{INDEX_DIR}/{CREATED_LOG}", sha256=sha256_hex(created), size=len(created)),),
+    ))

@@ -15,7 +15,7 @@ from .migrate import check_session
 from ...core.legacy import MAX_LEGACY_FILE_BYTES, LegacyPlan, PlanBuilder, ReportText, redacted_errors
 
 if TYPE_CHECKING:
-    from ...api.store import SecureStore
+    from .store_dir import StoreDir
 
 State = Literal["already_migrated", "ready", "empty", "invalid", "missing"]
 
@@ -37,16 +37,16 @@ class Inspection:
         return asdict(self)
 
 
-def report_text(store: SecureStore) -> ReportText:
-    return ReportText(store.pipeline.fingerprint_key)
+def report_text(store: StoreDir) -> ReportText:
+    return ReportText(store.env.fingerprint_key)
 
 
-def load_plan(store: SecureStore, path: str) -> tuple[str, LegacyPlan]:
+def load_plan(store: StoreDir, path: str) -> tuple[str, LegacyPlan]:
     """Read and parse a legacy source, one file at a time (the file or directory itself must
     not be a symlink). Labels and reasons in the plan, and the errors raised, are redacted."""
     report = report_text(store)
-    builder = PlanBuilder(store.config.limits, report, lambda session: check_session(store.pipeline, session))
-    with redacted_errors(report), read_legacy_source(path, store.ctx, cap=MAX_LEGACY_FILE_BYTES) as source:
+    builder = PlanBuilder(store.config.limits, report, lambda session: check_session(store.env, session))
+    with redacted_errors(report), read_legacy_source(path, store.env.ctx, cap=MAX_LEGACY_FILE_BYTES) as source:
         add = builder.add_map if source.kind == "file" else builder.add_file
         for legacy in source:
             add(legacy.name, legacy.data, legacy.stamp)
@@ -54,7 +54,7 @@ def load_plan(store: SecureStore, path: str) -> tuple[str, LegacyPlan]:
         return "sessions.json" if source.kind == "file" else "directory", builder.plan()
 
 
-def inspect_source(store: SecureStore, path: str) -> Inspection:
+def inspect_source(store: StoreDir, path: str) -> Inspection:
     return _redacted(_inspect(store, path), report_text(store))
 
 
@@ -72,12 +72,12 @@ def _redacted(result: Inspection, report: ReportText) -> Inspection:
     return Inspection(**walk(result.to_json()))
 
 
-def _inspect(store: SecureStore, path: str) -> Inspection:
+def _inspect(store: StoreDir, path: str) -> Inspection:
     try:
         layout, plan = load_plan(store, path)
     except NotFoundError:
         try:
-            backups = legacy_backups(path, store.ctx)
+            backups = legacy_backups(path, store.env.ctx)
         except NotFoundError:
             backups = []
         if backups:

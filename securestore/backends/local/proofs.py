@@ -14,50 +14,51 @@ from ...audit.proof import ConsistencyProof, InclusionProof
 from ...errors import IntegrityError, NotFoundError, UsageError
 from ...fs import Dir, iter_lines
 from .layout import AUDIT_DIR, SESSIONS_DIR
-from .pipeline import session_name
+from ...core.policy import session_name
 from ...core.policy import is_session_name
-from ...api.store import SecureStore
+from .store_dir import StoreDir
+from .store_seal import seal_store
 
 
 def _label(name: str | None) -> str:
     return f"{AUDIT_DIR}/{LOG_FILE}" if name is None else f"{SESSIONS_DIR}/{name}/{AUDIT_DIR}/{LOG_FILE}"
 
 
-def _name(store: SecureStore, key: str) -> str:
+def _name(store: StoreDir, key: str) -> str:
     return session_name(key, store.config.limits.max_key_bytes)[1]
 
 
 @contextmanager
-def _audit_dir(store: SecureStore, name: str | None) -> Iterator[Dir]:
+def _audit_dir(store: StoreDir, name: str | None) -> Iterator[Dir]:
     if name is None:
-        with store._root.open_dir(AUDIT_DIR) as audit:
+        with store.root.open_dir(AUDIT_DIR) as audit:
             yield audit
         return
     try:
-        directory = store._sessions.open_dir(name)
+        directory = store.sessions.open_dir(name)
     except NotFoundError:
         raise NotFoundError(f"no session {name}") from None
     with directory, directory.open_dir(AUDIT_DIR) as audit:
         yield audit
 
 
-def _latest(store: SecureStore, audit: Dir, name: str | None) -> StoredCheckpoint:
-    stored = store.pipeline.new_log(audit).last_checkpoint(repair=False)
+def _latest(store: StoreDir, audit: Dir, name: str | None) -> StoredCheckpoint:
+    stored = store.env.new_log(audit).last_checkpoint(repair=False)
     if stored is None:
         raise IntegrityError(f"{_label(name)} has no signed checkpoint")
     return stored
 
 
-def make_anchor(store: SecureStore, key: str | None = None) -> Anchor:
+def make_anchor(store: StoreDir, key: str | None = None) -> Anchor:
     """The latest signed checkpoint of the store log and of each session (or of one). Seals
     first when this handle can sign, so the anchor covers everything written so far."""
-    if store.pipeline.signer is not None:
-        store.seal()
+    if store.env.signer is not None:
+        seal_store(store)
     names: list[str | None] = [None]
     if key is not None:
         names.append(_name(store, key))
     else:
-        names += sorted(n for n in store._sessions.list(sort=False) if is_session_name(n))
+        names += sorted(n for n in store.sessions.list(sort=False) if is_session_name(n))
     logs = []
     signer = None
     for name in names:
@@ -67,10 +68,10 @@ def make_anchor(store: SecureStore, key: str | None = None) -> Anchor:
                 signer = _genesis_signer(audit, store)
         logs.append(AnchoredLog(log=_label(name), session=name, note=stored.note))
     return Anchor(v=1, kind="securestore-anchor", store=store.store_id, signer=signer or "",
-                  created=store.pipeline.clock(), logs=logs)
+                  created=store.env.clock(), logs=logs)
 
 
-def _genesis_signer(audit: Dir, store: SecureStore) -> str:
+def _genesis_signer(audit: Dir, store: StoreDir) -> str:
     """The signer the store log's genesis names (the anchor's own copy of the public key)."""
     for _, line in iter_lines(audit, LOG_FILE, store.config.limits.max_audit_line_bytes + 1):
         record = parse_record(line.rstrip(b"\n"))
@@ -80,7 +81,7 @@ def _genesis_signer(audit: Dir, store: SecureStore) -> str:
     raise IntegrityError("the store log does not start with a genesis record")
 
 
-def _stream(audit: Dir, store: SecureStore, size: int) -> Iterator[tuple[int, bytes]]:
+def _stream(audit: Dir, store: StoreDir, size: int) -> Iterator[tuple[int, bytes]]:
     """(index, line without newline) for the first `size` records."""
     index = 0
     for _, line in iter_lines(audit, LOG_FILE, store.config.limits.max_audit_line_bytes + 1):
@@ -94,7 +95,7 @@ def _stream(audit: Dir, store: SecureStore, size: int) -> Iterator[tuple[int, by
         raise IntegrityError(f"the log ends at {index} records, before its checkpoint's {size}")
 
 
-def prove_inclusion(store: SecureStore, key: str | None, seq: int) -> InclusionProof:
+def prove_inclusion(store: StoreDir, key: str | None, seq: int) -> InclusionProof:
     name = _name(store, key) if key is not None else None
     with _audit_dir(store, name) as audit:
         stored = _latest(store, audit, name)
@@ -112,7 +113,7 @@ def prove_inclusion(store: SecureStore, key: str | None, seq: int) -> InclusionP
                           record=record.decode(), path=[h.hex() for h in hasher.result()], checkpoint=stored.note)
 
 
-def prove_consistency(store: SecureStore, key: str | None, old_size: int) -> ConsistencyProof:
+def prove_consistency(store: StoreDir, key: str | None, old_size: int) -> ConsistencyProof:
     name = _name(store, key) if key is not None else None
     with _audit_dir(store, name) as audit:
         stored = _latest(store, audit, name)

@@ -11,10 +11,12 @@ from .keys import (
     normalize_key,
 )
 from .limits import check_value, parse_json_text, render_path
+from .checked import checked_key, session_name, slot_key
 
 __all__ = [
     "PROTOTYPE_KEYS",
     "check_value",
+    "checked_key",
     "decode_plain_name",
     "encode_name",
     "is_forbidden_key",
@@ -24,4 +26,6 @@ __all__ = [
     "normalize_key",
     "parse_json_text",
     "render_path",
+    "session_name",
+    "slot_key",
 ]

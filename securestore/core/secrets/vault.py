@@ -192,3 +192,20 @@ def fingerprint(key: bytes, value: str | bytes) -> str:
     raw = value.encode("utf-8") if isinstance(value, str) else value
     digest = hmac.new(key, b"fingerprint\x00" + raw, hashlib.sha256).digest()
     return base64.b32encode(digest[:15]).decode("ascii").lower()
+
+
+def merged_vault_bytes(existing: bytes | None, check: str, entries: dict[str, object]) -> bytes:
+    """vault.json after a journal `vault` op: the entries on disk plus the op's new ones."""
+    merged = {} if existing is None else dict(_stored_entries(existing))
+    merged.update(entries)
+    return canonical_bytes({"check": check, "entries": merged, "v": 2})
+
+
+def _stored_entries(data: bytes) -> dict[str, object]:
+    try:
+        entries = orjson.loads(data)["entries"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        raise IntegrityError("vault is malformed") from None
+    if not isinstance(entries, dict):
+        raise IntegrityError("vault is malformed")
+    return entries

@@ -11,8 +11,7 @@ from typing import Any
 
 import orjson
 
-from .audit.verify import LogReport
-from .backends.local.verify import VerifyReport
+from ..api import LogReport, VerifyReport
 
 
 # What a terminal or log viewer acts on instead of showing, so stored text could drive it: C0

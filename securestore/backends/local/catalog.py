@@ -1,0 +1,123 @@
+"""The listing index of one open store: kept current after every committed write (not
+durable and not audited on its own: it restates audited state, and readers validate it),
+paged for readers, and rebuilt from the session directories (audited) when in doubt."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+from ...core.listing import Order, Page, SessionSummary, Skipped
+from ...errors import LimitExceededError, SecureStoreError
+from ...fs import size_of
+from . import index
+from .index import INDEX_DIR, UPDATES_LOG, IndexReader
+from ..base import SessionBackend
+from .store_dir import StoreDir
+
+STALE = "an index update failed; run `securestore index rebuild`"
+
+
+class Catalog:
+    def __init__(self, store: StoreDir) -> None:
+        self.store = store
+        self.stale = False  # an update failed: listings say so until a rebuild
+        self.skipped: list[str] = []  # what the last rebuild could not read
+        self.repaired: list[str] = []  # what the last rebuild found wrong in the index
+
+    # -- after writes ----------------------------------------------------------------------------
+    def note_write(self, session: SessionBackend, *, created: bool = False) -> None:
+        """After a committed write. The write stands even if this fails. A write that left the
+        transcript alone restates the listed item count instead of reading the transcript."""
+        if session.item_count() is None:
+            try:
+                self._note(session.name, lambda: self._summary(session, 0), created, keep_listed_items=True)
+                return
+            except index.NotListed:
+                pass  # no entry to keep the count of
+        if created and session.item_count() is None:  # created just now: no item yet, unless a writer
+            self._note(session.name, lambda: self._summary(session, 0), created)  # noted its own (kept above)
+            return
+        self._note(session.name, lambda: self._summary(session, len(session.items)), created)
+
+    def note_gone(self, name: str) -> None:
+        self._note(name, lambda: None, False)
+
+    def note_imported(self, names: list[str]) -> None:
+        for name in names:
+            self._note(name, partial(self.summary_from_disk, name), True)
+
+    def _note(self, name: str, summary: Callable[[], SessionSummary | None], created: bool,
+              keep_listed_items: bool = False) -> None:
+        store = self.store
+        try:  # derived data: whatever goes wrong here, the committed write stands
+            index.note(store.root, summary(), name=name, created=created, keep_listed_items=keep_listed_items,
+                       timeout=store.config.lock_timeout_seconds, now_ms=store.env.clock())
+        except SecureStoreError:  # a lock timeout, a damaged transcript to count: never the caller's failure
+            if store.env.ctx.failed:
+                raise
+            self.stale = True
+
+    def _summary(self, session: SessionBackend, items: int) -> SessionSummary:
+        metadata, manifest = session.manifest.metadata, session.manifest
+        return SessionSummary(key=session.key, name=session.name, title=metadata.title,
+                              workspace=metadata.workspace, created_ms=manifest.created_ms,
+                              updated_ms=self.store.env.clock(), items=items)
+
+    def summary_from_disk(self, name: str) -> SessionSummary:
+        """A session's summary read off its directory (for a rebuild): O(its transcript)."""
+        with self.store.read_session(None, name) as session:
+            latest = session.manifest
+            return SessionSummary(key=latest.key, name=name, title=latest.metadata.title,
+                                  workspace=latest.metadata.workspace, created_ms=latest.created_ms,
+                                  updated_ms=session.last_write_ms(), items=len(session.items()))
+
+    # -- readers ---------------------------------------------------------------------------------
+    def page(self, *, order: Order, page_size: int, cursor: str | None, workspace: str | None) -> Page:
+        store = self.store
+        if store.root.entry(INDEX_DIR) is None:
+            self.rebuild()  # a store made before the index existed, or an index removed
+        with store.root.open_dir(INDEX_DIR) as directory:
+            reader = IndexReader(directory, max_index_bytes=store.env.limits.max_index_bytes)
+            page = reader.page(order=order, page_size=page_size, cursor=cursor, workspace=workspace)
+        if self.stale:
+            page.skipped.append(Skipped("index", STALE))
+        return page
+
+    def stamp(self) -> tuple[int, int] | None:
+        """Moves on every write by any process: (inode, size) of the index's update log."""
+        root = self.store.root
+        if root.entry(INDEX_DIR) is None:
+            return None
+        with root.open_dir(INDEX_DIR) as directory:
+            return size_of(directory, UPDATES_LOG)
+
+    # -- rebuild ---------------------------------------------------------------------------------
+    def rebuild(self) -> int:
+        """Recompute the index from the session directories (audited). Returns the count."""
+        store = self.store
+        limit = store.env.limits.max_sessions
+        with store.writer() as log:
+            summaries, skipped = [], []
+            for name in store.session_names():
+                try:
+                    summaries.append(self.summary_from_disk(name))
+                except SecureStoreError as exc:
+                    skipped.append(f"{name}: {exc}")
+                if len(summaries) > limit:
+                    raise LimitExceededError(f"more than {limit} sessions to index")
+            self.repaired = self._disagreements({summary.name for summary in summaries})
+            index.rebuild(log, store.root, summaries, store.env.ctx, store.config.lock_timeout_seconds)
+        self.stale = False
+        self.skipped = skipped
+        return len(summaries)
+
+    def _disagreements(self, live: set[str]) -> list[str]:
+        """What the index got wrong before a rebuild (reported: a hidden session is news)."""
+        root = self.store.root
+        if root.entry(INDEX_DIR) is None:
+            return [f"{INDEX_DIR}: missing"] if live else []
+        with root.open_dir(INDEX_DIR) as directory:
+            found = index.disagreements(directory, live, ignore=set(),
+                                        max_index_bytes=self.store.env.limits.max_index_bytes)
+        return [line.removesuffix("; run `securestore index rebuild`") for line in found]

@@ -1,0 +1,91 @@
+"""Recovery of one session directory under its writer lock: torn tails dropped, a dangling
+intent settled by observation (a committed journal record's writes redone), leftovers of
+interrupted writes removed; each step recorded in the session's audit log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ... import txn
+from ...audit.chain import Intent
+from ...core.canonical import sha256_hex
+from ...core.journal import parse_journal
+from ...fs import TEMP_PREFIX, FileLock, read_tail
+from ...errors import IntegrityError
+from .auditlog import AuditLog
+from .layout import AUDIT_DIR, JOURNAL_FILE, MANIFEST_FILE, STATE_DIR, VAULT_FILE
+from .session_dir import SessionDir
+from .session_files import split_lines
+from .sweeps import leftovers
+
+
+def note_stale_lock(writer_lock: FileLock, log: AuditLog, target: str) -> list[str]:
+    """After reconciliation (so the log's tail is repaired first): audit a takeover."""
+    dead = writer_lock.recovered_from
+    if dead is None:
+        return []
+    log.append({"kind": "recovery", "event": "stale-lock", "target": target, "size": 0,
+                "detail": f"holder {dead.describe()} is gone"}, durable=True)
+    return [f"stale lock of a dead holder ({dead.describe()}) taken over"]
+
+
+def drop_torn_lines(session: SessionDir) -> list[dict[str, Any]]:
+    """A crash mid-append leaves a partial last line, or (journal) a bad final record. Only
+    the tail is read: damage further back is left for the loader to refuse. The manifest as
+    read for the resume check is reused when it had no partial line and has not changed size
+    (it only ever grows by whole lines under this lock)."""
+    records = []
+    limits = session.env.limits
+    for name in (MANIFEST_FILE, JOURNAL_FILE):
+        info = session.dir.entry(name)
+        if info is None:
+            continue
+        if name == MANIFEST_FILE and not session.history.torn_bytes and info.size == session.history.size:
+            continue
+        if name == MANIFEST_FILE:
+            session.manifest_touched = True  # it changed since the resume check: `load` reads it again
+        size, tail = read_tail(session.dir, name, limits.max_record_bytes + 2)
+        lines, fragment = split_lines(tail)
+        cut = len(fragment)
+        if not fragment and lines and name == JOURNAL_FILE and (len(lines) > 1 or len(tail) == size):
+            if parse_journal(lines[-1], after_seq=None).torn_bytes:
+                cut = len(lines[-1])  # complete line, bad checksum: torn all the same
+        if cut:
+            session.dir.truncate(name, size - cut)
+            records.append({"kind": "recovery", "event": "torn-tail", "target": name,
+                            "size": cut, "sha256": sha256_hex(tail[len(tail) - cut:])})
+    return records
+
+
+def redo(session: SessionDir, intent: Intent) -> None:
+    """Finish materializing a committed journal record that a crash interrupted."""
+    if intent.op != "journal.append":
+        return
+    limits = session.env.limits
+    data = session.dir.read(JOURNAL_FILE, limits.max_journal_bytes)
+    lines, _ = split_lines(data)
+    record = parse_journal(lines[-1], after_seq=None).records[0]
+    steps = session.materializations(record.ops)
+    if tuple(step.describe() for step in steps) != tuple(intent.also):
+        raise IntegrityError(f"session {session.name}: journal record {record.seq} does not match its intent")
+    for step in steps:  # a record that passed the caps when it was written still does, unless tampered
+        if step.target == VAULT_FILE and step.data is not None and len(step.data) > limits.max_vault_bytes:
+            raise IntegrityError(f"session {session.name}: journal record {record.seq} exceeds the vault cap")
+    for step in steps:
+        if session.observe(step.target) != step.describe().sha256:
+            if step.target == MANIFEST_FILE:
+                session.manifest_touched = True
+            session.materialize(step)
+
+
+def reconcile_session(session: SessionDir) -> list[str]:
+    def cleanup() -> list[dict[str, Any]]:
+        return leftovers(session.dir, (TEMP_PREFIX,), "") + \
+            leftovers(session.state, (TEMP_PREFIX,), f"{STATE_DIR}/") + \
+            leftovers(session.log.dir, (TEMP_PREFIX,), f"{AUDIT_DIR}/")  # an interrupted ratchet
+
+    observers = txn.Observers(txn.Observer(
+        observe=lambda intent: session.observe(intent.target, intent.op),
+        finish=lambda intent: redo(session, intent),
+    ))
+    return txn.reconcile(session.log, observers, cleanup, torn_files=lambda: drop_torn_lines(session))

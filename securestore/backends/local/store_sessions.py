@@ -1,0 +1,110 @@
+"""Creating and deleting a session: store-log changes, each one intent and one rename."""
+
+from __future__ import annotations
+
+from ... import txn
+from ...core.canonical import sha256_hex
+from ...core.policy import encode_name
+from ...core.records import Manifest, SessionMetadata, encode_model
+from ...errors import AlreadyExistsError, LimitExceededError
+from ...fs import Dir
+from .auditlog import AuditLog
+from .env import LocalEnv
+from .layout import (
+    AUDIT_DIR,
+    BACKEND,
+    JOURNAL_FILE,
+    LAYOUT_VERSION,
+    MANIFEST_FILE,
+    STAGING_PREFIX,
+    STATE_DIR,
+    TRASH_PREFIX,
+    session_target,
+)
+from .session_dir import SessionDir
+from .session_files import split_lines
+from .sweeps import shred_vault_key
+
+
+def session_identity(env: LocalEnv, sessions: Dir, name: str) -> str | None:
+    """What the store log records for a session: the hash of its first manifest revision."""
+    if sessions.entry(name) is None:
+        return None
+    with sessions.open_dir(name) as directory:
+        data = directory.read_optional(MANIFEST_FILE, env.limits.max_manifest_bytes)
+    if data is None:
+        return None
+    lines, _ = split_lines(data)
+    return sha256_hex(lines[0]) if lines else None
+
+
+def check_room(env: LocalEnv, sessions: Dir, adding: int) -> None:
+    count = sum(1 for entry in sessions.list(sort=False) if not entry.startswith("."))
+    if count + adding > env.limits.max_sessions:
+        raise LimitExceededError(f"the store already holds {count} sessions (limit {env.limits.max_sessions}); "
+                                 f"{adding} more do not fit")
+
+
+def manifest_line(env: LocalEnv, key: str, metadata: SessionMetadata, log_id: str) -> tuple[str, bytes]:
+    """Revision 1 of a new session's manifest: (encoded name, the line)."""
+    name, now = encode_name(key), env.clock()
+    manifest = Manifest(
+        v=1, rev=1, ts=now, key=key, name=name, store_id=env.identity.store_id, backend=BACKEND,
+        layout_version=LAYOUT_VERSION, audit_log_id=log_id, created_ms=now, updated_ms=now, metadata=metadata,
+    )
+    line = encode_model(manifest) + b"\n"
+    if len(line) > env.limits.max_manifest_bytes:
+        raise LimitExceededError("session manifest exceeds its size cap")
+    return name, line
+
+
+def build_session(env: LocalEnv, parent: Dir, dirname: str, name: str, line: bytes, log_id: str,
+                  store_log: AuditLog) -> None:
+    """A complete, empty session directory: manifest, journal, state/, audit/ with genesis.
+    Its log's first key derives from the store log's current key and the creating intent."""
+    with parent.make_dir(dirname) as directory:
+        directory.write_new(MANIFEST_FILE, line)
+        directory.write_new(JOURNAL_FILE, b"")
+        directory.make_dir(STATE_DIR).close()
+        with directory.make_dir(AUDIT_DIR) as audit_dir:
+            env.new_log(audit_dir).create(
+                log_id, {"store": env.identity.store_id, "scope": "session", "session": name},
+                store_id=env.identity.store_id, chain=store_log.child_key(name), rule=env.epoch_rule)
+
+
+def create_session(env: LocalEnv, log: AuditLog, sessions: Dir, key: str, metadata: SessionMetadata) -> str:
+    """Create a session directory (manifest revision 1, empty journal, state/, audit/)."""
+    name = encode_name(key)
+    if sessions.entry(name) is not None:
+        raise AlreadyExistsError(f"session {name} already exists")
+    check_room(env, sessions, 1)
+    log_id = env.ctx.random_hex(16)
+    name, line = manifest_line(env, key, metadata, log_id)
+    staging = STAGING_PREFIX + env.ctx.random_hex(8)
+
+    def act() -> None:
+        # Build the whole session under a temporary name, then publish it with one rename.
+        build_session(env, sessions, staging, name, line, log_id, log)
+        sessions.rename(staging, name)
+
+    try:
+        txn.apply(log, txn.Change("session.create", session_target(name), sha256_hex(line), len(line), act,
+                                  lambda: session_identity(env, sessions, name)))
+    finally:
+        if sessions.entry(staging) is not None and not env.ctx.failed:
+            sessions.remove_tree(staging)
+    return name
+
+
+def delete_session(env: LocalEnv, log: AuditLog, sessions: Dir, session: SessionDir) -> None:
+    trash = TRASH_PREFIX + env.ctx.random_hex(8)
+    name = session.name
+
+    def act() -> None:
+        sessions.rename(name, trash)  # the commit point: the session is gone
+        session.deleted = True
+        shred_vault_key(sessions, trash)
+
+    txn.apply(log, txn.Change("session.delete", session_target(name), None, None, act,
+                              lambda: session_identity(env, sessions, name)))
+    sessions.remove_tree(trash)  # frees the space; a crash before this is cleaned up later

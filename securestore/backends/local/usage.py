@@ -1,0 +1,24 @@
+"""What maintenance needs to know of one session, read without its lock: O(its files)."""
+
+from __future__ import annotations
+
+from ...config import MaintenancePolicy
+from ...core.retention import SessionUsage, protection
+from ...fs import TEMP_PREFIX, is_alive, lock_owner, walk
+from .layout import SESSION_LOCK
+from .store_dir import StoreDir
+
+
+def session_usage(store: StoreDir, name: str, policy: MaintenancePolicy, now_ms: int) -> SessionUsage:
+    with store.read_session(None, name) as session:
+        updated = session.last_write_ms()
+        size, stale, stale_bytes = 0, 0, 0
+        grace_ns = (now_ms - policy.temp_grace_seconds * 1000) * 1_000_000
+        for rel, info in walk(session.dir):
+            if info.kind == "file":
+                size += info.size
+                if rel.rsplit("/", 1)[-1].startswith(TEMP_PREFIX) and info.mtime_ns < grace_ns:
+                    stale, stale_bytes = stale + 1, stale_bytes + info.size
+        owner = lock_owner(session.dir, SESSION_LOCK)
+        live = owner.describe() if owner is not None and is_alive(store.env.ctx.os, owner) else None
+    return SessionUsage(session.key, name, updated, size, protection(session.key, policy, live), stale, stale_bytes)

@@ -1,0 +1,50 @@
+"""Context detectors (pure): a pattern, the group that holds the secret, a check that the value
+is a literal secret; and the pass that runs them over a text."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .finding import Finding
+
+
+@dataclass(frozen=True)
+class ContextDetector:
+    kind: str
+    pattern: re.Pattern[str]
+    group: int = 0  # -1: the first group that matched, other than `key` and `sep`
+    accept: Callable[[re.Match[str], str], bool] | None = None
+    generic: bool = False  # context rules yield to vendor formats found at the same place
+    # An ASCII text can only match if its lowercase form contains one of these: the pass is skipped
+    # otherwise (most strings name no credential at all).
+    needs: tuple[str, ...] = ()
+
+
+def _value_span(detector: ContextDetector, match: re.Match[str]) -> tuple[int, int] | None:
+    if detector.group >= 0:
+        return match.span(detector.group)
+    context = {match.re.groupindex.get("key"), match.re.groupindex.get("sep")}
+    for index in range(1, (match.re.groups or 0) + 1):  # the first value alternative that matched
+        if index not in context and match.group(index) is not None:
+            return match.span(index)
+    return None
+
+
+def context_findings(text: str, detectors: tuple[ContextDetector, ...]) -> list[Finding]:
+    """Every accepted match of every detector, in detector order."""
+    found: list[Finding] = []
+    # ASCII only: there `lower()` and the patterns' case-insensitive matching agree exactly.
+    lowered = text.lower() if text.isascii() else None
+    for detector in detectors:
+        if lowered is not None and detector.needs and not any(word in lowered for word in detector.needs):
+            continue
+        for match in detector.pattern.finditer(text):
+            span = _value_span(detector, match)
+            if span is None or span[0] == span[1]:
+                continue
+            if detector.accept is not None and not detector.accept(match, text[span[0] : span[1]]):
+                continue
+            found.append(Finding(span[0], span[1], detector.kind, detector.generic))
+    return found
