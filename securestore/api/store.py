@@ -220,7 +220,9 @@ class SecureStore:
         migrate.precheck(backend.env, plan)
         try:
             with backend.writer() as log:
-                report = migrate.run(backend.env, log, backend.root, backend.sessions, path, plan, progress)
+                report = migrate.run(backend.env, log, backend.root, backend.sessions, path, plan,
+                                     backend.count.check_room, progress)
+                backend.count.changed(len(report.sessions))
                 for key in report.sessions:
                     backend.mark_head(encode_name(key))
         except SecureStoreError:
@@ -235,6 +237,7 @@ class SecureStore:
         try:
             with backend.writer() as log:
                 record = migrate_records.rollback(backend.env, log, backend.root, backend.sessions, path)
+                backend.count.forget()
         except SecureStoreError:
             backend.settle_now()
             raise

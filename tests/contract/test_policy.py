@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from securestore import (
     verify_store,
 )
 from securestore.audit.chain import parse_record
+from securestore.fs import REAL_OS, instrumented
 from securestore.core.policy import (
     PROTOTYPE_KEYS,
     check_value,
@@ -261,3 +263,46 @@ def test_create_session_with_a_bad_key_is_audited_in_the_store_log(root: Path) -
         after = [r for r in map(parse_record, log.read_bytes().splitlines()) if r.kind == "rejected"]
         assert [(r.op, r.reason) for r in after[len(before):]] == [  # type: ignore[attr-defined]
             ("session.create", "forbidden-key")]
+
+
+def _sessions_listings_during(store: SecureStore, action: object) -> int:
+    sessions_fd = store.backend.sessions.fd
+    calls: list[tuple[str, object]] = []
+    store.ctx.os = instrumented(REAL_OS, lambda name, args: calls.append((name, args[0] if args else None)))
+    try:
+        action()  # type: ignore[operator]
+    finally:
+        store.ctx.os = REAL_OS
+    assert ("listdir", store.backend.audit_dir.fd) in calls  # the hook sees listings at all
+    return calls.count(("listdir", sessions_fd))
+
+
+def test_creating_a_session_does_not_list_the_sessions_once_the_count_is_known(root: Path) -> None:
+    with _small_store(root) as store:
+        for n in range(5):
+            store.put(f"s{n}", "a", 1)
+        # The count written by the last create matches the store log: nothing lists sessions/.
+        assert _sessions_listings_during(store, lambda: store.put("s5", "a", 1)) == 0
+        assert json.loads((root / "sessions.count").read_bytes())["n"] == 6
+
+
+def test_the_session_cap_holds_across_handles_rejections_and_a_lagging_count(root: Path) -> None:
+    with _small_store(root, max_sessions=3) as first, _small_store(root, max_sessions=3) as second:
+        first.put("s1", "a", 1)
+        second.put("s2", "a", 1)
+        with pytest.raises(ForbiddenKeyError):
+            first.put("__proto__", "a", 1)  # a rejection moves the store log: the count is recounted
+        first.put("s3", "a", 1)
+        with pytest.raises(LimitExceededError, match="holds 3 sessions"):
+            second.put("s4", "a", 1)
+        second.delete_session("s1")
+        count_file = root / "sessions.count"
+        # A count that lags the log (a crash before it was written, or planted) is never trusted.
+        lagging = json.loads(count_file.read_bytes())
+        count_file.write_bytes(json.dumps({"n": 0, "log": [lagging["log"][0], lagging["log"][1] - 1]}).encode())
+        first.put("s4", "a", 1)
+        with pytest.raises(LimitExceededError, match="holds 3 sessions"):
+            first.put("s5", "a", 1)
+        count_file.write_bytes(b"{not json")
+        with pytest.raises(LimitExceededError, match="holds 3 sessions"):
+            second.put("s5", "a", 1)

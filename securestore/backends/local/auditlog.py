@@ -105,6 +105,7 @@ class AuditLog:
         # writer to open the log must first reconcile it (the verifier's pairing rule).
         self.open_intent: Intent | None = None
         self._closing_checked: int | None = None  # the log size `_closing` was read at
+        self._mac_cache: tuple[bytes, RecordMac] | None = None  # (epoch chain key, its MAC state)
         self._closing = False
         self._creating = False
 
@@ -248,6 +249,13 @@ class AuditLog:
             self._closing_checked = size
         return self._closing and size == self._closing_checked
 
+    def _mac_for(self, chain: bytes) -> RecordMac:
+        """The record MAC of the current epoch key, derived once per epoch (not per record)."""
+        cached = self._mac_cache
+        if cached is None or cached[0] != chain:
+            cached = self._mac_cache = (chain, RecordMac(mac_key(chain)))
+        return cached[1]
+
     def append(self, fields: dict[str, object], *, durable: bool) -> RecordBase:
         head = self.head
         if head is None:
@@ -263,7 +271,7 @@ class AuditLog:
         ts = max(self.clock(), self.last.ts if self.last is not None else 0)
         keys = self._epoch_for(head, ts)
         record, line, next_head = build_record(head, ts, self.actor, fields, epoch=keys.epoch,
-                                               mac=RecordMac(mac_key(keys.chain)))
+                                               mac=self._mac_for(keys.chain))
         if len(line) > self.max_line:
             raise IntegrityError(f"audit record of {len(line)} bytes exceeds {self.max_line}")
         try:

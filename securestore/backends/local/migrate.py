@@ -32,7 +32,7 @@ from ...core.prepare import prepare
 from .env import LocalEnv
 from .session_dir import SessionDir
 from .session_files import parse_manifest
-from .store_sessions import build_session, check_room, manifest_line
+from .store_sessions import build_session, manifest_line
 from ...core.legacy import (
     MAX_LEGACY_FILE_BYTES,
     LegacyPlan,
@@ -192,22 +192,22 @@ class _Reader:
 
 
 def run(env: LocalEnv, log: AuditLog, root: Dir, sessions: Dir, path: str, plan: LegacyPlan,
-        progress: Progress | None = None) -> MigrationReport:
+        check_room: Callable[[int], None], progress: Progress | None = None) -> MigrationReport:
     report = ReportText(env.fingerprint_key)
     with redacted_errors(report), read_legacy_source(path, env.ctx, cap=MAX_LEGACY_FILE_BYTES) as source:
         for file, stamp in dict.fromkeys((s.file, s.stamp) for s in plan.sessions):
             source.check_unchanged(file, stamp)  # before anything is written: each file is the one checked
-        done = _run(env, log, root, sessions, path, plan, _Reader(source, env), progress)
+        done = _run(env, log, root, sessions, path, plan, _Reader(source, env), check_room, progress)
     done.duplicates = [(report(key), report(kept), report(dropped)) for key, kept, dropped in done.duplicates]
     return done
 
 
 def _run(env: LocalEnv, log: AuditLog, root: Dir, sessions: Dir, path: str, plan: LegacyPlan,
-         reader: _Reader, progress: Progress | None) -> MigrationReport:
+         reader: _Reader, check_room: Callable[[int], None], progress: Progress | None) -> MigrationReport:
     existing = [s.key for s in plan.sessions if sessions.entry(encode_name(s.key)) is not None]
     if existing:
         raise AlreadyExistsError(f"{len(existing)} of the legacy sessions already exist in the store")
-    check_room(env, sessions, len(plan.sessions))
+    check_room(len(plan.sessions))
     record_id = env.ctx.random_hex(8)
     holder, source_name = open_parent(path, env.ctx)
     backup = f"{source_name}.bak.{env.clock()}"

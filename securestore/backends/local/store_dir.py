@@ -31,6 +31,7 @@ from .layout import (
     STORE_LOCK,
 )
 from .rejections import record_rejection
+from .session_count import SessionCount
 from .session_dir import SessionDir
 from .session_files import check_resumable, read_manifest
 from .session_reader import ReadOnlySession
@@ -86,6 +87,7 @@ class StoreDir:
             raise
         self.config = config
         self.recovered: list[str] = []
+        self.count: SessionCount  # the session count, during each store-lock hold (`writer`)
         self._heads_dir: Dir | None = None
         self._observers = observers
 
@@ -117,11 +119,20 @@ class StoreDir:
         with lock(self.root, STORE_LOCK, self.lock_timeout(None), self.env.clock()) as store_lock:
             self.recovered += self._reconcile(log)
             self.recovered += note_stale_lock(store_lock, log, STORE_LOCK)
+            self.count = SessionCount(self.root, self.sessions, self.audit_dir, self.env.limits.max_sessions)
             yield log
             if log.head is not None and not self.env.ctx.failed:
                 if commit_heads:
                     self.commit_heads(log, heads.take_marked(self.heads_dir()))
                 log.seal()  # each store operation ends sealed
+                self._save_count()
+
+    def _save_count(self) -> None:
+        try:
+            self.count.save()
+        except SecureStoreError:
+            if self.env.ctx.failed:
+                raise  # otherwise harmless: a count that lags the log is recounted
 
     def settle_now(self) -> None:
         """Reconcile the store log right away (a failed multi-step change is undone now)."""
@@ -230,10 +241,11 @@ class StoreDir:
             if self.sessions.entry(name) is not None:
                 return False
             try:
-                create_session(self.env, log, self.sessions, key, metadata)
+                create_session(self.env, log, self.sessions, key, metadata, self.count.check_room)
             except SecureStoreError:
                 note_leftover(self.root)  # a staging directory may remain
                 raise
+            self.count.changed(+1)
             self.mark_head(name)  # its genesis checkpoint: committed as this operation ends
         return True
 
@@ -248,6 +260,7 @@ class StoreDir:
                 raise
             finally:
                 session.close()
+            self.count.changed(-1)
 
     def record_rejection(self, op: str, target: str | None, error: PolicyError) -> None:
         """A rejection in the store log. A record, not an operation: it commits no session heads."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ... import txn
 from ...core.canonical import sha256_hex
 from ...core.policy import encode_name
@@ -38,13 +40,6 @@ def session_identity(env: LocalEnv, sessions: Dir, name: str) -> str | None:
     return sha256_hex(lines[0]) if lines else None
 
 
-def check_room(env: LocalEnv, sessions: Dir, adding: int) -> None:
-    count = sum(1 for entry in sessions.list(sort=False) if not entry.startswith("."))
-    if count + adding > env.limits.max_sessions:
-        raise LimitExceededError(f"the store already holds {count} sessions (limit {env.limits.max_sessions}); "
-                                 f"{adding} more do not fit")
-
-
 def manifest_line(env: LocalEnv, key: str, metadata: SessionMetadata, log_id: str) -> tuple[str, bytes]:
     """Revision 1 of a new session's manifest: (encoded name, the line)."""
     name, now = encode_name(key), env.clock()
@@ -72,12 +67,14 @@ def build_session(env: LocalEnv, parent: Dir, dirname: str, name: str, line: byt
                 store_id=env.identity.store_id, chain=store_log.child_key(name), rule=env.epoch_rule)
 
 
-def create_session(env: LocalEnv, log: AuditLog, sessions: Dir, key: str, metadata: SessionMetadata) -> str:
-    """Create a session directory (manifest revision 1, empty journal, state/, audit/)."""
+def create_session(env: LocalEnv, log: AuditLog, sessions: Dir, key: str, metadata: SessionMetadata,
+                   check_room: Callable[[int], None]) -> str:
+    """Create a session directory (manifest revision 1, empty journal, state/, audit/).
+    `check_room(1)` refuses it when the store is full (the caller knows the count)."""
     name = encode_name(key)
     if sessions.entry(name) is not None:
         raise AlreadyExistsError(f"session {name} already exists")
-    check_room(env, sessions, 1)
+    check_room(1)
     log_id = env.ctx.random_hex(16)
     name, line = manifest_line(env, key, metadata, log_id)
     staging = STAGING_PREFIX + env.ctx.random_hex(8)
