@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .finding import Finding
 
@@ -20,6 +20,12 @@ class ContextDetector:
     # An ASCII text can only match if its lowercase form contains one of these: the pass is skipped
     # otherwise (most strings name no credential at all).
     needs: tuple[str, ...] = ()
+    needs_any: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # One search for "any of the words occurs" (an alternation finds any occurrence of any word).
+        words = "|".join(re.escape(word) for word in self.needs)
+        object.__setattr__(self, "needs_any", re.compile(words) if self.needs else None)
 
 
 def _value_span(detector: ContextDetector, match: re.Match[str]) -> tuple[int, int] | None:
@@ -38,7 +44,7 @@ def context_findings(text: str, detectors: tuple[ContextDetector, ...]) -> list[
     # ASCII only: there `lower()` and the patterns' case-insensitive matching agree exactly.
     lowered = text.lower() if text.isascii() else None
     for detector in detectors:
-        if lowered is not None and detector.needs and not any(word in lowered for word in detector.needs):
+        if lowered is not None and detector.needs_any is not None and detector.needs_any.search(lowered) is None:
             continue
         for match in detector.pattern.finditer(text):
             span = _value_span(detector, match)
