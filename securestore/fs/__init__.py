@@ -12,6 +12,7 @@ from .legacy_files import FileStamp, LegacyFile, LegacySource, legacy_backups, r
 from .lines import iter_lines, lines_backward, read_tail, size_of
 from .locks import FileLock, Owner, is_alive, lock, lock_owner, lock_plain
 from .osapi import REAL_OS, OsApi, instrumented, io_call_names
+from .rewrite import rewrite_in_place
 from .process import PathArg, absolute_path, environment, join_path, path_text, user_data_dir
 from .paths import (
     make_temp_dir,
@@ -25,6 +26,7 @@ from .paths import (
 from .wipe import replace_wiping, shred
 
 __all__ = [
+    "rewrite_in_place",
     "PathArg",
     "absolute_path",
     "path_text",

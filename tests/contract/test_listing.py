@@ -219,3 +219,14 @@ def test_a_committed_write_is_never_reported_as_failed_by_the_listing_update(sto
     assert store.put("s", "slot", {"x": 1}) == 1  # committed, so reported as done
     assert store.get("s", "slot") == {"x": 1}
     assert [s.name for s in store.list_sessions().skipped] == ["index"]  # the index says it may be stale
+
+
+def test_an_entry_rewritten_in_place_with_a_shorter_summary_stays_valid(store: SecureStore, root: Path) -> None:
+    with store.create_session("s") as session:
+        session.update_metadata(title="a long title " * 20)
+        entry = root / "index" / "entries" / f"{encode_name('s')}.json"
+        inode, long_size = entry.stat().st_ino, entry.stat().st_size
+        session.update_metadata(title="short")
+    assert entry.stat().st_ino == inode and entry.stat().st_size == long_size  # in place, no rename
+    (summary,) = store.list_sessions().sessions
+    assert summary.title == "short" and store.list_sessions().skipped == []

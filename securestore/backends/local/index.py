@@ -39,7 +39,7 @@ from ...core.listing import (
 )
 from ...core.policy import encode_name
 from ...errors import SecureStoreError, UsageError
-from ...fs import Dir, FsContext, iter_lines, lines_backward, lock_plain, size_of
+from ...fs import Dir, FsContext, iter_lines, lines_backward, lock_plain, rewrite_in_place, size_of
 from .auditlog import AuditLog
 from .layout import STAGING_PREFIX, TRASH_PREFIX
 
@@ -49,6 +49,7 @@ CREATED_LOG = "created.log"
 ENTRIES_DIR = "entries"
 INDEX_LOCK = "lock"
 MAX_INDEX_LINE = 4096
+_ENTRY_READS = 3
 
 
 class IndexReader:
@@ -60,12 +61,16 @@ class IndexReader:
         return size_of(self.index, UPDATES_LOG)
 
     def _entry(self, entries: Dir, name: str, skipped: list[Skipped]) -> SessionSummary | None:
-        data = entries.read_optional(f"{name}.json", 64 * 1024)
-        if data is None:
-            return None
-        try:
-            summary = SessionSummary.model_validate(orjson.loads(data))
-        except (orjson.JSONDecodeError, ValidationError):
+        for _ in range(_ENTRY_READS):  # entries are rewritten in place: a read may race a writer
+            data = entries.read_optional(f"{name}.json", 64 * 1024)
+            if data is None:
+                return None
+            try:
+                summary = SessionSummary.model_validate(orjson.loads(data))
+                break
+            except (orjson.JSONDecodeError, ValidationError):
+                continue
+        else:
             skipped.append(Skipped(name, "damaged index entry"))
             return None
         if summary.name != name or encode_name(summary.key) != name:
@@ -210,7 +215,7 @@ def note(root: Dir, summary: SessionSummary | None, *, name: str, created: bool,
                 if listed is None or listed.key != summary.key:
                     raise NotListed(name)
                 summary = summary.model_copy(update={"items": listed.items})
-            entries.write_atomic(f"{name}.json", entry_bytes(summary), durable=False)
+            rewrite_in_place(entries, f"{name}.json", entry_bytes(summary))  # readers validate it
         for log in (UPDATES_LOG, CREATED_LOG):
             index.ensure_file(log)
         line = summary_line(summary) if summary is not None else tombstone_line(name, now_ms)
