@@ -14,7 +14,7 @@ from __future__ import annotations
 import orjson
 
 from ...errors import LimitExceededError, SecureStoreError
-from ...fs import Dir, size_of
+from ...fs import Dir, rewrite_in_place, size_of
 from .auditlog import LOG_FILE
 
 COUNT_FILE = "sessions.count"
@@ -70,4 +70,4 @@ class SessionCount:
         """At the end of the operation, after the store log is sealed (durable)."""
         if self._changed and self._count is not None:
             data = orjson.dumps({"n": self._count, "log": self._stamp()})
-            self._root.write_atomic(COUNT_FILE, data, durable=False)
+            rewrite_in_place(self._root, COUNT_FILE, data)  # a torn file fails to parse: recounted
