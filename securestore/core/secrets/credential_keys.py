@@ -92,7 +92,12 @@ def _words(key: str, *, confusables: bool) -> list[str]:
 
 def key_words(key: str) -> list[str]:
     """`X-Api-Key` -> [x, api, key]; `SecretAccessKey` -> [secret, access, key]."""
-    return _words(key, confusables=False)
+    return list(_key_words(key))
+
+
+@lru_cache(maxsize=4096)
+def _key_words(key: str) -> tuple[str, ...]:  # object keys repeat from value to value
+    return tuple(_words(key, confusables=False))
 
 
 def _names_credential(words: list[str]) -> bool | None:

@@ -90,7 +90,7 @@ def redact(value: Any, sink: SecretSink, *, max_secrets: int) -> Redaction:
         return walk(node, path)
 
     def checked_key(key: str, path: tuple[object, ...]) -> str:
-        if contains_secret(key):
+        if not _plain_key(key):
             raise SecretInKeyError(
                 f"value rejected at {render_path(path + (key,), hide=contains_secret)}: "
                 "an object key looks like a credential; keys are never redacted"
@@ -132,6 +132,23 @@ def redact(value: Any, sink: SecretSink, *, max_secrets: int) -> Redaction:
 
     result.value = walk(value, ())
     return result
+
+
+_PLAIN_KEYS: dict[str, None] = {}  # object keys found to hold no secret (keys repeat across values)
+_MAX_PLAIN_KEYS = 4096
+
+
+def _plain_key(key: str) -> bool:
+    """No secret in this object key. Only negative answers are remembered, so that a key that
+    holds a credential (and is rejected) is never kept in memory by the cache."""
+    if key in _PLAIN_KEYS:
+        return True
+    if contains_secret(key):
+        return False
+    if len(_PLAIN_KEYS) >= _MAX_PLAIN_KEYS:
+        _PLAIN_KEYS.clear()
+    _PLAIN_KEYS[key] = None
+    return True
 
 
 def unescape_value(value: Any) -> Any:
