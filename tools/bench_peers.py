@@ -57,10 +57,10 @@ FACTORIES: dict[str, Callable[[], System]] = {
 }
 
 PROFILES: dict[str, dict[str, Any]] = {
-    "quick": {"sessions": 1_000, "rounds": 3, "conc_rounds": 1, "conc_ops": 30,
+    "quick": {"sessions": 1_000, "rounds": 4, "conc_rounds": 1, "conc_ops": 40,
               "ops": {APPEND: 20, TURN: 8, CREATE_EMPTY: 8, CREATE_BIG: 8, READ50: 20, LIST50: 10,
                       SLOT_PUT: 15, SLOT_GET: 30}},
-    "full": {"sessions": 10_000, "rounds": 7, "conc_rounds": 3, "conc_ops": 100,
+    "full": {"sessions": 10_000, "rounds": 9, "conc_rounds": 3, "conc_ops": 100,
              "ops": {APPEND: 60, TURN: 20, CREATE_EMPTY: 20, CREATE_BIG: 20, READ50: 50, LIST50: 30,
                      SLOT_PUT: 40, SLOT_GET: 100}},
 }
@@ -131,7 +131,8 @@ def side_by_side(args: argparse.Namespace, base: Path, log: Callable[[str], None
         d = details[system.name]
         per = d["fsyncs_per_op"]
         counts = ", ".join(f"{w} {per[w]:g}" for w in WRITE_WORKLOADS if w in per) if isinstance(per, dict) else per
-        out(f"  {system.name}: {d['promise']}" + (f"; {d['pragmas']}" if d["pragmas"] else ""))
+        pragmas = " ".join(f"{k}={v}" for k, v in (d["pragmas"] or {}).items())
+        out(f"  {system.name}: {d['promise']}" + (f"; read back: {pragmas}" if pragmas else ""))
         out(f"      fsyncs/op: {counts or '-'}")
     for name, why in missing.items():
         out(f"  {name}: {why}")
@@ -199,7 +200,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--scaling", action="store_true", help="the scaling table instead (slow)")
     parser.add_argument("--max-n", type=int, default=None, help="cap the scaling table's N (e.g. 10000)")
     parser.add_argument("--sessions", type=int, default=None, help="N for the big stores (default 10,000)")
-    parser.add_argument("--rounds", type=int, default=None, help="kept rounds (default 7, --quick 3)")
+    parser.add_argument("--rounds", type=int, default=None, help="kept rounds (default 9, --quick 4)")
     parser.add_argument("--no-concurrency", action="store_true", help="skip the threads/processes part")
     parser.add_argument("--dir", default=None, help="bench directory (default: a new temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the bench directory")

@@ -53,13 +53,12 @@ def sessions(base: Path, steps: list[int], log: Callable[[str], None]) -> list[d
             for i in range(CREATE_PROBE):
                 _create(store, f"probe-{n}-{i:04d}", i)
             rate = CREATE_PROBE / (time.perf_counter() - t0)
-            made_probe = CREATE_PROBE
             list_ms = _median_ms(lambda i: store.list_sessions(page_size=50), 20)
             t0 = time.perf_counter()
             report = store.maintain()
             maintain_s = time.perf_counter() - t0
             rows.append({"sessions": n, "create_per_s": rate, "list50_ms": list_ms, "maintain_warn_s": maintain_s,
-                         "maintain_sessions_seen": report.sessions_before, "probe_creates": made_probe})
+                         "maintain_sessions_seen": report.sessions_before, "probe_creates": CREATE_PROBE})
     finally:
         store.close()
     return rows
