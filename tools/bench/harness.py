@@ -41,6 +41,7 @@ class SideBySide:
     rounds: int
     cells: dict[tuple[str, str], Cell] = field(default_factory=dict)  # (workload, system)
     unsupported: set[tuple[str, str]] = field(default_factory=set)
+    failed: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def ratio(self, workload: str, peer: str) -> tuple[float, float, float] | None:
         """(median, min, max) over rounds of securestore's round median / the peer's."""
@@ -63,14 +64,24 @@ def run_rounds(systems: list[System], ops: dict[str, int], rounds: int,
         log(f"round {rnd}/{rounds}{' (warm-up, discarded)' if rnd == 0 else ''}")
         for workload, count in ops.items():
             for system in rotated(systems, rnd):
-                prepared = system.prepare(workload, rnd)
-                if prepared is None:
-                    result.unsupported.add((workload, system.name))
+                if (workload, system.name) in result.failed:
                     continue
                 try:
-                    samples = prepared.timed(count)
-                finally:
-                    prepared.cleanup()
+                    prepared = system.prepare(workload, rnd)
+                    if prepared is None:
+                        result.unsupported.add((workload, system.name))
+                        continue
+                    try:
+                        samples = prepared.timed(count)
+                    finally:
+                        prepared.cleanup()
+                except Exception as error:  # a peer that breaks is reported, the run goes on
+                    if system.name == BASELINE:
+                        raise
+                    result.failed[(workload, system.name)] = f"{type(error).__name__}: {str(error)[:100]}"
+                    result.cells.pop((workload, system.name), None)
+                    log(f"{system.name} failed on {workload}: {result.failed[(workload, system.name)]}")
+                    continue
                 if rnd > 0:
                     result.cells.setdefault((workload, system.name), Cell()).rounds.append(samples)
     return result
@@ -100,8 +111,8 @@ def side_by_side_table(result: SideBySide, systems: list[System], fsyncs: dict[s
         for system in systems:
             cell = result.cells.get((workload, system.name))
             if cell is None:
-                lines.append(f"  {system.name:<{name_w}}  {'-':>12}  {'-':>9}  {'-':>18}  {'-':>9}  "
-                             f"(not offered)")
+                why = result.failed.get((workload, system.name), "not offered")
+                lines.append(f"  {system.name:<{name_w}}  {'-':>12}  {'-':>9}  {'-':>18}  {'-':>9}  ({why})")
                 continue
             us = cell.median_us()
             ratio = "" if system.name == BASELINE else fmt_ratio(result.ratio(workload, system.name))
@@ -141,7 +152,8 @@ def to_json(result: SideBySide) -> dict[str, Any]:
                          "ratio_securestore_over_peer": None if r is None else
                          {"median": r[0], "min": r[1], "max": r[2]}}
         out["workloads"][workload] = {"label": WORKLOADS[workload], "systems": per,
-                                      "not_offered": sorted(n for w, n in result.unsupported if w == workload)}
+                                      "not_offered": sorted(n for w, n in result.unsupported if w == workload),
+                                      "failed": {n: why for (w, n), why in result.failed.items() if w == workload}}
     return out
 
 
