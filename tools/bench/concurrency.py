@@ -4,7 +4,8 @@ securestore: one store, each writer its own session (threads share one store han
 process opens the store itself). SQLite synchronous=FULL: each writer its own database file,
 so SQLite's single-writer lock is not what is measured (the fairest case for SQLite). The fsync
 floor: each writer write(500 bytes)+fsync on its own file. All workers set up first, then start
-together on a barrier; throughput = all appends / (last finish - common start)."""
+together on a barrier; throughput = all appends / (last finish - common start). Each round runs
+the configurations and the systems in a rotated order."""
 
 from __future__ import annotations
 
@@ -99,7 +100,7 @@ def run_processes(system: str, base: Path, tag: str, writers: int, ops: int) -> 
         p.start()
     start.wait(timeout=120)
     t0 = time.monotonic()
-    ends = [results.get(timeout=600) for _ in procs]
+    ends: list[float] = [float(results.get(timeout=600)) for _ in procs]
     for p in procs:
         p.join()
     return writers * ops / (max(ends) - t0)
@@ -112,8 +113,9 @@ def run(base: Path, rounds: int, ops: int, log: Callable[[str], None]) -> dict[s
     try:
         for rnd in range(rounds):
             log(f"concurrency round {rnd + 1}/{rounds}")
-            for kind, writers in CONFIGS:
-                for system in SYSTEMS:
+            shift = rnd % len(CONFIGS)  # rotated each round, so drift does not land on one config
+            for kind, writers in CONFIGS[shift:] + CONFIGS[:shift]:
+                for system in SYSTEMS[rnd % len(SYSTEMS):] + SYSTEMS[:rnd % len(SYSTEMS)]:
                     tag = f"r{rnd}-{kind}{writers}"
                     count = ops * OPS_FACTOR[system]
                     if kind == "thread":
