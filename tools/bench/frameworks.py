@@ -53,9 +53,9 @@ class AgentsSqliteSession(System):
         tables = (bootstrap.sessions_table, bootstrap.messages_table)
         bootstrap.close()
         with sqlite3.connect(self.big) as conn:
-            conn.executemany(f"INSERT INTO {tables[0]} (session_id) VALUES (?)",  # noqa: S608 - SDK table names
+            conn.executemany(f"INSERT INTO {tables[0]} (session_id) VALUES (?)",  # nosec B608 - the SDK's own table names
                              [(f"s-{k:06d}",) for k in range(n_sessions)])
-            conn.executemany(f"INSERT INTO {tables[1]} (session_id, message_data) VALUES (?, ?)",  # noqa: S608
+            conn.executemany(f"INSERT INTO {tables[1]} (session_id, message_data) VALUES (?, ?)",  # nosec B608
                              [(f"s-{k:06d}", json.dumps(item(k))) for k in range(n_sessions)])
         conn.close()
         self.reader = self.session_class("read-1000", str(self.big))
