@@ -99,7 +99,8 @@ def side_by_side(args: argparse.Namespace, base: Path, log: Callable[[str], None
 
     machine = probes.machine_header(base)
     out(f"bench_peers: securestore {securestore.__version__} from {Path(securestore.__file__).parent}")
-    out(f"machine: {machine['cpus']} CPUs, Python {machine['python']}, {machine['platform']}")
+    out(f"machine: {machine['cpus']} CPUs, Python {machine['python']}, {machine['platform']}, "
+        f"load average {machine['load_average_1m_at_start']:.2f} at start")
     out(f"bench dir: {base} on {machine['filesystem']}")
     out(f"fsync latency (write 500 B + fsync, median of {machine['fsync_samples']}): "
         f"{machine['fsync_median_us']:.0f} us (p90 {machine['fsync_p90_us']:.0f} us)")
@@ -180,6 +181,9 @@ def side_by_side(args: argparse.Namespace, base: Path, log: Callable[[str], None
         out("  file per writer. 'x vs 1' = throughput / that system's 1-thread (threads) or 1-process figure.")
         for line in concurrency.table(conc):
             out(line)
+        if conc["rounds"] == 1:
+            out("  (one round: a stall of the shared disk or CPU moves these factors a lot; the full run takes "
+                "the median of 3)")
         report["concurrency"] = conc
     return report
 

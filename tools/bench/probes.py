@@ -65,7 +65,7 @@ def machine_header(directory: Path) -> dict[str, object]:
         "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
         "bench_dir": str(directory), "filesystem": filesystem_type(directory),
         "fsync_median_us": statistics.median(fsync), "fsync_p90_us": sorted(fsync)[int(0.9 * len(fsync))],
-        "fsync_samples": len(fsync),
+        "fsync_samples": len(fsync), "load_average_1m_at_start": os.getloadavg()[0],
     }
 
 
