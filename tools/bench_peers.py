@@ -28,9 +28,10 @@ from typing import Any
 import orjson
 
 from bench import concurrency, harness, probes, scaling
+from bench.files import FsyncFloor, JsonFiles
 from bench.systems import (
     APPEND, CREATE_BIG, CREATE_EMPTY, LIST50, READ50, SLOT_GET, SLOT_PUT, TURN, WORKLOADS, WRITE_WORKLOADS,
-    FsyncFloor, JsonFiles, RawSqlite, SecureStoreSystem, System, Unavailable,
+    RawSqlite, SecureStoreSystem, System, Unavailable,
 )
 
 SCRIPT = Path(__file__).resolve()
