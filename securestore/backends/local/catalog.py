@@ -29,16 +29,15 @@ class Catalog:
     def note_write(self, session: SessionBackend, *, created: bool = False) -> None:
         """After a committed write. The write stands even if this fails. A write that left the
         transcript alone restates the listed item count instead of reading the transcript."""
-        if session.item_count() is None:
+        items = session.item_count()
+        if items is None:
             try:
                 self._note(session.name, lambda: self._summary(session, 0), created, keep_listed_items=True)
                 return
-            except index.NotListed:
-                pass  # no entry to keep the count of
-        if created and session.item_count() is None:  # created just now: no item yet, unless a writer
-            self._note(session.name, lambda: self._summary(session, 0), created)  # noted its own (kept above)
-            return
-        self._note(session.name, lambda: self._summary(session, len(session.items)), created)
+            except index.NotListed:  # no entry to keep the count of: a session created just now
+                pass  # holds no item yet (a writer that raced it in would have noted its own, kept above)
+        count = items if items is not None else 0 if created else None
+        self._note(session.name, lambda: self._summary(session, len(session.items) if count is None else count), created)
 
     def note_gone(self, name: str) -> None:
         self._note(name, lambda: None, False)

@@ -1,9 +1,10 @@
 """How many sessions the store holds, without listing sessions/ on every create.
 
-`sessions.count` (in the store root) holds {"n": count, "log": [inode, size]}: the count as
-of the store log's (inode, size) when it was written, at the end of a store operation that
-changed it. A writer, under the store lock, trusts it only if the store log is still exactly
-that size: nothing has happened since, in any process. Otherwise (a crash, a rejection or a
+`sessions.count` (in the store root) holds {"n": count, "log": [log id, next seq, prev hash]}:
+the count as of the store log's head when it was written, at the end of a store operation that
+changed it. A writer, under the store lock, trusts it only if the store log's head (as it stood
+when the writer took the lock) is still exactly that one: nothing has happened since, in any
+process. Otherwise (a crash, a rejection or a
 seal in between, a missing or damaged file) it counts sessions/ once, O(sessions), and writes
 the fresh count at the end of its operation. Derived data: not fsynced and not audited, since
 a file that lags the log is never trusted, and the store log is durable before it is written.
@@ -14,24 +15,26 @@ from __future__ import annotations
 import orjson
 
 from ...errors import LimitExceededError, SecureStoreError
-from ...fs import Dir, rewrite_in_place, size_of
-from .auditlog import LOG_FILE
+from ...fs import Dir, rewrite_in_place
+from .auditlog import AuditLog
 
 COUNT_FILE = "sessions.count"
 _COUNT_CAP = 256
 
 
 class SessionCount:
-    """One store-lock hold's view of the session count (made after reconciliation)."""
+    """One store-lock hold's view of the session count (made after reconciliation, before the
+    operation appends anything). Nothing is read until the count is needed."""
 
-    def __init__(self, root: Dir, sessions: Dir, audit_dir: Dir, limit: int) -> None:
-        self._root, self._sessions, self._audit_dir, self._limit = root, sessions, audit_dir, limit
-        self._count = self._trusted()
-        self._changed = False
+    def __init__(self, root: Dir, sessions: Dir, log: AuditLog, limit: int) -> None:
+        self._root, self._sessions, self._log, self._limit = root, sessions, log, limit
+        self._entry_stamp = self._stamp()  # the head the count file must name to be trusted
+        self._count: int | None = None
+        self._read = self._changed = False
 
-    def _stamp(self) -> list[int] | None:
-        found = size_of(self._audit_dir, LOG_FILE)
-        return None if found is None else list(found)
+    def _stamp(self) -> list[object] | None:
+        head = self._log.head
+        return None if head is None else [head.log_id, head.next_seq, head.prev]
 
     def _trusted(self) -> int | None:
         try:
@@ -42,13 +45,20 @@ class SessionCount:
         if not isinstance(parsed, dict) or not isinstance(parsed.get("n"), int) or parsed["n"] < 0:
             return None
         count: int = parsed["n"]
-        return count if parsed.get("log") == self._stamp() else None
+        return count if self._entry_stamp is not None and parsed.get("log") == self._entry_stamp else None
+
+    def _known(self) -> int | None:
+        if not self._read:
+            self._read = True
+            self._count = self._trusted()
+        return self._count
 
     def count(self) -> int:
-        if self._count is None:
-            self._count = sum(1 for entry in self._sessions.list(sort=False) if not entry.startswith("."))
+        known = self._known()
+        if known is None:
+            known = self._count = sum(1 for entry in self._sessions.list(sort=False) if not entry.startswith("."))
             self._changed = True  # worth writing down, even if nothing is created after all
-        return self._count
+        return known
 
     def check_room(self, adding: int) -> None:
         count = self.count()
@@ -58,13 +68,13 @@ class SessionCount:
 
     def changed(self, delta: int) -> None:
         """A create (+1) or delete (-1) committed. Unknown counts stay unknown (recounted later)."""
-        if self._count is not None:
-            self._count += delta
-            self._changed = True
+        known = self._known()
+        if known is not None:
+            self._count, self._changed = known + delta, True
 
     def forget(self) -> None:
         """Sessions appeared or vanished in numbers not tracked here (an import or its rollback)."""
-        self._count, self._changed = None, False
+        self._count, self._read, self._changed = None, True, False
 
     def save(self) -> None:
         """At the end of the operation, after the store log is sealed (durable)."""

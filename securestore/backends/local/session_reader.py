@@ -10,7 +10,8 @@ from ...core.secrets.vault import Vault
 from ...fs import Dir, lock_owner
 from .env import LocalEnv
 from .layout import AUDIT_DIR, SESSION_LOCK, STATE_DIR
-from .session_files import ManifestHistory, read_slot, read_transcript, read_vault, slot_names
+from .session_files import ManifestHistory, read_slot, read_transcript, slot_names
+from .session_vault import stored_vault
 
 
 class ReadOnlySession:
@@ -39,11 +40,7 @@ class ReadOnlySession:
         return read_transcript(self.dir, self.env.limits, f"session {self.name}").items
 
     def stored_vault(self) -> tuple[Vault | None, bytes] | None:
-        """The vault as the files hold it; None without vault.key (or without the master key)."""
-        master = self.env.master_key
-        if master is None:
-            return None
-        return read_vault(self.dir, master, self.env.identity.store_id, self.name, self.env.limits.max_vault_bytes)
+        return stored_vault(self.env, self.dir, self.name)
 
     def lock_holder(self) -> str | None:
         """Who holds the writer lock, as its owner record says (alive or not)."""

@@ -15,6 +15,14 @@ from .layout import VAULT_FILE, VAULT_KEY_CAP, VAULT_KEY_FILE
 from .session_files import read_vault
 
 
+def stored_vault(env: LocalEnv, directory: Dir, name: str) -> tuple[Vault | None, bytes] | None:
+    """The vault as the files hold it (for resolving references); None without vault.key or
+    without the master key."""
+    if env.master_key is None:
+        return None
+    return read_vault(directory, env.master_key, env.identity.store_id, name, env.limits.max_vault_bytes)
+
+
 class SessionVault:
     def __init__(self, env: LocalEnv, directory: Dir, name: str) -> None:
         self.env, self.dir, self.name = env, directory, name
@@ -43,11 +51,7 @@ class SessionVault:
         return self._vault, self._data_key
 
     def stored(self) -> tuple[Vault | None, bytes] | None:
-        """The vault as the files hold it (for resolving references); None without vault.key."""
-        master = self.env.master_key
-        if master is None:
-            return None
-        return read_vault(self.dir, master, self.env.identity.store_id, self.name, self.env.limits.max_vault_bytes)
+        return stored_vault(self.env, self.dir, self.name)
 
     def in_memory(self) -> tuple[Vault, bytes] | None:
         """The vault if it was loaded (a turn's staged values may name entries only it has)."""

@@ -119,7 +119,7 @@ class StoreDir:
         with lock(self.root, STORE_LOCK, self.lock_timeout(None), self.env.clock()) as store_lock:
             self.recovered += self._reconcile(log)
             self.recovered += note_stale_lock(store_lock, log, STORE_LOCK)
-            self.count = SessionCount(self.root, self.sessions, self.audit_dir, self.env.limits.max_sessions)
+            self.count = SessionCount(self.root, self.sessions, log, self.env.limits.max_sessions)
             yield log
             if log.head is not None and not self.env.ctx.failed:
                 if commit_heads:
