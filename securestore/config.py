@@ -83,9 +83,10 @@ class StoreConfig(BaseModel):
     # There is no age after which a live lock holder is declared stale: a holder is only
     # replaced when it is provably dead, so this timeout can never undercut a live holder.
     lock_timeout_seconds: float = Field(default=10.0, ge=0.0, le=600.0)
-    # Snapshots are written at every turn commit; these also trigger one between turns.
+    # The active journal segment is sealed (and the next one started, nothing copied) after
+    # this many records or bytes: they bound what an open replays to count the transcript.
     snapshot_every_records: int | None = Field(default=1000, ge=1)
-    snapshot_every_bytes: int | None = Field(default=8 * MiB, ge=1024)
+    snapshot_every_bytes: int | None = Field(default=1 * MiB, ge=1024)
     maintenance: MaintenancePolicy = MaintenancePolicy()
     audit: AuditPolicy = AuditPolicy()
     # Recorded in audit records as actor.principal when set (e.g. the agent or user on whose

@@ -21,6 +21,7 @@ from ..errors import (
     ResumeMismatchError,
     SecretUnavailableError,
     UnsafeFileError,
+    UsageError,
 )
 from .views import SessionInfo, SessionView, SkippedEntry
 
@@ -96,11 +97,11 @@ class Reads:
             return [render(revision.model_dump(), None) for revision in opened.revisions]
 
     def items(self, session: str, limit: int | None, *, resolve: bool) -> list[Any]:
+        if limit is not None and limit < 0:
+            raise UsageError("limit must be 0 or more")
         with self._backend.read_session(*self._key(session)) as opened:
-            items = opened.items()
-            chosen = items if limit is None else items[max(0, len(items) - limit):]
             lookup = self._lookup(opened) if resolve else None
-            return [render(item, lookup) for item in chosen]
+            return [render(item, lookup) for item in opened.items(limit)]
 
     def describe(self, session: str) -> SessionView:
         with self._backend.read_session(*self._key(session)) as opened:
@@ -108,7 +109,7 @@ class Reads:
             return SessionView(
                 key=latest.key, name=opened.name, metadata=render(latest.metadata.model_dump(), None),
                 revisions=len(opened.revisions), created_ms=latest.created_ms, updated_ms=latest.updated_ms,
-                items=len(opened.items()), slots=opened.slot_names(), lock_holder=opened.lock_holder(),
+                items=opened.item_count(), slots=opened.slot_names(), lock_holder=opened.lock_holder(),
             )
 
     def scan(self) -> tuple[list[SessionInfo], list[SkippedEntry]]:

@@ -2,8 +2,8 @@
 
 Outside a turn every mutation is durable on return (its own journal record or atomic replace).
 Inside `with session.turn():` mutations are validated at once but staged, and the turn commits
-them as ONE journal record (one audit intent, one fsynced append), then writes a snapshot:
-after a crash either the whole turn is visible or none of it.
+them as ONE journal record (one audit intent, one fsynced append): after a crash either the
+whole turn is visible or none of it.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ class Session:
         self._staged_slots: dict[str, SlotEnvelope | None] = {}
         self._on_disk: dict[str, bool] = {}
         self._sink: VaultSink | None = None
-        self._rollback: tuple[list[Any] | None, Manifest, int] | None = None
+        self._rollback: tuple[Manifest, int] | None = None
         self._in_turn_block = False
         # A one-call store helper (store.put) records its rejections in the store log instead.
         self.rejections_in_session_log = True
@@ -141,30 +141,29 @@ class Session:
         for index, item in enumerate(items):
             if not isinstance(item, Mapping):
                 raise InvalidValueError(f"transcript item {index} is not a JSON object")
-        total = len(self._open.items) + len(items)
+        total = self._open.item_count() + len(items)
         if total > self._limits.max_items:
             raise LimitExceededError(f"transcript would hold {total} items (limit {self._limits.max_items})")
         redacted, sink = self._prepare([dict(item) for item in items])
         self._record({"op": "append", "items": redacted}, sink)
-        return len(self._open.items)
+        return self._open.item_count()
 
     def items(self, limit: int | None = None, *, resolve: bool = False) -> list[Any]:
         """The latest `limit` items (all when None), oldest first."""
         if limit is not None and limit < 0:
             raise UsageError("limit must be 0 or more")
-        chosen = self._open.items if limit is None else self._open.items[len(self._open.items) - limit:]
-        return [self._render(item, resolve) for item in chosen]
+        return [self._render(item, resolve) for item in self._open.tail(limit)]
 
     def __len__(self) -> int:
-        return len(self._open.items)
+        return self._open.item_count()
 
     def pop_item(self, *, resolve: bool = False) -> Any:
         """Remove and return the last item."""
-        if not self._open.items:
+        last = self._open.tail(1)
+        if not last:
             raise NotFoundError("the transcript is empty")
-        last = self._open.items[-1]
         self._record({"op": "pop"}, None)
-        return self._render(last, resolve)
+        return self._render(last[0], resolve)
 
     def clear(self) -> None:
         self._record({"op": "clear"}, None)
@@ -288,11 +287,12 @@ class Session:
         self._staged = []
         self._staged_slots = {}
         self._sink = self._open.sink()
-        self._rollback = (self._open.items_if_loaded(), self._open.manifest, self._open.revisions)
+        self._rollback = (self._open.manifest, self._open.revisions)
 
     def commit_turn(self) -> None:
-        """Commit the open turn's batch (one journal record), then snapshot: a durable turn
-        boundary. Outside a turn it only snapshots what the journal holds."""
+        """Commit the open turn's batch: ONE journal record, a durable turn boundary. Outside a
+        turn it seals the journal's active segment (nothing is copied; see README "On disk")."""
+        in_turn = self._staged is not None
         if self._staged is not None:
             ops, sink = self._staged, self._sink
             vault_op = sink.vault_op() if sink is not None else None
@@ -307,15 +307,15 @@ class Session:
             self._end_turn()
             if ops:
                 self._hooks.on_write(self._open)
-        if self._open.journal_records():
-            self._open.snapshot()
+        if not in_turn or self._open.seal_due():
+            self._open.seal()
         if self._in_turn_block:
             self.begin_turn()
 
     def _abort_turn(self) -> None:
+        self._open.discard_staged()
         if self._rollback is not None:
-            items, manifest, revisions = self._rollback
-            self._open.restore_items(items)
+            manifest, revisions = self._rollback
             self._open.set_manifest(manifest, revisions)
         if self._sink is not None:
             self._sink.rollback()
@@ -348,12 +348,12 @@ class Session:
                 sink.rollback()
             raise
         self._applied(op, manifest)
-        if self._open.snapshot_due():
-            self._open.snapshot()
+        if self._open.seal_due():
+            self._open.seal()
         self._hooks.on_write(self._open)  # after the new revision is in memory (title, workspace)
 
     def _applied(self, op: Op, manifest: Manifest | None) -> None:
-        if op["op"] in TRANSCRIPT_OPS:  # a slot or metadata write never reads the transcript
+        if op["op"] in TRANSCRIPT_OPS and self._staged is not None:  # committed ops: counted by the commit
             self._open.stage_ops([op])
         if manifest is not None:
             self._open.set_manifest(manifest, self._open.revisions + 1)

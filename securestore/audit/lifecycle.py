@@ -6,6 +6,9 @@ with the number of targets and sessions, never with the length of the log.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from ..core.transcript import lines_digest
 from .chain import COMMITTED_RESULTS, Genesis, Heads, Intent, Outcome, RecordBase, Rejected
 from .report import Commit, CommittedHead, Creation, Failure, LogReport, keep_first_failure
 
@@ -15,7 +18,7 @@ SESSIONS_PREFIX = "sessions/"
 class ChangeTracker:
     """Pairs intents with outcomes and applies each committed change to the report."""
 
-    def __init__(self, report: LogReport, *, scope: str, append_only: frozenset[str]) -> None:
+    def __init__(self, report: LogReport, *, scope: str, append_only: Callable[[str], bool]) -> None:
         self._report = report
         self._store_log = scope == "store"
         self._append_only = append_only
@@ -69,8 +72,14 @@ class ChangeTracker:
                 return self._fail(offset, seq, "pairing", f"sha256 {intent.sha256}", f"sha256 {outcome.sha256}")
             replaced = intent.op.endswith(".compact")
             self._commit(intent.target, intent.sha256, intent.seq, replace=replaced)
-            for other in intent.also:
-                self._commit(other.target, other.sha256, intent.seq, replace=False)
+            others = list(intent.also)
+            sealing = intent.op.endswith(".seal") and bool(others)
+            if sealing:  # the sealed file first, then the files the seal removed
+                sealed = others.pop(0)
+                if not self._seal(offset, seq, sealed.target, sealed.sha256, intent.seq):
+                    return False
+            for other in others:
+                self._commit(other.target, other.sha256, intent.seq, replace=sealing)
             for name in self._pending_deletes:
                 report.live.pop(name, None)
                 report.deletions.append((name, intent.seq, outcome.ts, outcome.epoch))
@@ -110,15 +119,27 @@ class ChangeTracker:
         report.in_flight = dict(self._pending_creates)
         return True
 
+    def _seal(self, offset: int, seq: int, target: str, digest: str | None, intent_seq: int) -> bool:
+        """An append-only file made immutable: its digest must be that of exactly the lines the
+        trail committed to it (so a line altered before the seal is caught, not laundered)."""
+        report = self._report
+        lines = report.appended.pop(target, [])
+        want = lines_digest(commit.sha256 or "" for commit in lines)
+        if digest != want:
+            return self._fail(offset, seq, "seal", f"{target} sealed with the digest of its {len(lines)} committed lines",
+                              f"a digest of other content ({digest})")
+        report.committed[target] = Commit(digest, intent_seq, *self.intent_at)
+        return True
+
     def _commit(self, target: str, sha256: str | None, seq: int, *, replace: bool) -> None:
         report = self._report
         commit = Commit(sha256, seq, *self.intent_at)
         name = target.rsplit("/", 1)[-1]
-        if name in self._append_only and not replace:
+        if self._append_only(name) and not replace:
             report.appended.setdefault(target, []).append(commit)
             return
         report.committed[target] = commit
-        if name in self._append_only:
+        if self._append_only(name):
             report.appended[target] = []
         if sha256 is None and target.startswith(SESSIONS_PREFIX):
             report.deleted[target.removeprefix(SESSIONS_PREFIX)] = seq

@@ -47,7 +47,7 @@ class LogVerifier:
         session: str | None = None,
         log_id: str | None = None,
         max_line: int = 64 * 1024,
-        append_only: frozenset[str] = frozenset(),
+        append_only: Callable[[str], bool] = lambda name: False,
         chain_for: Callable[[str], bytes | None] | None = None,
         trusted: VerifierKey | None = None,
         checkpoints: Iterator[tuple[int, bytes]] | None = None,

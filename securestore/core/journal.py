@@ -50,7 +50,8 @@ class ParsedJournal:
     damage: JournalDamage | None = None
 
 
-def _decode(line: bytes) -> JournalRecord | str:
+def decode_record(line: bytes) -> JournalRecord | str:
+    """One record line (without its newline), or why it is not one."""
     try:
         raw = orjson.loads(line)
     except orjson.JSONDecodeError:
@@ -77,7 +78,7 @@ def parse_journal(data: bytes, *, after_seq: int | None) -> ParsedJournal:
     offset = 0
     for index, line in enumerate(lines):
         is_last = index == len(lines) - 1 and not fragment
-        decoded = _decode(line)
+        decoded = decode_record(line)
         if isinstance(decoded, JournalRecord) and expected is not None and decoded.seq != expected:
             decoded = f"seq {decoded.seq} where {expected} was expected"
         if isinstance(decoded, str):

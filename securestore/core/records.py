@@ -55,12 +55,34 @@ class Manifest(_Strict):
 
 
 class Snapshot(_Strict):
-    """The transcript as of journal record `seq` (0: before any record)."""
+    """Layout 1: the transcript as of journal record `seq` (0: before any record). Read, and
+    carried into a layout-2 head as its `base`; never written any more."""
 
     v: Literal[1]
     seq: int = Field(ge=0)
     ts: int = Field(ge=0)
     items: list[Any]
+
+
+class SegmentRef(_Strict):
+    """A sealed journal segment: records `first`..`last`, its size and its lines' digest."""
+
+    file: str = Field(pattern=r"^journal(-[0-9]{12})?\.log$")
+    first: int = Field(ge=1)
+    last: int = Field(ge=1)
+    size: int = Field(ge=0)
+    digest: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class TranscriptHead(_Strict):
+    """Layout 2 (`snapshot.json`): the sealed segments, oldest first, and the transcript as of
+    the last record they hold. The active segment is `journal-<seq + 1>.log`."""
+
+    v: Literal[2]
+    seq: int = Field(ge=0)
+    count: int = Field(ge=0)
+    segments: list[SegmentRef]
+    base: list[Any] = Field(default_factory=list)  # a layout-1 snapshot's items, oldest first
 
 
 class SlotEnvelope(_Strict):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import errno
 import json
 import shutil
@@ -88,11 +90,13 @@ def test_turn_is_one_intent_and_atomic(store: SecureStore, root: Path) -> None:
         new = records(root, "s")[before:]
         intents = [r for r in new if r.kind == "intent"]
         # the session's first secret creates its vault: the wrapped data key is written once, to
-        # vault.key alone (never into the journal); then ONE batch intent, then the snapshot and
-        # the journal compaction of the turn boundary
-        assert [r.op for r in intents] == ["vault.key", "journal.append", "snapshot.write", "journal.compact"]
+        # vault.key alone (never into the journal); then ONE batch intent, and nothing else: the
+        # record is the turn boundary (no snapshot is rewritten, whatever the transcript's length)
+        assert [r.op for r in intents] == ["vault.key", "journal.append"]
         assert {t.target for t in intents[1].also} >= {"vault.json", "manifest.jsonl"}
-        assert (session_dir(root, "s") / "journal.log").read_bytes() == b""
+        journal = (session_dir(root, "s") / "journal.log").read_bytes()
+        assert journal.count(b"\n") == 1 and intents[1].sha256 == hashlib.sha256(journal).hexdigest()
+        assert not (session_dir(root, "s") / "snapshot.json").exists()
     with store.open_session("s") as session:
         assert len(session.items()) == 6
         assert session.slot("ext.b").get() == {"v": 2}
@@ -173,16 +177,22 @@ def test_secret_metadata_goes_to_the_vault(store: SecureStore, root: Path) -> No
     assert b"k" * 36 not in all_bytes(root)
 
 
-def test_snapshot_policy_bounds_the_journal(root: Path) -> None:
+def test_the_seal_policy_bounds_the_active_segment_and_copies_nothing(root: Path) -> None:
     config = StoreConfig(snapshot_every_records=3)
     with SecureStore(root, config, master_key=MASTER_KEY, environ=KEYS) as store:
         with store.create_session("s") as session:
             for i in range(10):
                 session.append_items([{"i": i}])
-            journal = (session_dir(root, "s") / "journal.log").read_bytes().splitlines()
-            assert len(journal) < 3
+            directory = session_dir(root, "s")
+            segments = {p.name: p.read_bytes().count(b"\n") for p in directory.glob("journal*.log")}
+            # every 3 records the active segment is sealed and the next begins: nothing is copied
+            assert segments == {"journal.log": 3, "journal-000000000004.log": 3, "journal-000000000007.log": 3,
+                                "journal-000000000010.log": 1}
+            assert session.items(4) == [{"i": i} for i in range(6, 10)]
         with store.open_session("s") as session:
             assert [item["i"] for item in session.items()] == list(range(10))
+            assert len(session) == 10
+        assert store.read_items("s", 5) == [{"i": i} for i in range(5, 10)]
         assert verify_store(store).ok
 
 
@@ -260,7 +270,7 @@ def test_newer_layout_version_is_refused_untouched(store: SecureStore, root: Pat
 def test_newer_store_layout_is_refused(root: Path) -> None:
     store_file = root / "store.json"
     identity = json.loads(store_file.read_bytes())
-    identity["layout_version"] = 2
+    identity["layout_version"] = 99
     store_file.write_bytes(json.dumps(identity, sort_keys=True, separators=(",", ":")).encode())
     before = tree_snapshot(root)
     with pytest.raises(Exception, match="newer than this securestore"):

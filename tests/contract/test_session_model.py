@@ -31,7 +31,7 @@ class SessionMachine(RuleBasedStateMachine):
         super().__init__()
         self.root = Path(tempfile.mkdtemp(prefix="ss-model-")) / "store"
         make_store(self.root)
-        # Small snapshot thresholds so that snapshots and compactions happen mid-sequence.
+        # A small seal threshold so that segments are sealed mid-sequence.
         self.store = SecureStore(self.root, StoreConfig(snapshot_every_records=4), master_key=MASTER_KEY, environ=KEYS)
         self.session: Session = self.store.create_session("model")
         self.items: list[dict[str, Any]] = []
@@ -109,6 +109,11 @@ class SessionMachine(RuleBasedStateMachine):
     @invariant()
     def matches_the_model(self) -> None:
         assert self.session.items(resolve=True) == self.items
+        assert len(self.session) == len(self.items)
+        for limit in (0, 1, 3):  # tails walk back through sealed segments, pops and clears
+            assert self.session.items(limit, resolve=True) == self.items[max(0, len(self.items) - limit):]
+        if self.staged is None:
+            assert self.store.read_items("model", 2, resolve=True) == self.items[-2:]
         assert {s: self.session.slot(s).get(resolve=True) for s in self.session.slots()} == self.slots
         assert self.session.get_metadata(resolve=True)["title"] == self.title
 

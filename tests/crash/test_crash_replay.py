@@ -101,18 +101,19 @@ def test_reordered_persistence_inside_an_fsync_window_of_the_16_item_turn(
     assert not report.failures, _failures(result)
 
 
-def test_a_real_kill_right_after_the_journal_compaction_matches_the_replay(
+def test_a_real_kill_right_after_a_seal_commits_matches_the_replay(
         baseline: Path, traced: Callable[[str], TracedOp], tmp_path: Path) -> None:
     """The replay is checked against the kernel: a real SIGKILL (strace fault injection) right
-    after the compaction (its rename) leaves the tree the replay predicts, and the auditor sees a
-    dangling intent there (the reviewer's false alarm was exit 1, a data-mismatch on journal.log)."""
-    turn = traced("turn-16-items")
-    replay = turn.replay
-    journal = [c for c in replay.calls if c.mutates and "journal.log" in c.summary]
-    assert len(journal) >= 2, [c.summary for c in journal]  # the turn's append, then the compaction
-    compaction = journal[-1].index
-    killed = kill_after(baseline, tmp_path, "turn-16-items", turn, compaction)
-    predicted = replay.tree(lambda obj: replay.kernel_at(obj, compaction))
+    after a seal's commit point (the rename of the new head) leaves the tree the replay predicts,
+    and the auditor sees a dangling intent there, never tampering (the reviewer's false alarm,
+    exit 1 on a journal replaced in place, was at the same kind of point: seals replaced it)."""
+    seal = traced("snapshot")
+    replay = seal.replay
+    head = [c for c in replay.calls if c.mutates and "snapshot.json" in c.summary]
+    assert head, [c.summary for c in replay.calls if c.mutates]  # the new head's rename
+    commit = head[-1].index
+    killed = kill_after(baseline, tmp_path, "snapshot", seal, commit)
+    predicted = replay.tree(lambda obj: replay.kernel_at(obj, commit))
     assert shape(killed) == shape(predicted)
     report = audit(tmp_path / "killed" / "store", baseline_seed(baseline))
     findings = [f.describe() for f in report.failures + report.incomplete]

@@ -134,9 +134,10 @@ OPERATIONS: dict[str, tuple[Callable[[SecureStore], object], str]] = {
     "append-items": (_with_session(lambda s: s.append_items([{"role": "user", "content": "x"},
                                                             {"k": Secret("item-secret-9")}])), "sess"),
     "pop-item": (_with_session(lambda s: s.pop_item()), "sess"),
+    "clear": (_with_session(lambda s: s.clear()), "sess"),  # a record, then a seal that removes two segments
     "update-metadata": (_with_session(lambda s: s.update_metadata(title="renamed", agent="bot-2")), "sess"),
     "commit-turn": (_turn, "sess"),
-    "snapshot": (_with_session(lambda s: s.commit_turn()), "sess"),
+    "snapshot": (_with_session(lambda s: s.commit_turn()), "sess"),  # seals the active journal segment
     "turn-16-items": (_turn_of_16, "sess"),
 }
 
@@ -148,8 +149,8 @@ def build_baseline(root: Path) -> Path:
     with SecureStore(root, FAULT_CONFIG, master_key=MASTER_KEY, environ=KEYS) as store:
         with store.create_session("sess", metadata={"title": "before"}) as session:
             session.append_items([{"role": "user", "content": "one"}, {"role": "assistant", "content": "two"}])
-            session.commit_turn()
-            session.append_items([{"role": "user", "content": "three"}])  # journal not empty
+            session.commit_turn()  # seals journal.log
+            session.append_items([{"role": "user", "content": "three"}])  # the active segment is not empty
             session.slot("slot").put(OLD)
     return root
 

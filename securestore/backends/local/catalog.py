@@ -29,7 +29,7 @@ class Catalog:
     def note_write(self, session: SessionBackend, *, created: bool = False) -> None:
         """After a committed write. The write stands even if this fails. A write that left the
         transcript alone restates the listed item count instead of reading the transcript."""
-        items = session.item_count()
+        items = session.count_if_loaded()
         if items is None:
             try:
                 self._note(session.name, lambda: self._summary(session, 0), created, keep_listed_items=True)
@@ -37,7 +37,7 @@ class Catalog:
             except index.NotListed:  # no entry to keep the count of: a session created just now
                 pass  # holds no item yet (a writer that raced it in would have noted its own, kept above)
         count = items if items is not None else 0 if created else None
-        self._note(session.name, lambda: self._summary(session, len(session.items) if count is None else count), created)
+        self._note(session.name, lambda: self._summary(session, session.item_count() if count is None else count), created)
 
     def note_gone(self, name: str) -> None:
         self._note(name, lambda: None, False)
@@ -64,12 +64,13 @@ class Catalog:
                               updated_ms=self.store.env.clock(), items=items)
 
     def summary_from_disk(self, name: str) -> SessionSummary:
-        """A session's summary read off its directory (for a rebuild): O(its transcript)."""
+        """A session's summary read off its directory (for a rebuild): its transcript's head and
+        active segment, not its items."""
         with self.store.read_session(None, name) as session:
             latest = session.manifest
             return SessionSummary(key=latest.key, name=name, title=latest.metadata.title,
                                   workspace=latest.metadata.workspace, created_ms=latest.created_ms,
-                                  updated_ms=session.last_write_ms(), items=len(session.items()))
+                                  updated_ms=session.last_write_ms(), items=session.item_count())
 
     # -- readers ---------------------------------------------------------------------------------
     def page(self, *, order: Order, page_size: int, cursor: str | None, workspace: str | None) -> Page:

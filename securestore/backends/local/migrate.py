@@ -165,11 +165,11 @@ def _fill(env: LocalEnv, stage: Dir, legacy: LegacySession, name: str, line: byt
         for batch_ops in records:
             if batch_ops:
                 session.commit(batch_ops)
-                session.stage_ops(batch_ops)  # the snapshot below materializes these
                 if batch_ops[-1]["op"] == "meta":
                     session.set_manifest(session.manifest, session.revisions + 1)
-        if session.journal_records():
-            session.snapshot()
+                if session.seal_due():
+                    session.seal()
+        session.seal()
     finally:
         session.close()
 

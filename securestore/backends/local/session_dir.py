@@ -1,9 +1,9 @@
 """SessionDir: one session directory opened for writing, holding its one-writer lock.
 
-It owns the session's state in memory (the latest manifest, the transcript, the journal
-counters, the vault) and nobody else writes it: every change goes through `commit` (a batch:
-one journal record) or, for a batch that is one slot change, a direct atomic replace; both
-through `txn.apply`. The transcript is read only when something needs it, so a one-slot write
+It owns the session's state in memory (the latest manifest, the journal counters, the vault)
+and nobody else writes it: every change goes through `commit` (a batch: one journal record) or,
+for a batch that is one slot change, a direct atomic replace; both through `txn.apply`. The
+transcript is read only when something needs it (session_transcript.py), so a one-slot write
 reads the manifest once and never replays the journal.
 """
 
@@ -16,9 +16,9 @@ from typing import Any
 from ... import txn
 from ...config import Limits
 from ...core.canonical import sha256_hex
-from ...core.journal import Op, apply_to_items, encode_record
+from ...core.journal import Op, encode_record
 from ...core.policy import encode_name
-from ...core.records import Manifest, SessionMetadata, SlotEnvelope, Snapshot, encode_model
+from ...core.records import Manifest, SessionMetadata, SlotEnvelope, encode_model
 from ...core.secrets.sink import VaultSink
 from ...core.secrets.vault import Vault
 from ...errors import IntegrityError, LimitExceededError, NotFoundError, PolicyError, VersionConflictError
@@ -29,7 +29,6 @@ from .env import LocalEnv, observe_file
 from ..base import Subject
 from .rejections import record_rejection
 from .layout import (
-    APPEND_ONLY,
     AUDIT_DIR,
     JOURNAL_FILE,
     MANIFEST_FILE,
@@ -39,18 +38,19 @@ from .layout import (
     VAULT_FILE,
     VAULT_KEY_FILE,
     file_cap,
+    is_append_only,
+    is_journal,
     slot_file,
     slot_target,
 )
+from .session_transcript import SessionTranscript
 from .session_vault import SessionVault
 from .session_files import (
     ManifestHistory,
-    Transcript,
     check_resumable,
     last_line_hash,
     read_manifest,
     read_slot,
-    read_transcript,
     slot_names,
 )
 
@@ -64,7 +64,7 @@ class SessionDir:
         self.manifest: Manifest = history.latest
         self.revisions = len(history.revisions)
         self.manifest_touched = False  # recovery truncated or appended to it
-        self._transcript: Transcript | None = None
+        self.transcript = SessionTranscript(env, directory, f"session {name}", self._repaired)
         self.vault = SessionVault(env, directory, name)
         self.recovered: list[str] = []
         self.deleted = False  # renamed away by a delete: nothing left to seal
@@ -123,43 +123,34 @@ class SessionDir:
             raise IntegrityError(f"{what}: a torn record survived recovery")
         self.manifest, self.revisions = self.history.latest, len(self.history.revisions)
 
-    def _loaded(self) -> Transcript:
-        if self._transcript is None:
-            transcript = read_transcript(self.dir, self.env.limits, f"session {self.name}")
-            if transcript.torn_bytes:
-                raise IntegrityError(f"session {self.name}: a torn record survived recovery")
-            self._transcript = transcript
-        return self._transcript
+    def item_count(self) -> int:
+        """The transcript's items (in a turn, as staged so far)."""
+        return self.transcript.count()
 
-    @property
-    def items(self) -> list[Any]:
-        """The transcript as committed (and, in a turn, as staged so far)."""
-        return self._loaded().items
+    def count_if_loaded(self) -> int | None:
+        """The item count if the transcript's counters were read (None: never needed so far)."""
+        return self.transcript.count() if self.transcript.is_loaded() else None
 
-    def items_if_loaded(self) -> list[Any] | None:
-        """A copy of the transcript in memory, None if it was never read (for a turn's rollback)."""
-        return None if self._transcript is None else list(self._transcript.items)
-
-    def restore_items(self, items: list[Any] | None) -> None:
-        """Undo staged transcript ops: back to `items`, or (None) to what the files hold."""
-        if items is None:
-            self._transcript = None
-        else:
-            self._loaded().items = items
-
-    def item_count(self) -> int | None:
-        """How many items the transcript holds, if it is in memory (None: not read)."""
-        return None if self._transcript is None else len(self._transcript.items)
+    def tail(self, limit: int | None) -> list[Any]:
+        """The latest `limit` items (None: all), oldest first (in a turn, as staged so far)."""
+        return self.transcript.tail(limit)
 
     def stage_ops(self, ops: list[Op]) -> None:
-        """A turn's op applied to the transcript in memory ahead of its commit."""
-        apply_to_items(self.items, ops)
+        """A turn's transcript op, visible to this handle's reads ahead of its commit."""
+        self.transcript.stage(ops)
+
+    def discard_staged(self) -> None:
+        self.transcript.discard_staged()
 
     def set_manifest(self, manifest: Manifest, revisions: int) -> None:
         self.manifest, self.revisions = manifest, revisions
 
     def revisions_on_disk(self) -> list[Manifest]:
         return read_manifest(self.dir, self.env.limits, f"session {self.name}").revisions
+
+    def _repaired(self, record: dict[str, Any]) -> None:
+        self.log.append(record, durable=True)
+        self.recovered.append(f"torn tail of {record['target']} ({record['size']} bytes) discarded")
 
     def record_rejection(self, op: str, subject: Subject | None, error: PolicyError) -> None:
         """A policy rejection made through this handle, in the session's own log (rate-bounded)."""
@@ -241,29 +232,32 @@ class SessionDir:
             self._append_record(ops)
 
     def _append_record(self, ops: list[Op]) -> None:
-        limits, transcript = self.env.limits, self._loaded()
-        seq = transcript.seq + 1
+        limits, active = self.env.limits, self.transcript.active()
+        seq = active.seq + 1
         line = encode_record(seq, self.env.clock(), ops)
         if len(line) > limits.max_record_bytes:
             raise LimitExceededError(f"journal record of {len(line)} bytes exceeds {limits.max_record_bytes}")
-        if transcript.journal_bytes + len(line) > limits.max_journal_bytes:
-            raise LimitExceededError("the journal is full; commit a turn to snapshot it")
         steps = self.materializations(ops)
         check_caps(steps, limits, lambda: self.state.list(sort=False), self._manifest_size)
+        if active.bytes + len(line) > limits.max_journal_bytes:
+            self.seal()  # the segment is full: start the next one
+        file = self.transcript.active().head.active
         self.vault.write_key(self.log)
 
         def act() -> None:
-            self.dir.append(JOURNAL_FILE, line, durable=True)
+            self.dir.append(file, line, durable=True)
             for step in steps:
                 self.materialize(step)
 
-        txn.apply(self.log, txn.Change(
-            "journal.append", JOURNAL_FILE, sha256_hex(line), len(line), act,
-            lambda: self.observe(JOURNAL_FILE), tuple(step.describe() for step in steps),
-        ))
-        transcript.seq = seq
-        transcript.journal_records += 1
-        transcript.journal_bytes += len(line)
+        try:
+            txn.apply(self.log, txn.Change(
+                "journal.append", file, sha256_hex(line), len(line), act,
+                lambda: self.observe(file), tuple(step.describe() for step in steps),
+            ))
+        except BaseException:
+            self.transcript.forget()  # whether the record landed is for the next open to settle
+            raise
+        self.transcript.committed(line, seq, ops)
 
     def _manifest_size(self) -> int:
         current = size_of(self.dir, MANIFEST_FILE)
@@ -273,7 +267,7 @@ class SessionDir:
         return materializations(ops, lambda: self.dir.read_optional(VAULT_FILE, self.env.limits.max_vault_bytes))
 
     def materialize(self, step: Materialize) -> None:
-        if step.target in APPEND_ONLY:
+        if is_append_only(step.target):
             if step.data is None:
                 raise AssertionError("append-only files are never removed")  # pragma: no cover
             self.dir.append(step.target, step.data, durable=True)
@@ -293,47 +287,24 @@ class SessionDir:
         """The target's state in the terms its intent uses: the last line of an append-only file
         (the whole file for a compaction), the whole content otherwise."""
         limits = self.env.limits
-        if target in APPEND_ONLY and op != "journal.compact":
+        if is_append_only(target) and op != "journal.compact":  # (compaction: layout 1)
             return last_line_hash(self.dir, target, limits.max_record_bytes + 1024)
         if target.startswith(f"{STATE_DIR}/"):
             return observe_file(self.state, target.removeprefix(f"{STATE_DIR}/"), self.env.slot_cap())
-        if target not in (VAULT_FILE, SNAPSHOT_FILE, JOURNAL_FILE, VAULT_KEY_FILE):
+        if target not in (VAULT_FILE, SNAPSHOT_FILE, VAULT_KEY_FILE) and not is_journal(target):
             raise IntegrityError(f"session {self.name}: the audit log names an unknown target {target}")
         return observe_file(self.dir, target, file_cap(target, limits))
 
-    def snapshot_due(self) -> bool:
-        every_records, every_bytes = self.env.config.snapshot_every_records, self.env.config.snapshot_every_bytes
-        transcript = self._transcript
-        if transcript is None:
-            return False
-        return bool((every_records and transcript.journal_records >= every_records)
-                    or (every_bytes and transcript.journal_bytes >= every_bytes))
+    def seal_due(self) -> bool:
+        return self.transcript.seal_due()
 
     def journal_records(self) -> int:
-        """Records in the journal since the last snapshot."""
-        return self._loaded().journal_records
+        """Records in the active journal segment."""
+        return self.transcript.active().records
 
-    def snapshot(self) -> None:
-        """Materialize the transcript at the current record, then empty the journal.
-
-        Crash-safe in either order of failure: the snapshot names the last record it holds, and
-        replay skips journal records at or below it, so a journal not yet emptied is harmless."""
-        limits, transcript = self.env.limits, self._loaded()
-        data = encode_model(Snapshot(v=1, seq=transcript.seq, ts=self.env.clock(), items=transcript.items))
-        if len(data) > limits.max_snapshot_bytes:
-            raise LimitExceededError(f"snapshot of {len(data)} bytes exceeds {limits.max_snapshot_bytes}")
-        txn.apply(self.log, txn.Change(
-            "snapshot.write", SNAPSHOT_FILE, sha256_hex(data), len(data),
-            lambda: self.dir.write_atomic(SNAPSHOT_FILE, data),
-            lambda: observe_file(self.dir, SNAPSHOT_FILE, limits.max_snapshot_bytes),
-        ))
-        if transcript.journal_bytes:
-            txn.apply(self.log, txn.Change(
-                "journal.compact", JOURNAL_FILE, sha256_hex(b""), 0,
-                lambda: self.dir.write_atomic(JOURNAL_FILE, b""),
-                lambda: observe_file(self.dir, JOURNAL_FILE, limits.max_journal_bytes),
-            ))
-        transcript.journal_records = transcript.journal_bytes = 0
+    def seal(self) -> None:
+        """Seal the active journal segment (see session_transcript.py); nothing if it is empty."""
+        self.transcript.seal(self.log)
 
 
 def rejection_target(subject: Subject | None) -> str | None:

@@ -1,30 +1,18 @@
 """Reading a session's files (through the fs layer; nothing here writes): the manifest and its
-resume rules, the transcript, the one slot reader and the one vault loader."""
+resume rules, the one slot reader and the one vault loader (the transcript: transcript_files.py)."""
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from ...config import Limits
-from ...core.journal import apply_to_items, parse_journal
 from ...core.policy import encode_name, name_matches_key
-from ...core.records import Manifest, SlotEnvelope, Snapshot, StoreIdentity, decode_model
+from ...core.records import Manifest, SlotEnvelope, StoreIdentity, decode_model
 from ...core.secrets.vault import Vault, load_vault, unwrap_data_key
 from ...errors import IntegrityError, LayoutVersionError, ResumeMismatchError
 from ...fs import Dir, read_tail
-from .layout import (
-    BACKEND,
-    JOURNAL_FILE,
-    LAYOUT_VERSION,
-    MANIFEST_FILE,
-    SNAPSHOT_FILE,
-    VAULT_FILE,
-    VAULT_KEY_CAP,
-    VAULT_KEY_FILE,
-    slot_file,
-)
+from .layout import BACKEND, LAYOUT_VERSION, MANIFEST_FILE, VAULT_FILE, VAULT_KEY_CAP, VAULT_KEY_FILE, slot_file
 
 
 def split_lines(data: bytes) -> tuple[list[bytes], bytes]:
@@ -93,39 +81,6 @@ def check_resumable(history: ManifestHistory, name: str, key: str | None, identi
             f"not this store {identity.store_id} ({BACKEND}); nothing was modified"
         )
     return latest
-
-
-@dataclass
-class Transcript:
-    items: list[Any] = field(default_factory=list)
-    seq: int = 0
-    snapshot_seq: int = 0
-    journal_records: int = 0
-    journal_bytes: int = 0
-    torn_bytes: int = 0
-    journal_line_hashes: list[str] = field(default_factory=list)
-
-
-def read_transcript(directory: Dir, limits: Limits, what: str) -> Transcript:
-    """Snapshot plus journal replay. A torn final record is left out (the caller reports or
-    repairs it); damage before the end is an IntegrityError, never skipped."""
-    raw_snapshot = directory.read_optional(SNAPSHOT_FILE, limits.max_snapshot_bytes)
-    snapshot = (Snapshot(v=1, seq=0, ts=0, items=[]) if raw_snapshot is None
-                else decode_model(Snapshot, raw_snapshot, f"{what}: snapshot"))
-    journal = directory.read_optional(JOURNAL_FILE, limits.max_journal_bytes) or b""
-    parsed = parse_journal(journal, after_seq=snapshot.seq)
-    if parsed.damage is not None:
-        damage = parsed.damage
-        raise IntegrityError(
-            f"{what}: journal record at line {damage.line} (byte {damage.offset}) is damaged: {damage.reason}"
-        )
-    items = list(snapshot.items)
-    for record in parsed.records:
-        apply_to_items(items, record.ops)
-    last = parsed.records[-1].seq if parsed.records else snapshot.seq
-    return Transcript(items, last, snapshot.seq, len(parsed.records), parsed.good_bytes, parsed.torn_bytes,
-                      parsed.line_hashes)
-
 
 
 def read_slot(state: Dir, ext_id: str, cap: int, session: str) -> SlotEnvelope | None:

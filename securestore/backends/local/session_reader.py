@@ -10,8 +10,9 @@ from ...core.secrets.vault import Vault
 from ...fs import Dir, lock_owner
 from .env import LocalEnv
 from .layout import AUDIT_DIR, SESSION_LOCK, STATE_DIR
-from .session_files import ManifestHistory, read_slot, read_transcript, slot_names
+from .session_files import ManifestHistory, read_slot, slot_names
 from .session_vault import stored_vault
+from .transcript_files import read_active, tail_items, without_a_writer
 
 
 class ReadOnlySession:
@@ -36,8 +37,14 @@ class ReadOnlySession:
         with self.dir.open_dir(STATE_DIR) as state:
             return sum(1 for file in state.list(sort=False) if not file.startswith("."))
 
-    def items(self) -> list[Any]:
-        return read_transcript(self.dir, self.env.limits, f"session {self.name}").items
+    def items(self, limit: int | None = None) -> list[Any]:
+        """The latest `limit` items (None: all), oldest first: O(limit) records read."""
+        limits, what = self.env.limits, f"session {self.name}"
+        return without_a_writer(self.dir, limits, what, lambda head: tail_items(self.dir, limits, what, head, limit))
+
+    def item_count(self) -> int:
+        limits, what = self.env.limits, f"session {self.name}"
+        return without_a_writer(self.dir, limits, what, lambda head: read_active(self.dir, limits, what, head).count)
 
     def stored_vault(self) -> tuple[Vault | None, bytes] | None:
         return stored_vault(self.env, self.dir, self.name)

@@ -8,14 +8,14 @@ from typing import Any
 
 from ... import txn
 from ...audit.chain import Intent
-from ...core.canonical import sha256_hex
 from ...core.journal import parse_journal
-from ...fs import TEMP_PREFIX, FileLock, read_tail
+from ...fs import TEMP_PREFIX, FileLock
 from ...errors import IntegrityError
 from .auditlog import AuditLog
-from .layout import AUDIT_DIR, JOURNAL_FILE, MANIFEST_FILE, STATE_DIR, VAULT_FILE
+from .layout import AUDIT_DIR, MANIFEST_FILE, STATE_DIR, VAULT_FILE, is_journal
 from .session_dir import SessionDir
 from .session_files import split_lines
+from .session_transcript import cut_torn_tail, drop_segments
 from .sweeps import leftovers
 
 
@@ -33,36 +33,33 @@ def drop_torn_lines(session: SessionDir) -> list[dict[str, Any]]:
     """A crash mid-append leaves a partial last line, or (journal) a bad final record. Only
     the tail is read: damage further back is left for the loader to refuse. The manifest as
     read for the resume check is reused when it had no partial line and has not changed size
-    (it only ever grows by whole lines under this lock)."""
+    (it only ever grows by whole lines under this lock). A journal append runs under an intent
+    fsynced before it, whose outcome follows the append's fsync, so a crash can leave a torn
+    record only in a dangling journal.append's target (anything else is found, and cut the
+    same way, when the transcript is first read: session_transcript.py)."""
     records = []
     limits = session.env.limits
-    for name in (MANIFEST_FILE, JOURNAL_FILE):
-        info = session.dir.entry(name)
-        if info is None:
-            continue
-        if name == MANIFEST_FILE and not session.history.torn_bytes and info.size == session.history.size:
-            continue
-        if name == MANIFEST_FILE:
-            session.manifest_touched = True  # it changed since the resume check: `load` reads it again
-        size, tail = read_tail(session.dir, name, limits.max_record_bytes + 2)
-        lines, fragment = split_lines(tail)
-        cut = len(fragment)
-        if not fragment and lines and name == JOURNAL_FILE and (len(lines) > 1 or len(tail) == size):
-            if parse_journal(lines[-1], after_seq=None).torn_bytes:
-                cut = len(lines[-1])  # complete line, bad checksum: torn all the same
-        if cut:
-            session.dir.truncate(name, size - cut)
-            records.append({"kind": "recovery", "event": "torn-tail", "target": name,
-                            "size": cut, "sha256": sha256_hex(tail[len(tail) - cut:])})
-    return records
+    pending = session.log.open_intent
+    journal = pending.target if pending is not None and pending.op == "journal.append" else None
+    info = session.dir.entry(MANIFEST_FILE)
+    if info is not None and (session.history.torn_bytes or info.size != session.history.size):
+        session.manifest_touched = True  # it changed since the resume check: `load` reads it again
+        records.append(cut_torn_tail(session.dir, MANIFEST_FILE, limits, journal=False))
+    if journal is not None and is_journal(journal) and session.dir.entry(journal) is not None:
+        records.append(cut_torn_tail(session.dir, journal, limits, journal=True))
+    return [record for record in records if record is not None]
 
 
 def redo(session: SessionDir, intent: Intent) -> None:
-    """Finish materializing a committed journal record that a crash interrupted."""
-    if intent.op != "journal.append":
+    """Finish a committed change a crash interrupted: a journal record's materializations, or
+    the removal of the segments a seal dropped."""
+    if intent.op == "journal.seal":
+        drop_segments(session.dir, [t.target for t in intent.also if t.sha256 is None and is_journal(t.target)])
+        return
+    if intent.op != "journal.append" or not is_journal(intent.target):
         return
     limits = session.env.limits
-    data = session.dir.read(JOURNAL_FILE, limits.max_journal_bytes)
+    data = session.dir.read(intent.target, limits.max_journal_bytes)
     lines, _ = split_lines(data)
     record = parse_journal(lines[-1], after_seq=None).records[0]
     steps = session.materializations(record.ops)

@@ -14,11 +14,11 @@ from ...audit.verify import INCOMPLETE, TRUNCATED, Commit, CommittedHead, Failur
 from ...core.canonical import sha256_hex
 from ...errors import IntegrityError, NotFoundError, UnsafeFileError, UsageError
 from ...fs import Dir, iter_lines
-from .session_files import line_hash, read_manifest, read_transcript, split_lines
+from ...core.transcript import lines_digest
+from .session_files import line_hash, read_manifest, split_lines
+from .transcript_files import all_items, read_head
 from .layout import (
-    APPEND_ONLY,
     AUDIT_DIR,
-    JOURNAL_FILE,
     MANIFEST_FILE,
     SESSIONS_DIR,
     SNAPSHOT_FILE,
@@ -28,6 +28,8 @@ from .layout import (
     VAULT_FILE,
     VAULT_KEY_FILE,
     file_cap,
+    is_append_only,
+    is_journal,
     session_target,
 )
 from .index import INDEX_DIR, disagreements
@@ -125,7 +127,7 @@ class Checker:
                 trusted, trusted_as = self.store_signer, "seed"  # the store log's seed-authenticated signer
         return LogVerifier(
             label, scope=scope, store_id=store_id, session=session, log_id=log_id,
-            max_line=self.limits.max_audit_line_bytes, append_only=APPEND_ONLY if scope == "session" else frozenset(),
+            max_line=self.limits.max_audit_line_bytes, append_only=is_append_only if scope == "session" else (lambda name: False),
             chain_for=chain_for, trusted=trusted, trusted_as=trusted_as, checkpoints=_checkpoint_lines(audit),
             checkpoints_label=label.replace(LOG_FILE, CHECKPOINTS_FILE),
             anchor=anchor if scope == "session" else self.anchored.get(None),
@@ -316,15 +318,7 @@ class Checker:
             if not log.ok:
                 return
             self.lines_match(log, MANIFEST_FILE, manifest_bytes, manifest_lines, skip=1)
-            journal = directory.read_optional(JOURNAL_FILE, self.limits.max_journal_bytes) or b""
-            journal_lines, torn = split_lines(journal)
-            if torn:
-                self.report.warnings.append(f"{target}/{JOURNAL_FILE}: torn final record ({len(torn)} bytes)")
-            self.lines_match(log, JOURNAL_FILE, journal, journal_lines)
-            try:
-                read_transcript(directory, self.limits, target)
-            except IntegrityError as exc:
-                self.fail(f"{target}/{JOURNAL_FILE}", None, "journal", "a replayable journal", str(exc))
+            check_journal(self, log, directory, target)
             for name_ in (VAULT_FILE, VAULT_KEY_FILE, SNAPSHOT_FILE):
                 content = directory.read_optional(name_, file_cap(name_, self.limits))
                 self.expect(log, name_, None if content is None else sha256_hex(content))
@@ -339,3 +333,30 @@ class Checker:
             for slot, commit in log.committed.items():
                 if slot.startswith(f"{STATE_DIR}/") and slot not in seen and commit.sha256 is not None:
                     self.expect(log, slot, None)
+
+
+def check_journal(checker: Checker, log: LogReport, directory: Dir, target: str) -> None:
+    """The active segment holds exactly the lines the trail committed; every other segment
+    on disk or in the trail hashes to its seal's digest (or is gone, as the trail says); the
+    whole transcript replays."""
+    try:
+        head = read_head(directory, checker.limits, target)
+    except IntegrityError as exc:
+        checker.fail(f"{target}/{SNAPSHOT_FILE}", None, "journal", "a readable transcript head", str(exc))
+        return
+    named = {name for name in [*log.committed, *log.appended] if is_journal(name)}
+    listed = {segment.file for segment in head.model.segments}  # (a file nothing names is read by nothing)
+    for name in sorted(named | listed | {head.active}):
+        data = directory.read_optional(name, checker.limits.max_journal_bytes)
+        lines, torn = split_lines(data or b"")
+        if name == head.active:
+            if torn:
+                checker.report.warnings.append(f"{target}/{name}: torn final record ({len(torn)} bytes)")
+            checker.lines_match(log, name, data or b"", lines)
+        else:
+            sealed = None if data is None else sha256_hex(data) if torn else lines_digest(map(line_hash, lines))
+            checker.expect(log, name, sealed)
+    try:
+        all_items(directory, checker.limits, target, head)
+    except (IntegrityError, NotFoundError) as exc:
+        checker.fail(f"{target}/{head.active}", None, "journal", "a replayable journal", str(exc))
