@@ -39,6 +39,8 @@ _NAME_PATTERN = re.compile(r"\A(?:k-[a-z2-7]+|h-[a-z2-7]{52})\Z", re.ASCII)
 
 def is_forbidden_key(key: str) -> bool:
     """True for prototype-style keys and Python dunder names, in raw or NFC form."""
+    if key.isascii():  # NFC leaves ASCII as it is
+        return key in PROTOTYPE_KEYS or _DUNDER.match(key) is not None
     for form in (key, unicodedata.normalize("NFC", key)):
         if form in PROTOTYPE_KEYS or _DUNDER.match(form):
             return True

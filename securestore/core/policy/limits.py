@@ -69,8 +69,9 @@ def check_value(
                         f"value rejected at {render_path(path + (key,), hide=hide)}: "
                         "prototype/dunder key is not allowed"
                     )
-                budget -= _utf8_len(key, path + (key,), fail) + 4
-                if len(key.encode("utf-8")) > limits.max_key_bytes:
+                key_size = len(key) if key.isascii() else _utf8_len(key, path + (key,), fail)
+                budget -= key_size + 4
+                if key_size > limits.max_key_bytes:
                     fail(LimitExceededError, path, f"an object key longer than {limits.max_key_bytes} bytes")
                 walk(child, path + (key,), depth + 1)
         elif isinstance(node, (list, tuple)):
@@ -80,7 +81,7 @@ def check_value(
                 budget -= 1
                 walk(child, path + (index,), depth + 1)
         elif isinstance(node, str):
-            size = _utf8_len(node, path, fail)
+            size = len(node) if node.isascii() else _utf8_len(node, path, fail)
             if size > limits.max_string_bytes:
                 fail(LimitExceededError, path, f"string of {size} bytes exceeds {limits.max_string_bytes}")
             budget -= size + 2

@@ -9,6 +9,7 @@ when it does not read as code or prose.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 from .context_detector import ContextDetector
 from .credential_keys import is_credential_key, key_words
@@ -68,9 +69,27 @@ _KEY_ENDINGS = ("pass", "password", "passwd", "passphrase", "passcode", "pwd", "
                 "authorization", "credential", "credentials", "cookie", "string", "signature", "code", "codes",
                 "pat", "data")
 _ASSIGN_KEY = (
-    r"(?<![A-Za-z0-9_.\-])(?P<key>[A-Za-z0-9_.\-]{1,96})(?=\\?[\"']?[ \t]*[:=])"
+    r"(?<![A-Za-z0-9_.\-])(?P<key>[A-Za-z0-9_.\-]{1,96}+)(?=\\?[\"']?[ \t]*[:=])"
     r"(?:" + "|".join(f"(?<=(?i:{ending}))" for ending in _KEY_ENDINGS) + ")"
 )
+
+# An assignment read backward, on the reversed text: the separator, spaces, a quote, a
+# backslash, then the key, which must end like a credential name (its reversed ending leads).
+_REVERSED_KEY = re.compile(
+    r"[:=][ \t]*[\"']?\\?(?=(?i:" + "|".join(re.escape(ending[::-1]) for ending in _KEY_ENDINGS) + r"))"
+    r"([A-Za-z0-9_.\-]{1,97})"
+)
+
+
+def _key_starts(text: str) -> Iterator[int]:
+    """Where an assignment's key can start (a superset of where one does): a run of at most 96
+    key characters, ending like a credential name, before a separator. One scan of the
+    reversed text for separators costs far less than trying the pattern at every word."""
+    if ":" not in text and "=" not in text:
+        return iter(())
+    size = len(text)
+    return reversed([size - key.end(1) for key in _REVERSED_KEY.finditer(text[::-1]) if key.end(1) - key.start(1) <= 96])
+
 
 # A credential field: `db_password = "..."`, `apiKey: ...`, `"client_secret": "..."`.
 ASSIGNMENT = ContextDetector(
@@ -84,4 +103,5 @@ ASSIGNMENT = ContextDetector(
     generic=True,
     needs=("pass", "pwd", "secret", "token", "key", "auth", "credential", "cookie", "string", "signature", "code",
            "pat", "data"),
+    starts=_key_starts,
 )

@@ -9,6 +9,8 @@ code such as `password = getpass()` or `token=request.headers.get(...)` is not f
 
 from __future__ import annotations
 
+import re
+
 from .context_detector import ContextDetector, context_findings
 from .credential_assignments import ASSIGNMENT
 from .finding import Finding, merge_findings
@@ -44,9 +46,24 @@ def _unique(kinds: list[str]) -> tuple[str, ...]:
 DETECTOR_KINDS: tuple[str, ...] = _unique([kind for kind, _ in VENDOR_RULES] + [d.kind for d in _CONTEXT_DETECTORS])
 
 
+# No rule matches fewer characters (tests/unit/test_detectors.py proves it from the patterns).
+SHORTEST_MATCH = 6
+# Every word some context rule needs: an ASCII text holding none of them skips them all.
+_ANY_CONTEXT_WORD = re.compile("|".join(re.escape(word) for word in dict.fromkeys(
+    word for detector in _CONTEXT_DETECTORS for word in detector.needs)))
+if not all(detector.needs for detector in _CONTEXT_DETECTORS):  # a programming error, caught at import
+    raise ValueError("every context detector must name the words it needs")
+
+
 def find_secrets(text: str) -> list[Finding]:
     """Non-overlapping spans to redact, in order (finding.merge_findings says how overlaps merge)."""
-    return merge_findings(vendor_findings(text) + context_findings(text, _CONTEXT_DETECTORS))
+    if len(text) < SHORTEST_MATCH:
+        return []
+    found = vendor_findings(text)
+    lowered = text.lower() if text.isascii() else None
+    if lowered is None or _ANY_CONTEXT_WORD.search(lowered) is not None:
+        found += context_findings(text, _CONTEXT_DETECTORS, lowered)
+    return merge_findings(found) if found else found
 
 
 def contains_secret(text: str) -> bool:
