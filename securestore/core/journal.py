@@ -31,7 +31,12 @@ def _checksum(seq: int, ts: int, ops: list[Op]) -> str:
 
 
 def encode_record(seq: int, ts: int, ops: list[Op]) -> bytes:
-    return canonical_bytes({"ops": ops, "seq": seq, "sum": _checksum(seq, ts, ops), "ts": ts}) + b"\n"
+    """The record's line. The ops are encoded once: `sum` sorts between `seq` and `ts`, the
+    last key, so it is spliced into the checksummed encoding before `"ts":`."""
+    body = canonical_bytes({"ops": ops, "seq": seq, "ts": ts})
+    at = body.rindex(b',"ts":')
+    total = hashlib.sha256(body).hexdigest()[:32]
+    return body[:at] + b',"sum":"' + total.encode() + b'"' + body[at:] + b"\n"
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ outside it, temp dirs. legacy_files: reading a foreign legacy store to import.
 """
 
 from .base import DIR_MODE, FILE_MODE, TEMP_PREFIX, EntryInfo, FsContext, check_name
-from .dirs import Dir, walk
+from .dirs import Dir
+from .trees import walk
 from .legacy_files import FileStamp, LegacyFile, LegacySource, legacy_backups, read_legacy_source
 from .lines import iter_lines, lines_backward, read_tail, size_of
 from .locks import FileLock, Owner, is_alive, lock, lock_owner, lock_plain

@@ -4,18 +4,17 @@ Every name is resolved one component at a time relative to an open directory fd,
 O_NOFOLLOW (and O_DIRECTORY for directories), so a symlink planted anywhere inside the store is
 refused instead of followed. Every opened object is fstat-checked: type, owner == euid, mode,
 and a link count of 1 for files (a planted hard link could alias a file outside the store).
-Line reads (`lines`), locks (`locks`), key wiping (`wipe`) and the tree functions at the end of
-this module are built on Dir's public methods only (`open_checked` first); modes and flags:
-`base`.
+Line reads (`lines`), locks (`locks`), key wiping (`wipe`) and the tree functions (`trees`)
+are built on Dir's public methods only (`open_checked` first); modes and flags: `base`.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
 
 from ..errors import AlreadyExistsError, NotFoundError, StorageError, UnsafeFileError
+from .appending import Appending
 from .base import (
     APPEND_FLAGS,
     CREATE_FLAGS,
@@ -43,9 +42,11 @@ class Dir:
         self.ctx = ctx
         self.fd = fd
         self.label = label
+        self._appending = Appending(ctx)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def close(self) -> None:
+        self._appending.stop()
         if self.fd >= 0:
             fd, self.fd = self.fd, -1
             self.ctx.close_quietly(fd)
@@ -196,11 +197,12 @@ class Dir:
         the old or the new content is there, or an empty file, never a mix of the two."""
         self.ctx.check_usable()
         check_name(name)
+        self._appending.stop(name)
         label = self.child_label(name)
         existing = self.entry(name)
         if existing is not None and existing.kind not in ("file", "symlink"):
             raise UnsafeFileError(f"refused {label}: expected a file, found a {existing.kind}")
-        fd, temp = self._create_temp()
+        fd, temp = _create_temp(self)
         published = False
         try:
             try:
@@ -218,27 +220,9 @@ class Dir:
         finally:
             self.ctx.close_quietly(fd)
             if not published:
-                self._discard(temp)
+                _discard(self, temp)
         if durable:
             self.sync()
-
-    def _create_temp(self) -> tuple[int, str]:
-        for _ in range(8):
-            temp = f"{TEMP_PREFIX}{self.ctx.random_hex(12)}"
-            try:
-                fd = self.ctx.os.open(temp, CREATE_FLAGS, FILE_MODE, dir_fd=self.fd)
-            except FileExistsError:
-                continue  # a planted name: never reuse it, pick another
-            except OSError as exc:
-                raise translate(exc, "create", self.child_label(temp)) from None
-            return fd, temp
-        raise StorageError(f"could not create a temporary file in {self.label or '.'}")
-
-    def _discard(self, name: str) -> None:
-        try:
-            self.ctx.os.unlink(name, dir_fd=self.fd)
-        except OSError:
-            pass
 
     def write_new(self, name: str, data: bytes) -> None:
         """Create `name` (must not exist) with `data`, durably, through a temp file."""
@@ -267,14 +251,18 @@ class Dir:
 
     def append(self, name: str, data: bytes, *, durable: bool) -> None:
         self.ctx.check_usable()
-        fd, _ = self.open_checked(name, APPEND_FLAGS, "file", "open for append")
+        fd = self._appending.fds.get(name)
+        if fd is None:
+            fd, _ = self.open_checked(name, APPEND_FLAGS, "file", "open for append")
+            self._appending.keep(name, fd)
         label = self.child_label(name)
         try:
             write_all(self.ctx, fd, data, label)
             if durable:
                 self.ctx.fsync(fd, label)
-        finally:
-            self.ctx.close_quietly(fd)
+        except BaseException:
+            self._appending.stop(name)  # the next append opens and checks the file again
+            raise
 
     def flush(self, name: str) -> None:
         """fsync a file we appended to without syncing (make everything in it durable)."""
@@ -303,6 +291,7 @@ class Dir:
         (durable=False: a marker whose loss in a crash is harmless)."""
         self.ctx.check_usable()
         check_name(name)
+        self._appending.stop(name)
         try:
             self.ctx.os.unlink(name, dir_fd=self.fd)
         except OSError as exc:
@@ -315,7 +304,9 @@ class Dir:
         self.ctx.check_usable()
         check_name(src)
         check_name(dst)
+        self._appending.stop(src)
         into = target or self
+        into._appending.stop(dst)
         if into.entry(dst) is not None:
             raise AlreadyExistsError(f"{into.child_label(dst)} already exists")
         try:
@@ -331,6 +322,27 @@ class Dir:
         self.ctx.check_usable()
         remove_entry(self, name)
         self.sync()
+
+
+def _create_temp(directory: Dir) -> tuple[int, str]:
+    ctx = directory.ctx
+    for _ in range(8):
+        temp = f"{TEMP_PREFIX}{ctx.random_hex(12)}"
+        try:
+            fd = ctx.os.open(temp, CREATE_FLAGS, FILE_MODE, dir_fd=directory.fd)
+        except FileExistsError:
+            continue  # a planted name: never reuse it, pick another
+        except OSError as exc:
+            raise translate(exc, "create", directory.child_label(temp)) from None
+        return fd, temp
+    raise StorageError(f"could not create a temporary file in {directory.label or '.'}")
+
+
+def _discard(directory: Dir, name: str) -> None:
+    try:
+        directory.ctx.os.unlink(name, dir_fd=directory.fd)
+    except OSError:
+        pass
 
 
 def remove_entry(parent: Dir, name: str, depth: int = 0) -> None:
@@ -370,16 +382,3 @@ def remove_entry(parent: Dir, name: str, depth: int = 0) -> None:
         ctx.os.rmdir(name, dir_fd=parent.fd)
     except OSError as exc:
         raise translate(exc, "remove directory", label) from None
-
-
-def walk(directory: Dir, depth: int = 0) -> Iterator[tuple[str, EntryInfo]]:
-    """(relative path, info) for every entry below `directory`, directories before their contents."""
-    for name in directory.list():
-        info = directory.entry(name)
-        if info is None:
-            continue
-        yield name, info
-        if info.kind == "dir" and depth < MAX_TREE_DEPTH:
-            with directory.open_dir(name) as child:
-                for sub, sub_info in walk(child, depth + 1):
-                    yield f"{name}/{sub}", sub_info

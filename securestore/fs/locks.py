@@ -24,7 +24,7 @@ from enum import Enum
 
 import orjson
 
-from ..errors import LockHeldError, UnsafeFileError
+from ..errors import LockHeldError, NotFoundError, UnsafeFileError
 from .base import RW_FLAGS, FsContext, translate
 from .dirs import Dir
 from .osapi import OsApi
@@ -262,8 +262,11 @@ def lock_plain(directory: Dir, name: str, *, exclusive: bool, timeout: float) ->
     rewrite. Never held while taking another lock."""
     ctx = directory.ctx
     label = directory.child_label(name)
-    directory.ensure_file(name)
-    fd, _ = directory.open_checked(name, RW_FLAGS, "file", "open lock")
+    try:
+        fd, _ = directory.open_checked(name, RW_FLAGS, "file", "open lock")
+    except NotFoundError:  # the first lock taken here (the file is never unlinked)
+        directory.ensure_file(name)
+        fd, _ = directory.open_checked(name, RW_FLAGS, "file", "open lock")
     mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
     deadline = ctx.os.monotonic() + timeout
     delay = 0.002

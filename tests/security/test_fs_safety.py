@@ -284,3 +284,35 @@ def test_put_is_durable_in_the_right_order(root: Path) -> None:
     assert "fsync" in after and after.index("fsync") < after.index("write"), (
         "directory not fsynced after the rename, before the outcome is written"
     )
+
+
+def test_a_kept_append_descriptor_follows_the_file_it_names(tmp_path: Path) -> None:
+    """A handle keeps the files it appends to open; replacing, removing or renaming one through
+    the handle lets go of it first, so no append lands in a file the name no longer reaches."""
+    root = tmp_path / "d"
+    root.mkdir(mode=0o700)
+    with open_root(str(root), FsContext(), create=False) as handle:
+        handle.ensure_file("log")
+        handle.append("log", b"one\n", durable=False)
+        handle.write_atomic("log", b"new\n")
+        handle.append("log", b"two\n", durable=False)
+        assert (root / "log").read_bytes() == b"new\ntwo\n"
+        handle.rename("log", "old")
+        handle.ensure_file("log")
+        handle.append("log", b"three\n", durable=False)
+        handle.unlink("old")
+        assert (root / "log").read_bytes() == b"three\n"
+
+
+def test_a_closed_store_leaves_no_descriptor_open(root: Path) -> None:
+    before = set(os.listdir("/proc/self/fd"))
+    with open_store(root) as store:
+        with store.create_session("s") as session:
+            for n in range(5):
+                session.append_items([{"n": n}])
+            with session.turn():
+                session.append_items([{"n": "turn"}])
+            session.commit_turn()  # a seal: the segment appended to changes
+            session.append_items([{"n": "after"}])
+        store.put("s", "slot", {"v": 1})
+    assert set(os.listdir("/proc/self/fd")) == before

@@ -8,6 +8,7 @@ import hashlib
 import pytest
 
 from securestore.core.journal import JournalRecord, Op, apply_to_items, encode_record, parse_journal
+from securestore.core.canonical import canonical_bytes
 
 APPEND: list[Op] = [{"op": "append", "items": [{"a": 1}]}]
 # The canonical {ops, seq, ts} the checksum covers, and the line: sorted keys, no spaces.
@@ -95,3 +96,11 @@ def test_replay_applies_append_pop_and_clear_in_order() -> None:
     assert items == ["x"]  # a pop on an empty transcript is a no-op
     apply_to_items(items, [{"op": "slot.put", "slot": "s"}])  # not a transcript op: ignored here
     assert items == ["x"]
+
+
+def test_the_checksum_is_spliced_after_every_nested_ts_key() -> None:
+    ops: list[Op] = [{"op": "append", "items": [{"a": 1, "ts": 5, "z": ',"ts":7'}, {"ts": 9}]}]
+    line = encode_record(4, 1234, ops)
+    body = canonical_bytes({"ops": ops, "seq": 4, "ts": 1234})
+    assert line == canonical_bytes({"ops": ops, "seq": 4, "sum": hashlib.sha256(body).hexdigest()[:32], "ts": 1234}) + b"\n"
+    assert parse_journal(line, after_seq=None).records == [JournalRecord(4, 1234, ops)]

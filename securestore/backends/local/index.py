@@ -38,7 +38,7 @@ from ...core.listing import (
     tombstone_line,
 )
 from ...core.policy import encode_name
-from ...errors import SecureStoreError, UsageError
+from ...errors import NotFoundError, SecureStoreError, UsageError
 from ...fs import Dir, FsContext, iter_lines, lines_backward, lock_plain, rewrite_in_place, size_of
 from .auditlog import AuditLog
 from .layout import STAGING_PREFIX, TRASH_PREFIX
@@ -216,12 +216,18 @@ def note(root: Dir, summary: SessionSummary | None, *, name: str, created: bool,
                     raise NotListed(name)
                 summary = summary.model_copy(update={"items": listed.items})
             rewrite_in_place(entries, f"{name}.json", entry_bytes(summary))  # readers validate it
-        for log in (UPDATES_LOG, CREATED_LOG):
-            index.ensure_file(log)
         line = summary_line(summary) if summary is not None else tombstone_line(name, now_ms)
-        index.append(UPDATES_LOG, line, durable=False)
+        _append(index, UPDATES_LOG, line)
         if created and summary is not None:
-            index.append(CREATED_LOG, created_line(summary), durable=False)
+            _append(index, CREATED_LOG, created_line(summary))
+
+
+def _append(index: Dir, log: str, line: bytes) -> None:
+    try:
+        index.append(log, line, durable=False)
+    except NotFoundError:  # the first line of a new index
+        index.ensure_file(log)
+        index.append(log, line, durable=False)
 
 
 def rebuild(log: AuditLog, root: Dir, summaries: list[SessionSummary], ctx: FsContext, timeout: float) -> None:
