@@ -9,6 +9,7 @@ outside it, temp dirs. legacy_files: reading a foreign legacy store to import.
 from .base import DIR_MODE, FILE_MODE, TEMP_PREFIX, EntryInfo, FsContext, check_name
 from .dirs import Dir
 from .trees import walk
+from .unpublished import write_private
 from .legacy_files import FileStamp, LegacyFile, LegacySource, legacy_backups, read_legacy_source
 from .lines import iter_lines, lines_backward, read_tail, size_of
 from .locks import FileLock, Owner, is_alive, lock, lock_owner, lock_plain
@@ -27,6 +28,7 @@ from .paths import (
 from .wipe import replace_wiping, shred
 
 __all__ = [
+    "write_private",
     "rewrite_in_place",
     "PathArg",
     "absolute_path",

@@ -87,8 +87,9 @@ class Dir:
         fd, _ = self.open_checked(name, DIR_FLAGS, "dir", "open directory")
         return Dir(self.ctx, fd, self.child_label(name))
 
-    def make_dir(self, name: str) -> Dir:
-        """Create a 0700 directory (fails if the name exists) and make the entry durable."""
+    def make_dir(self, name: str, *, durable: bool = True) -> Dir:
+        """Create a 0700 directory (fails if the name exists) and make the entry durable
+        (durable=False: inside a directory not yet published, whose own sync covers it)."""
         self.ctx.check_usable()
         check_name(name)
         label = self.child_label(name)
@@ -105,7 +106,8 @@ class Dir:
             # The umask applies to mkdir's mode; set the mode explicitly, never touch the umask.
             self.ctx.os.fchmod(fd, DIR_MODE)
             verify_stat(self.ctx, self.ctx.os.fstat(fd), label, "dir", DIR_MODE)
-            self.sync()
+            if durable:
+                self.sync()
         except OSError as exc:
             child.close()
             raise translate(exc, "create directory", label) from None

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 
 import orjson
 
 from ...core.canonical import canonical_bytes
 from ...errors import IntegrityError, KeyMaterialError, OperationalError
-from ...fs import Dir, iter_lines, read_tail, replace_wiping, size_of
+from ...fs import Dir, iter_lines, read_tail, replace_wiping, size_of, write_private
 from .layout import AUDIT_DIR
 from ...audit.chain import (
     GENESIS_PREV,
@@ -129,9 +130,11 @@ class AuditLog:
         return self.signer
 
     def create(
-        self, log_id: str, genesis: dict[str, object], *, store_id: str, chain: bytes, rule: EpochRule
+        self, log_id: str, genesis: dict[str, object], *, store_id: str, chain: bytes, rule: EpochRule,
+        unpublished: bool = False,
     ) -> RecordBase:
-        """Genesis record, epoch key file and the first checkpoint, each written durably."""
+        """Genesis record, epoch key file and the first checkpoint, each written durably
+        (`unpublished`: in a directory not yet renamed into place; the caller syncs it first)."""
         signer = self._signer()
         signer_text = signer.verifier.text()
         ts = self.clock()
@@ -140,10 +143,11 @@ class AuditLog:
         record, line, self.head = build_record(ChainHead(log_id, 0, GENESIS_PREV), ts, self.actor, fields,
                                                epoch=0, mac=RecordMac(mac_key(chain)))
         self.keys = EpochState(store_id, log_id, signer_text, rule, 0, chain, 0, ts)
-        self.dir.write_new(KEY_FILE, self.keys.encode())
-        self.dir.write_new(LOG_FILE, line)
+        write = partial(write_private, self.dir) if unpublished else self.dir.write_new
+        write(KEY_FILE, self.keys.encode())
+        write(LOG_FILE, line)
         self.last = record
-        self.dir.write_new(CHECKPOINTS_FILE, b"")
+        write(CHECKPOINTS_FILE, b"")
         self._creating = True
         try:
             self.seal()  # the only checkpoint ever signed without an earlier one of ours
@@ -354,7 +358,8 @@ class AuditLog:
             raise IntegrityError(f"{self.label} ends before record {size - 1}")
         # Sign only what is durable: an outcome may have been appended without an fsync, and a
         # checkpoint must never survive a power cut that the records it covers do not.
-        self.dir.flush(LOG_FILE)
+        if not self._creating:  # (create wrote the genesis durably a moment ago)
+            self.dir.flush(LOG_FILE)
         checkpoint = Checkpoint(self._load_keys().store, head.log_id, size, frontier.root(), head.prev,
                                 last.epoch, self.clock(), closes=closing)
         self.dir.append(CHECKPOINTS_FILE, StoredCheckpoint(sign_note(checkpoint, signer), frontier, offset).line(),

@@ -9,7 +9,7 @@ from ...core.canonical import sha256_hex
 from ...core.policy import encode_name
 from ...core.records import Manifest, SessionMetadata, encode_model
 from ...errors import AlreadyExistsError, LimitExceededError
-from ...fs import Dir
+from ...fs import Dir, write_private
 from .auditlog import AuditLog
 from .env import LocalEnv
 from .layout import (
@@ -56,15 +56,20 @@ def manifest_line(env: LocalEnv, key: str, metadata: SessionMetadata, log_id: st
 def build_session(env: LocalEnv, parent: Dir, dirname: str, name: str, line: bytes, log_id: str,
                   store_log: AuditLog) -> None:
     """A complete, empty session directory: manifest, journal, state/, audit/ with genesis.
-    Its log's first key derives from the store log's current key and the creating intent."""
-    with parent.make_dir(dirname) as directory:
-        directory.write_new(MANIFEST_FILE, line)
-        directory.write_new(JOURNAL_FILE, b"")
-        directory.make_dir(STATE_DIR).close()
-        with directory.make_dir(AUDIT_DIR) as audit_dir:
+    Its log's first key derives from the store log's current key and the creating intent.
+    Nobody sees it before the rename that publishes it, so its files are written in place and
+    fsynced, and each directory is synced once, before that rename (no temp file per file)."""
+    with parent.make_dir(dirname, durable=False) as directory:
+        write_private(directory, MANIFEST_FILE, line)
+        write_private(directory, JOURNAL_FILE, b"")
+        directory.make_dir(STATE_DIR, durable=False).close()
+        with directory.make_dir(AUDIT_DIR, durable=False) as audit_dir:
             env.new_log(audit_dir).create(
                 log_id, {"store": env.identity.store_id, "scope": "session", "session": name},
-                store_id=env.identity.store_id, chain=store_log.child_key(name), rule=env.epoch_rule)
+                store_id=env.identity.store_id, chain=store_log.child_key(name), rule=env.epoch_rule,
+                unpublished=True)
+            audit_dir.sync()
+        directory.sync()
 
 
 def create_session(env: LocalEnv, log: AuditLog, sessions: Dir, key: str, metadata: SessionMetadata,
