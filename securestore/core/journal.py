@@ -55,6 +55,9 @@ class ParsedJournal:
     damage: JournalDamage | None = None
 
 
+_SUM_FIELD = b',"sum":"'
+
+
 def decode_record(line: bytes) -> JournalRecord | str:
     """One record line (without its newline), or why it is not one."""
     try:
@@ -68,7 +71,13 @@ def decode_record(line: bytes) -> JournalRecord | str:
         return "fields have the wrong types"
     if not all(isinstance(op, dict) and isinstance(op.get("op"), str) for op in ops):
         return "an op is malformed"
-    if _checksum(seq, ts, ops) != total:
+    # The checksum covers the record's canonical encoding without `sum`, which is the line as
+    # written with that field cut out (no need to encode the ops again). `sum` is the last
+    # `,"sum":"` in a canonical line: `ts` alone follows it, and a quote inside a string is escaped.
+    at = line.rfind(_SUM_FIELD)
+    end = at + len(_SUM_FIELD) + 32
+    if at < 0 or line[at + len(_SUM_FIELD):end] != total.encode() or line[end:end + 1] != b'"' \
+            or hashlib.sha256(line[:at] + line[end + 1:]).hexdigest()[:32] != total:
         return "checksum mismatch"
     return JournalRecord(seq, ts, ops)
 

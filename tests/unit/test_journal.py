@@ -7,7 +7,7 @@ import hashlib
 
 import pytest
 
-from securestore.core.journal import JournalRecord, Op, apply_to_items, encode_record, parse_journal
+from securestore.core.journal import JournalRecord, Op, apply_to_items, decode_record, encode_record, parse_journal
 from securestore.core.canonical import canonical_bytes
 
 APPEND: list[Op] = [{"op": "append", "items": [{"a": 1}]}]
@@ -104,3 +104,13 @@ def test_the_checksum_is_spliced_after_every_nested_ts_key() -> None:
     body = canonical_bytes({"ops": ops, "seq": 4, "ts": 1234})
     assert line == canonical_bytes({"ops": ops, "seq": 4, "sum": hashlib.sha256(body).hexdigest()[:32], "ts": 1234}) + b"\n"
     assert parse_journal(line, after_seq=None).records == [JournalRecord(4, 1234, ops)]
+
+
+def test_a_record_is_checked_on_its_bytes_as_written() -> None:
+    """The checksum covers the canonical bytes the writer wrote: the same record re-spaced or
+    re-ordered is not the line that was committed, and fails as damage."""
+    line = encode_record(1, 1000, APPEND)[:-1]
+    assert decode_record(line) == JournalRecord(1, 1000, APPEND)
+    assert decode_record(line.replace(b'"seq":1', b'"seq": 1')) == "checksum mismatch"
+    reordered = b'{"seq":1,"ops":' + line[len(b'{"ops":'):line.index(b',"seq"')] + line[line.index(b',"sum"'):]
+    assert decode_record(reordered) == "checksum mismatch"

@@ -160,3 +160,11 @@ def test_the_vault_binds_values_to_their_session_and_store() -> None:
     with pytest.raises(SecretUnavailableError, match="is not in the vault"):
         unseal(sink.vault, DATA_KEY, "missing")
     assert b"s3cret" not in json.dumps(sink.vault.to_json()).encode()
+
+
+def test_an_unescaped_value_is_a_new_container_with_or_without_escapes() -> None:
+    for stored in ({"a": [1, {"b": "c"}]}, {"a": [1, {"b": escape_text("[secret:env:X]")}]}):
+        before = orjson.loads(orjson.dumps(stored))
+        out = unescape_value(stored)
+        out["a"][1]["b"] = "changed by the caller"
+        assert stored == before
