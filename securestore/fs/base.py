@@ -155,6 +155,17 @@ def write_all(ctx: FsContext, fd: int, data: bytes, label: str) -> None:
         view = view[written:]
 
 
+def fill_new_file(ctx: FsContext, fd: int, data: bytes, label: str, *, durable: bool) -> None:
+    """A file just created with O_EXCL: its mode set explicitly (never the umask's), its
+    content, and (durable) an fsync of it."""
+    try:
+        ctx.os.fchmod(fd, FILE_MODE)
+    except OSError as exc:
+        raise translate(exc, "chmod", label) from None
+    write_all(ctx, fd, data, label)
+    if durable:
+        ctx.fsync(fd, label)
+
 
 def read_upto(ctx: FsContext, fd: int, most: int) -> bytes:
     """At most `most` + 1 bytes (one more than expected shows a file larger than it should be),

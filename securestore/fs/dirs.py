@@ -28,6 +28,7 @@ from .base import (
     EntryInfo,
     FsContext,
     check_name,
+    fill_new_file,
     kind_of,
     translate,
     verify_stat,
@@ -207,13 +208,7 @@ class Dir:
         fd, temp = _create_temp(self)
         published = False
         try:
-            try:
-                self.ctx.os.fchmod(fd, FILE_MODE)
-            except OSError as exc:
-                raise translate(exc, "chmod", label) from None
-            write_all(self.ctx, fd, data, label)
-            if durable:
-                self.ctx.fsync(fd, label)
+            fill_new_file(self.ctx, fd, data, label, durable=durable)
             try:
                 self.ctx.os.replace(temp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
             except OSError as exc:
@@ -245,9 +240,7 @@ class Dir:
         except OSError as exc:
             raise translate(exc, "create", self.child_label(name)) from None
         try:
-            self.ctx.os.fchmod(fd, FILE_MODE)
-        except OSError as exc:
-            raise translate(exc, "chmod", self.child_label(name)) from None
+            fill_new_file(self.ctx, fd, b"", self.child_label(name), durable=False)
         finally:
             self.ctx.close_quietly(fd)
 

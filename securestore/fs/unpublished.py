@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import CREATE_FLAGS, FILE_MODE, check_name, translate, write_all
+from .base import CREATE_FLAGS, FILE_MODE, check_name, fill_new_file, translate
 from .dirs import Dir
 
 
@@ -18,12 +18,6 @@ def write_private(directory: Dir, name: str, data: bytes) -> None:
     except OSError as exc:
         raise translate(exc, "create", label) from None
     try:
-        try:
-            directory.ctx.os.fchmod(fd, FILE_MODE)
-        except OSError as exc:
-            raise translate(exc, "chmod", label) from None
-        write_all(directory.ctx, fd, data, label)
-        if data:
-            directory.ctx.fsync(fd, label)
+        fill_new_file(directory.ctx, fd, data, label, durable=bool(data))
     finally:
         directory.ctx.close_quietly(fd)

@@ -193,7 +193,9 @@ def test_a_reader_racing_a_clear_reads_again_from_the_new_head(root: Path) -> No
 
 def _layout1_copy(where: Path) -> Path:
     shutil.copytree(FIXTURE, where)
-    for path in [where, *where.rglob("*")]:  # git keeps no modes: the store's own are 0700 / 0600
+    for empty in ("store/audit/heads", "store/sessions/k-mvwxa5dz/state"):  # git keeps no empty directory
+        (where / empty).mkdir(exist_ok=True)
+    for path in [where, *where.rglob("*")]:  # nor modes: the store's own are 0700 / 0600
         os.chmod(path, 0o700 if path.is_dir() else 0o600)
     return where / "store"
 

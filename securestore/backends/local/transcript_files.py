@@ -76,12 +76,15 @@ class ActiveJournal:
     cleared: bool = False  # a record in it holds a clear: a seal drops what is older
 
     def committed(self, line_hash: str, line_size: int, seq: int, ops: list[Any]) -> None:
+        self.replayed(seq, ops)
+        self.bytes += line_size
+        self.line_hashes.append(line_hash)
+
+    def replayed(self, seq: int, ops: list[Any]) -> None:
         if self.first is None:
             self.first = seq
         self.seq, self.count = seq, count_after(self.count, ops)
         self.records += 1
-        self.bytes += line_size
-        self.line_hashes.append(line_hash)
         self.cleared = self.cleared or empties_transcript(ops)
 
 
@@ -93,11 +96,7 @@ def read_active(directory: Dir, limits: Limits, what: str, head: Head) -> Active
     active = ActiveJournal(head, head.seq, head.model.count, bytes=parsed.good_bytes, torn_bytes=parsed.torn_bytes,
                            line_hashes=parsed.line_hashes)
     for record in parsed.records:
-        if active.first is None:
-            active.first = record.seq
-        active.seq, active.count = record.seq, count_after(active.count, record.ops)
-        active.cleared = active.cleared or empties_transcript(record.ops)
-    active.records = len(parsed.records)
+        active.replayed(record.seq, record.ops)
     return active
 
 
