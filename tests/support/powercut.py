@@ -35,6 +35,7 @@ class Disk:
         self.calls = 0
         self.cut_at: int | None = None
         self.dead = False
+        self._made: set[int] = set()  # directories the restore made (their inode numbers)
         for directory, _, names in os.walk(root):
             self._sync_dir_path(Path(directory))
             for name in names:
@@ -81,8 +82,12 @@ class Disk:
 
     # -- the cut ---------------------------------------------------------------------------------
     def _find_dir(self, inode: int) -> Path | None:
+        """Where the durable directory `inode` is now. A directory this restore made itself is
+        never it, even if the kernel gave it that inode number again (the durable one was
+        removed before the cut, and its number freed)."""
         for directory, _, _ in os.walk(self.root):
-            if Path(directory).lstat().st_ino == inode:
+            number = Path(directory).lstat().st_ino
+            if number == inode and number not in self._made:
                 return Path(directory)
         return None
 
@@ -95,6 +100,7 @@ class Disk:
 
     def restore(self) -> None:
         """Roll the tree back to what was durable (call after the processes died)."""
+        self._made = set()
         self._restore_dir(self.root)
 
     def _restore_dir(self, path: Path) -> None:
@@ -111,6 +117,7 @@ class Disk:
                     source.rename(path / name)
                 else:
                     (path / name).mkdir(mode=0o700)
+                    self._made.add((path / name).lstat().st_ino)
             else:
                 if name in live:
                     self._remove(path / name)
