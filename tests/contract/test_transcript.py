@@ -16,7 +16,7 @@ import orjson
 from tests.support.keys import KEYS, MASTER_KEY
 from tests.support.stores import all_bytes, make_store, seed_of, session_dir
 
-from securestore import SecureStore, StoreConfig, verify_store
+from securestore import IntegrityError, SecureStore, StoreConfig, verify_store
 from securestore.api.verify import VerifyOptions
 from securestore.core.journal import encode_record
 from securestore.fs import instrumented
@@ -222,3 +222,21 @@ def test_a_layout_1_store_reads_writes_seals_and_verifies(tmp_path: Path) -> Non
             session.append_items([{"first": True}])
         report = verify_store(store, options=VerifyOptions(seed=seed))
         assert report.ok, report.failures[0].describe()
+
+
+def test_a_planted_next_segment_stops_the_seal_before_its_intent(root: Path) -> None:
+    with SecureStore(root, NO_SEAL, master_key=MASTER_KEY, environ=KEYS) as store:
+        with store.create_session("s") as session:
+            session.append_items([{"n": 1}])
+        planted = session_dir(root, "s") / "journal-000000000002.log"
+        planted.write_bytes(b"not ours\n")
+        planted.chmod(0o600)
+        with store.open_session("s") as session:
+            try:
+                session.commit_turn()
+            except IntegrityError as exc:
+                assert "journal-000000000002.log exists and is not empty" in str(exc)
+            else:
+                raise AssertionError("the seal went ahead over a planted segment")
+            session.append_items([{"n": 2}])  # nothing was left open: the session goes on
+        assert store.read_items("s") == [{"n": 1}, {"n": 2}]

@@ -141,11 +141,11 @@ class SessionTranscript:
         kept = {segment.file for segment in segments}
         dead = [segment.file for segment in [*head.model.segments, sealed] if segment.file not in kept]
         following = active_segment(active.seq)
+        existing = size_of(self.dir, following)  # checked before the intent: a refusal leaves nothing open
+        if existing is not None and existing[1]:
+            raise IntegrityError(f"{self.what}: journal segment {following} exists and is not empty")
 
         def act() -> None:
-            existing = size_of(self.dir, following)
-            if existing is not None and existing[1]:
-                raise IntegrityError(f"{self.what}: journal segment {following} exists and is not empty")
             self.dir.ensure_file(following)  # its entry is made durable by the head's directory sync
             self.dir.write_atomic(SNAPSHOT_FILE, data)
             drop_segments(self.dir, dead)
