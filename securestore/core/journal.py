@@ -26,10 +26,6 @@ class JournalRecord:
     ops: list[Op]
 
 
-def _checksum(seq: int, ts: int, ops: list[Op]) -> str:
-    return hashlib.sha256(canonical_bytes({"ops": ops, "seq": seq, "ts": ts})).hexdigest()[:32]
-
-
 def encode_record(seq: int, ts: int, ops: list[Op]) -> bytes:
     """The record's line. The ops are encoded once: `sum` sorts between `seq` and `ts`, the
     last key, so it is spliced into the checksummed encoding before `"ts":`."""

@@ -298,10 +298,6 @@ class SessionDir:
     def seal_due(self) -> bool:
         return self.transcript.seal_due()
 
-    def journal_records(self) -> int:
-        """Records in the active journal segment."""
-        return self.transcript.active().records
-
     def seal(self) -> None:
         """Seal the active journal segment (see session_transcript.py); nothing if it is empty."""
         self.transcript.seal(self.log)
