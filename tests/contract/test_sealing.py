@@ -36,6 +36,8 @@ from securestore.audit.merkle import (
     verify_inclusion,
 )
 from securestore.api.verify import VerifyOptions
+from securestore.audit.checkpoint import peek_note
+from securestore.fs.osapi import REAL_OS, instrumented
 
 CT_LEAVES = ["", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f"]
 CT_ROOTS = [
@@ -175,6 +177,52 @@ def test_a_dangling_intent_exits_6_and_a_cut_tail_against_an_anchor_exits_5(tmp_
     drop_checkpoints_past(log.parent, 3)
     report = _full_verify(root, anchor=anchor)
     assert report.exit_code == 5 and report.failures[0].category == "truncated"
+
+
+def _durability_events(store: SecureStore, events: list[tuple[str, str, bytes]]) -> None:
+    """Record each write, fsync and replace as (call, file name, bytes written)."""
+
+    def hook(name: str, args: tuple[object, ...]) -> None:
+        if name in ("write", "fsync") and isinstance(args[0], int):
+            path = os.readlink(f"/proc/self/fd/{args[0]}")
+            data = args[1] if name == "write" else b""
+            events.append((name, path.rsplit("/", 1)[-1], bytes(data)))  # type: ignore[arg-type]
+        elif name == "replace":
+            events.append((name, str(args[1]), b""))
+
+    store.ctx.os = instrumented(REAL_OS, hook)
+
+
+def test_a_checkpoint_covers_fsynced_records_and_only_closing_ones_are_fsynced(tmp_path: Path) -> None:
+    root = make_store(tmp_path / "store", SMALL_EPOCHS)
+    events: list[tuple[str, str, bytes]] = []
+    with SecureStore(root, SMALL_EPOCHS, master_key=MASTER_KEY, environ=KEYS) as store:
+        store.create_session("sess").close()
+        _durability_events(store, events)
+        for i in range(6):  # epochs of 4 records: a ratchet, and a closing checkpoint, on the way
+            store.put("sess", "slot", {"i": i})
+        store.ctx.os = REAL_OS
+    ordinary = closing = 0
+    for at, (call, name, data) in enumerate(events):
+        if call != "write" or name != "checkpoints.jsonl":
+            continue
+        before = [(c, n) for c, n, _ in events[:at] if n == "log.jsonl"]
+        # everything the log holds is durable before a checkpoint over it is written
+        assert before and before[-1] == ("fsync", "log.jsonl"), f"checkpoint written at event {at} over unsynced records"
+        after = [(c, n) for c, n, _ in events[at + 1 :]]
+        if peek_note(orjson.loads(data)["note"]).closes:
+            closing += 1
+            # fsynced before the ending epoch's key is replaced (destroyed)
+            key_replaced = after.index(("replace", "epoch.key"))
+            assert ("fsync", "checkpoints.jsonl") in after[:key_replaced]
+        else:
+            ordinary += 1
+            # not fsynced by itself: the next fsync of the file, if any, comes with a later checkpoint
+            next_write = after.index(("write", "checkpoints.jsonl")) if ("write", "checkpoints.jsonl") in after \
+                else len(after)
+            assert ("fsync", "checkpoints.jsonl") not in after[:next_write]
+    assert ordinary >= 4 and closing >= 2
+    assert _full_verify(root).exit_code == 0
 
 
 def test_unsealed_tail_beyond_policy_exits_6(tmp_path: Path) -> None:

@@ -362,6 +362,10 @@ class AuditLog:
             self.dir.flush(LOG_FILE)
         checkpoint = Checkpoint(self._load_keys().store, head.log_id, size, frontier.root(), head.prev,
                                 last.epoch, self.clock(), closes=closing)
+        # An ordinary checkpoint is not fsynced: losing it to a power cut loses no record (those
+        # are durable), and heads and anchors are checked against the records, not this line. A
+        # closing one is, before its epoch's key is destroyed, so a power cut leaves at most one
+        # epoch unsealed; a new log's first one is, before the rename that publishes it.
         self.dir.append(CHECKPOINTS_FILE, StoredCheckpoint(sign_note(checkpoint, signer), frontier, offset).line(),
-                        durable=True)
+                        durable=closing or self._creating)
         return checkpoint

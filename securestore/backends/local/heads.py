@@ -95,8 +95,10 @@ def commit(log: AuditLog, sessions: Dir, names: Iterable[str], log_for: Callable
 def read_head(sessions: Dir, name: str, log_for: Callable[[Dir], AuditLog],
               signer: VerifierKey) -> dict[str, object] | None:
     """A session's latest signed checkpoint as a head entry. No lock is needed: the checkpoints
-    file only grows by appended lines, and its last complete line is durable and signed. Only
-    a checkpoint the store's own key signed is committed (a planted line is not)."""
+    file only grows by appended lines, and its last complete line is signed. That line may not
+    be durable yet, but the records it covers are, and verify checks a committed head against
+    those records. Only a checkpoint the store's own key signed is committed (a planted line
+    is not)."""
     try:
         with sessions.open_dir(name) as directory, directory.open_dir(AUDIT_DIR) as audit:
             stored = log_for(audit).last_checkpoint(repair=False)
