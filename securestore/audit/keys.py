@@ -118,12 +118,15 @@ def key_id(name: str, public: bytes) -> bytes:
     return hashlib.sha256(name.encode() + b"\n" + _ED25519 + public).digest()[:4]
 
 
+_KNOWN_SIGNATURES = 64  # per key: a writer re-checks its own latest checkpoint at every seal
+
+
 @dataclass(frozen=True)
 class VerifierKey:
     name: str
     public: bytes
 
-    @property
+    @cached_property
     def id(self) -> bytes:
         return key_id(self.name, self.public)
 
@@ -131,12 +134,34 @@ class VerifierKey:
         data = base64.b64encode(_ED25519 + self.public).decode()
         return f"{self.name}+{self.id.hex()}+{data}"
 
+    @cached_property
+    def _key(self) -> Ed25519PublicKey:
+        return Ed25519PublicKey.from_public_bytes(self.public)
+
+    @cached_property
+    def _known(self) -> dict[tuple[bytes, bytes], None]:
+        """(signature, message) pairs this process signed or already checked, newest last."""
+        return {}
+
     def verify(self, signature: bytes, message: bytes) -> bool:
+        if (signature, message) in self._known:  # the exact bytes were valid once: they still are
+            return True
         try:
-            Ed25519PublicKey.from_public_bytes(self.public).verify(signature, message)
+            self._key.verify(signature, message)
         except InvalidSignature:
-            return False
+            return False  # only valid pairs are remembered
+        self.remember(signature, message)
         return True
+
+    def remember(self, signature: bytes, message: bytes) -> None:
+        """A valid signature (made here, or checked): the next check of these bytes is free."""
+        known = self._known
+        known[(signature, message)] = None
+        try:
+            while len(known) > _KNOWN_SIGNATURES:
+                del known[next(iter(known))]
+        except (RuntimeError, KeyError, StopIteration):  # another thread trimmed it meanwhile
+            pass
 
 
 @dataclass(frozen=True)
@@ -146,11 +171,17 @@ class SignerKey:
 
     @cached_property  # derived once: every seal and every head commit checks against it
     def verifier(self) -> VerifierKey:
-        public = Ed25519PrivateKey.from_private_bytes(self.private).public_key().public_bytes_raw()
+        public = self._key.public_key().public_bytes_raw()
         return VerifierKey(self.name, public)
 
+    @cached_property
+    def _key(self) -> Ed25519PrivateKey:
+        return Ed25519PrivateKey.from_private_bytes(self.private)
+
     def sign(self, message: bytes) -> bytes:
-        return Ed25519PrivateKey.from_private_bytes(self.private).sign(message)
+        signature = self._key.sign(message)
+        self.verifier.remember(signature, message)
+        return signature
 
     def text(self) -> str:
         verifier = self.verifier

@@ -189,6 +189,21 @@ def test_signed_checkpoints_are_matched_against_the_recomputed_tree() -> None:
     assert failure_at(verify(LOG_LINES, checkpoints=[]))[0] == "checkpoint"  # the checkpoints were deleted
 
 
+def test_a_remembered_signature_vouches_only_for_its_exact_bytes() -> None:
+    signer = new_signer_key("remembering", bytes(range(32)))
+    verifier = signer.verifier
+    signature = signer.sign(b"checkpoint body")  # made here: remembered, valid
+    assert verifier.verify(signature, b"checkpoint body")
+    assert not verifier.verify(signature, b"checkpoint bodY")  # same signature, other message
+    assert not verifier.verify(signature[:-1] + bytes([signature[-1] ^ 1]), b"checkpoint body")
+    stranger = new_signer_key("remembering", bytes(32))  # same name, another key
+    assert not verifier.verify(stranger.sign(b"checkpoint body"), b"checkpoint body")
+    for i in range(200):  # the memory is bounded, and what fell out of it is checked again
+        signer.sign(b"body %d" % i)
+    assert verifier.verify(signature, b"checkpoint body")
+    assert len(verifier._known) <= 64
+
+
 @pytest.mark.parametrize("fields", [
     genesis(), intent(), {**intent(), "also": [{"target": "vault.json", "sha256": SHA, "size": 3}]},
     outcome(1), outcome(1, None), REJECTED,
