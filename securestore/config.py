@@ -32,6 +32,8 @@ class Limits(BaseModel):
     max_journal_bytes: int = Field(default=256 * MiB, ge=1024)
     max_snapshot_bytes: int = Field(default=512 * MiB, ge=1024)
     max_index_bytes: int = Field(default=1024 * MiB, ge=1024)  # the update log; `index rebuild` compacts it
+    # Past this size (and twice its last compacted size) a writer compacts the update log itself.
+    index_compact_bytes: int = Field(default=64 * 1024, ge=1024)
 
 
 class RejectionAuditPolicy(BaseModel):

@@ -4,6 +4,7 @@ reads, rebuild, and damaged or foreign entries skipped and reported."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -230,3 +231,83 @@ def test_an_entry_rewritten_in_place_with_a_shorter_summary_stays_valid(store: S
     assert entry.stat().st_ino == inode and entry.stat().st_size == long_size  # in place, no rename
     (summary,) = store.list_sessions().sessions
     assert summary.title == "short" and store.list_sessions().skipped == []
+
+
+COMPACT_AT_2K = StoreConfig(limits=Limits(index_compact_bytes=2048))
+
+
+def _keys(store: SecureStore) -> list[str]:
+    keys, cursor = [], None
+    while True:
+        page = store.list_sessions(page_size=7, cursor=cursor)
+        keys += [s.key for s in page.sessions]
+        cursor = page.next_cursor
+        if cursor is None:
+            return keys
+
+
+def test_a_hot_session_keeps_the_update_log_compact_and_every_page_the_same(root: Path) -> None:
+    clock = {"now": 1_800_000_000_000}
+    updates = root / "index" / "updates.log"
+    with SecureStore(root, COMPACT_AT_2K, master_key=MASTER_KEY, environ=KEYS, clock=lambda: clock["now"]) as store:
+        fill(store, 20, clock)
+        store.delete_session("s003")
+        compacted = 0
+        with store.open_session("s005") as hot:
+            for i in range(300):
+                clock["now"] += 1000
+                size = updates.stat().st_size
+                hot.slot("counter").put(i)
+                if updates.stat().st_size < size:  # this write compacted the log: same pages
+                    compacted += 1
+                    assert _keys(store) == ["s005"] + [f"s{i:03d}" for i in reversed(range(20)) if i not in (3, 5)]
+                # the log stays near one line per session: never the 300 lines of the hot session
+                assert updates.stat().st_size <= 2048 + 64
+        assert compacted >= 3
+        clock["now"] += 1000
+        store.put("s001", "slot", "after")  # another session moves to the front past the hot one
+        expected = ["s001", "s005"] + [f"s{i:03d}" for i in reversed(range(20)) if i not in (1, 3, 5)]
+        assert _keys(store) == expected
+        lines = updates.read_bytes().splitlines()
+        assert not any(encode_name("s003").encode() in line for line in lines)  # its tombstone went too
+        assert verify_store(store).ok
+
+
+def test_compaction_never_waits_for_a_writer_and_runs_once_it_is_gone(root: Path) -> None:
+    import fcntl
+
+    updates = root / "index" / "updates.log"
+    with SecureStore(root, COMPACT_AT_2K, master_key=MASTER_KEY, environ=KEYS) as store:
+        store.put("hot", "slot", 0)
+        with open(root / "index" / "lock", "rb") as appender:
+            fcntl.flock(appender, fcntl.LOCK_SH)  # another writer, mid-append
+            for i in range(100):
+                store.put("hot", "slot", i)
+            grown = updates.stat().st_size
+            assert grown > 2048  # skipped while the lock is shared: no write waited for it
+        store.put("hot", "slot", "last")
+        assert updates.stat().st_size < 200  # the next write compacted: one line
+        assert _keys(store) == ["hot"]
+
+
+def test_a_compacted_log_is_durable_before_it_replaces_the_old_one(root: Path) -> None:
+    events: list[tuple[str, str]] = []
+
+    def hook(name: str, args: tuple[object, ...]) -> None:
+        if name == "fsync" and isinstance(args[0], int):
+            events.append(("fsync", Path(os.readlink(f"/proc/self/fd/{args[0]}")).name))
+        elif name == "replace":
+            events.append(("replace", str(args[1])))
+
+    with SecureStore(root, COMPACT_AT_2K, master_key=MASTER_KEY, environ=KEYS) as store:
+        for i in range(40):
+            store.put("hot", "slot", i)
+        store.ctx.os = instrumented(REAL_OS, hook)
+        for _ in range(100):
+            store.put("hot", "slot", "more")
+            if ("replace", "updates.log") in events:
+                break
+        store.ctx.os = REAL_OS
+    at = events.index(("replace", "updates.log"))
+    assert events[at - 1][0] == "fsync" and events[at - 1][1].startswith(".tmp-")  # its bytes first
+    assert events[at + 1] == ("fsync", "index")  # then the rename itself

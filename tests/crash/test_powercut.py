@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from securestore import SecureStore, SecureStoreError, verify_store
+from securestore import Limits, SecureStore, SecureStoreError, StoreConfig, verify_store
 from tests.support.faults import OPERATIONS, die, intermediate_states, run_clean, state_of, verify_before_any_writer
+from securestore.fs import instrumented
+from securestore.fs.osapi import REAL_OS
 from tests.support.keys import KEYS, MASTER_KEY
 from tests.support.powercut import Disk, PowerCut
-from tests.support.stores import seed_of
+from tests.support.stores import make_store, seed_of
 
 pytestmark = pytest.mark.crash  # a sweep over every OS call: outside the fast loop
 
@@ -54,5 +56,50 @@ def test_power_cut_at_every_call_and_after_acknowledgement(baseline: Path, tmp_p
                 assert seen == after, f"cut after call {k}: an acknowledged write was lost"
             else:
                 assert seen in allowed, f"cut at call {k + 1}: mixed state {seen!r}"
+            report = verify_store(store)
+            assert report.ok, f"cut at call {k + 1}: {report.failures[0].describe()}"
+
+
+def test_a_power_cut_while_a_write_compacts_the_listing_index_hides_no_session(tmp_path: Path) -> None:
+    config = StoreConfig(limits=Limits(index_compact_bytes=2048))
+    baseline = make_store(tmp_path / "baseline", config)
+    with SecureStore(baseline, config, master_key=MASTER_KEY, environ=KEYS) as store:
+        for i in range(12):
+            store.put(f"s{i}", "slot", i)
+        updates = baseline / "index" / "updates.log"
+        while updates.stat().st_size + 100 < 2048:  # one of the next writes compacts the log
+            store.put("s0", "slot", "grow")
+        live = {s.key for s in store.list_sessions(page_size=100).sessions}
+
+    def operation(store: SecureStore) -> None:
+        for _ in range(4):
+            store.put("s0", "slot", "compacting")
+
+    clean = tmp_path / "clean"
+    shutil.copytree(baseline, clean)
+    names: list[str] = []
+    with SecureStore(clean, config, master_key=MASTER_KEY, environ=KEYS,
+                     os_api=instrumented(REAL_OS, lambda name, args: names.append(name))) as store:
+        names.clear()
+        operation(store)
+    assert (clean / "index" / "updates.log").stat().st_size < updates.stat().st_size  # it compacted
+    for k in range(len(names) + 1):
+        root = tmp_path / f"cut{k}"
+        shutil.copytree(baseline, root)
+        disk = Disk(root)
+        fds_before = set(os.listdir("/proc/self/fd"))
+        try:
+            with SecureStore(root, config, master_key=MASTER_KEY, environ=KEYS, os_api=disk.api()) as store:
+                disk.cut_at = disk.calls + k
+                operation(store)
+        except (SecureStoreError, PowerCut):
+            pass
+        die(fds_before)
+        disk.restore()
+        with SecureStore(root, config, master_key=MASTER_KEY, environ=KEYS) as store:
+            page = store.list_sessions(page_size=100)
+            assert {s.key for s in page.sessions} == live, f"cut at call {k + 1}: {page.skipped}"
+            with store.open_session("s0"):  # a writer reconciles the write the cut interrupted
+                pass
             report = verify_store(store)
             assert report.ok, f"cut at call {k + 1}: {report.failures[0].describe()}"

@@ -11,7 +11,8 @@ from ...core.listing import Order, Page, SessionSummary, Skipped
 from ...errors import LimitExceededError, SecureStoreError
 from ...fs import size_of
 from . import index
-from .index import INDEX_DIR, UPDATES_LOG, IndexReader
+from .index import INDEX_DIR, IndexReader
+from .index_compact import UPDATES_LOG, CompactionPolicy
 from ..base import SessionBackend
 from .store_dir import StoreDir
 
@@ -24,6 +25,8 @@ class Catalog:
         self.stale = False  # an update failed: listings say so until a rebuild
         self.skipped: list[str] = []  # what the last rebuild could not read
         self.repaired: list[str] = []  # what the last rebuild found wrong in the index
+        limits = store.env.limits
+        self.compaction = CompactionPolicy(limits.index_compact_bytes, limits.max_index_bytes)
 
     # -- after writes ----------------------------------------------------------------------------
     def note_write(self, session: SessionBackend, *, created: bool = False) -> None:
@@ -51,7 +54,8 @@ class Catalog:
         store = self.store
         try:  # derived data: whatever goes wrong here, the committed write stands
             index.note(store.root, summary(), name=name, created=created, keep_listed_items=keep_listed_items,
-                       timeout=store.config.lock_timeout_seconds, now_ms=store.env.clock())
+                       timeout=store.config.lock_timeout_seconds, now_ms=store.env.clock(),
+                       compaction=self.compaction)
         except SecureStoreError:  # a lock timeout, a damaged transcript to count: never the caller's failure
             if store.env.ctx.failed:
                 raise

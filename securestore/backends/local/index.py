@@ -41,14 +41,12 @@ from ...core.policy import encode_name
 from ...errors import NotFoundError, SecureStoreError, UsageError
 from ...fs import Dir, FsContext, iter_lines, lines_backward, lock_plain, rewrite_in_place, size_of
 from .auditlog import AuditLog
+from .index_compact import INDEX_LOCK, MAX_INDEX_LINE, UPDATES_LOG, CompactionPolicy, compact_if_due
 from .layout import STAGING_PREFIX, TRASH_PREFIX
 
 INDEX_DIR = "index"
-UPDATES_LOG = "updates.log"
 CREATED_LOG = "created.log"
 ENTRIES_DIR = "entries"
-INDEX_LOCK = "lock"
-MAX_INDEX_LINE = 4096
 _ENTRY_READS = 3
 
 
@@ -105,7 +103,7 @@ class IndexReader:
             if (state["o"], state["w"]) != (order, workspace):
                 raise UsageError("the cursor belongs to another listing (order or workspace differ)")
             if state["i"] != inode or state["e"] > end:
-                raise UsageError("the cursor has expired (the index was rebuilt); list again from the start")
+                raise UsageError("the cursor has expired (the index was rebuilt or compacted); list again from the start")
             end, position = state["e"], state["p"]
             for offset, line in lines_backward(self.index, log, end, MAX_INDEX_LINE):
                 if offset < position:
@@ -198,28 +196,30 @@ class NotListed(Exception):
 
 
 def note(root: Dir, summary: SessionSummary | None, *, name: str, created: bool, timeout: float, now_ms: int,
-         keep_listed_items: bool = False) -> None:
+         compaction: CompactionPolicy, keep_listed_items: bool = False) -> None:
     """Record a committed write in the listing index (summary None: the session is gone).
     Not fsynced and not separately audited: it restates audited state, readers validate it,
     and `rebuild` recomputes it. `keep_listed_items`: the write left the transcript as it was,
-    so the listed item count stands (NotListed when there is none to keep)."""
-    with root.open_or_make_dir(INDEX_DIR) as index, \
-            lock_plain(index, INDEX_LOCK, exclusive=False, timeout=timeout), \
-            index.open_or_make_dir(ENTRIES_DIR) as entries:
-        if summary is None:
-            if entries.entry(f"{name}.json") is not None:
-                entries.unlink(f"{name}.json")
-        else:
-            if keep_listed_items:
-                listed = _listed(entries, name)
-                if listed is None or listed.key != summary.key:
-                    raise NotListed(name)
-                summary = summary.model_copy(update={"items": listed.items})
-            rewrite_in_place(entries, f"{name}.json", entry_bytes(summary))  # readers validate it
-        line = summary_line(summary) if summary is not None else tombstone_line(name, now_ms)
-        _append(index, UPDATES_LOG, line)
-        if created and summary is not None:
-            _append(index, CREATED_LOG, created_line(summary))
+    so the listed item count stands (NotListed when there is none to keep). Then compacts the
+    update log when it is due (see index_compact.py)."""
+    with root.open_or_make_dir(INDEX_DIR) as index:
+        with lock_plain(index, INDEX_LOCK, exclusive=False, timeout=timeout), \
+                index.open_or_make_dir(ENTRIES_DIR) as entries:
+            if summary is None:
+                if entries.entry(f"{name}.json") is not None:
+                    entries.unlink(f"{name}.json")
+            else:
+                if keep_listed_items:
+                    listed = _listed(entries, name)
+                    if listed is None or listed.key != summary.key:
+                        raise NotListed(name)
+                    summary = summary.model_copy(update={"items": listed.items})
+                rewrite_in_place(entries, f"{name}.json", entry_bytes(summary))  # readers validate it
+            line = summary_line(summary) if summary is not None else tombstone_line(name, now_ms)
+            _append(index, UPDATES_LOG, line)
+            if created and summary is not None:
+                _append(index, CREATED_LOG, created_line(summary))
+        compact_if_due(index, compaction)  # after the shared lock is let go: it needs it exclusively
 
 
 def _append(index: Dir, log: str, line: bytes) -> None:

@@ -19,7 +19,8 @@ from ...fs import TEMP_PREFIX, Dir, FsContext, lock, open_root
 from . import heads
 from .auditlog import AuditLog
 from .env import LocalEnv, observe_file
-from .index import INDEX_DIR, UPDATES_LOG
+from .index import INDEX_DIR
+from .index_compact import UPDATES_LOG
 from .layout import (
     AUDIT_DIR,
     BACKEND,

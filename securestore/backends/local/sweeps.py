@@ -7,7 +7,8 @@ from typing import Any
 
 from ...errors import LockHeldError, SecureStoreError, UnsafeFileError
 from ...fs import TEMP_PREFIX, Dir, lock_plain, shred
-from .index import ENTRIES_DIR, INDEX_DIR, INDEX_LOCK
+from .index import ENTRIES_DIR, INDEX_DIR
+from .index_compact import INDEX_LOCK
 from .layout import STAGING_PREFIX, TRASH_PREFIX, VAULT_KEY_FILE
 
 SWEEP_MARKER = ".sweep-needed"  # in the store root: a failed act may have left something
