@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import UsageError
 from .policy import is_session_name
@@ -46,8 +46,29 @@ class Page:
     stable: bool = True  # False: writes kept moving the stamp while this page was read
 
 
+EMBED_BUDGET = 1024  # a longer line names the session only, and its page reads the entry file
+
+
 def summary_line(summary: SessionSummary) -> bytes:
+    """The update-log line of a write: the session's name and time, and its whole summary when
+    that fits the budget (a page then needs no entry file; index lines are capped at 4 KiB)."""
+    line = orjson.dumps({"d": 0, "n": summary.name, "u": summary.updated_ms, "s": summary.model_dump()},
+                        option=orjson.OPT_SORT_KEYS) + b"\n"
+    if len(line) <= EMBED_BUDGET:
+        return line
     return orjson.dumps({"d": 0, "n": summary.name, "u": summary.updated_ms}, option=orjson.OPT_SORT_KEYS) + b"\n"
+
+
+def embedded_summary(parsed: dict[str, Any]) -> SessionSummary | None:
+    """The summary an update-log line carries, if it has a valid one (the caller still checks
+    that it names the line's session and re-encodes from its key)."""
+    raw = parsed.get("s")
+    if raw is None:
+        return None
+    try:
+        return SessionSummary.model_validate(raw)
+    except ValidationError:
+        return None
 
 
 def tombstone_line(name: str, now_ms: int) -> bytes:

@@ -89,7 +89,7 @@ def test_the_first_page_reads_only_what_it_returns(root: Path) -> None:
         page = store.list_sessions(page_size=10)
     assert len(page.sessions) == 10
     entries = [name for name in opened if name.endswith(".json") and name.startswith(("k-", "h-"))]
-    assert len(entries) == 10  # not 200: no other session or entry is opened
+    assert entries == []  # the update log's lines carry the summaries: no entry, no session is opened
     assert not [name for name in opened if name in ("manifest.jsonl", "snapshot.json", "journal.log")]
 
 
@@ -115,15 +115,18 @@ def test_damaged_and_foreign_entries_are_skipped_and_reported(clocked, root: Pat
     store, clock = clocked
     fill(store, 3, clock)
     entries = root / "index" / "entries"
-    planted = json.loads((entries / f"{encode_name('s001')}.json").read_bytes())
-    planted["key"] = "someone-else"
-    (entries / f"{encode_name('s001')}.json").write_text(json.dumps(planted))
+    foreign = json.loads((entries / f"{encode_name('s001')}.json").read_bytes()) | {"key": "someone-else"}
+    # an entry file planted for a session whose newest line names it only (as lines too long to
+    # carry a summary do), and a line carrying a planted summary
+    (entries / f"{encode_name('s000')}.json").write_text(json.dumps(foreign | {"name": encode_name("s000")}))
     with open(root / "index" / "updates.log", "ab") as log:
+        log.write(json.dumps({"d": 0, "n": encode_name("s001"), "u": 1, "s": foreign}).encode() + b"\n")
+        log.write(json.dumps({"d": 0, "n": encode_name("s000"), "u": 1}).encode() + b"\n")
         log.write(b"not json\n")
     page = store.list_sessions(page_size=10)
-    assert [s.key for s in page.sessions] == ["s002", "s000"]
-    reasons = {entry.reason for entry in page.skipped}
-    assert "damaged index line" in reasons and any("does not encode its key" in r for r in reasons)
+    assert [s.key for s in page.sessions] == ["s002"]
+    reasons = [entry.reason for entry in page.skipped]
+    assert "damaged index line" in reasons and sum("does not encode its key" in r for r in reasons) == 2
 
 
 def test_rebuild_is_audited_and_recovers_a_lost_index(clocked, root: Path) -> None:  # noqa: ANN001
@@ -253,6 +256,7 @@ def test_a_hot_session_keeps_the_update_log_compact_and_every_page_the_same(root
         fill(store, 20, clock)
         store.delete_session("s003")
         compacted = 0
+        longest = max(len(line) + 1 for line in updates.read_bytes().splitlines())
         with store.open_session("s005") as hot:
             for i in range(300):
                 clock["now"] += 1000
@@ -261,8 +265,8 @@ def test_a_hot_session_keeps_the_update_log_compact_and_every_page_the_same(root
                 if updates.stat().st_size < size:  # this write compacted the log: same pages
                     compacted += 1
                     assert _keys(store) == ["s005"] + [f"s{i:03d}" for i in reversed(range(20)) if i not in (3, 5)]
-                # the log stays near one line per session: never the 300 lines of the hot session
-                assert updates.stat().st_size <= 2048 + 64
+                # the log stays within about twice one line per session: never the 300 lines of the hot session
+                assert updates.stat().st_size <= max(2048, 2 * 19 * longest) + 2 * longest
         assert compacted >= 3
         clock["now"] += 1000
         store.put("s001", "slot", "after")  # another session moves to the front past the hot one
@@ -286,7 +290,7 @@ def test_compaction_never_waits_for_a_writer_and_runs_once_it_is_gone(root: Path
             grown = updates.stat().st_size
             assert grown > 2048  # skipped while the lock is shared: no write waited for it
         store.put("hot", "slot", "last")
-        assert updates.stat().st_size < 200  # the next write compacted: one line
+        assert updates.stat().st_size < 400  # the next write compacted: one line
         assert _keys(store) == ["hot"]
 
 

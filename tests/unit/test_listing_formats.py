@@ -10,11 +10,13 @@ import orjson
 import pytest
 
 from securestore.core.listing import (
+    EMBED_BUDGET,
     ListingCache,
     Page,
     SessionSummary,
     created_line,
     cursor_text,
+    embedded_summary,
     entry_bytes,
     parse_cursor,
     parse_index_line,
@@ -28,8 +30,13 @@ NAME = encode_name("agent:main")
 SUMMARY = SessionSummary(key="agent:main", name=NAME, title="t", created_ms=5, updated_ms=9, items=2)
 
 
-def test_index_lines_are_short_canonical_json() -> None:
-    assert summary_line(SUMMARY) == b'{"d":0,"n":"' + NAME.encode() + b'","u":9}\n'
+def test_index_lines_are_canonical_json_carrying_the_summary_when_it_fits() -> None:
+    assert summary_line(SUMMARY) == orjson.dumps({"d": 0, "n": NAME, "s": SUMMARY.model_dump(), "u": 9},
+                                                 option=orjson.OPT_SORT_KEYS) + b"\n"
+    assert embedded_summary(orjson.loads(summary_line(SUMMARY))) == SUMMARY
+    long_title = SUMMARY.model_copy(update={"title": "t" * EMBED_BUDGET})
+    assert summary_line(long_title) == b'{"d":0,"n":"' + NAME.encode() + b'","u":9}\n'  # its entry file is read
+    assert embedded_summary({"n": NAME, "s": {"key": 7}}) is None  # an invalid summary is not used
     assert tombstone_line(NAME, 11) == b'{"d":1,"n":"' + NAME.encode() + b'","u":11}\n'
     assert created_line(SUMMARY) == b'{"c":5,"n":"' + NAME.encode() + b'"}\n'
     assert orjson.loads(entry_bytes(SUMMARY)) == SUMMARY.model_dump()
@@ -37,7 +44,7 @@ def test_index_lines_are_short_canonical_json() -> None:
 
 
 def test_index_lines_that_do_not_name_a_session_directory_are_skipped() -> None:
-    assert parse_index_line(summary_line(SUMMARY)[:-1]) == {"d": 0, "n": NAME, "u": 9}
+    assert parse_index_line(summary_line(SUMMARY)[:-1]) == {"d": 0, "n": NAME, "s": SUMMARY.model_dump(), "u": 9}
     for bad in [b"{not json", b"[1]", b'{"d":0,"u":1}', b'{"n":7}', b'{"n":"../../etc"}', b'{"n":"k-ME"}',
                 b'{"n":"h-abc"}']:
         assert parse_index_line(bad) is None, bad

@@ -1,8 +1,10 @@
 """The listing index: pages of session summaries, newest first, without reading every session.
 
-    index/updates.log          a line per committed write {"n": name, "u": updated_ms, "d": 0|1};
+    index/updates.log          a line per committed write {"n": name, "u": updated_ms, "d": 0|1,
+                               "s": the session's summary, when the line stays under 1 KiB};
                                the newest line for a name wins. Read backwards, the first page
-                               costs O(page), whatever the number of sessions.
+                               costs O(page), whatever the number of sessions (compacted by
+                               index_compact.py, so a hot session's older lines stay few).
     index/created.log          a line per created session {"n": name, "c": created_ms}
     index/entries/<name>.json  each session's latest summary
     index/lock                 shared by writers appending, exclusive for a rebuild
@@ -31,6 +33,7 @@ from ...core.listing import (
     Skipped,
     created_line,
     cursor_text,
+    embedded_summary,
     entry_bytes,
     parse_cursor,
     parse_index_line,
@@ -127,7 +130,12 @@ class IndexReader:
                 seen.add(name)
                 if parsed.get("d"):
                     continue
-                summary = self._entry(entries, name, skipped)
+                summary = embedded_summary(parsed) if order == "updated" else None
+                if summary is None:
+                    summary = self._entry(entries, name, skipped)
+                elif summary.name != name or encode_name(summary.key) != name:
+                    skipped.append(Skipped(name, "index line does not encode its key (foreign or planted)"))
+                    continue
                 if summary is None or (workspace is not None and summary.workspace != workspace):
                     continue
                 sessions.append(summary)
