@@ -7,6 +7,7 @@ filesystem (macOS by default, ext4 casefold directories) two keys could share on
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import re
 import unicodedata
@@ -77,6 +78,17 @@ def _b32(data: bytes) -> str:
 
 def encode_name(key: str) -> str:
     """Filename for a normalized key: reversible up to 120 bytes, a SHA-256 name beyond."""
+    if len(key) <= MAX_PLAIN_KEY_BYTES:  # at most that many bytes: only short keys are cached
+        return _plain_name(key)
+    return _encode(key)
+
+
+@functools.lru_cache(maxsize=4096)  # every read and listed summary re-encodes its key
+def _plain_name(key: str) -> str:
+    return _encode(key)
+
+
+def _encode(key: str) -> str:
     data = key.encode("utf-8")
     if len(data) <= MAX_PLAIN_KEY_BYTES:
         return PLAIN_PREFIX + _b32(data)
