@@ -83,15 +83,16 @@ def entry_bytes(summary: SessionSummary) -> bytes:
     return orjson.dumps(summary.model_dump(), option=orjson.OPT_SORT_KEYS)
 
 
-def cursor_text(order: str, end: int, position: int, inode: int, workspace: str | None) -> str:
-    raw = orjson.dumps({"e": end, "i": inode, "o": order, "p": position, "w": workspace})
+def cursor_text(order: str, end: int, position: int, inode: int, workspace: str | None, walked: str) -> str:
+    """`walked`: 16 hex digits of the hash of the lines between `position` and `end`."""
+    raw = orjson.dumps({"e": end, "h": walked, "i": inode, "o": order, "p": position, "w": workspace})
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
 
 def parse_cursor(cursor: str) -> dict[str, Any]:
     try:
         raw = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if not isinstance(raw, dict) or set(raw) != {"e", "i", "o", "p", "w"}:
+        if not isinstance(raw, dict) or set(raw) != {"e", "h", "i", "o", "p", "w"} or not isinstance(raw["h"], str):
             raise ValueError
         if not all(isinstance(raw[k], int) for k in "eip") or not 0 <= raw["p"] <= raw["e"]:
             raise ValueError

@@ -315,3 +315,70 @@ def test_a_compacted_log_is_durable_before_it_replaces_the_old_one(root: Path) -
     at = events.index(("replace", "updates.log"))
     assert events[at - 1][0] == "fsync" and events[at - 1][1].startswith(".tmp-")  # its bytes first
     assert events[at + 1] == ("fsync", "index")  # then the rename itself
+
+
+def test_a_deleted_session_leaves_the_index_at_once_and_its_tombstone_is_durable_first(root: Path) -> None:
+    events: list[tuple[str, str]] = []
+
+    def hook(name: str, args: tuple[object, ...]) -> None:
+        if name == "fsync" and isinstance(args[0], int):
+            events.append(("fsync", Path(os.readlink(f"/proc/self/fd/{args[0]}")).name))
+        elif name == "write" and isinstance(args[0], int):
+            events.append(("write", Path(os.readlink(f"/proc/self/fd/{args[0]}")).name))
+        elif name == "unlink":
+            events.append(("unlink", str(args[0])))
+
+    with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
+        for key in ("keep", "victim"):
+            with store.create_session(key, metadata={"title": f"title of {key}", "workspace": f"/srv/{key}"}) as s:
+                s.append_items([{"n": 1}])
+        store.ctx.os = instrumented(REAL_OS, hook)
+        store.delete_session("victim")
+        store.ctx.os = REAL_OS
+        assert [s.key for s in store.list_sessions().sessions] == ["keep"]
+        assert [s.key for s in store.list_sessions(order="created").sessions] == ["keep"]
+        assert verify_store(store).ok
+    victim = encode_name("victim")
+    tombstone = events.index(("write", "updates.log"))
+    removed = events.index(("unlink", f"{victim}.json"))
+    assert ("fsync", "updates.log") in events[tombstone:removed]  # a lost tombstone cannot list it again
+    for path in (root / "index").rglob("*"):  # its key, title and workspace are gone from the index
+        if path.is_file():
+            data = path.read_bytes()
+            assert victim.encode() not in data and b"title of victim" not in data and b"/srv/victim" not in data, path
+
+
+def test_a_cursor_on_a_rewritten_log_expires_even_when_the_inode_is_the_same(clocked, root: Path) -> None:  # noqa: ANN001
+    store, clock = clocked
+    fill(store, 12, clock)
+    cursor = store.list_sessions(page_size=5).next_cursor
+    updates = root / "index" / "updates.log"
+    lines = updates.read_bytes().splitlines(keepends=True)
+    with open(updates, "r+b") as log:  # same inode, same size, other lines where the cursor stands
+        log.write(b"".join(lines[:-2] + [lines[-1], lines[-2]]))
+    with pytest.raises(UsageError, match="expired"):
+        store.list_sessions(page_size=5, cursor=cursor)
+
+
+@pytest.mark.parametrize("plant", ["directory", "oversized"])
+def test_a_planted_compaction_record_neither_stops_nor_repeats_compaction_for_good(root: Path, plant: str) -> None:
+    stamp = root / "index" / "updates.compacted"
+    with SecureStore(root, COMPACT_AT_2K, master_key=MASTER_KEY, environ=KEYS) as store:
+        store.put("hot", "slot", 0)
+        if plant == "directory":
+            stamp.mkdir()
+        else:
+            stamp.write_bytes(b"9" * 100)
+        updates = root / "index" / "updates.log"
+        compactions = 0
+        for i in range(60):
+            size = updates.stat().st_size
+            store.put("hot", "slot", i)
+            compactions += updates.stat().st_size < size
+        assert [s.key for s in store.list_sessions().sessions] == ["hot"]
+        assert not any("stale" in s.reason for s in store.list_sessions().skipped)
+    if plant == "directory":
+        assert compactions == 0  # nowhere to record a compaction: none, rather than one per write
+    else:
+        # rewritten by the first one; after it, one compaction per ~2 KiB of lines, not per write
+        assert 1 <= compactions <= 6 and stamp.stat().st_size < 64

@@ -67,7 +67,15 @@ def test_a_power_cut_while_a_write_compacts_the_listing_index_hides_no_session(t
         for i in range(12):
             store.put(f"s{i}", "slot", i)
         updates = baseline / "index" / "updates.log"
-        while updates.stat().st_size + 100 < 2048:  # one of the next writes compacts the log
+        size = updates.stat().st_size
+        while True:  # write until a compaction: then it is due again at twice that size
+            store.put("s0", "slot", "grow")
+            if updates.stat().st_size < size:
+                break
+            size = updates.stat().st_size
+        due_at = max(2048, 2 * updates.stat().st_size)
+        line = len(updates.read_bytes().splitlines()[-1]) + 1
+        while updates.stat().st_size + 2 * line <= due_at:  # one of the next four writes compacts it
             store.put("s0", "slot", "grow")
         live = {s.key for s in store.list_sessions(page_size=100).sessions}
 

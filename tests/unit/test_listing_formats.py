@@ -51,10 +51,14 @@ def test_index_lines_that_do_not_name_a_session_directory_are_skipped() -> None:
 
 
 def test_a_cursor_round_trips_and_holds_no_padding() -> None:
-    text = cursor_text("updated", 400, 120, 77, "/srv/app")
+    text = cursor_text("updated", 400, 120, 77, "/srv/app", "0123456789abcdef")
     assert "=" not in text
-    assert parse_cursor(text) == {"e": 400, "i": 77, "o": "updated", "p": 120, "w": "/srv/app"}
-    assert parse_cursor(cursor_text("created", 0, 0, 1, None))["w"] is None
+    assert parse_cursor(text) == {"e": 400, "h": "0123456789abcdef", "i": 77, "o": "updated", "p": 120,
+                                  "w": "/srv/app"}
+    assert parse_cursor(cursor_text("created", 0, 0, 1, None, "0" * 16))["w"] is None
+
+
+H = "0123456789abcdef"
 
 
 def _encoded(raw: Any) -> str:
@@ -64,11 +68,13 @@ def _encoded(raw: Any) -> str:
 @pytest.mark.parametrize("cursor", [
     "zz", "", "!!!!",
     _encoded([1, 2]),
-    _encoded({"e": 4, "i": 1, "o": "updated", "p": 2}),  # a field missing
-    _encoded({"e": 4, "i": 1, "o": "updated", "p": 2, "w": None, "x": 0}),  # a field too many
-    _encoded({"e": 4, "i": 1, "o": "updated", "p": 5, "w": None}),  # past the end it names
-    _encoded({"e": 4, "i": 1, "o": "updated", "p": -1, "w": None}),
-    _encoded({"e": "4", "i": 1, "o": "updated", "p": 2, "w": None}),
+    _encoded({"e": 4, "h": H, "i": 1, "o": "updated", "p": 2}),  # a field missing
+    _encoded({"e": 4, "i": 1, "o": "updated", "p": 2, "w": None}),  # no hash of the lines it stands on
+    _encoded({"e": 4, "h": H, "i": 1, "o": "updated", "p": 2, "w": None, "x": 0}),  # a field too many
+    _encoded({"e": 4, "h": H, "i": 1, "o": "updated", "p": 5, "w": None}),  # past the end it names
+    _encoded({"e": 4, "h": H, "i": 1, "o": "updated", "p": -1, "w": None}),
+    _encoded({"e": "4", "h": H, "i": 1, "o": "updated", "p": 2, "w": None}),
+    _encoded({"e": 4, "h": 7, "i": 1, "o": "updated", "p": 2, "w": None}),
 ])
 def test_a_cursor_this_store_did_not_issue_is_a_usage_error(cursor: str) -> None:
     with pytest.raises(UsageError, match="^the cursor is not one this store issued$"):

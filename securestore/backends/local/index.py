@@ -19,6 +19,7 @@ say, readers validate each entry they return (its name must re-encode from its k
 
 from __future__ import annotations
 
+import hashlib
 
 import orjson
 from pydantic import ValidationError
@@ -44,11 +45,19 @@ from ...core.policy import encode_name
 from ...errors import NotFoundError, SecureStoreError, UsageError
 from ...fs import Dir, FsContext, iter_lines, lines_backward, lock_plain, rewrite_in_place, size_of
 from .auditlog import AuditLog
-from .index_compact import INDEX_LOCK, MAX_INDEX_LINE, UPDATES_LOG, CompactionPolicy, compact_if_due
+from .index_compact import (
+    CREATED_LOG,
+    INDEX_LOCK,
+    MAX_INDEX_LINE,
+    UPDATES_LOG,
+    CompactionPolicy,
+    compact_after_delete,
+    compact_if_due,
+)
 from .layout import STAGING_PREFIX, TRASH_PREFIX
 
 INDEX_DIR = "index"
-CREATED_LOG = "created.log"
+_EXPIRED = "the cursor has expired (the index was rebuilt or compacted); list again from the start"
 ENTRIES_DIR = "entries"
 _ENTRY_READS = 3
 
@@ -101,25 +110,32 @@ class IndexReader:
             raise UsageError(f"the index ({end} bytes) exceeds {self.max_index_bytes}; run `securestore index rebuild`")
         seen: set[str] = set()
         position = end
+        # The lines a cursor stands on, hashed as read (newest first): a log replaced by one
+        # that reuses its inode number no longer matches.
+        walked = hashlib.sha256()
         if cursor is not None:
             state = parse_cursor(cursor)
             if (state["o"], state["w"]) != (order, workspace):
                 raise UsageError("the cursor belongs to another listing (order or workspace differ)")
             if state["i"] != inode or state["e"] > end:
-                raise UsageError("the cursor has expired (the index was rebuilt or compacted); list again from the start")
+                raise UsageError(_EXPIRED)
             end, position = state["e"], state["p"]
             for offset, line in lines_backward(self.index, log, end, MAX_INDEX_LINE):
                 if offset < position:
                     break
+                walked.update(line + b"\n")
                 parsed = parse_index_line(line)
                 if parsed is not None:
                     seen.add(parsed["n"])
+            if walked.hexdigest()[:16] != state["h"]:
+                raise UsageError(_EXPIRED)
         sessions: list[SessionSummary] = []
         skipped: list[Skipped] = []
         if self.index.entry(ENTRIES_DIR) is None:
             return Page([], None, stamp, [Skipped(ENTRIES_DIR, "the index is incomplete; run `securestore index rebuild`")])
         with self.index.open_dir(ENTRIES_DIR) as entries:
             for offset, line in lines_backward(self.index, log, position, MAX_INDEX_LINE):
+                walked.update(line + b"\n")
                 parsed = parse_index_line(line)
                 if parsed is None:
                     skipped.append(Skipped(f"{log}@{offset}", "damaged index line"))
@@ -140,7 +156,8 @@ class IndexReader:
                     continue
                 sessions.append(summary)
                 if len(sessions) == page_size:
-                    return Page(sessions, cursor_text(order, end, offset, inode, workspace), stamp, skipped)
+                    next_cursor = cursor_text(order, end, offset, inode, workspace, walked.hexdigest()[:16])
+                    return Page(sessions, next_cursor, stamp, skipped)
         return Page(sessions, None, stamp, skipped)
 
 
@@ -214,6 +231,9 @@ def note(root: Dir, summary: SessionSummary | None, *, name: str, created: bool,
         with lock_plain(index, INDEX_LOCK, exclusive=False, timeout=timeout), \
                 index.open_or_make_dir(ENTRIES_DIR) as entries:
             if summary is None:
+                # The tombstone is durable before the entry goes: the session's older lines carry
+                # its summary, and a lost tombstone would list a deleted session again.
+                _append(index, UPDATES_LOG, tombstone_line(name, now_ms), durable=True)
                 if entries.entry(f"{name}.json") is not None:
                     entries.unlink(f"{name}.json")
             else:
@@ -223,19 +243,22 @@ def note(root: Dir, summary: SessionSummary | None, *, name: str, created: bool,
                         raise NotListed(name)
                     summary = summary.model_copy(update={"items": listed.items})
                 rewrite_in_place(entries, f"{name}.json", entry_bytes(summary))  # readers validate it
-            line = summary_line(summary) if summary is not None else tombstone_line(name, now_ms)
-            _append(index, UPDATES_LOG, line)
-            if created and summary is not None:
-                _append(index, CREATED_LOG, created_line(summary))
-        compact_if_due(index, compaction)  # after the shared lock is let go: it needs it exclusively
+                _append(index, UPDATES_LOG, summary_line(summary))
+                if created:
+                    _append(index, CREATED_LOG, created_line(summary))
+        # After the shared lock is let go: compaction takes it exclusively.
+        if summary is None:
+            compact_after_delete(index, compaction, timeout)  # its key, title and workspace go now
+        else:
+            compact_if_due(index, compaction)
 
 
-def _append(index: Dir, log: str, line: bytes) -> None:
+def _append(index: Dir, log: str, line: bytes, *, durable: bool = False) -> None:
     try:
-        index.append(log, line, durable=False)
+        index.append(log, line, durable=durable)
     except NotFoundError:  # the first line of a new index
         index.ensure_file(log)
-        index.append(log, line, durable=False)
+        index.append(log, line, durable=durable)
 
 
 def rebuild(log: AuditLog, root: Dir, summaries: list[SessionSummary], ctx: FsContext, timeout: float) -> None:

@@ -1,43 +1,51 @@
-"""Compacting the listing index's update log: one line per write becomes one line per session.
+"""Compacting the listing index's logs: one line per write becomes one line per live session.
 
 `index/updates.log` gains a line on every committed write, and a listing page reads it backwards
 past every older line of a session it has already listed: a session written 5,000 times makes
-the first page read 5,000 lines. Once the log exceeds the floor (`Limits.index_compact_bytes`)
-and twice its size after the previous compaction, the writer that noticed rewrites it with only
-each session's newest line, in the same order (so every page lists the same sessions, in the
-same order), and without the sessions whose newest line is a tombstone.
-
-It runs under the index lock taken exclusively without waiting: while another writer appends
-(shared), it is skipped and a later write compacts. The new log replaces the old one durably
-(temp file fsynced, rename, directory fsynced): the log is derived data, but a power cut must
-not leave an empty one, which would hide every session until `index rebuild`. The replacement
-changes the log's inode, so readers mid-page read again and outstanding cursors expire.
-`index/updates.compacted` records "<inode> <size>" of the log as compacted (derived, not synced).
+the first page read 5,000 lines. Compaction rewrites it with only each session's newest line,
+in the same order (so every page lists the same sessions, in the same order), leaving out the
+sessions whose newest line is a tombstone, and rewrites `index/created.log` without the lines of
+sessions no longer live. It runs
+  - when due: the writer that finds the update log past the floor (`Limits.index_compact_bytes`)
+    and twice its size after the previous compaction, under the index lock taken exclusively
+    WITHOUT waiting (while another writer appends, it is skipped and a later write compacts);
+  - after a delete, waiting for the lock like any writer: the deleted session's lines (its key,
+    title and workspace) leave the index at once, not at some later compaction.
+Each log is replaced durably (temp file fsynced, rename, directory fsynced): derived data, but a
+power cut must not leave an empty log, which would hide every session until `index rebuild`. A
+replaced log has a new inode, so readers mid-page read again and cursors expire (a cursor also
+carries a hash of the lines it stands on: a log that reuses the inode is still caught).
+`index/updates.compacted` records "<inode> <size>" of the update log as compacted (derived, not
+synced). Logs over `_MAX_COMPACTED` are left to `index rebuild`: compaction holds what it keeps
+in memory.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ...core.listing import parse_index_line
 from ...errors import LockHeldError, NotFoundError, SecureStoreError
-from ...fs import Dir, iter_lines, lock_plain, rewrite_in_place, size_of
+from ...fs import Dir, iter_lines, lock_plain, size_of
 
 UPDATES_LOG = "updates.log"
+CREATED_LOG = "created.log"
 COMPACTED_FILE = "updates.compacted"
 INDEX_LOCK = "lock"
 MAX_INDEX_LINE = 4096
 _GROWTH = 2  # compact when the log is this many times its compacted size
+_MAX_COMPACTED = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
 class CompactionPolicy:
-    floor: int  # never compact a log smaller than this many bytes
-    max_bytes: int  # a log larger than this is left to `index rebuild`
+    floor: int  # never compact an update log smaller than this many bytes when merely due
+    max_bytes: int  # the index cap: a log larger than this is left to `index rebuild`
 
 
 def compact_if_due(index: Dir, policy: CompactionPolicy) -> bool:
-    """Compact the update log if it has grown enough and no writer is appending; True if done."""
+    """Compact if the update log has grown enough and no writer is appending; True if done."""
     if not _due(index, policy):
         return False
     try:
@@ -51,15 +59,37 @@ def compact_if_due(index: Dir, policy: CompactionPolicy) -> bool:
     return True
 
 
+def compact_after_delete(index: Dir, policy: CompactionPolicy, timeout: float) -> bool:
+    """Remove a deleted session's lines now (waiting for the lock up to `timeout`); True if done."""
+    stamp = size_of(index, UPDATES_LOG)
+    if stamp is None or stamp[1] > min(policy.max_bytes, _MAX_COMPACTED):
+        return False
+    try:
+        held = lock_plain(index, INDEX_LOCK, exclusive=True, timeout=timeout)
+    except LockHeldError:
+        return False  # the next compaction, or `index rebuild`, removes them
+    with held:
+        compact(index)
+    return True
+
+
 def _due(index: Dir, policy: CompactionPolicy) -> bool:
     stamp = size_of(index, UPDATES_LOG)
-    if stamp is None or stamp[1] <= policy.floor or stamp[1] > policy.max_bytes:
+    if stamp is None or stamp[1] <= policy.floor or stamp[1] > min(policy.max_bytes, _MAX_COMPACTED):
         return False
-    return stamp[1] > _GROWTH * _compacted_size(index, stamp[0])
+    compacted = _compacted_size(index, stamp[0])
+    return compacted is not None and stamp[1] > _GROWTH * compacted
 
 
-def _compacted_size(index: Dir, inode: int) -> int:
-    """The log's size after its last compaction, if that was this very file (else 0)."""
+def _compacted_size(index: Dir, inode: int) -> int | None:
+    """The update log's size after its last compaction if that was this very file, 0 if not
+    known (never compacted, replaced since, or a damaged record: compaction rewrites it), None
+    when something that is not a file sits in its place (compaction could never record it)."""
+    entry = index.entry(COMPACTED_FILE)
+    if entry is None:
+        return 0
+    if entry.kind != "file":
+        return None
     try:
         data = index.read_optional(COMPACTED_FILE, 64)
     except SecureStoreError:
@@ -70,29 +100,40 @@ def _compacted_size(index: Dir, inode: int) -> int:
     return int(parts[1])
 
 
-def compacted_lines(index: Dir) -> bytes:
-    """Each session's newest line, in the order of those lines; a session whose newest line is
-    a tombstone is left out, and so are damaged lines and a torn final fragment."""
-    newest: dict[str, bytes] = {}
+def _lines(index: Dir, log: str) -> Iterator[tuple[str, bytes, bool]]:
+    """(name, line, is a tombstone) for each valid complete line, streamed; damaged lines,
+    pieces of an oversized line and a torn final line are left out."""
     try:
-        for _, line in iter_lines(index, UPDATES_LOG, MAX_INDEX_LINE):
-            if not line.endswith(b"\n"):  # a torn final line, or a piece of an oversized one
+        for _, line in iter_lines(index, log, MAX_INDEX_LINE):
+            if not line.endswith(b"\n"):
                 continue
             parsed = parse_index_line(line[:-1])
-            if parsed is None:
-                continue
-            name = parsed["n"]
-            newest.pop(name, None)  # re-inserted last: dicts keep insertion order
-            newest[name] = b"" if parsed.get("d") else line
+            if parsed is not None:
+                yield parsed["n"], line, bool(parsed.get("d"))
     except NotFoundError:
-        return b""
-    return b"".join(newest.values())
+        return
+
+
+def compacted_logs(index: Dir) -> tuple[bytes, bytes]:
+    """(update log, created log) as compaction writes them."""
+    newest: dict[str, bytes] = {}
+    for name, line, tombstone in _lines(index, UPDATES_LOG):
+        newest.pop(name, None)  # re-inserted last: dicts keep insertion order
+        newest[name] = b"" if tombstone else line
+    live = {name for name, line in newest.items() if line}
+    created = b"".join(line for name, line, _ in _lines(index, CREATED_LOG) if name in live)
+    return b"".join(newest.values()), created
 
 
 def compact(index: Dir) -> None:
-    """Rewrite the update log as `compacted_lines` (the caller holds the index lock exclusively)."""
-    data = compacted_lines(index)
-    index.write_atomic(UPDATES_LOG, data)
+    """Rewrite both logs as `compacted_logs` (the caller holds the index lock exclusively)."""
+    updates, created = compacted_logs(index)
+    index.write_atomic(UPDATES_LOG, updates)
+    if index.entry(CREATED_LOG) is not None:
+        index.write_atomic(CREATED_LOG, created)
     stamp = size_of(index, UPDATES_LOG)
-    if stamp is not None:
-        rewrite_in_place(index, COMPACTED_FILE, f"{stamp[0]} {stamp[1]}\n".encode())
+    try:
+        if stamp is not None:
+            index.write_atomic(COMPACTED_FILE, f"{stamp[0]} {stamp[1]}\n".encode(), durable=False)
+    except SecureStoreError:
+        pass  # derived, and only a hint: the next due check reads it as unknown

@@ -13,8 +13,8 @@ from ...core.records import StoreIdentity, encode_model
 from ...errors import AlreadyExistsError, OperationalError
 from ...fs import FsContext, lock, open_root
 from .env import LocalEnv, observe_file
-from .index import CREATED_LOG, ENTRIES_DIR, INDEX_DIR
-from .index_compact import UPDATES_LOG
+from .index import ENTRIES_DIR, INDEX_DIR
+from .index_compact import CREATED_LOG, UPDATES_LOG
 from .layout import AUDIT_DIR, BACKEND, LAYOUT_VERSION, SESSIONS_DIR, STORE_FILE, STORE_FILE_CAP, STORE_LOCK
 
 
