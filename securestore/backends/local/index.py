@@ -51,8 +51,8 @@ from .index_compact import (
     MAX_INDEX_LINE,
     UPDATES_LOG,
     CompactionPolicy,
-    compact_after_delete,
     compact_if_due,
+    scrub_deleted,
 )
 from .layout import STAGING_PREFIX, TRASH_PREFIX
 
@@ -248,7 +248,7 @@ def note(root: Dir, summary: SessionSummary | None, *, name: str, created: bool,
                     _append(index, CREATED_LOG, created_line(summary))
         # After the shared lock is let go: compaction takes it exclusively.
         if summary is None:
-            compact_after_delete(index, compaction, timeout)  # its key, title and workspace go now
+            scrub_deleted(index, name, compaction, timeout)  # its key, title and workspace go now
         else:
             compact_if_due(index, compaction)
 

@@ -9,8 +9,8 @@ sessions no longer live. It runs
   - when due: the writer that finds the update log past the floor (`Limits.index_compact_bytes`)
     and twice its size after the previous compaction, under the index lock taken exclusively
     WITHOUT waiting (while another writer appends, it is skipped and a later write compacts);
-  - after a delete, waiting for the lock like any writer: the deleted session's lines (its key,
-    title and workspace) leave the index at once, not at some later compaction.
+  - and after a delete, `scrub_deleted` filters the deleted session's lines (its key, title and
+    workspace) out of both logs at once, waiting for the lock like any writer.
 Each log is replaced durably (temp file fsynced, rename, directory fsynced): derived data, but a
 power cut must not leave an empty log, which would hide every session until `index rebuild`. A
 replaced log has a new inode, so readers mid-page read again and cursors expire (a cursor also
@@ -59,17 +59,26 @@ def compact_if_due(index: Dir, policy: CompactionPolicy) -> bool:
     return True
 
 
-def compact_after_delete(index: Dir, policy: CompactionPolicy, timeout: float) -> bool:
-    """Remove a deleted session's lines now (waiting for the lock up to `timeout`); True if done."""
-    stamp = size_of(index, UPDATES_LOG)
-    if stamp is None or stamp[1] > min(policy.max_bytes, _MAX_COMPACTED):
-        return False
+def scrub_deleted(index: Dir, name: str, policy: CompactionPolicy, timeout: float) -> bool:
+    """Remove every line of the deleted session `name` from both logs now, waiting for the lock
+    up to `timeout`; True if done. A byte filter, not a parse: `"n":"<name>"` with bare quotes
+    only occurs as a line's own name field (a quote inside a JSON string is escaped)."""
+    needle = b'"n":"' + name.encode() + b'"'
     try:
         held = lock_plain(index, INDEX_LOCK, exclusive=True, timeout=timeout)
     except LockHeldError:
         return False  # the next compaction, or `index rebuild`, removes them
     with held:
-        compact(index)
+        for log in (UPDATES_LOG, CREATED_LOG):
+            stamp = size_of(index, log)
+            if stamp is None or stamp[1] > min(policy.max_bytes, _MAX_COMPACTED):
+                continue
+            data = index.read(log, stamp[1])
+            lines = data.split(b"\n")
+            lines.pop()  # empty, or a torn final line: dropped either way
+            kept = [line for line in lines if needle not in line]
+            if len(kept) != len(lines) or data[-1:] not in (b"", b"\n"):
+                index.write_atomic(log, b"".join(line + b"\n" for line in kept))
     return True
 
 
