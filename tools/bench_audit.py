@@ -43,14 +43,21 @@ SIGNER = new_signer_key("bench.audit", bytes(range(64, 96)))
 
 
 def _records(count: int):  # noqa: ANN202
-    """Realistic store-log traffic: intent/outcome pairs over 1000 session targets."""
+    """Realistic store-log traffic: intent/outcome pairs over 1000 session targets, created, then
+    deleted, then created again (a lifecycle the verifier accepts)."""
     for i in range(count):
-        target = f"sessions/k-{i // 2 % 1000:08d}"
+        pair = i // 2
+        target = f"sessions/k-{pair % 1000:08d}"
+        creating = pair // 1000 % 2 == 0
         if i % 2 == 0:
-            yield {"kind": "intent", "op": "session.create", "target": target, "sha256": f"{i:064x}", "size": 400,
-                   "also": []}
+            if creating:
+                yield {"kind": "intent", "op": "session.create", "target": target, "sha256": f"{i:064x}",
+                       "size": 400, "also": []}
+            else:
+                yield {"kind": "intent", "op": "session.delete", "target": target, "sha256": None, "size": None,
+                       "also": []}
         else:
-            yield {"kind": "outcome", "txn": i, "result": "committed", "sha256": f"{i - 1:064x}"}
+            yield {"kind": "outcome", "txn": i, "result": "committed", "sha256": f"{i - 1:064x}" if creating else None}
 
 
 def write_log(directory: str, count: int) -> int:

@@ -259,6 +259,16 @@ class Dir:
             self._appending.stop(name)  # the next append opens and checks the file again
             raise
 
+    def appended_size(self, name: str) -> int | None:
+        """The size of a file this handle keeps open for appending (None if it does not)."""
+        fd = self._appending.fds.get(name)
+        if fd is None:
+            return None
+        try:
+            return self.ctx.os.fstat(fd).st_size
+        except OSError:
+            return None
+
     def flush(self, name: str) -> None:
         """fsync a file we appended to without syncing (make everything in it durable)."""
         self.ctx.check_usable()

@@ -83,6 +83,9 @@ def scrub_deleted(index: Dir, name: str, policy: CompactionPolicy, timeout: floa
 
 
 def _due(index: Dir, policy: CompactionPolicy) -> bool:
+    appended = index.appended_size(UPDATES_LOG)  # the note's own descriptor: no open per write
+    if appended is not None and appended <= policy.floor:
+        return False
     stamp = size_of(index, UPDATES_LOG)
     if stamp is None or stamp[1] <= policy.floor or stamp[1] > min(policy.max_bytes, _MAX_COMPACTED):
         return False
