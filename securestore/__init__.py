@@ -73,3 +73,12 @@ __all__ = [
     "open_store",
     "verify_store",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """`securestore.aio` is imported on first use: the sync API does not pay for asyncio."""
+    if name == "aio":
+        import importlib
+
+        return importlib.import_module(".aio", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

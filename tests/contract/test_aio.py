@@ -1,0 +1,148 @@
+"""The async API: the sync core run off the event loop, many tasks on many sessions, and
+cancellation that never leaves a half-done write."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import securestore
+from securestore import NotFoundError, SecureStore, verify_store
+from securestore import aio
+from securestore.fs import instrumented
+from securestore.fs.osapi import REAL_OS
+from tests.support.keys import KEYS, MASTER_KEY
+
+
+def test_the_async_twins_round_trip_and_the_store_verifies(root: Path) -> None:
+    async def main() -> None:
+        async with await securestore.aio.open_store(root, master_key=MASTER_KEY, environ=KEYS) as store:
+            async with await store.create_session("chat", metadata={"title": "t"}) as session:
+                await session.append_items([{"role": "user", "content": "hi"}])
+                async with session.turn():
+                    await session.append_items([{"n": 1}])
+                    await session.slot("ext.state").put({"token": "ghp_" + "a1B2" * 9})
+                assert await session.items() == [{"role": "user", "content": "hi"}, {"n": 1}]
+                assert (await session.slot("ext.state").get())["token"].startswith("[secret:")
+            assert await store.read_items("chat", 1) == [{"n": 1}]
+            await store.put("other", "slot", 3)
+            assert await store.get("other", "slot") == 3
+            assert [s.key for s in (await store.list_sessions()).sessions] == ["other", "chat"]
+            await store.delete_session("other")
+            with pytest.raises(NotFoundError):
+                await store.get("other", "slot")
+            assert (await store.verify()).ok
+
+    asyncio.run(main())
+
+
+def test_a_failed_turn_block_commits_nothing(root: Path) -> None:
+    async def main() -> None:
+        async with await aio.open_store(root, master_key=MASTER_KEY, environ=KEYS) as store:
+            async with await store.create_session("s") as session:
+                await session.append_items([{"kept": True}])
+                with pytest.raises(RuntimeError):
+                    async with session.turn():
+                        await session.append_items([{"staged": True}])
+                        raise RuntimeError("the agent step failed")
+                assert await session.items() == [{"kept": True}]
+
+    asyncio.run(main())
+
+
+def test_no_os_call_runs_on_the_event_loop_thread(root: Path) -> None:
+    threads: set[int] = set()
+
+    def hook(name: str, args: tuple[object, ...]) -> None:
+        threads.add(threading.get_ident())
+
+    async def main() -> int:
+        store = await aio.open_store(root, master_key=MASTER_KEY, environ=KEYS)
+        store.sync.ctx.os = instrumented(REAL_OS, hook)
+        async with store, await store.create_session("s") as session:
+            await session.append_items([{"n": 1}])
+            await session.items()
+            await store.put("s2", "slot", 1)
+            await store.list_sessions()
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(main())
+    assert threads and loop_thread not in threads
+
+
+def test_many_tasks_on_many_sessions_at_once(root: Path) -> None:
+    async def writer(store: aio.AsyncSecureStore, key: str) -> None:
+        async with await store.create_session(key) as session:
+            for i in range(8):
+                await session.append_items([{"key": key, "i": i}])
+
+    async def shared(session: aio.AsyncSession, task: int) -> None:
+        for i in range(5):
+            await session.append_items([{"task": task, "i": i}])
+
+    async def main() -> None:
+        async with await aio.open_store(root, master_key=MASTER_KEY, environ=KEYS) as store:
+            await asyncio.gather(*(writer(store, f"s{k}") for k in range(12)))
+            for k in range(12):
+                assert await store.read_items(f"s{k}") == [{"key": f"s{k}", "i": i} for i in range(8)]
+            async with await store.create_session("one") as session:  # one handle, many tasks: serialized
+                await asyncio.gather(*(shared(session, t) for t in range(6)))
+                items = await session.items()
+            assert len(items) == 30
+            for t in range(6):  # each task's items in its own order
+                assert [item["i"] for item in items if item["task"] == t] == list(range(5))
+            assert (await store.verify()).ok
+
+    asyncio.run(main())
+
+
+def _gated(store: SecureStore, entered: threading.Event, release: threading.Event) -> None:
+    """Hold the first journal fsync of the next write until `release` is set."""
+    import os
+
+    def hook(name: str, args: tuple[Any, ...]) -> None:
+        if name == "fsync" and not entered.is_set() and os.readlink(f"/proc/self/fd/{args[0]}").endswith(".log"):
+            entered.set()
+            release.wait(30)
+
+    store.ctx.os = instrumented(REAL_OS, hook)
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_a_cancelled_write_completes_or_not_and_the_caller_is_told_which(root: Path, fails: bool) -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    async def main() -> None:
+        async with await aio.open_store(root, master_key=MASTER_KEY, environ=KEYS) as store:
+            async with await store.create_session("s") as session:
+                await session.append_items([{"n": 0}])
+                _gated(store.sync, entered, release)
+                value: Any = {"n": 1} if not fails else {"n": float("nan")}  # a value the policy refuses
+                task = asyncio.create_task(session.append_items([value]))
+                if not fails:
+                    await asyncio.to_thread(entered.wait, 30)  # the write is inside its fsync
+                else:
+                    await asyncio.sleep(0)  # the task starts the write, which fails on its own
+                task.cancel()
+                release.set()
+                with pytest.raises(asyncio.CancelledError) as raised:
+                    await task
+                store.sync.ctx.os = REAL_OS
+                outcome = store.interrupted[-1]
+                assert (outcome.operation, outcome.session, outcome.completed) == ("append_items", "s", not fails)
+                note = " ".join(getattr(raised.value, "__notes__", []))
+                if fails:
+                    assert "failed" in note and outcome.error
+                    assert await session.items() == [{"n": 0}]  # nothing half-written
+                else:
+                    assert "completed" in note and outcome.error is None
+                    assert await session.items() == [{"n": 0}, {"n": 1}]  # durable, audited
+            assert (await store.verify()).ok
+
+    asyncio.run(main())
+    with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
+        assert verify_store(store).ok
