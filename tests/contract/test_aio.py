@@ -50,6 +50,9 @@ def test_a_failed_turn_block_commits_nothing(root: Path) -> None:
                         await session.append_items([{"staged": True}])
                         raise RuntimeError("the agent step failed")
                 assert await session.items() == [{"kept": True}]
+                async with session.turn():  # the failed turn was closed: a new one opens
+                    await session.append_items([{"after": True}])
+            assert await store.read_items("s") == [{"kept": True}, {"after": True}]
 
     asyncio.run(main())
 
