@@ -15,6 +15,7 @@ abandoned.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -41,9 +42,11 @@ class InterruptedWrite:
 
 
 async def _finish(run: Callable[[], T], operation: str, session: str | None,
-                  interrupted: list[InterruptedWrite]) -> T:
+                  interrupted: deque[InterruptedWrite], abandon: Callable[[T], object] | None = None) -> T:
     """Run a write in a worker thread; if the caller is cancelled meanwhile, wait for the write
-    to end (it cannot be stopped halfway), record how it ended, then re-raise the cancellation."""
+    to end (it cannot be stopped halfway), record how it ended, then re-raise the cancellation.
+    `abandon` undoes what nobody will receive now (a session opened for a cancelled caller is
+    closed, so its writer lock is not held by a handle no one has)."""
     future = asyncio.ensure_future(asyncio.to_thread(run))
     cancelled: asyncio.CancelledError | None = None
     while True:
@@ -63,6 +66,15 @@ async def _finish(run: Callable[[], T], operation: str, session: str | None,
     if cancelled is None:
         return result
     error = future.exception()
+    if error is None and abandon is not None:
+        closing = asyncio.ensure_future(asyncio.to_thread(abandon, future.result()))
+        while not closing.done():
+            try:
+                await asyncio.shield(closing)
+            except asyncio.CancelledError:
+                continue
+            except BaseException:  # noqa: S110 - closing a handle nobody has: its failure changes nothing
+                break
     interrupted.append(InterruptedWrite(operation, session, error is None,
                                         None if error is None else str(error)))
     cancelled.add_note(f"securestore: the {operation} {'completed' if error is None else 'failed: ' + str(error)}"
@@ -158,12 +170,12 @@ class AsyncSession:
 
 
 class AsyncSecureStore:
-    """The async twin of `SecureStore`. `interrupted` lists writes whose caller was cancelled
-    while they ran, with how each ended (newest last)."""
+    """The async twin of `SecureStore`. `interrupted` holds the latest 256 writes whose caller
+    was cancelled while they ran, with how each ended (newest last)."""
 
     def __init__(self, store: SecureStore) -> None:
         self.sync = store
-        self.interrupted: list[InterruptedWrite] = []
+        self.interrupted: deque[InterruptedWrite] = deque(maxlen=256)  # the latest ones
 
     async def _write(self, operation: str, session: str | None, run: Callable[[], T]) -> T:
         return await _finish(run, operation, session, self.interrupted)
@@ -183,12 +195,13 @@ class AsyncSecureStore:
 
     async def open_session(self, key: str, *, create: bool = False,
                            metadata: Mapping[str, Any] | None = None) -> AsyncSession:
-        session = await self._write("open_session", key, lambda: self.sync.open_session(key, create=create,
-                                                                                        metadata=metadata))
+        session = await _finish(lambda: self.sync.open_session(key, create=create, metadata=metadata),
+                                "open_session", key, self.interrupted, abandon=Session.close)
         return AsyncSession(self, session)
 
     async def create_session(self, key: str, metadata: Mapping[str, Any] | None = None) -> AsyncSession:
-        session = await self._write("create_session", key, lambda: self.sync.create_session(key, metadata))
+        session = await _finish(lambda: self.sync.create_session(key, metadata), "create_session", key,
+                                self.interrupted, abandon=Session.close)
         return AsyncSession(self, session)
 
     async def put(self, session: str, slot: str, value: Any, *, create: bool = True,

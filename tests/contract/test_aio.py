@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import securestore
-from securestore import NotFoundError, SecureStore, verify_store
+from securestore import NotFoundError, SecureStore, StoreConfig, verify_store
 from securestore import aio
 from securestore.fs import instrumented
 from securestore.fs.osapi import REAL_OS
@@ -103,12 +103,12 @@ def test_many_tasks_on_many_sessions_at_once(root: Path) -> None:
     asyncio.run(main())
 
 
-def _gated(store: SecureStore, entered: threading.Event, release: threading.Event) -> None:
-    """Hold the first journal fsync of the next write until `release` is set."""
+def _gated(store: SecureStore, entered: threading.Event, release: threading.Event, suffix: str = ".log") -> None:
+    """Hold the next write's first fsync of a file named `*suffix` until `release` is set."""
     import os
 
     def hook(name: str, args: tuple[Any, ...]) -> None:
-        if name == "fsync" and not entered.is_set() and os.readlink(f"/proc/self/fd/{args[0]}").endswith(".log"):
+        if name == "fsync" and not entered.is_set() and os.readlink(f"/proc/self/fd/{args[0]}").endswith(suffix):
             entered.set()
             release.wait(30)
 
@@ -149,3 +149,25 @@ def test_a_cancelled_write_completes_or_not_and_the_caller_is_told_which(root: P
     asyncio.run(main())
     with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
         assert verify_store(store).ok
+
+
+def test_a_session_opened_for_a_cancelled_caller_is_closed_again(root: Path) -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    async def main() -> None:
+        async with await aio.open_store(root, StoreConfig(lock_timeout_seconds=0.5), master_key=MASTER_KEY,
+                                        environ=KEYS) as store:
+            _gated(store.sync, entered, release, "log.jsonl")  # the store log's intent, inside the create
+            task = asyncio.create_task(store.create_session("s"))
+            await asyncio.to_thread(entered.wait, 30)
+            task.cancel()
+            release.set()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            store.sync.ctx.os = REAL_OS
+            assert store.interrupted[-1].completed
+            async with await store.open_session("s") as session:  # not held by a handle nobody has
+                await session.append_items([{"n": 1}])
+            assert (await store.verify()).ok
+
+    asyncio.run(main())
