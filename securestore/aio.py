@@ -177,8 +177,9 @@ class AsyncSecureStore:
         self.sync = store
         self.interrupted: deque[InterruptedWrite] = deque(maxlen=256)  # the latest ones
 
-    async def _write(self, operation: str, session: str | None, run: Callable[[], T]) -> T:
-        return await _finish(run, operation, session, self.interrupted)
+    async def _write(self, operation: str, session: str | None, run: Callable[[], T],
+                     abandon: Callable[[T], object] | None = None) -> T:
+        return await _finish(run, operation, session, self.interrupted, abandon)
 
     async def close(self) -> None:
         await asyncio.to_thread(self.sync.close)
@@ -195,13 +196,14 @@ class AsyncSecureStore:
 
     async def open_session(self, key: str, *, create: bool = False,
                            metadata: Mapping[str, Any] | None = None) -> AsyncSession:
-        session = await _finish(lambda: self.sync.open_session(key, create=create, metadata=metadata),
-                                "open_session", key, self.interrupted, abandon=Session.close)
+        session = await self._write("open_session", key, lambda: self.sync.open_session(key, create=create,
+                                                                                        metadata=metadata),
+                                    abandon=Session.close)
         return AsyncSession(self, session)
 
     async def create_session(self, key: str, metadata: Mapping[str, Any] | None = None) -> AsyncSession:
-        session = await _finish(lambda: self.sync.create_session(key, metadata), "create_session", key,
-                                self.interrupted, abandon=Session.close)
+        session = await self._write("create_session", key, lambda: self.sync.create_session(key, metadata),
+                                    abandon=Session.close)
         return AsyncSession(self, session)
 
     async def put(self, session: str, slot: str, value: Any, *, create: bool = True,

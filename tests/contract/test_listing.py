@@ -39,14 +39,7 @@ def clocked(root: Path):  # noqa: ANN201
 def test_pages_newest_first_with_cursors(clocked) -> None:  # noqa: ANN001
     store, clock = clocked
     fill(store, 23, clock)
-    seen, cursor = [], None
-    while True:
-        page = store.list_sessions(page_size=5, cursor=cursor)
-        seen += [s.key for s in page.sessions]
-        cursor = page.next_cursor
-        if cursor is None:
-            break
-    assert seen == [f"s{i:03d}" for i in reversed(range(23))]  # each once, newest first
+    assert _keys(store, page_size=5) == [f"s{i:03d}" for i in reversed(range(23))]  # each once, newest first
     first = store.list_sessions(page_size=1).sessions[0]
     assert (first.key, first.items, first.title, first.workspace) == ("s022", 2, "t22", "ws1")
 
@@ -239,10 +232,11 @@ def test_an_entry_rewritten_in_place_with_a_shorter_summary_stays_valid(store: S
 COMPACT_AT_2K = StoreConfig(limits=Limits(index_compact_bytes=2048))
 
 
-def _keys(store: SecureStore) -> list[str]:
+def _keys(store: SecureStore, page_size: int = 7) -> list[str]:
+    """Every listed key, page after page through the cursors."""
     keys, cursor = [], None
     while True:
-        page = store.list_sessions(page_size=7, cursor=cursor)
+        page = store.list_sessions(page_size=page_size, cursor=cursor)
         keys += [s.key for s in page.sessions]
         cursor = page.next_cursor
         if cursor is None:

@@ -83,7 +83,7 @@ class IndexReader:
         else:
             skipped.append(Skipped(name, "damaged index entry"))
             return None
-        if summary.name != name or encode_name(summary.key) != name:
+        if not _belongs(summary, name):
             skipped.append(Skipped(name, "index entry does not encode its key (foreign or planted)"))
             return None
         return summary
@@ -149,7 +149,7 @@ class IndexReader:
                 summary = embedded_summary(parsed) if order == "updated" else None
                 if summary is None:
                     summary = self._entry(entries, name, skipped)
-                elif summary.name != name or encode_name(summary.key) != name:
+                elif not _belongs(summary, name):
                     skipped.append(Skipped(name, "index line does not encode its key (foreign or planted)"))
                     continue
                 if summary is None or (workspace is not None and summary.workspace != workspace):
@@ -209,7 +209,12 @@ def _listed(entries: Dir, name: str) -> SessionSummary | None:
         summary = SessionSummary.model_validate(orjson.loads(data))
     except (orjson.JSONDecodeError, ValidationError, SecureStoreError):
         return None
-    return summary if summary.name == name and encode_name(summary.key) == name else None
+    return summary if _belongs(summary, name) else None
+
+
+def _belongs(summary: SessionSummary, name: str) -> bool:
+    """A summary is listed under `name` only if it names it and its key re-encodes to it."""
+    return summary.name == name and encode_name(summary.key) == name
 
 
 def _entry_matches(entries: Dir, name: str) -> bool:
