@@ -33,6 +33,7 @@ from .api.verify import VerifyReport, verify_store
 from .api.views import SessionInfo, SessionView
 
 __version__ = "0.1.0"
+VERSION = __version__  # the same, under a public name
 
 __all__ = [
     "AlreadyExistsError",
@@ -67,6 +68,7 @@ __all__ = [
     "UsageError",
     "VerifyReport",
     "VersionConflictError",
+    "VERSION",
     "__version__",
     "generate_master_key",
     "init_store",

@@ -18,6 +18,7 @@ from ..backends.local.layout import AUDIT_DIR, SESSION_LOCK, SESSIONS_DIR
 from ..core.policy import encode_name
 from ..errors import UsageError
 from ..fs import Dir, FileLock, FsContext, lock, open_root, read_key_file
+from .keyring import find_keyring
 from .keys import load_public_key, load_seed
 from .store import SecureStore
 from .verify import VerifyOptions, make_anchor, prove_consistency, prove_inclusion
@@ -47,7 +48,13 @@ def verify_options(store: SecureStore, *, seed_file: str | None = None, public_k
         store_id, seed = load_seed(ctx, seed_file, root_path=store.root_path)
         if store_id != store.store_id:
             raise UsageError(f"the seed is for store {store_id}, not {store.store_id}")
-    return VerifyOptions(seed=seed, public_key=load_public_key(ctx, public_key_file) if public_key_file else None,
+    public_key, public_key_from = (load_public_key(ctx, public_key_file), "public-key") if public_key_file else (None, "")
+    if public_key is None and seed is None and anchor_file is None:
+        # A plain verify checks signatures with the public key `init` kept beside the store's keys.
+        ring = find_keyring(ctx, store.environ, store.store_id)
+        if ring is not None and ring.public_key is not None:
+            public_key, public_key_from = load_public_key(ctx, ring.public_key), "keyring"
+    return VerifyOptions(seed=seed, public_key=public_key, public_key_from=public_key_from or "public-key",
                          anchor=read_anchor(anchor_file) if anchor_file else None, max_unsealed=max_unsealed)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..backends.base import SessionReadable
 from ..backends.local.store_dir import StoreDir
-from ..core.policy import is_session_name, session_name, slot_key
+from ..core.policy import describe_key, is_session_name, session_name, slot_key
 from ..core.secrets import resolve_value, unescape_value
 from ..core.secrets.vault import Vault, unseal
 from ..errors import (
@@ -53,7 +53,7 @@ def resolver(name: str, environ: Mapping[str, str], has_master_key: bool, stored
             cache.append(stored())
         found = cache[0]
         if found is None or found[0] is None:
-            raise SecretUnavailableError(f"session {name} has no vault")
+            raise SecretUnavailableError(f"session {name} has no vault to resolve the reference from")
         return unseal(found[0], found[1], ident)
 
     return lookup
@@ -77,7 +77,7 @@ class Reads:
         return session_name(session, self._backend.env.limits.max_key_bytes)
 
     def _lookup(self, session: SessionReadable) -> Callable[[], Lookup]:
-        return lambda: resolver(session.name, self._environ, self._backend.env.master_key is not None,
+        return lambda: resolver(describe_key(session.key, session.name), self._environ, self._backend.env.master_key is not None,
                                 session.stored_vault)
 
     def get(self, session: str, slot: str, *, resolve: bool, default: Any) -> Any:

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from ..backends.base import SessionBackend, Subject
 from ..core.journal import TRANSCRIPT_OPS, Op
-from ..core.policy import encode_name, slot_key
+from ..core.policy import describe_key, encode_name, slot_key
 from ..core.prepare import prepare
 from ..core.records import Manifest, SessionMetadata, SlotEnvelope
 from ..core.secrets.sink import VaultSink
@@ -365,5 +365,5 @@ class Session:
 
     def _lookup(self) -> Lookup:
         opened = self._open
-        return resolver(opened.name, self._hooks.environ, opened.has_master_key,
+        return resolver(describe_key(opened.key, opened.name), self._hooks.environ, opened.has_master_key,
                         opened.stored_vault, opened.vault_in_memory)

@@ -1,16 +1,23 @@
-"""Creating a store: the keys checked first, then the directory built by the backend."""
+"""Creating a store: the keys checked (or made) first, then the directory built by the backend."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
-from ..audit.keys import SignerKey, encode_seed
+from ..audit.keys import SignerKey, encode_seed, new_signer_key
 from ..backends.local.env import wall_clock_ms
 from ..backends.local.store_init import create_store
 from ..config import StoreConfig
-from ..errors import KeyMaterialError
 from ..fs import REAL_OS, FsContext, OsApi, PathArg, path_text, environment
-from .keys import SIGNING_KEY_FILE_ENV, SeedOut, export_seed, load_signing_key
+from .keyring import KeyRing, create_keyring, discard_keyring
+from .keys import DEFAULT_KEY_NAME, SeedOut, export_seed, load_master_key, load_signing_key
+
+
+@dataclass(frozen=True)
+class NewStore:
+    store_id: str
+    keyring: KeyRing | None  # the key directory made for it, when no signing key was configured
 
 
 def init_store(
@@ -20,6 +27,7 @@ def init_store(
     seed_out: SeedOut,
     signing_key: SignerKey | str | None = None,
     signing_key_file: str | None = None,
+    master_key_file: str | None = None,
     environ: Mapping[str, str] | None = None,
     os_api: OsApi = REAL_OS,
     clock: Callable[[], int] | None = None,
@@ -27,17 +35,48 @@ def init_store(
     """Create a new store at `root` (an absent or empty directory). Returns the store id.
 
     The audit verification seed is created here and handed to `seed_out` (a new file outside
-    the root, or a callback) exactly once; the store never keeps it. The signing key (argument,
-    file or environment) must exist: every log is sealed from its first record."""
+    the root, or a callback) exactly once; the store never keeps it. The signing key comes from
+    the arguments or the environment; when none is configured, a new one (and a master key,
+    unless one is configured) is kept in the per-user key directory (see `keyring`), where
+    `open_store` finds it again."""
+    return create_store_and_keys(root, config, seed_out=seed_out, signing_key=signing_key,
+                                 signing_key_file=signing_key_file, master_key_file=master_key_file,
+                                 environ=environ, os_api=os_api, clock=clock).store_id
+
+
+def create_store_and_keys(
+    root: PathArg,
+    config: StoreConfig | None = None,
+    *,
+    seed_out: SeedOut,
+    signing_key: SignerKey | str | None = None,
+    signing_key_file: str | None = None,
+    master_key_file: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    os_api: OsApi = REAL_OS,
+    clock: Callable[[], int] | None = None,
+) -> NewStore:
+    """`init_store`, also saying which key directory it made (None: the keys were configured)."""
     ctx = FsContext(os_api)
+    env = environment() if environ is None else environ
     root_path = path_text(root)
-    signer = load_signing_key(ctx, root_path, key=signing_key, key_file=signing_key_file,
-                              environ=environment() if environ is None else environ)
-    if signer is None:
-        raise KeyMaterialError("init needs an audit signing key: pass --generate-signing-key PATH or --signing-key-file "
-                               f"FILE, or set ${SIGNING_KEY_FILE_ENV}")
+    signer = load_signing_key(ctx, root_path, key=signing_key, key_file=signing_key_file, environ=env)
+    store_id = ctx.random_hex(16)
+    keyring = None
+    if signer is None:  # nothing configured: the store's own keys, kept outside the root
+        signer = new_signer_key(DEFAULT_KEY_NAME, ctx.os.urandom(32))
+        configured = load_master_key(ctx, root_path, key=None, key_file=master_key_file, environ=env)
+        keyring = create_keyring(ctx, env, store_id, root_path, signer=signer,
+                                 master_key=None if configured is not None else ctx.os.urandom(32))
 
     def hand_out(store_id: str, seed: bytes) -> None:
         export_seed(ctx, encode_seed(store_id, seed), seed_out, root_path=root_path)
 
-    return create_store(root_path, ctx, config or StoreConfig(), signer, clock or wall_clock_ms(ctx), hand_out)
+    try:
+        create_store(root_path, ctx, config or StoreConfig(), signer, clock or wall_clock_ms(ctx), hand_out,
+                     store_id=store_id)
+    except BaseException:
+        if keyring is not None:  # keys of a store that does not exist sign nothing
+            discard_keyring(ctx, keyring.path)
+        raise
+    return NewStore(store_id, keyring)

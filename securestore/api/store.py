@@ -16,11 +16,12 @@ from ..backends.local.store_dir import SealReport, StoreDir, StoreObservers
 from ..backends.local.store_seal import seal_store
 from ..config import MaintenancePolicy, StoreConfig
 from ..core.listing import ListingCache, Order, Page, SessionSummary
-from ..core.policy import encode_name, session_name
+from ..core.policy import describe_key, encode_name, session_name
 from ..core.records import StoreIdentity
 from ..core.retention import MaintenanceReport
 from ..errors import AlreadyExistsError, OperationalError, PolicyError, SecureStoreError, UsageError
 from ..fs import REAL_OS, FsContext, OsApi, PathArg, absolute_path, path_text, environment
+from .keyring import find_keyring
 from .keys import load_master_key, load_signing_key
 from .maintain import maintain
 from .opening import open_session
@@ -58,6 +59,14 @@ class SecureStore:
                                      environ=self.environ)
             signer = load_signing_key(self.ctx, self.root_path, key=signing_key, key_file=signing_key_file,
                                       environ=self.environ)
+            if master is None or signer is None:  # what is not configured comes from the store's key directory
+                keyring = find_keyring(self.ctx, self.environ, identity.store_id)
+                if keyring is not None and master is None and keyring.master_key is not None:
+                    master = load_master_key(self.ctx, self.root_path, key=None, key_file=keyring.master_key,
+                                             environ={})
+                if keyring is not None and signer is None and keyring.signing_key is not None:
+                    signer = load_signing_key(self.ctx, self.root_path, key=None, key_file=keyring.signing_key,
+                                              environ={})
             return LocalEnv.make(self.ctx, self.config, identity, master_key=master, signer=signer, clock=clock)
 
         self.backend = StoreDir(self.root_path, self.config, self.ctx, make_env, OBSERVERS)
@@ -108,7 +117,7 @@ class SecureStore:
             self.record_rejection("session.create", key, error)
             raise
         if self.backend.session_exists(name):
-            raise AlreadyExistsError(f"session {name} already exists")
+            raise AlreadyExistsError(f"session {describe_key(normalized, name)} already exists")
         return self.open_session(normalized, create=True, metadata=metadata)
 
     def put(self, session: str, slot: str, value: Any, *, create: bool = True,

@@ -21,6 +21,7 @@ class VerifyOptions:
 
     seed: bytes | None = None  # checks every record's MAC (forward integrity)
     public_key: VerifierKey | None = None  # the trusted checkpoint signer
+    public_key_from: str = "public-key"  # where it came from: given (public-key), or the store's key directory (keyring)
     anchor: Anchor | None = None  # checkpoints kept elsewhere: catches cut tails and rollbacks
     max_unsealed: int | None = None  # records allowed after the last checkpoint (default: one epoch)
 

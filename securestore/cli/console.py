@@ -20,6 +20,15 @@ def say(*lines: str, err: bool = False) -> None:
         print(safe_lines(lines), file=sys.stderr if err else sys.stdout)
 
 
+def done(as_json: bool, result: dict[str, object], *lines: str) -> None:
+    """A command's outcome: one JSON object on standard output with --json, else its lines on
+    standard error (standard output stays for data)."""
+    if as_json:
+        print_json(result)
+    else:
+        say(*lines, err=True)
+
+
 def row(*fields: str) -> None:
     """A tab-separated row: each field escaped, so a tab or newline in one cannot add columns or rows."""
     print("\t".join(terminal_safe(field) for field in fields))

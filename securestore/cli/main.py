@@ -13,9 +13,10 @@ from typing import cast
 from pydantic import ValidationError
 
 from ..api import ROOT_ENV, SIGNING_KEY_FILE_ENV, SecureStore, default_root, scrub_text
+from .. import VERSION
 from ..config import StoreConfig
 from ..errors import EXIT_OPERATIONAL, EXIT_USAGE, SecureStoreError, UsageError
-from .commands import Subcommands, audit, data, demo, init, maintain, migrate, session
+from .commands import Subcommands, audit, data, demo, doctor, init, maintain, migrate, session
 from .console import SECRET_INPUT, say
 from .render import terminal_safe
 
@@ -61,18 +62,42 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="securestore", description="Audited, hardened session store for AI agents.",
                      epilog=f"Secrets: {SECRET_INPUT}")
-    parser.add_argument("--root", help=f"store root (default: ${ROOT_ENV} or a per-user data directory)")
-    parser.add_argument("--master-key-file", help="file holding the master key (outside the root)")
-    parser.add_argument("--signing-key-file",
-                        help=f"the audit signing key (outside the root; default ${SIGNING_KEY_FILE_ENV})")
-    parser.add_argument("--principal", help="who the writes are made for (recorded in the audit log)")
+    parser.add_argument("--version", action="version", version=f"securestore {VERSION}")
+    _add_global_options(parser, default=None)
     # Typed as plain parsers: the groups need only add_parser, and every parser it makes is a _Parser.
     commands = cast(Subcommands, parser.add_subparsers(dest="command", required=True, parser_class=_Parser))
     # In this order in the help text.
     for add_parsers in (init.add_parsers, data.add_parsers, session.add_parsers, audit.add_parsers,
-                        migrate.add_parsers, maintain.add_parsers, demo.add_parsers):
+                        migrate.add_parsers, maintain.add_parsers, doctor.add_parsers, demo.add_parsers):
         add_parsers(commands)
+    # The global options are accepted after the subcommand too (`securestore put ... --root DIR`);
+    # there they default to "not given", so they never undo one given before the subcommand.
+    for leaf in _leaf_parsers(parser):
+        _add_global_options(leaf, default=argparse.SUPPRESS)
+        # Every command that prints can print JSON (anchors and proofs are JSON already); the
+        # demo is a walkthrough for people, not for scripts.
+        if "--json" not in leaf._option_string_actions and leaf.prog != "securestore demo":
+            leaf.add_argument("--json", action="store_true", help="print the result as one JSON value on standard output")
     return parser
+
+
+def _add_global_options(parser: argparse.ArgumentParser, *, default: object) -> None:
+    parser.add_argument("--root", default=default,
+                        help=f"store root (default: ${ROOT_ENV} or a per-user data directory)")
+    parser.add_argument("--master-key-file", default=default,
+                        help="file holding the master key (outside the root; default: the store's key directory)")
+    parser.add_argument("--signing-key-file", default=default,
+                        help=f"the audit signing key (outside the root; default ${SIGNING_KEY_FILE_ENV}, else the "
+                             "store's key directory)")
+    parser.add_argument("--principal", default=default, help="who the writes are made for (recorded in the audit log)")
+
+
+def _leaf_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """The parsers of every runnable command (`put`, `sessions list`, ...), not the groups'."""
+    groups = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    if not groups:
+        return [parser]
+    return [leaf for group in groups for child in group.choices.values() for leaf in _leaf_parsers(child)]
 
 
 def _with_root(handler: Handler) -> Handler:
@@ -119,7 +144,7 @@ _COMMANDS: dict[tuple[str, ...], Handler] = {
     ("index", "rebuild"): _with_store(session.rebuild_index),
     ("audit", "verify"): _with_store(audit.verify),
     ("audit", "seal"): _with_store(audit.seal),
-    ("audit", "public-key"): _with_root(audit.public_key),
+    ("audit", "public-key"): _with_store(audit.public_key),
     ("audit", "anchor"): _with_store(audit.anchor),
     ("audit", "prove"): _with_store(audit.prove),
     ("audit", "consistency"): _with_store(audit.consistency),
@@ -128,6 +153,7 @@ _COMMANDS: dict[tuple[str, ...], Handler] = {
     ("migrate", "run"): _with_store(migrate.run_import),
     ("migrate", "rollback"): _with_store(migrate.rollback),
     ("maintain",): _with_store(maintain.maintain),
+    ("doctor",): _with_root(doctor.doctor),
     ("demo",): demo.demo,
 }
 

@@ -85,6 +85,7 @@ def _seal_line(log: LogReport) -> str:
 def format_verify(report: VerifyReport) -> str:
     lines = []
     trust = {"seed": "signer authenticated by the seed", "public-key": "signer given by --public-key",
+             "keyring": "signatures checked with the public key kept in the store's key directory",
              "signing-key": "signer is the configured signing key", "anchor": "signer taken from the anchor",
              "unverified": "signer NOT independently verified (pass --seed or --public-key)", "none": "no signer"}
     for log in report.logs:
@@ -104,7 +105,9 @@ def format_verify(report: VerifyReport) -> str:
     lines.extend(f"incomplete: {f.describe()}" for f in report.incomplete)
     code = report.exit_code
     if code == 0:
-        lines.append("result: OK, the trail is intact and the data matches it")
+        unkeyed = not all(log.mac_checked for log in report.logs)
+        lines.append("result: OK, the trail is intact and the data matches it"
+                     + (" (MACs not checked: an auditor runs this with --seed)" if unkeyed else ""))
     elif code == 6:
         lines.append(f"result: INCOMPLETE ({len(report.incomplete)} finding(s)); nothing was found tampered")
     else:

@@ -15,8 +15,9 @@ from .lines import iter_lines, lines_backward, read_tail, size_of
 from .locks import FileLock, Owner, is_alive, lock, lock_owner, lock_plain
 from .osapi import REAL_OS, OsApi, instrumented, io_call_names
 from .rewrite import rewrite_in_place
-from .process import PathArg, absolute_path, environment, join_path, path_text, user_data_dir
+from .process import PathArg, absolute_path, environment, join_path, path_text, user_config_dir, user_data_dir
 from .paths import (
+    inside_root,
     make_temp_dir,
     open_parent,
     open_root,
@@ -48,6 +49,7 @@ __all__ = [
     "Owner",
     "check_name",
     "environment",
+    "inside_root",
     "instrumented",
     "io_call_names",
     "is_alive",
@@ -68,6 +70,7 @@ __all__ = [
     "replace_wiping",
     "shred",
     "size_of",
+    "user_config_dir",
     "user_data_dir",
     "walk",
     "write_key_file",

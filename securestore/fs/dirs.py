@@ -127,6 +127,14 @@ class Dir:
         except AlreadyExistsError:  # another process made it first
             return self.open_dir(name)
 
+    def disk_space(self) -> tuple[int, int]:
+        """(bytes free to us, bytes in all) on this directory's filesystem."""
+        try:
+            found = self.ctx.os.fstatvfs(self.fd)
+        except OSError as exc:
+            raise translate(exc, "stat the filesystem of", self.label or ".") from None
+        return found.f_bavail * found.f_frsize, found.f_blocks * found.f_frsize
+
     def sync(self) -> None:
         self.ctx.check_usable()
         self.ctx.fsync(self.fd, self.label or ".")

@@ -46,6 +46,7 @@ class OsApi:
     sleep: Callable[[float], None] = time.sleep
     readlink: Callable[[str], str] = os.readlink
     hostname: Callable[[], str] = lambda: os.uname().nodename
+    fstatvfs: Callable[[int], os.statvfs_result] = os.fstatvfs
 
 
 def _read_small(path: str) -> bytes:
@@ -60,7 +61,7 @@ def _read_small(path: str) -> bytes:
 REAL_OS = OsApi()
 
 # Calls that only read process state; fault plans skip them so "call k" means an I/O call.
-_NOT_IO = frozenset({"urandom", "geteuid", "getpid", "read_proc", "readlink", "hostname", "realpath", "tempdir",
+_NOT_IO = frozenset({"urandom", "geteuid", "getpid", "read_proc", "readlink", "hostname", "realpath", "tempdir", "fstatvfs",
                      "now_ns", "monotonic", "sleep"})
 
 

@@ -37,12 +37,13 @@ def open_parent(path: str, ctx: FsContext) -> tuple[Dir, str]:
     return Dir(ctx, fd, parent), name
 
 
-def open_root(path: str, ctx: FsContext, *, create: bool) -> Dir:
+def open_root(path: str, ctx: FsContext, *, create: bool, what: str = "store root") -> Dir:
     """Open (or create) the store root as a directory handle.
 
     The root itself is opened with O_NOFOLLOW and must be a directory owned by us with mode 0700.
     Its parents are resolved normally (a symlinked /home or /var is common and legitimate);
     documented in SECURITY.md. `create` may tighten the mode of an empty directory we own.
+    `what` names it in errors (the same rules hold for a per-user key directory).
     """
     if create:
         _make_parents(_split(path)[0], ctx)
@@ -61,27 +62,28 @@ def open_root(path: str, ctx: FsContext, *, create: bool) -> Dir:
         try:
             fd = ctx.os.open(name, DIR_FLAGS, dir_fd=parent_fd)
         except OSError as exc:
-            error = translate(exc, "open store root", path)
+            error = translate(exc, f"open {what}", path)
             if isinstance(error, NotFoundError):
-                raise NotFoundError(f"no store at {path} (run `securestore init`)") from None
+                raise NotFoundError(f"no store at {path} (run `securestore init`)" if what == "store root"
+                                    else f"no {what} at {path}") from None
             raise error from None
         root = Dir(ctx, fd, "")
         try:
             st = ctx.os.fstat(fd)
             if st.st_uid != ctx.euid:
-                raise UnsafeFileError(f"refused store root {path}: owned by uid {st.st_uid}, not {ctx.euid}")
+                raise UnsafeFileError(f"refused {what} {path}: owned by uid {st.st_uid}, not {ctx.euid}")
             mode = stat.S_IMODE(st.st_mode)
             if mode & 0o022:
-                raise UnsafeFileError(f"refused store root {path}: mode {mode:04o} is group/world-writable")
+                raise UnsafeFileError(f"refused {what} {path}: mode {mode:04o} is group/world-writable")
             if mode != DIR_MODE:
                 if not (create and (created or not root.list())):
-                    raise UnsafeFileError(f"refused store root {path}: mode {mode:04o}, expected 0700")
+                    raise UnsafeFileError(f"refused {what} {path}: mode {mode:04o}, expected 0700")
                 ctx.os.fchmod(fd, DIR_MODE)
             if created:
                 holder.sync()
         except OSError as exc:
             root.close()
-            raise translate(exc, "open store root", path) from None
+            raise translate(exc, f"open {what}", path) from None
         except BaseException:
             root.close()
             raise
@@ -110,12 +112,16 @@ def _make_parents(parent: str, ctx: FsContext) -> None:
             raise translate(exc, "create", directory) from None
 
 
+def inside_root(path: str, root_path: str, ctx: FsContext) -> bool:
+    """Whether `path` (resolved) is the store root or lies under it."""
+    real_root = ctx.os.realpath(root_path)
+    return os.path.commonpath([ctx.os.realpath(path), real_root]) == real_root
+
+
 def _outside_root(key_path: str, root_path: str | None, ctx: FsContext) -> None:
     if root_path is None:
         return
-    real_key = ctx.os.realpath(key_path)
-    real_root = ctx.os.realpath(root_path)
-    if os.path.commonpath([real_key, real_root]) == real_root:
+    if inside_root(key_path, root_path, ctx):
         raise KeyMaterialError("refused key file: it must live outside the store root")
 
 

@@ -30,5 +30,13 @@ def user_data_dir(environ: Mapping[str, str]) -> str:
     return os.path.join(home, ".local", "share")
 
 
+def user_config_dir(environ: Mapping[str, str]) -> str:
+    """$XDG_CONFIG_HOME, else $HOME/.config (HOME from `environ`, else the password database)."""
+    if environ.get("XDG_CONFIG_HOME"):
+        return environ["XDG_CONFIG_HOME"]
+    home = environ["HOME"] if "HOME" in environ else os.path.expanduser("~")
+    return os.path.join(home, ".config")
+
+
 def join_path(directory: str, *names: str) -> str:
     return os.path.join(directory, *names)

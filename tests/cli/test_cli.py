@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.keys import MASTER_KEY
-from tests.support.stores import run_cli, session_dir
+from tests.support.stores import make_store, run_cli, session_dir
 from tests.support.corpus import secret_corpus
 from securestore.backends.local.layout import slot_file
 from securestore.core.policy import encode_name
@@ -369,7 +369,9 @@ def test_commands_read_only_the_environment_main_is_given(
     assert cli.main(["sessions", "list"], environ={"XDG_DATA_HOME": str(tmp_path / "xdg")}) == 4
     assert str(tmp_path / "xdg") in capsys.readouterr().err
 
-    assert cli.main(["--root", str(given), "audit", "public-key"], environ={}) == 4
-    assert "no audit signing key configured" in capsys.readouterr().err
-    assert cli.main(["--root", str(given), "audit", "public-key"], environ=KEYS) == 0
+    make_store(given)  # its signing key is configured, never kept in a key directory
+    no_key_dir = {"SECURESTORE_KEY_DIR": str(tmp_path / "keys")}
+    assert cli.main(["--root", str(given), "audit", "public-key"], environ=no_key_dir) == 4
+    assert "no audit signing key for store" in capsys.readouterr().err
+    assert cli.main(["--root", str(given), "audit", "public-key"], environ={**no_key_dir, **KEYS}) == 0
     assert capsys.readouterr().out.startswith("test.audit+")

@@ -194,13 +194,6 @@ def test_a_missing_signing_key_is_refused_before_anything_is_written(root: Path)
     assert tree_snapshot(root) == before  # no marker, no lock record, no staging directory
 
 
-def test_init_without_a_signing_key_names_the_flags_that_exist(tmp_path: Path) -> None:
-    result = run_cli("init", "--seed-out", str(tmp_path / "seed"), env={"SECURESTORE_ROOT": str(tmp_path / "st"),
-                                                                      "SECURESTORE_AUDIT_SIGNING_KEY": ""})
-    assert result.returncode == 4
-    assert "--generate-signing-key" in result.stderr and "--signing-key-file" in result.stderr
-
-
 def test_config_validation_errors_never_echo_the_value() -> None:
     secret = "ghp_" + "Z9" * 18
     with pytest.raises(ValueError) as info:

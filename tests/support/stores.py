@@ -90,6 +90,8 @@ def child_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SECURESTORE_") and k != "PYTHONDONTWRITEBYTECODE"}
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env["PYTHONPYCACHEPREFIX"] = _BYTECODE[0]
+    # A store made without configured keys keeps them in a key directory: never the real home's.
+    env["SECURESTORE_KEY_DIR"] = os.path.join(_BYTECODE[0], "keys")
     return env
 
 

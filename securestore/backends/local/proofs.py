@@ -15,7 +15,7 @@ from ...errors import IntegrityError, NotFoundError, UsageError
 from ...fs import Dir, iter_lines
 from .layout import AUDIT_DIR, SESSIONS_DIR
 from ...core.policy import session_name
-from ...core.policy import is_session_name
+from ...core.policy import describe_key, is_session_name
 from .store_dir import StoreDir
 from .store_seal import seal_store
 
@@ -29,7 +29,7 @@ def _name(store: StoreDir, key: str) -> str:
 
 
 @contextmanager
-def _audit_dir(store: StoreDir, name: str | None) -> Iterator[Dir]:
+def _audit_dir(store: StoreDir, name: str | None, key: str | None = None) -> Iterator[Dir]:
     if name is None:
         with store.root.open_dir(AUDIT_DIR) as audit:
             yield audit
@@ -37,7 +37,7 @@ def _audit_dir(store: StoreDir, name: str | None) -> Iterator[Dir]:
     try:
         directory = store.sessions.open_dir(name)
     except NotFoundError:
-        raise NotFoundError(f"no session {name}") from None
+        raise NotFoundError(f"no session {describe_key(key, name)}") from None
     with directory, directory.open_dir(AUDIT_DIR) as audit:
         yield audit
 
@@ -62,7 +62,7 @@ def make_anchor(store: StoreDir, key: str | None = None) -> Anchor:
     logs = []
     signer = None
     for name in names:
-        with _audit_dir(store, name) as audit:
+        with _audit_dir(store, name, key if name is not None and key is not None else None) as audit:
             stored = _latest(store, audit, name)
             if signer is None:
                 signer = _genesis_signer(audit, store)
@@ -97,7 +97,7 @@ def _stream(audit: Dir, store: StoreDir, size: int) -> Iterator[tuple[int, bytes
 
 def prove_inclusion(store: StoreDir, key: str | None, seq: int) -> InclusionProof:
     name = _name(store, key) if key is not None else None
-    with _audit_dir(store, name) as audit:
+    with _audit_dir(store, name, key) as audit:
         stored = _latest(store, audit, name)
         size = stored.frontier.size
         if not 0 <= seq < size:
@@ -115,7 +115,7 @@ def prove_inclusion(store: StoreDir, key: str | None, seq: int) -> InclusionProo
 
 def prove_consistency(store: StoreDir, key: str | None, old_size: int) -> ConsistencyProof:
     name = _name(store, key) if key is not None else None
-    with _audit_dir(store, name) as audit:
+    with _audit_dir(store, name, key) as audit:
         stored = _latest(store, audit, name)
         size = stored.frontier.size
         if not 1 <= old_size <= size:

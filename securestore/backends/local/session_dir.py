@@ -17,7 +17,7 @@ from ... import txn
 from ...config import Limits
 from ...core.canonical import sha256_hex
 from ...core.journal import Op, encode_record
-from ...core.policy import encode_name
+from ...core.policy import describe_key, encode_name
 from ...core.records import Manifest, SessionMetadata, SlotEnvelope, encode_model
 from ...core.secrets.sink import VaultSink
 from ...core.secrets.vault import Vault
@@ -77,7 +77,7 @@ class SessionDir:
             try:
                 directory = cleanup.enter_context(sessions.open_dir(name))
             except NotFoundError:
-                raise NotFoundError(f"session {name} does not exist") from None
+                raise NotFoundError(f"session {describe_key(key, name)} does not exist") from None
             # Resume rules first, read-only: a foreign or newer session is refused untouched.
             history = read_manifest(directory, env.limits, f"session {name}")
             manifest = check_resumable(history, name, key, env.identity)
@@ -86,7 +86,7 @@ class SessionDir:
             writer_lock = cleanup.enter_context(lock(directory, SESSION_LOCK, timeout, env.clock()))
             # The directory may have been deleted or replaced while we waited for the lock.
             if not sessions.holds(name, directory):
-                raise NotFoundError(f"session {name} was deleted")
+                raise NotFoundError(f"session {describe_key(key, name)} was deleted")
             state = cleanup.enter_context(directory.open_dir(STATE_DIR))
             session = cls(env, manifest.key, name, directory, state, log, writer_lock, history, after_seal)
             cleanup.pop_all()

@@ -12,7 +12,7 @@ from typing import Any
 from ... import txn
 from ...audit.chain import Intent
 from ...config import StoreConfig
-from ...core.policy import encode_name, is_session_name
+from ...core.policy import describe_key, encode_name, is_session_name
 from ...core.records import SessionMetadata, StoreIdentity, decode_model
 from ...errors import IntegrityError, KeyMaterialError, NotFoundError, OperationalError, PolicyError, SecureStoreError
 from ...fs import TEMP_PREFIX, Dir, FsContext, lock, open_root
@@ -228,7 +228,7 @@ class StoreDir:
         try:
             directory = self.sessions.open_dir(name)
         except NotFoundError:
-            raise NotFoundError(f"session {name} does not exist") from None
+            raise NotFoundError(f"session {describe_key(key, name)} does not exist") from None
         with directory:
             history = read_manifest(directory, self.env.limits, f"session {name}")
             check_resumable(history, name, key, self.env.identity)

@@ -19,9 +19,11 @@ from .layout import AUDIT_DIR, BACKEND, LAYOUT_VERSION, SESSIONS_DIR, STORE_FILE
 
 
 def create_store(root_path: str, ctx: FsContext, config: StoreConfig, signer: SignerKey,
-                 clock: Callable[[], int], export_seed: Callable[[str, bytes], None]) -> str:
-    """Returns the store id. `export_seed(store_id, seed)` hands the verification seed out
-    exactly once, before the store exists; the store never keeps it."""
+                 clock: Callable[[], int], export_seed: Callable[[str, bytes], None], *,
+                 store_id: str | None = None) -> str:
+    """Returns the store id (`store_id`, else a new random one: 32 hex digits). `export_seed(store_id,
+    seed)` hands the verification seed out exactly once, before the store exists; the store never
+    keeps it."""
     with open_root(root_path, ctx, create=True) as root_dir:
         if root_dir.entry(STORE_FILE) is not None:
             raise AlreadyExistsError(f"a store already exists at {root_path}")
@@ -36,7 +38,7 @@ def create_store(root_path: str, ctx: FsContext, config: StoreConfig, signer: Si
                 "if an interrupted init left it, look, then remove it yourself")
         with lock(root_dir, STORE_LOCK, 0.0, clock()):
             identity = StoreIdentity(
-                v=1, store_id=ctx.random_hex(16), layout_version=LAYOUT_VERSION, backend=BACKEND,
+                v=1, store_id=store_id or ctx.random_hex(16), layout_version=LAYOUT_VERSION, backend=BACKEND,
                 created_ms=clock(), fingerprint_key=ctx.random_hex(32),
             )
             data = encode_model(identity)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from ... import txn
 from ...core.canonical import sha256_hex
-from ...core.policy import encode_name
+from ...core.policy import describe_key, encode_name
 from ...core.records import Manifest, SessionMetadata, encode_model
 from ...errors import AlreadyExistsError, LimitExceededError
 from ...fs import Dir, write_private
@@ -78,7 +78,7 @@ def create_session(env: LocalEnv, log: AuditLog, sessions: Dir, key: str, metada
     `check_room(1)` refuses it when the store is full (the caller knows the count)."""
     name = encode_name(key)
     if sessions.entry(name) is not None:
-        raise AlreadyExistsError(f"session {name} already exists")
+        raise AlreadyExistsError(f"session {describe_key(key, name)} already exists")
     check_room(1)
     log_id = env.ctx.random_hex(16)
     name, line = manifest_line(env, key, metadata, log_id)

@@ -77,7 +77,7 @@ class Checker:
         anchor's signer, else the signing key this handle is configured with. With the seed and
         none of these, the store log's MACed genesis authenticates its signer."""
         if self.options.public_key is not None:
-            return self.options.public_key, "public-key"
+            return self.options.public_key, self.options.public_key_from
         if self.anchor_key is not None:
             return self.anchor_key, "anchor"
         if self.options.seed is None and store.env.signer is not None:

@@ -10,7 +10,6 @@ from ...api import (
     RecordError,
     SecureStore,
     check_proof_file,
-    configured_signing_key,
     export_anchor,
     export_consistency_proof,
     export_inclusion_proof,
@@ -19,7 +18,7 @@ from ...api import (
     write_new_file,
 )
 from ...errors import EXIT_OK, KeyMaterialError, UsageError
-from ..console import print_json, say
+from ..console import done, print_json, say
 from ..render import format_verify, json_safe
 from . import Subcommands
 
@@ -74,16 +73,21 @@ def verify(args: argparse.Namespace, store: SecureStore) -> int:
 
 def seal(args: argparse.Namespace, store: SecureStore) -> int:
     sealed = store.seal()
-    say(f"sealed the store log and {len(sealed.sealed)} sessions; {len(sealed.busy)} busy (their writers "
-        "seal on close)", *(f"skipped {line}" for line in sealed.skipped), err=True)
+    done(args.json, {"sealed": len(sealed.sealed), "busy": len(sealed.busy), "skipped": sealed.skipped},
+         f"sealed the store log and {len(sealed.sealed)} sessions; {len(sealed.busy)} busy (their writers "
+         "seal on close)", *(f"skipped {line}" for line in sealed.skipped))
     return EXIT_OK
 
 
-def public_key(args: argparse.Namespace) -> int:
-    key = configured_signing_key(args.root, args.signing_key_file, args.environ)
+def public_key(args: argparse.Namespace, store: SecureStore) -> int:
+    key = store.backend.env.signer  # the configured key, else the one in the store's key directory
     if key is None:
-        raise KeyMaterialError(f"no audit signing key configured (--signing-key-file or ${SIGNING_KEY_FILE_ENV})")
-    say(key.verifier.text())
+        raise KeyMaterialError(f"no audit signing key for store {store.store_id}: none in its key directory, and none "
+                               f"configured (--signing-key-file or ${SIGNING_KEY_FILE_ENV})")
+    if args.json:
+        print_json({"public_key": key.verifier.text()})
+    else:
+        say(key.verifier.text())
     return EXIT_OK
 
 
@@ -110,9 +114,15 @@ def check_proof(args: argparse.Namespace) -> int:
     try:
         result = check_proof_file(args.proof, public_key_file=args.public_key, anchor_file=args.anchor)
     except RecordError as exc:
-        say(f"securestore: proof FAILED the {exc.check} check: {exc.detail}", err=True)
+        if args.json:
+            print_json({"ok": False, "check": exc.check, "detail": exc.detail})
+        else:
+            say(f"securestore: proof FAILED the {exc.check} check: {exc.detail}", err=True)
         return 1
-    say(f"OK: {result.statement}")
+    if args.json:
+        print_json({"ok": True, "statement": result.statement})
+    else:
+        say(f"OK: {result.statement}")
     return EXIT_OK
 
 

@@ -42,6 +42,11 @@ def progress_printer(stream: TextIO) -> Callable[[int, int], None] | None:
 
 def run_import(args: argparse.Namespace, store: SecureStore) -> int:
     report = store.migrate(args.path, progress=progress_printer(sys.stderr))
+    if args.json:
+        print_json({"sessions": len(report.sessions), "items": report.items, "backup": report.backup,
+                    "duplicates": [{"key": key, "kept": kept, "dropped": dropped}
+                                   for key, kept, dropped in report.duplicates]})
+        return EXIT_OK
     say(*(f"duplicate key {key}: kept {kept}, dropped {dropped}" for key, kept, dropped in report.duplicates),
         err=True)
     say(f"imported {len(report.sessions)} sessions ({report.items} items); the source is kept as {report.backup}")
@@ -50,7 +55,10 @@ def run_import(args: argparse.Namespace, store: SecureStore) -> int:
 
 def rollback(args: argparse.Namespace, store: SecureStore) -> int:
     moved = store.rollback_migration(args.path)
-    say(f"rolled back: {len(moved)} sessions moved aside, {args.path} restored")
+    if args.json:
+        print_json({"moved_aside": len(moved), "restored": args.path})
+    else:
+        say(f"rolled back: {len(moved)} sessions moved aside, {args.path} restored")
     return EXIT_OK
 
 

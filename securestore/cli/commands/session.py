@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import argparse
 
-from ...api import SecureStore, parse_json_text
+from ...api import SecureStore, describe_key, parse_json_text
 from ...errors import EXIT_OK, PolicyError, UsageError
-from ..console import SECRET_INPUT, print_json, read_value, row, say
+from ..console import SECRET_INPUT, done, print_json, read_value, row, say
 from ..render import iso_time
 from . import Subcommands
 
@@ -70,14 +70,15 @@ def list_sessions(args: argparse.Namespace, store: SecureStore) -> int:
 
 def delete_session(args: argparse.Namespace, store: SecureStore) -> int:
     store.delete_session(args.session)
-    say("deleted", err=True)
+    done(args.json, {"session": args.session, "deleted": True}, f"deleted session {describe_key(args.session, '')}")
     return EXIT_OK
 
 
 def rebuild_index(args: argparse.Namespace, store: SecureStore) -> int:
     count = store.rebuild_index()
-    say(f"index rebuilt: {count} sessions", *(f"repaired: {line}" for line in store.index_repaired),
-        *(f"skipped {line}" for line in store.index_skipped), err=True)
+    done(args.json, {"sessions": count, "repaired": store.index_repaired, "skipped": store.index_skipped},
+         f"index rebuilt: {count} sessions", *(f"repaired: {line}" for line in store.index_repaired),
+         *(f"skipped {line}" for line in store.index_skipped))
     return EXIT_OK
 
 
@@ -117,7 +118,8 @@ def append(args: argparse.Namespace, store: SecureStore) -> int:
     except PolicyError as error:
         store.record_rejection("session.append", args.session, error)
         raise
-    say(f"appended; the transcript holds {count} items", err=True)
+    done(args.json, {"session": args.session, "items": count},
+         f"appended to session {describe_key(args.session, '')}; its transcript holds {count} items")
     return EXIT_OK
 
 

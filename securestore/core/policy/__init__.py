@@ -3,6 +3,7 @@
 from .keys import (
     PROTOTYPE_KEYS,
     decode_plain_name,
+    describe_key,
     encode_name,
     is_forbidden_key,
     is_hashed_name,
@@ -18,6 +19,7 @@ __all__ = [
     "check_value",
     "checked_key",
     "decode_plain_name",
+    "describe_key",
     "encode_name",
     "is_forbidden_key",
     "is_hashed_name",

@@ -119,3 +119,19 @@ def decode_plain_name(name: str) -> str | None:
 def name_matches_key(name: str, key: str) -> bool:
     """A directory is trusted only if its name re-encodes from the key stored inside it."""
     return encode_name(key) == name
+
+
+_SHOWN_KEY_CHARS = 80
+# C0/C1 controls, DEL, and the Unicode format characters that reorder or hide text (bidi, zero width).
+_UNSHOWABLE = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]} | {
+    c: f"\\u{c:04x}" for c in [0x200B, 0x200C, 0x200D, 0x200E, 0x200F, *range(0x202A, 0x202F),
+                                *range(0x2066, 0x206A), 0xFEFF]}
+
+
+def describe_key(key: str | None, name: str) -> str:
+    """How an error names a session: the key as the user typed it (quoted, control characters
+    escaped, long keys shortened), else, when only the directory is known, its name."""
+    if key is None:
+        return name
+    shown = key if len(key) <= _SHOWN_KEY_CHARS else key[:_SHOWN_KEY_CHARS - 3] + "..."
+    return '"' + shown.replace("\\", "\\\\").replace('"', '\\"').translate(_UNSHOWABLE) + '"'
