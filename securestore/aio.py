@@ -181,6 +181,12 @@ class AsyncSecureStore:
                      abandon: Callable[[T], object] | None = None) -> T:
         return await _finish(run, operation, session, self.interrupted, abandon)
 
+    async def run_write(self, operation: str, session: str | None, run: Callable[[], T]) -> T:
+        """Run `run` (a sync write on this store, e.g. an adapter's batch) in a worker thread with
+        the same promise as every write here: a cancelled caller waits for it to finish or fail,
+        and the outcome is recorded in `interrupted` under `operation`."""
+        return await self._write(operation, session, run)
+
     async def close(self) -> None:
         await asyncio.to_thread(self.sync.close)
 

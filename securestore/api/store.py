@@ -93,6 +93,10 @@ class SecureStore:
     def identity(self) -> StoreIdentity:
         return self.backend.env.identity
 
+    def now_ms(self) -> int:
+        """The store's clock (wall time in ms through the OS-call table; tests inject it)."""
+        return self.backend.env.clock()
+
     @property
     def has_master_key(self) -> bool:
         return self.backend.env.master_key is not None

@@ -263,6 +263,9 @@ def _missed_formats() -> list[tuple[str, str, str, str]]:
         *[(f"vault-{case}", "vault-token", f"vault token {token} expires in 768h", token) for case, token in vault],
         *[(f"digitalocean-{case}", "digitalocean-token", f"doctl auth init -t {token}", token) for case, token in ocean],
         ("letters-passphrase-env", "assignment", "db_password=correcthorsebatterystaple", "correcthorsebatterystaple"),
+        # A bare value ran only to its first `&`: the password's tail was stored in clear.
+        ("ampersand-in-password", "assignment", "db_password=Tr0ub4dor&6eeb3445 in .env", "Tr0ub4dor&6eeb3445"),
+        ("ampersand-then-query", "assignment", "https://db.example/x?password=Zq8w9Lmx&user=bob", "Zq8w9Lmx"),
         ("letters-passphrase-yaml", "assignment", "db:\n  password: velvetorbitcanyonmaple\n", "velvetorbitcanyonmaple"),
         ("letters-passphrase-json", "assignment", '{"user": "app", "password": "velvetorbitcanyonmaple"}', "velvetorbitcanyonmaple"),
         ("changeme", "assignment", "DB_PASSWORD=changeme\n", "changeme"),

@@ -14,7 +14,7 @@ from .finding import Finding
 class ContextDetector:
     kind: str
     pattern: re.Pattern[str]
-    group: int = 0  # -1: the first group that matched, other than `key` and `sep`
+    group: int = 0  # -1: the first group that matched, other than `key`, `sep` and `query`
     accept: Callable[[re.Match[str], str], bool] | None = None
     generic: bool = False  # context rules yield to vendor formats found at the same place
     # An ASCII text can only match if its lowercase form contains one of these: the pass is skipped
@@ -34,7 +34,7 @@ class ContextDetector:
 def _value_span(detector: ContextDetector, match: re.Match[str]) -> tuple[int, int] | None:
     if detector.group >= 0:
         return match.span(detector.group)
-    context = {match.re.groupindex.get("key"), match.re.groupindex.get("sep")}
+    context = {match.re.groupindex.get(name) for name in ("key", "sep", "query")}
     for index in range(1, (match.re.groups or 0) + 1):  # the first value alternative that matched
         if index not in context and match.group(index) is not None:
             return match.span(index)

@@ -91,12 +91,18 @@ def _key_starts(text: str) -> Iterator[int]:
     return reversed([size - key.end(1) for key in _REVERSED_KEY.finditer(text[::-1]) if key.end(1) - key.start(1) <= 96])
 
 
-# A credential field: `db_password = "..."`, `apiKey: ...`, `"client_secret": "..."`.
+# A credential field: `db_password = "..."`, `apiKey: ...`, `"client_secret": "..."`. An unquoted
+# value ends at whitespace, a quote, or `,;)}]<>` (code and prose: `{token:a.b,password:c}`); a
+# password may hold `&`, and a value cut there left its tail in clear, so `&` ends it only where
+# a query parameter follows (`&user=`), or always in a URL query (the key right after `?` or `&`,
+# where `#` ends it too). A value never starts with `&` (`token: &str` is Rust, not a token).
 ASSIGNMENT = ContextDetector(
     "assignment",
     re.compile(
-        _ASSIGN_KEY + r"\\?[\"']?(?P<sep>[ \t]*[:=][ \t]*)(?:\"([^\"\s]{4,%d})\"|\\\"([^\"\s\\]{4,%d})\\\"|'([^'\s]{4,%d})'"
-        r"|`([^`\s]{4,%d})`|(?P<bare>[^\s\"'`,;&)}\]<>]{4,%d}))" % ((_VALUE_MAX,) * 5)
+        r"(?:(?<=[?&])(?P<query>))?"
+        + _ASSIGN_KEY + r"\\?[\"']?(?P<sep>[ \t]*[:=][ \t]*)(?:\"([^\"\s]{4,%d})\"|\\\"([^\"\s\\]{4,%d})\\\"|'([^'\s]{4,%d})'"
+        r"|`([^`\s]{4,%d})`|(?(query)([^\s&#\"'`<>]{4,%d})"
+        r"|(?!&)(?P<bare>(?:[^\s\"'`,;)}\]<>&]|&(?![A-Za-z0-9_.\-]*=)){4,%d})))" % ((_VALUE_MAX,) * 6)
     ),
     -1,
     _accept_assignment,
