@@ -1,0 +1,45 @@
+"""SecureStoreSaver against LangGraph's own conformance suite (langgraph-checkpoint-conformance):
+every base capability and the three extended ones (prune, copy_thread, delete_for_runs)."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from langgraph.checkpoint.conformance import checkpointer_test, validate
+from langgraph.checkpoint.conformance.report import ProgressCallbacks
+
+from securestore import aio, verify_store
+from securestore.integrations.langgraph import SecureStoreSaver
+from tests.support.keys import KEYS, MASTER_KEY
+from tests.support.stores import make_store
+
+EXTENDED = {"prune", "copy_thread", "delete_for_runs"}
+BASE = {"put", "put_writes", "get_tuple", "list", "delete_thread"}
+
+
+@checkpointer_test(name="SecureStoreSaver")
+async def securestore_saver() -> AsyncIterator[SecureStoreSaver]:
+    with tempfile.TemporaryDirectory() as scratch:
+        root = make_store(Path(scratch) / "store")
+        async with await aio.open_store(root, master_key=MASTER_KEY, environ=KEYS) as store:
+            yield SecureStoreSaver(store)
+            report = await store.verify()  # everything the suite did is in the audit trail
+            assert report.ok, report.failures
+
+
+@pytest.mark.asyncio
+async def test_the_saver_passes_the_whole_conformance_suite() -> None:
+    report = await validate(securestore_saver, progress=ProgressCallbacks.default())
+    report.print_report()
+    assert report.passed_all_base()
+    assert report.passed_all()
+    results = report.to_dict()
+    assert results["conformance_level"] == "FULL"
+    assert set(results["results"]) == BASE | EXTENDED
+    for name in BASE | EXTENDED:
+        outcome = results["results"][name]
+        assert outcome["detected"] and outcome["passed"], (name, outcome)
+        assert outcome["tests_failed"] == 0 and outcome["tests_skipped"] == 0 and outcome["tests_passed"] > 0
