@@ -14,7 +14,7 @@ from ..audit.checkpoint import peek_note
 from ..audit.errors import RecordError
 from ..backends.local.layout import AUDIT_DIR, SESSION_LOCK, STORE_LOCK
 from ..config import StoreConfig
-from ..errors import EXIT_INTEGRITY, EXIT_OK, EXIT_OPERATIONAL, SecureStoreError
+from ..errors import EXIT_INTEGRITY, EXIT_OK, EXIT_OPERATIONAL, KeyMaterialError, SecureStoreError
 from ..fs import DIR_MODE, FILE_MODE, REAL_OS, Dir, FsContext, OsApi, is_alive, lock_owner, open_root, walk
 from .keyring import find_keyring
 from .store import SecureStore
@@ -69,6 +69,9 @@ def diagnose(root_path: str, environ: Mapping[str, str], *, config: StoreConfig 
     try:
         store = SecureStore(root_path, config, master_key_file=master_key_file, signing_key_file=signing_key_file,
                             environ=environ, os_api=os_api)
+    except KeyMaterialError as exc:  # a key refused (mode, owner, place): fixable, not damage
+        report.add("keys", "attention", str(exc))
+        return report
     except SecureStoreError as exc:
         report.add("store", "damage", f"the store does not open: {exc}")
         return report

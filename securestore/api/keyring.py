@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from ..audit.keys import SignerKey
 from ..core.secrets.vault import encode_master_key
 from ..errors import KeyMaterialError, NotFoundError, SecureStoreError
-from ..fs import FsContext, inside_root, join_path, open_root, remove_dir, user_config_dir
+from ..fs import FsContext, inside_root, join_path, open_root, remove_dir, unsafe_ancestor, user_config_dir
 
 KEY_DIR_ENV = "SECURESTORE_KEY_DIR"
 SIGNING_KEY_NAME = "audit-signing.key"
@@ -50,6 +50,7 @@ def key_dir(environ: Mapping[str, str], store_id: str) -> str:
 def find_keyring(ctx: FsContext, environ: Mapping[str, str], store_id: str) -> KeyRing | None:
     """The store's key directory, if there is one; each key file is checked when it is read."""
     path = key_dir(environ, store_id)
+    _check_ancestry(ctx, path)
     try:
         # open_root: not a symlink, ours, 0700, or refused (someone else's directory of keys).
         with open_root(path, ctx, create=False, what="key directory") as holder:
@@ -70,6 +71,7 @@ def create_keyring(ctx: FsContext, environ: Mapping[str, str], store_id: str, ro
     """A new key directory for `store_id` holding `signer` (and its public half) and, if given,
     `master_key`. Refused inside the store root, or if the directory already holds anything."""
     path = key_dir(environ, store_id)
+    _check_ancestry(ctx, path)
     if inside_root(path, root_path, ctx):
         raise KeyMaterialError(f"refused the key directory {path}: it is inside the store root; set ${KEY_DIR_ENV} "
                                "to a directory outside it")
@@ -87,6 +89,15 @@ def create_keyring(ctx: FsContext, environ: Mapping[str, str], store_id: str, ro
             raise
     return KeyRing(path, join_path(path, SIGNING_KEY_NAME), join_path(path, PUBLIC_KEY_NAME),
                    join_path(path, MASTER_KEY_NAME) if master_key is not None else None)
+
+
+def _check_ancestry(ctx: FsContext, path: str) -> None:
+    # Whoever can write a directory on the way can rename ours away (hiding the keys, which
+    # loses every vaulted secret) or put one of theirs in its place.
+    problem = unsafe_ancestor(path, ctx)
+    if problem is not None:
+        raise KeyMaterialError(f"refused the key directory {path}: {problem}, so another user could replace or hide "
+                               f"it; set ${KEY_DIR_ENV} to a directory only you (or root) can change")
 
 
 def discard_keyring(ctx: FsContext, path: str) -> None:

@@ -18,6 +18,7 @@ from .rewrite import rewrite_in_place
 from .process import PathArg, absolute_path, environment, join_path, path_text, user_config_dir, user_data_dir
 from .paths import (
     inside_root,
+    unsafe_ancestor,
     make_temp_dir,
     open_parent,
     open_root,
@@ -70,6 +71,7 @@ __all__ = [
     "replace_wiping",
     "shred",
     "size_of",
+    "unsafe_ancestor",
     "user_config_dir",
     "user_data_dir",
     "walk",

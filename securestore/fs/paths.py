@@ -112,6 +112,28 @@ def _make_parents(parent: str, ctx: FsContext) -> None:
             raise translate(exc, "create", directory) from None
 
 
+def unsafe_ancestor(path: str, ctx: FsContext) -> str | None:
+    """Why a directory that others could swap lies on `path`'s way from `/` (ssh StrictModes):
+    every existing ancestor of the resolved path must be ours or root's, and writable by group or
+    others only if sticky (like /tmp, where nobody renames another's entries). None if safe."""
+    current = ctx.os.realpath(path)
+    while True:
+        parent = os.path.dirname(current)
+        if parent == current:
+            return None
+        current = parent
+        try:
+            st = ctx.os.lstat_at(current)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            return f"{current} cannot be checked ({exc.strerror})"
+        if st.st_uid not in (ctx.euid, 0):
+            return f"{current} belongs to uid {st.st_uid}"
+        if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+            return f"{current} is writable by others (mode {stat.S_IMODE(st.st_mode):04o})"
+
+
 def inside_root(path: str, root_path: str, ctx: FsContext) -> bool:
     """Whether `path` (resolved) is the store root or lies under it."""
     real_root = ctx.os.realpath(root_path)

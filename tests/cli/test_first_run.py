@@ -141,3 +141,20 @@ def test_every_command_that_prints_prints_json(user: dict[str, str], command: li
     assert init["seed"].startswith("securestore-audit-seed-v1 ") and init["key_directory"]
     _ok(run_cli("put", "s", "slot", "1", env=user))
     json.loads(_ok(run_cli(*command, "--json", env=user)))
+
+
+def test_a_key_home_others_can_write_is_refused_at_init_and_later(user: dict[str, str], tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o700)
+    shared.chmod(0o777)  # anyone may rename entries here: a key directory could be hidden or swapped
+    unsafe = {**user, KEY_DIR_ENV: str(shared / "keys")}
+    result = run_cli("init", env=unsafe)
+    assert result.returncode == 4 and f"{shared} is writable by others (mode 0777)" in result.stderr
+    assert not (shared / "keys").exists() and not (tmp_path / "data" / "securestore" / "store.json").exists()
+
+    shared.chmod(0o1777)  # sticky, like /tmp: only the owner renames an entry
+    seed = _ok(run_cli("init", env=unsafe))
+    shared.chmod(0o777)
+    result = run_cli("get", "s", "slot", env=unsafe)
+    assert result.returncode == 4 and "writable by others" in result.stderr
+    assert (shared / "keys" / seed.split()[1]).is_dir()  # refused, not removed

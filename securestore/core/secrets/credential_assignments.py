@@ -95,12 +95,13 @@ def _key_starts(text: str) -> Iterator[int]:
 # value ends at whitespace, a quote, or `,;)}]<>` (code and prose: `{token:a.b,password:c}`); a
 # password may hold `&`, and a value cut there left its tail in clear, so `&` ends it only where
 # a query parameter follows (`&user=`), or always in a URL query (the key right after `?` or `&`,
-# where `#` ends it too). A value never starts with `&` (`token: &str` is Rust, not a token).
+# where `#` ends it too). A value never starts with `&` (`token: &str` is Rust, not a token). A
+# quoted value runs past escaped quotes (`"Tr0ub\\"4dor"`): it ends at its real closing quote.
 ASSIGNMENT = ContextDetector(
     "assignment",
     re.compile(
         r"(?:(?<=[?&])(?P<query>))?"
-        + _ASSIGN_KEY + r"\\?[\"']?(?P<sep>[ \t]*[:=][ \t]*)(?:\"([^\"\s]{4,%d})\"|\\\"([^\"\s\\]{4,%d})\\\"|'([^'\s]{4,%d})'"
+        + _ASSIGN_KEY + r"\\?[\"']?(?P<sep>[ \t]*[:=][ \t]*)(?:\"((?:\\.|[^\"\\\s]){4,%d})\"|\\\"([^\"\s\\]{4,%d})\\\"|'((?:\\.|[^'\\\s]){4,%d})'"
         r"|`([^`\s]{4,%d})`|(?(query)([^\s&#\"'`<>]{4,%d})"
         r"|(?!&)(?P<bare>(?:[^\s\"'`,;)}\]<>&]|&(?![A-Za-z0-9_.\-]*=)){4,%d})))" % ((_VALUE_MAX,) * 6)
     ),
