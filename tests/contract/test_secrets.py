@@ -266,6 +266,8 @@ def _missed_formats() -> list[tuple[str, str, str, str]]:
         # A bare value ran only to its first `&`: the password's tail was stored in clear.
         ("ampersand-in-password", "assignment", "db_password=Tr0ub4dor&6eeb3445 in .env", "Tr0ub4dor&6eeb3445"),
         ("ampersand-then-query", "assignment", "https://db.example/x?password=Zq8w9Lmx&user=bob", "Zq8w9Lmx"),
+        ("semicolon-in-password", "assignment", "db_password=Tr0ub4dor;6eeb3445 in .env", "Tr0ub4dor;6eeb3445"),
+        ("comma-in-password", "assignment", "export DB_PASSWORD=Tr0ub4dor,6eeb3445", "Tr0ub4dor,6eeb3445"),
         # A quoted value ran to its first escaped quote, leaving the rest in clear.
         ("escaped-quote", "assignment", 'db_password="Tr0ub4dor\\"6eeb3445" # prod', 'Tr0ub4dor\\"6eeb3445'),
         ("letters-passphrase-yaml", "assignment", "db:\n  password: velvetorbitcanyonmaple\n", "velvetorbitcanyonmaple"),

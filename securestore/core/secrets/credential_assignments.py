@@ -92,7 +92,9 @@ def _key_starts(text: str) -> Iterator[int]:
 
 
 # A credential field: `db_password = "..."`, `apiKey: ...`, `"client_secret": "..."`. An unquoted
-# value ends at whitespace, a quote, or `,;)}]<>` (code and prose: `{token:a.b,password:c}`); a
+# value ends at whitespace, a quote, or `)}]<>`; at `,` or `;` only where code or prose follows
+# (`{token:a.b,password:c}`, `x=1, then`), not inside a word (`Tr0ub;4dor,x9`). (Brackets still end
+# it: plausibility refuses bracketed values as code, so `Tr0ub]4dor` keeps its tail; SECURITY.md.) A
 # password may hold `&`, and a value cut there left its tail in clear, so `&` ends it only where
 # a query parameter follows (`&user=`), or always in a URL query (the key right after `?` or `&`,
 # where `#` ends it too). A value never starts with `&` (`token: &str` is Rust, not a token). A
@@ -103,7 +105,9 @@ ASSIGNMENT = ContextDetector(
         r"(?:(?<=[?&])(?P<query>))?"
         + _ASSIGN_KEY + r"\\?[\"']?(?P<sep>[ \t]*[:=][ \t]*)(?:\"((?:\\.|[^\"\\\s]){4,%d})\"|\\\"([^\"\s\\]{4,%d})\\\"|'((?:\\.|[^'\\\s]){4,%d})'"
         r"|`([^`\s]{4,%d})`|(?(query)([^\s&#\"'`<>]{4,%d})"
-        r"|(?!&)(?P<bare>(?:[^\s\"'`,;)}\]<>&]|&(?![A-Za-z0-9_.\-]*=)){4,%d})))" % ((_VALUE_MAX,) * 6)
+        r"|(?!&)(?P<bare>(?:[^\s\"'`,;)}\]<>&]|&(?![A-Za-z0-9_.\-]*=)"
+        r"|[,;](?=[^\s\"'`<>:=(]{0,128}(?:[\s\"'`<>]|$))(?=[^\s\"'`<>:=(]{0,128}?[A-Za-z0-9])){4,%d})))"
+        % ((_VALUE_MAX,) * 6)
     ),
     -1,
     _accept_assignment,
