@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -15,7 +16,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import UsageError
-from .policy import is_session_name
+from .policy import encode_name, is_session_name
 
 Order = Literal["updated", "created"]
 
@@ -109,6 +110,37 @@ def parse_index_line(data: bytes) -> dict[str, Any] | None:
     if not isinstance(raw, dict) or not isinstance(raw.get("n"), str) or not is_session_name(raw["n"]):
         return None
     return raw
+
+
+def belongs(summary: SessionSummary, name: str) -> bool:
+    """A summary is listed under `name` only if it names it and its key re-encodes to it."""
+    return summary.name == name and encode_name(summary.key) == name
+
+
+@dataclass(frozen=True)
+class IndexLine:
+    """An update-log line, checked: its session's name, whether it is a deletion, and the
+    summary it embeds if valid and this session's own (`foreign`: it carried another's)."""
+
+    name: str
+    deleted: bool
+    summary: SessionSummary | None
+    foreign: bool
+
+
+# A pure function of the line's bytes, so its result may be shared: a long-lived process
+# listing the same sessions again (a framework polling list_sessions) skips the JSON parse,
+# the validation and the key re-encoding of every line it has seen. 16,384 lines of at most
+# 1 KiB bound it; the summaries are frozen.
+@functools.lru_cache(maxsize=1 << 14)
+def read_index_line(data: bytes) -> IndexLine | None:
+    parsed = parse_index_line(data)
+    if parsed is None:
+        return None
+    name: str = parsed["n"]
+    summary = embedded_summary(parsed)
+    foreign = summary is not None and not belongs(summary, name)
+    return IndexLine(name, bool(parsed.get("d")), None if foreign else summary, foreign)
 
 
 class ListingCache:

@@ -62,12 +62,14 @@ def lines_backward(
                 if cut < 0 and position > 0:
                     continue
                 buffer, trailing = buffer[: cut + 1], False
+            stop = len(buffer) - 1  # the newline ending the next line to emit
             while True:  # emit every line whose start is known (preceded by a newline)
-                cut = buffer.rfind(b"\n", 0, len(buffer) - 1)
+                cut = buffer.rfind(b"\n", 0, stop)
                 if cut < 0:
                     break
-                yield position + cut + 1, buffer[cut + 1 : -1]
-                buffer = buffer[: cut + 1]
+                yield position + cut + 1, buffer[cut + 1 : stop]
+                stop = cut
+            buffer = buffer[: stop + 1]  # cut once per chunk, not once per line (linear, not quadratic)
             if len(buffer) > max_line + 1:
                 return
         if buffer:

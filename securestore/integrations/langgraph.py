@@ -43,8 +43,13 @@ checkpoint whose metadata counts delta updates since the last snapshot keeps its
 their writes, back to the one holding the value. A retention pass is one audited turn that
 clears the transcript and re-appends what is kept; the old records then leave the disk (the
 audit log keeps their digests). Secrets survive it: kept items are re-read with their values and
-re-redacted into the vault, whole-value secrets as `Secret` (a reference that cannot be resolved
-any more, e.g. one dropped without a master key, stays as its marker text).
+re-redacted into the vault, whole-value secrets as `Secret`. A rewrite never turns a live
+reference into plain text: when one it keeps cannot be resolved now (a handle without the master
+key, an unset environment variable behind `Secret.from_env`), `apply_retention`, `prune`,
+`copy_thread` and `delete_for_runs` refuse with `KeyMaterialError`/`SecretUnavailableError` and
+change nothing, and the retention inside `put` is skipped with a logged warning (the put is
+stored). Only references already dropped (`[secret:redacted:...]`, no master key at write time)
+are carried over as text. Writes stored before their checkpoint are kept for its `put`.
 
 Concurrent writers on one thread are serialised: each write holds the session's one-writer lock
 while it runs; a writer that cannot get it within `StoreConfig.lock_timeout_seconds` (another
@@ -53,6 +58,11 @@ no lock. `hold_sessions=True` keeps each thread's session open (its lock held) b
 until `saver.close()`: faster (no open per write), for one process that owns its threads.
 Checkpoints are listed newest first in the order they were written, which is id order for any
 one writer.
+
+Known limits. Strings are scanned as they are stored: bytes that are UTF-8 text are stored as
+text and scanned, other binary blobs (base64) are opaque to the redactor. A secret that streaming
+split across `tool_call_chunks` (each chunk a piece of partial JSON arguments) cannot be detected
+in any one chunk; merge chunks (or store the final `AIMessage`) before checkpointing such state.
 
 The module is split by job: `langgraph_items` (the item formats and the newest-first reading of
 a transcript), `langgraph_retention` (retention, prune, delete_for_runs and copy rewrites),
@@ -64,6 +74,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
@@ -78,7 +89,7 @@ from langgraph.checkpoint.base import (
     get_checkpoint_id,
 )
 
-from ..errors import UsageError
+from ..errors import KeyMaterialError, SecretUnavailableError, UsageError
 from ._handles import StoreHandle, as_async
 from .langgraph_items import (
     append, checkpoint_item, early_writes, matching, scan, stored_writes, write_entries, writes_item,
@@ -90,6 +101,7 @@ from .langgraph_sessions import ThreadSessions
 __all__ = ["JsonStateSerializer", "Retention", "SecureStoreSaver"]
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class SecureStoreSaver(BaseCheckpointSaver[int]):
@@ -203,7 +215,11 @@ class SecureStoreSaver(BaseCheckpointSaver[int]):
             if self.retention is not None:
                 self._puts[key] += 1
                 if self._puts[key] % self.retention.period == 0:
-                    retain(session, self.retention, self._clock())
+                    try:
+                        retain(session, self.retention, self._clock())
+                    except (KeyMaterialError, SecretUnavailableError) as error:
+                        # the checkpoint is stored; a rewrite now would lose secrets, so it waits
+                        log.warning("langgraph retention skipped on %s: %s", key, error)
         return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint["id"]}}
 
     def put_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str,
@@ -215,7 +231,7 @@ class SecureStoreSaver(BaseCheckpointSaver[int]):
         with self._sessions.writing(self.session_key(configurable["thread_id"]), create=True) as session:
             assert session is not None  # noqa: S101 - create=True always opens one
             done = stored_writes(session, ns, checkpoint_id, task_id)
-            fresh = [entry for entry in entries if entry[0] < 0 or (task_id, entry[0]) not in done]
+            fresh = [entry for entry in entries if entry["idx"] < 0 or (task_id, entry["idx"]) not in done]
             if fresh:
                 append(session, [writes_item(ns, checkpoint_id, task_id, task_path, self._store_seconds(), fresh)],
                        "pending writes")
@@ -246,7 +262,7 @@ class SecureStoreSaver(BaseCheckpointSaver[int]):
         with self._sessions.writing(self.session_key(source_thread_id), create=False) as session:
             if session is None:
                 return
-            items = rearmed(session, session.items())
+            items = rearmed(session, session.items(), 0, "copy_thread")
         if not items:
             return
         with self._sessions.writing(self.session_key(target_thread_id), create=True) as target:
@@ -264,7 +280,7 @@ class SecureStoreSaver(BaseCheckpointSaver[int]):
                 continue
             with self._sessions.writing(self.session_key(thread_id), create=False) as session:
                 if session is not None:
-                    retain(session, Retention(keep_last=1), self._clock())
+                    retain(session, Retention(keep_last=1), self._clock(), "prune")
 
     def apply_retention(self, thread_id: str, retention: Retention | None = None) -> int:
         """Apply `retention` (default: the saver's) to one thread now; returns how many

@@ -4,8 +4,13 @@ its newest-first reading.
 A thread's session transcript holds, in write order, one checkpoint item per `put`
 (`{"lg": "checkpoint", "ns", "id", "parent", "ts", "at", "run", "values", "delta", "back",
 "checkpoint", "metadata"}`) and one writes item per `put_writes` call (`{"lg": "writes", "ns",
-"id", "task", "path", "at", "writes": [[idx, channel, value], ...]}`); state is tagged JSON from
-`JsonStateSerializer`. Reads go from the end of the log back, in growing chunks, so the latest
+"id", "task", "path", "at", "writes": [{"idx": idx, "w": {channel: value}}, ...]}`); state is
+tagged JSON from `JsonStateSerializer`. A write's channel is the object key of its value, so the
+redactor's "value under a credential-named key" rule applies to a `password` channel as it does in
+the checkpoint's channel values. A channel the store refuses as an object key (`__start__`-style
+names, one that holds a secret, a very long one) is stored as `{"idx", "ch": channel, "w":
+{"value": value}}`, or `{"secret": value}` when the channel names a credential. Items written
+before this format (`[idx, channel, value]`) are read as well. Reads go from the end of the log back, in growing chunks, so the latest
 checkpoint costs O(its distance from the end)."""
 
 from __future__ import annotations
@@ -28,7 +33,10 @@ from langgraph.checkpoint.base import (
 
 from ..api.session import Session
 from ..api.store import SecureStore
-from ..errors import LimitExceededError, NotFoundError
+from ..core.policy.keys import is_forbidden_key
+from ..core.secrets import contains_secret
+from ..core.secrets.credential_keys import is_credential_key
+from ..errors import IntegrityError, LimitExceededError, NotFoundError
 from .langgraph_serde import JsonStateSerializer
 
 T = TypeVar("T")
@@ -39,6 +47,7 @@ WRITES = "writes"
 FIRST_READ = 16  # items read from the end first; each further read takes 4 times as many
 # A task's writes are stored after its checkpoint was made; this covers a small wall-clock step back.
 CLOCK_SLACK = 0.1
+MAX_CHANNEL_KEY_BYTES = 256  # a longer channel name is stored as a value, not as an object key
 
 
 # -- the formats --------------------------------------------------------------------------------
@@ -59,14 +68,41 @@ def checkpoint_item(codec: JsonStateSerializer, config: RunnableConfig, checkpoi
     }
 
 
-def write_entries(codec: JsonStateSerializer, writes: Sequence[tuple[str, Any]]) -> list[list[Any]]:
-    """One `put_writes` call's writes as stored: [idx, channel, value]."""
-    return [[WRITES_IDX_MAP.get(channel, index), channel, codec.to_json(value, ("writes", channel))]
-            for index, (channel, value) in enumerate(writes)]
+def _write_key(channel: str) -> str:
+    """The object key a write's value is stored under: the channel itself when the store takes
+    it as a key, else a stand-in that still tells the redactor whether it names a credential."""
+    if (type(channel) is str and channel and not is_forbidden_key(channel) and not contains_secret(channel)
+            and len(channel.encode("utf-8", "surrogatepass")) <= MAX_CHANNEL_KEY_BYTES):
+        return channel
+    return "secret" if type(channel) is str and is_credential_key(channel) else "value"
+
+
+def write_entries(codec: JsonStateSerializer, writes: Sequence[tuple[str, Any]]) -> list[Item]:
+    """One `put_writes` call's writes as stored: `{"idx": idx, "w": {channel: value}}`."""
+    entries: list[Item] = []
+    for index, (channel, value) in enumerate(writes):
+        key = _write_key(channel)
+        # the channel is the value's object key: a `password` channel's value is redacted as a credential
+        entry: Item = {"idx": WRITES_IDX_MAP.get(channel, index),
+                       "w": {key: codec.encode_field(key, value, ("writes", channel))}}
+        if key != channel:
+            entry["ch"] = channel
+        entries.append(entry)
+    return entries
+
+
+def entry_parts(entry: Any) -> tuple[int, str, Any]:
+    """(idx, channel, value) of one stored write, in either format."""
+    if isinstance(entry, list) and len(entry) == 3:
+        return entry[0], entry[1], entry[2]  # the format before channels became object keys
+    if isinstance(entry, dict) and isinstance(entry.get("w"), dict) and len(entry["w"]) == 1:
+        ((key, value),) = entry["w"].items()
+        return entry.get("idx", 0), entry.get("ch", key), value
+    raise IntegrityError("a stored langgraph write is malformed; nothing was loaded")
 
 
 def writes_item(ns: str, checkpoint_id: str, task_id: str, task_path: str, at: float,
-                entries: list[list[Any]]) -> Item:
+                entries: list[Item]) -> Item:
     return {"lg": WRITES, "v": 1, "ns": ns, "id": checkpoint_id, "task": task_id, "path": task_path, "at": at,
             "writes": entries}
 
@@ -165,7 +201,7 @@ def stored_writes(session: Session, ns: str, checkpoint_id: str, task_id: str) -
         if item.get("lg") == CHECKPOINT and item.get("id", "") <= checkpoint_id:
             break
         if item.get("lg") == WRITES and item.get("id") == checkpoint_id and item.get("task") == task_id:
-            done.update((task_id, idx) for idx, _, _ in item["writes"])
+            done.update((task_id, entry_parts(entry)[0]) for entry in item["writes"])
     return done
 
 
@@ -177,7 +213,8 @@ def checkpoints(items: Iterator[Any], ns: str | None) -> Iterator[tuple[Item, li
     pending: dict[tuple[str, str], list[Entry]] = defaultdict(list)
 
     def entries(item: Item) -> Iterator[Entry]:
-        for idx, channel, value in reversed(item["writes"]):
+        for entry in reversed(item["writes"]):
+            idx, channel, value = entry_parts(entry)
             yield item.get("path", ""), item["task"], idx, channel, value
 
     while True:

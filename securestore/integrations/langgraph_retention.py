@@ -5,7 +5,11 @@ A rewrite is one audited turn that clears the transcript and re-appends what is 
 checkpoint followed by its writes; the old records then leave the disk (the audit log keeps their
 digests). It is DeltaChannel-safe: a kept checkpoint whose metadata counts delta updates since the
 last snapshot keeps its ancestors back to the one holding the value. Secrets survive it: kept items
-are re-read with their values and re-redacted into the vault, whole-value secrets as `Secret`."""
+are re-read with their values and re-redacted into the vault, whole-value secrets as `Secret`. A
+rewrite never turns a live reference into text: when a reference among the kept items cannot be
+resolved now (no master key, an unset environment variable), it is refused with
+`KeyMaterialError`/`SecretUnavailableError` and the thread is left as it was. Writes that arrived
+before their checkpoint (LangGraph may store them first) are kept for the `put` still to come."""
 
 from __future__ import annotations
 
@@ -59,7 +63,7 @@ def _age_seconds(stamp: object, now: float) -> float:
     return now - moment.timestamp()
 
 
-def retain(session: Session, policy: Retention, now: float) -> int:
+def retain(session: Session, policy: Retention, now: float, what: str = "retention") -> int:
     """Apply `policy` to the open session's transcript (`now` in seconds since the epoch);
     returns how many checkpoints it removed."""
     plain = session.items()
@@ -78,7 +82,7 @@ def retain(session: Session, policy: Retention, now: float) -> int:
     removed = sum(len(checkpoints) for checkpoints in by_ns.values()) - len(keep)
     if removed <= 0:
         return 0
-    rewrite(session, plain, keep)
+    rewrite(session, plain, keep, what)
     return removed
 
 
@@ -110,7 +114,7 @@ def delete_runs(session: Session, runs: Collection[str]) -> None:
             if isinstance(item, dict) and item.get("lg") == CHECKPOINT and item.get("run") in runs}
     keep = {(item["ns"], item["id"]) for item in plain if isinstance(item, dict)
             and item.get("lg") == CHECKPOINT and (item["ns"], item["id"]) not in gone}
-    rewrite(session, plain, keep)
+    rewrite(session, plain, keep, "delete_for_runs")
 
 
 def _rearm(plain: Any, resolved: Any) -> Any:
@@ -130,32 +134,81 @@ def _rearm(plain: Any, resolved: Any) -> Any:
     return resolved
 
 
-def rearmed(session: Session, plain: list[Any]) -> list[Any]:
-    """The session's items ready to be written again: secrets put back and marked."""
+def _live(value: Any) -> bool:
+    """Holds a reference that resolves to a value (vault or env; a redacted one is dead already)."""
+    if isinstance(value, str):
+        return any(match.group(1) != "redacted" for match in REFERENCE.finditer(value))
+    if isinstance(value, dict):
+        return any(_live(child) for child in value.values())
+    if isinstance(value, list):
+        return any(_live(child) for child in value)
+    return False
+
+
+def rearmed(session: Session, plain: list[Any], first: int, what: str) -> list[Any]:
+    """`plain[first:]` (the newest items of the open session) ready to be written again: secrets
+    put back and marked. Refused when a live reference among them cannot be resolved now: written
+    again as text, it would never resolve any more."""
+    tail = plain[first:]
+    if not tail:
+        return []
     try:
-        resolved = session.items(resolve=True)
-    except (KeyMaterialError, SecretUnavailableError):
-        return plain  # not resolvable now (no master key, a dropped value): the markers stay as text
-    return [_rearm(item, other) for item, other in zip(plain, resolved, strict=True)]
+        resolved = session.items(len(tail), resolve=True)
+    except (KeyMaterialError, SecretUnavailableError) as error:
+        if not any(_live(item) for item in tail):
+            return tail  # nothing to lose: no reference, or only dropped (redacted) ones
+        why = ("this store handle has no master key" if isinstance(error, KeyMaterialError)
+               else f"a reference cannot be resolved now ({str(error)[:160]})")
+        raise type(error)(f"langgraph {what} refused: {why}, and rewriting the thread would turn its secret "
+                          "references into plain text; retry where every reference resolves (master key, "
+                          "environment variables set)") from None
+    return [_rearm(item, other) for item, other in zip(tail, resolved, strict=True)]
 
 
-def rewrite(session: Session, plain: list[Any], keep: Kept) -> None:
-    """Replace the transcript by the kept checkpoints, each followed by its writes (so none
-    needs `back` any more): ONE audited turn (clear + append). Other items stay in place."""
-    everything = rearmed(session, plain)
-    writes: dict[tuple[str, str], list[Any]] = defaultdict(list)
-    for item in everything:
+def _key(item: Item) -> tuple[str, str]:
+    return str(item.get("ns")), str(item.get("id"))
+
+
+def _order(plain: list[Any], keep: Kept) -> list[int]:
+    """Indexes of `plain` to write again, in order: other items where they are, each kept
+    checkpoint followed by its writes (so none needs `back` any more), then the writes that
+    arrived before their checkpoint (newer than every stored one of their namespace), which a
+    later `put` finds through `back`."""
+    writes: dict[tuple[str, str], list[int]] = defaultdict(list)
+    newest: dict[str, str] = {}
+    stored: set[tuple[str, str]] = set()
+    for index, item in enumerate(plain):
         if isinstance(item, dict) and item.get("lg") == WRITES:
-            writes[(str(item.get("ns")), str(item.get("id")))].append(item)
-    items: list[Any] = []
-    for item in everything:
+            writes[_key(item)].append(index)
+        elif isinstance(item, dict) and item.get("lg") == CHECKPOINT:
+            stored.add(_key(item))
+            newest[str(item.get("ns"))] = max(newest.get(str(item.get("ns")), ""), str(item.get("id")))
+    order: list[int] = []
+    for index, item in enumerate(plain):
         if not isinstance(item, dict) or item.get("lg") not in (CHECKPOINT, WRITES):
-            items.append(item)
-        elif item["lg"] == CHECKPOINT and (item["ns"], item["id"]) in keep:
-            items.append({**item, "back": 0})
-            items.extend(writes[(item["ns"], item["id"])])
+            order.append(index)
+        elif item["lg"] == CHECKPOINT and _key(item) in keep:
+            order.append(index)
+            order.extend(writes[_key(item)])
+    for (ns, checkpoint_id), indexes in writes.items():
+        if (ns, checkpoint_id) not in stored and checkpoint_id > newest.get(ns, ""):
+            order.extend(indexes)
+    return order
+
+
+def _unhooked(item: Any) -> Any:
+    """A kept checkpoint is now followed by its writes: it needs no `back` any more."""
+    return {**item, "back": 0} if isinstance(item, dict) and item.get("lg") == CHECKPOINT else item
+
+
+def rewrite(session: Session, plain: list[Any], keep: Kept, what: str) -> None:
+    """Replace the transcript by what `_order` keeps: ONE audited turn (clear + append)."""
+    order = _order(plain, keep)
+    first = min(order, default=len(plain))
+    again = rearmed(session, plain, first, what)
+    items = [_unhooked(again[index - first]) for index in order]
     session.commit_turn()  # seal the active segment: after the clear, every older segment leaves the disk
     with session.turn():
         session.clear()
         if items:
-            append(session, items, "retention rewrite")
+            append(session, items, what)

@@ -13,7 +13,15 @@ What is stored as what (`~lg` is the tag key; a plain dict never carries it):
   whose keys are plain strings (other dicts: `{"~lg": "map", "items": [[key, value], ...]}`, so
   LangGraph's `__start__`-style channel names, which the store refuses as object keys, fit);
 - tuple, set, frozenset, deque, bytes, bytearray, datetime, date, time, timedelta, timezone, UUID,
-  Decimal, big ints and non-finite floats: `{"~lg": <tag>, ...}`;
+  Decimal, big ints and non-finite floats: `{"~lg": <tag>, ...}`. Bytes that decode as UTF-8 are
+  stored as their text (`{"~lg": "bytes", "text": ...}`), so the redactor scans them like any
+  string; only other bytes are stored as base64, and such binary blobs are opaque to the redactor
+  (a secret inside them is not found);
+- a tagged value under a credential-named key (`{"password": b"..."}`, a tuple under `token`, a
+  UUID under `api_key`, ...) is sealed: its whole tagged JSON text becomes ONE securestore
+  `Secret`, `{"~lg": 1, "json": <Secret>}`, so the redactor vaults it in one piece instead of
+  turning its tag into a reference. It loads back as the value with `resolve_secrets=True` and as
+  the reference string `[secret:vault:...]` by default;
 - LangChain messages (Human, AI, Tool, System, Function, Chat, Remove and their chunks) and
   `Document`: `{"~lg": "msg", "type": "HumanMessage", "data": {...}}`, revived from a fixed table;
 - LangGraph's own values: `Send`, `Interrupt`, `Command`, `Overwrite`, `_DeltaSnapshot`;
@@ -25,7 +33,9 @@ What is stored as what (`~lg` is the tag key; a plain dict never carries it):
   and revives through that registration.
 
 Anything else is refused when the checkpoint is written, with an `InvalidValueError` naming the
-type and where it was found.
+type and where it was found. Loading degrades per value, never per checkpoint: a tagged value
+whose tag or field the redactor turned into a reference (a credential-shaped string inside
+base64, a tag under a credential-named key that was not sealed) loads as that marker text.
 """
 
 from __future__ import annotations
@@ -46,10 +56,16 @@ from pydantic import BaseModel, SecretBytes, SecretStr
 
 from ..core.policy.keys import is_forbidden_key
 from ..core.policy.limits import render_path
-from ..core.secrets import Secret, contains_secret
-from ..errors import IntegrityError, InvalidValueError, UsageError
+from ..core.secrets import REFERENCE, Secret, contains_secret
+from ..core.secrets.credential_keys import is_credential_container, is_credential_key
+from ..errors import IntegrityError, InvalidValueError, SecureStoreError, UsageError
 
 TAG = "~lg"
+SEALED = 1  # the tag of a sealed value: not a string, so the redactor keeps it as it is
+_PAIR_NAMES = ("name", "Name", "key", "Key", "header", "Header")  # as the store's redactor pairs them
+_PAIR_VALUES = frozenset({"value", "Value", "val"})
+# what a failed decode of a damaged tagged value may raise (binascii.Error and pydantic's are ValueErrors)
+_DECODE_ERRORS = (SecureStoreError, ValueError, TypeError, KeyError, IndexError)
 _INT_MAX = 1 << 63
 _SECRET_TYPES: tuple[type, ...] = (Secret, SecretStr, SecretBytes)
 Path = tuple[object, ...]
@@ -126,7 +142,7 @@ class JsonStateSerializer:
         if kind is dict:
             return self._dict(obj, path)
         if kind is list:
-            return [self.to_json(child, path + (index,)) for index, child in enumerate(obj)]
+            return self._items(obj, path)
         if isinstance(obj, _SECRET_TYPES):
             return obj  # the store vaults it before anything is written
         name = self._registered_names.get(kind)
@@ -138,13 +154,14 @@ class JsonStateSerializer:
         name = self._graph_names.get(kind)
         if name is not None:
             return {TAG: name, "data": self.to_json(self._graph_fields(name, obj, path), path)}
+        if kind is bytes or kind is bytearray:
+            return _bytes(obj)
         simple = _SIMPLE_ENCODERS.get(kind)
         if simple is not None:
             tag, encode = simple
             return {TAG: tag, "v": encode(obj)}
         if kind in _SEQUENCE_TAGS:
-            return {TAG: _SEQUENCE_TAGS[kind], "items": [self.to_json(child, path + (index,))
-                                                         for index, child in enumerate(obj)]}
+            return {TAG: _SEQUENCE_TAGS[kind], "items": self._items(obj, path)}
         if isinstance(obj, BaseException):
             return repr(obj)  # as LangGraph's own serializer stores an ERROR write
         where = render_path(path, hide=contains_secret)
@@ -152,10 +169,21 @@ class JsonStateSerializer:
             f"langgraph state rejected at {where}: type {kind.__module__}.{kind.__qualname__} cannot be stored; "
             "store plain JSON, LangChain messages or a type registered with JsonStateSerializer(allowed_types=...)")
 
+    def encode_field(self, key: str, value: Any, path: Path = ()) -> Any:
+        """`value` as tagged JSON stored under the object key `key` (sealed when the key names a
+        credential and the value is tagged)."""
+        return _guarded(_credential_key(key, value), self.to_json(value, path))
+
+    def _items(self, obj: Iterable[Any], path: Path) -> list[Any]:
+        return _paired([self.to_json(child, path + (index,)) for index, child in enumerate(obj)])
+
     def _dict(self, obj: dict[Any, Any], path: Path) -> Any:
         if all(type(key) is str and key != TAG and not is_forbidden_key(key) for key in obj):
-            return {key: self.to_json(value, path + (key,)) for key, value in obj.items()}
-        return {TAG: "map", "items": [[self.to_json(key, path), self.to_json(value, path + (str(key),))]
+            paired = next((obj[name] for name in _PAIR_NAMES if name in obj), None)
+            return {key: _guarded(_credential_key(key, value) or (key in _PAIR_VALUES and _credential_name(paired)),
+                                  self.to_json(value, path + (key,)))
+                    for key, value in obj.items()}
+        return {TAG: "map", "items": [_paired([self.to_json(key, path), self.to_json(value, path + (str(key),))])
                                       for key, value in obj.items()]}
 
     @staticmethod
@@ -183,8 +211,23 @@ class JsonStateSerializer:
         tag = data.get(TAG)
         if tag is None:
             return {key: self.from_json(value) for key, value in data.items()}
+        try:
+            return self._tagged(tag, data)
+        except _DECODE_ERRORS:
+            shown = _marker_text(data)
+            if shown is None:
+                raise
+            return shown  # the redactor replaced part of this one value: it loads as its marker text
+
+    def _tagged(self, tag: object, data: dict[str, Any]) -> Any:
+        if tag == SEALED and type(tag) is int:
+            return self._unseal(data.get("json"))
         if not isinstance(tag, str):
             raise IntegrityError("a stored langgraph value has a malformed type tag")
+        if tag in ("bytes", "bytearray") and "text" in data:
+            text = data["text"]
+            raw = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+            return raw if tag == "bytes" else bytearray(raw)
         if tag == "map":
             return {_hashable(self.from_json(key)): self.from_json(value) for key, value in data["items"]}
         if tag in _SEQUENCE_DECODERS:
@@ -200,6 +243,15 @@ class JsonStateSerializer:
         if tag in self._graph:
             return self._revive_graph(tag, self.from_json(data["data"]))
         raise IntegrityError(f"a stored langgraph value carries an unknown type tag {tag[:40]!r}; nothing was loaded")
+
+    def _unseal(self, text: object) -> Any:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+        if not isinstance(text, str):
+            raise IntegrityError("a sealed langgraph value is not text")
+        if REFERENCE.fullmatch(text):
+            return text  # not resolved (resolve_secrets=False): the graph gets the reference
+        return self.from_json(orjson.loads(text))
 
     @staticmethod
     def _lookup(table: Mapping[str, type[Any]], name: object, what: str) -> type[Any]:
@@ -221,6 +273,56 @@ class JsonStateSerializer:
         if tag == "interrupt":
             return cls(value=fields["value"], id=fields["id"], response_schema=fields.get("response_schema"))
         return cls(**fields)
+
+
+def _credential_name(name: object) -> bool:
+    return isinstance(name, str) and is_credential_key(name)
+
+
+def _credential_key(key: str, value: Any) -> bool:
+    """The store's redactor treats every string below this key as one credential."""
+    return is_credential_key(key) or (isinstance(value, dict) and is_credential_container(key))
+
+
+def _paired(items: list[Any]) -> list[Any]:
+    if len(items) == 2 and _credential_name(items[0]):
+        items[1] = _guarded(True, items[1])  # the redactor reads a [name, value] pair as one field
+    return items
+
+
+def _has_tag(data: Any) -> bool:
+    if isinstance(data, dict):
+        return TAG in data or any(_has_tag(child) for child in data.values())
+    if isinstance(data, list):
+        return any(_has_tag(child) for child in data)
+    return False
+
+
+def _guarded(credential: bool, encoded: Any) -> Any:
+    """`encoded`, sealed into one `Secret` when it sits under a credential and holds a tagged
+    value: the redactor would otherwise vault the tag's strings one by one, and the value would
+    no longer load."""
+    if not credential or not _has_tag(encoded):
+        return encoded
+    try:
+        text = orjson.dumps(encoded).decode("utf-8")
+    except TypeError:
+        return encoded  # holds a typed Secret (vaulted as it is); a damaged tag degrades on load
+    return {TAG: SEALED, "json": Secret(text)}
+
+
+def _marker_text(data: dict[str, Any]) -> str | None:
+    """The text of a tagged value's field (or tag) that holds a reference, if any."""
+    fields = [value for key, value in data.items() if key != TAG] + [data.get(TAG)]
+    return next((value for value in fields if isinstance(value, str) and REFERENCE.search(value)), None)
+
+
+def _bytes(raw: bytes | bytearray) -> dict[str, Any]:
+    tag = "bytes" if type(raw) is bytes else "bytearray"
+    try:
+        return {TAG: tag, "text": bytes(raw).decode("utf-8")}  # text: the redactor scans it
+    except UnicodeDecodeError:
+        return {TAG: tag, "v": _b64(raw)}  # binary: opaque to the redactor
 
 
 def _is_named_tuple(cls: type[Any]) -> bool:
@@ -258,8 +360,6 @@ def _b64(raw: bytes | bytearray) -> str:
 
 
 _SIMPLE_ENCODERS: dict[type, tuple[str, Callable[[Any], Any]]] = {
-    bytes: ("bytes", _b64),
-    bytearray: ("bytearray", _b64),
     dt.datetime: ("datetime", dt.datetime.isoformat),
     dt.date: ("date", dt.date.isoformat),
     dt.time: ("time", dt.time.isoformat),

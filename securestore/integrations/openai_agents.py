@@ -31,6 +31,15 @@ opened with the master key (`UsageError` otherwise); a read whose references can
 (a value dropped because an earlier handle had no master key) falls back to references with a
 logged warning. `pop_item` follows the same setting.
 
+Tool arguments and outputs held as JSON text (the `arguments`, `input` or `output` string of any
+item: a `function_call`'s arguments, a call output's output, the `text` of its content parts)
+are parsed and checked with the store's structured rules (credential-named keys at any depth,
+`[name, value]` and `{"name": ..., "value": ...}` pairs, escaped keys), which free text would
+miss. When the parsed value holds a secret, the WHOLE string is vaulted as one secret: the
+model sees one `[secret:vault:<id>]` in place of all the arguments (not JSON any more), or the
+exact original string with `resolve_secrets=True`. Text that is not a JSON object or array goes
+through the free-text rules only.
+
 History bounding: `get_items(limit)` reads only the latest `limit` stored items; `limit=None`
 falls back to `session_settings.limit` (`SessionSettings(limit=N)`, or per run
 `RunConfig(session_settings=...)`), then to the whole history; `0` gives `[]`; a negative limit
@@ -39,8 +48,11 @@ means the whole history (as `SQLiteSession`). Nothing is deleted from the store 
 Orphan tool calls (SDK issues #4615, #1061): a tool call stored without its output (a write that
 failed after the call, an abandoned approval) makes every later model request fail. `get_items`
 never returns a call without an output stored after it, nor an output without its call before
-it (types `function_call`, `custom_tool_call`, `computer_call`, `apply_patch_call`, paired by
-`call_id`): it leaves them out of what it returns, with a `reasoning` item right before a
+it (the SDK's call types: `function_call`, `custom_tool_call`, `computer_call`,
+`apply_patch_call`, `local_shell_call`, `shell_call`, `tool_search_call`, paired by `call_id`; a
+call or output without a non-empty string `call_id` pairs with nothing, except a tool search,
+whose id is optional: an anonymous output answers the latest open anonymous search, as in the
+SDK): it leaves them out of what it returns, with a `reasoning` item right before a
 dropped call, lists what it left out in `last_repairs` (the latest read's `Repair`s) and logs it
 on the `securestore.integrations.openai_agents` logger. The stored history is never rewritten.
 A call and its output written by one `add_items` (the SDK's tool step) always pair. A call with
@@ -53,6 +65,7 @@ read can return fewer than `limit` items.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -61,7 +74,9 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 from agents.memory.session_settings import SessionSettings, resolve_session_limit
 
 from ..aio import AsyncSecureStore, AsyncSession
-from ..errors import KeyMaterialError, LockHeldError, NotFoundError, SecretUnavailableError, UsageError
+from ..core.secrets import Secret, redact
+from ..errors import (KeyMaterialError, LockHeldError, NotFoundError, SecretInKeyError, SecretUnavailableError,
+                      UsageError)
 from ._handles import StoreHandle, as_async
 
 if TYPE_CHECKING:
@@ -72,15 +87,20 @@ __all__ = ["Repair", "SecureStoreSession"]
 
 logger = logging.getLogger(__name__)
 
-# Call types whose output the client must send back, paired by `call_id`. Other item types
-# (hosted tools, programs, messages) are passed through unchanged.
+# Call types whose output the client must send back, paired by `call_id` (the SDK's own table in
+# agents/run_internal/items.py, less `program`, whose output the server produces). Other item
+# types (hosted tools, MCP approvals, messages) are passed through unchanged.
 CALL_OUTPUT_TYPES = {
     "function_call": "function_call_output",
     "custom_tool_call": "custom_tool_call_output",
     "computer_call": "computer_call_output",
     "apply_patch_call": "apply_patch_call_output",
+    "local_shell_call": "local_shell_call_output",
+    "shell_call": "shell_call_output",
+    "tool_search_call": "tool_search_output",
 }
 _OUTPUT_TYPES = frozenset(CALL_OUTPUT_TYPES.values())
+_ANONYMOUS = frozenset({"tool_search_call", "tool_search_output"})  # call_id optional: paired in order
 LABELS = {"framework": "openai-agents"}
 
 
@@ -96,8 +116,12 @@ class Repair:
 
 
 def _call_id(item: Any) -> str | None:
-    value = item.get("call_id") if isinstance(item, Mapping) else None
-    return value if isinstance(value, str) else None
+    if not isinstance(item, Mapping):
+        return None
+    value = item.get("call_id")
+    if value is None and item.get("type") == "local_shell_call_output":
+        value = item.get("id")  # the API's form of this output names its call by `id`
+    return value if isinstance(value, str) and value else None
 
 
 def _type(item: Any) -> str:
@@ -111,18 +135,27 @@ def pair_tool_calls(items: Sequence[Any], first_index: int) -> tuple[list[Any], 
     stored position of `items[0]`."""
     dropped: dict[int, Repair] = {}
     orphans: list[int] = []
-    open_calls: dict[tuple[str, str], int] = {}  # (output type, call id) -> position of the call
+    open_calls: dict[tuple[str, str], list[int]] = {}  # (output type, call id) -> positions of calls
     for position, item in enumerate(items):
         kind, call_id = _type(item), _call_id(item)
-        if kind in CALL_OUTPUT_TYPES and call_id is not None:
-            earlier = open_calls.get((CALL_OUTPUT_TYPES[kind], call_id))
-            if earlier is not None:  # the same id called again before any output: the first is unanswered
-                orphans.append(earlier)
-            open_calls[(CALL_OUTPUT_TYPES[kind], call_id)] = position
-        elif kind in _OUTPUT_TYPES and call_id is not None:
-            if open_calls.pop((kind, call_id), None) is None:
+        if call_id is None and kind not in _ANONYMOUS and (kind in CALL_OUTPUT_TYPES or kind in _OUTPUT_TYPES):
+            # No usable id: no output can answer this call, no call this output (the API rejects both).
+            if kind in CALL_OUTPUT_TYPES:
+                orphans.append(position)
+            else:
+                dropped[position] = Repair("orphan_output", kind, None, first_index + position)
+        elif kind in CALL_OUTPUT_TYPES:
+            waiting = open_calls.setdefault((CALL_OUTPUT_TYPES[kind], call_id or ""), [])
+            if waiting and call_id is not None:  # the same id called again before any output: the first is unanswered
+                orphans.append(waiting.pop())
+            waiting.append(position)
+        elif kind in _OUTPUT_TYPES:
+            waiting = open_calls.get((kind, call_id or ""), [])
+            if waiting:
+                waiting.pop()  # anonymous searches: the latest open one, as the SDK pairs them
+            else:
                 dropped[position] = Repair("orphan_output", kind, call_id, first_index + position)
-    for position in orphans + list(open_calls.values()):
+    for position in sorted(orphans + [p for waiting in open_calls.values() for p in waiting]):
         dropped[position] = Repair("orphan_call", _type(items[position]), _call_id(items[position]),
                                    first_index + position)
         before = position - 1
@@ -211,7 +244,7 @@ class SecureStoreSession:
             level = logging.INFO if repair.kind != "orphan_output" and repair.index >= pending_from else logging.WARNING
             logger.log(level, "securestore session %r: left %s %s (stored item %d) out of the history given to the "
                        "model: %s; the stored history is unchanged", self.session_id, repair.item_type,
-                       repair.call_id or "", repair.index, _WHY[repair.kind])
+                       repair.call_id or "(no call_id)", repair.index, _WHY[repair.kind])
         return cast("list[TResponseInputItem]", kept)
 
     def _read(self, session: AsyncSession, window: int | None) -> tuple[list[Any], int, str | None]:
@@ -229,7 +262,7 @@ class SecureStoreSession:
         """Append `items` as ONE atomic, durable, audited batch ([] writes nothing)."""
         if not items:
             return
-        batch = [dict(item) for item in items]
+        batch = [vault_json_strings(dict(item)) for item in items]
         async with self._lock:
             session = await self._open()
             await session.append_items(batch)
@@ -254,6 +287,49 @@ class SecureStoreSession:
         async with self._lock:
             session = await self._open()
             await session.clear()
+
+
+class _Found(Exception):
+    """Raised by the probe sink at the first secret: the answer is known."""
+
+
+class _Probe:
+    def keep(self, value: str | bytes, kind: str) -> tuple[str, str]:
+        raise _Found
+
+
+def _holds_secret(text: str) -> bool:
+    """`text` is a JSON object or array holding a secret under the store's structured rules."""
+    if not text.lstrip().startswith(("{", "[")):
+        return False
+    try:
+        parsed = json.loads(text)
+    except (ValueError, RecursionError):
+        return False  # not JSON: the free-text rules apply to it as to any string
+    try:
+        redact(parsed, _Probe(), max_secrets=1 << 30)
+    except (_Found, SecretInKeyError, RecursionError):
+        # A key that looks like a credential, or too deep to check: vaulting it whole is the safe side.
+        return True
+    return False
+
+
+def _vaulted(value: Any) -> Any:
+    return Secret(value) if isinstance(value, str) and _holds_secret(value) else value
+
+
+def vault_json_strings(item: dict[str, Any]) -> dict[str, Any]:
+    """`item` with each JSON-text argument or output that holds a secret replaced by one `Secret`
+    of the whole text. Stored as text, `{"creds": {"pass": ...}}` would escape the structured
+    rules the same value gets as an object."""
+    for name in ("arguments", "input", "output"):
+        if name in item:
+            item[name] = _vaulted(item[name])
+    output = item.get("output")
+    if isinstance(output, list):  # content parts: [{"type": "input_text", "text": "{...}"}]
+        item["output"] = [{**part, "text": _vaulted(part["text"])} if isinstance(part, Mapping) and "text" in part
+                          else part for part in output]
+    return item
 
 
 def _trailing_start(repairs: list[Repair], total: int) -> int:

@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,7 +24,7 @@ if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script: the repository root
 
 import pytest
-from agents import Agent, RunConfig, Runner, SQLiteSession, function_tool, set_tracing_disabled
+from agents import Agent, FunctionTool, RunConfig, Runner, SQLiteSession, function_tool, set_tracing_disabled
 from agents.memory import Session, SessionSettings
 from agents.memory.session import _session_accepts_wrapper
 from agents.testing import ScriptedModel, assistant_message, function_call
@@ -271,6 +272,107 @@ def test_resolving_secrets_needs_a_master_key(root: Path) -> None:
             SecureStoreSession("s", store, resolve_secrets=True)
 
 
+# Secrets that only the structured rules catch (free text would store them in clear) in JSON text.
+JSON_PW = "Tr0ub4dor-9xq2-LLm7"
+JSON_SHAPES = {
+    "nested": json.dumps({"creds": {"user": "bob", "pass": JSON_PW}}),
+    "list_pair": json.dumps({"vars": [["DB_PASSWORD", JSON_PW]]}),
+    "name_value": json.dumps({"name": "DB_PASSWORD", "value": JSON_PW}),
+    "escaped_key": '{"pass\\u0077ord": "%s"}' % JSON_PW,
+}
+ONE_REF = re.compile(r"\[secret:vault:[^\]]+\]")
+
+
+def json_carriers(text: str) -> list[Any]:
+    """`text` as each item field that holds JSON text: call arguments, custom tool input, outputs."""
+    return [{"type": "function_call", "call_id": "c1", "name": "configure", "arguments": text},
+            {"type": "function_call_output", "call_id": "c1", "output": text},
+            {"type": "custom_tool_call", "call_id": "c2", "name": "raw", "input": text},
+            {"type": "custom_tool_call_output", "call_id": "c2", "output": [{"type": "input_text", "text": text}]},
+            {"type": "mcp_call", "id": "m1", "name": "configure", "server_label": "ops", "arguments": text}]
+
+
+def json_fields(item: dict[str, Any]) -> Any:
+    value = item.get("arguments", item.get("input", item.get("output")))
+    return value[0]["text"] if isinstance(value, list) else value
+
+
+def assert_not_on_disk(root: Path, *values: str) -> None:
+    on_disk = disk_bytes(root)
+    for value in values:
+        assert value.encode() not in on_disk and json.dumps(value).encode() not in on_disk
+
+
+@pytest.mark.parametrize("shape", JSON_SHAPES)
+def test_a_secret_in_json_arguments_or_outputs_is_vaulted_with_the_whole_string(root: Path, shape: str) -> None:
+    text = JSON_SHAPES[shape]
+
+    async def main() -> None:
+        with open_sync(root) as store:
+            async with SecureStoreSession("json", store) as session:
+                await session.add_items(json_carriers(text) + [ASK])
+                seen = await session.get_items()
+                assert [json_fields(item) for item in seen[:5]] == [seen[0]["arguments"]] * 5  # one secret, one ref
+                assert ONE_REF.fullmatch(seen[0]["arguments"]) and JSON_PW not in json.dumps(seen)
+            async with SecureStoreSession("json", store, resolve_secrets=True) as session:
+                assert [json_fields(item) for item in (await session.get_items())[:5]] == [text] * 5  # exact string
+                assert (await session.pop_item()) == ASK
+            assert verify_store(store).ok
+        assert_not_on_disk(root, JSON_PW)
+
+    asyncio.run(main())
+
+
+def test_json_text_without_a_secret_and_plain_text_are_kept_as_written(sync_store: SecureStore) -> None:
+    async def main() -> None:
+        async with SecureStoreSession("plain", sync_store) as session:
+            items = [CALL, {**OUTPUT, "output": json.dumps({"user": "bob", "vars": [["HOME", "/root"]]})},
+                     {**CALL, "call_id": "c2", "arguments": "not json {\"password\": 1"},
+                     {**OUTPUT, "call_id": "c2", "output": f"done; OPENAI_API_KEY={API_KEY}"}]
+            await session.add_items(items)
+            stored = await session.get_items()
+            assert stored[:3] == items[:3]
+            # Not JSON: the free-text rules still take the key out, and only the key.
+            output = stored[3]["output"]
+            assert output.startswith("done; OPENAI_API_KEY=[secret:vault:") and API_KEY not in output
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("resolve", [False, True])
+def test_a_runner_tool_call_with_a_secret_in_its_json_arguments(root: Path, resolve: bool) -> None:
+    received: list[str] = []
+
+    async def configure(_: Any, arguments: str) -> str:
+        received.append(arguments)
+        return "configured"
+
+    tool = FunctionTool(name="configure", description="Configure.", strict_json_schema=False,
+                        params_json_schema={"type": "object", "additionalProperties": True}, on_invoke_tool=configure)
+    texts = list(JSON_SHAPES.values())
+
+    async def main() -> None:
+        model = ScriptedModel([[function_call("configure", text, call_id=f"c{n}") for n, text in enumerate(texts)],
+                               [assistant_message("Configured.")], [assistant_message("Done.")]])
+        with open_sync(root) as store:
+            async with SecureStoreSession("run", store, resolve_secrets=resolve) as session:
+                configurer = Agent(name="ops", model=model, tools=[tool])
+                await Runner.run(configurer, "set the db password", session=session)
+                await Runner.run(configurer, "anything else?", session=session)
+                model.assert_complete()
+            arguments = [item["arguments"] for item in model.last_call.input if item.get("type") == "function_call"]
+            if resolve:  # the exact strings, for the model only
+                assert arguments == texts
+            else:  # one reference per arguments string
+                assert len(arguments) == 4 and all(ONE_REF.fullmatch(a) for a in arguments)
+                assert JSON_PW not in json.dumps(model.last_call.input)
+            assert sorted(received) == sorted(texts)  # the tool itself got the values
+            assert JSON_PW not in json.dumps(store.read_items("run")) and verify_store(store).ok
+        assert_not_on_disk(root, JSON_PW)
+
+    asyncio.run(main())
+
+
 # -- one writer per session ---------------------------------------------------------------------------
 
 def test_two_runners_on_one_session_in_one_process_get_lock_held_error(sync_store: SecureStore) -> None:
@@ -467,6 +569,75 @@ def test_a_call_waiting_for_approval_is_left_out_until_its_output_is_stored(
             assert session.last_repairs == []
             await Runner.run(approver, "next", session=session)
             assert kinds(model.last_call.input) == ["user", "function_call", "function_call_output", "message", "user"]
+
+    asyncio.run(main())
+
+
+CLIENT_CALLS = {  # every call type the client answers, as the SDK writes it (or the API's form)
+    "custom_tool_call": ({"type": "custom_tool_call", "call_id": "x", "name": "raw", "input": "i"},
+                         {"type": "custom_tool_call_output", "call_id": "x", "output": "o"}),
+    "computer_call": ({"type": "computer_call", "call_id": "x", "id": "cu", "action": {"type": "screenshot"},
+                       "pending_safety_checks": [], "status": "completed"},
+                      {"type": "computer_call_output", "call_id": "x", "output": {"type": "computer_screenshot"}}),
+    "apply_patch_call": ({"type": "apply_patch_call", "call_id": "x", "status": "completed", "operation": {}},
+                         {"type": "apply_patch_call_output", "call_id": "x", "status": "completed"}),
+    "local_shell_call": ({"type": "local_shell_call", "call_id": "x", "id": "ls", "status": "completed",
+                          "action": {"type": "exec", "command": ["ls"], "env": {}}},
+                         {"type": "local_shell_call_output", "call_id": "x", "output": "a b"}),
+    "local_shell_call_api_form": ({"type": "local_shell_call", "call_id": "x", "id": "ls", "status": "completed",
+                                   "action": {"type": "exec", "command": ["ls"], "env": {}}},
+                                  {"type": "local_shell_call_output", "id": "x", "output": "a b"}),
+    "shell_call": ({"type": "shell_call", "call_id": "x", "status": "completed", "action": {"commands": ["ls"]}},
+                   {"type": "shell_call_output", "call_id": "x", "output": []}),
+    "tool_search_call": ({"type": "tool_search_call", "call_id": "x", "arguments": {}, "execution": "client"},
+                         {"type": "tool_search_output", "call_id": "x", "tools": [], "execution": "client"}),
+    "anonymous_tool_search": ({"type": "tool_search_call", "arguments": {}, "execution": "server"},
+                              {"type": "tool_search_output", "tools": [], "execution": "server"}),
+}
+
+
+@pytest.mark.parametrize("kind", CLIENT_CALLS)
+def test_every_client_answered_call_type_is_paired(sync_store: SecureStore, kind: str) -> None:
+    call, output = CLIENT_CALLS[kind]
+
+    async def main() -> None:
+        async with SecureStoreSession("types", sync_store) as session:
+            await session.add_items([call, output, call, ASK])  # a pair, then an orphan call
+            assert await session.get_items() == [call, output, ASK]
+            assert [(r.kind, r.index) for r in session.last_repairs] == [("orphan_call", 2)]
+            await session.clear_session()
+            await session.add_items([output, ASK])  # an output with no call before it
+            assert await session.get_items() == [ASK]
+            assert [(r.kind, r.index) for r in session.last_repairs] == [("orphan_output", 0)]
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("bad_id", [7, "", None, "missing"])
+def test_a_call_or_output_without_a_string_call_id_pairs_with_nothing(sync_store: SecureStore, bad_id: Any) -> None:
+    call = {k: v for k, v in {**CALL, "call_id": bad_id}.items() if v != "missing"}
+    output = {k: v for k, v in {**OUTPUT, "call_id": bad_id}.items() if v != "missing"}
+
+    async def main() -> None:
+        async with SecureStoreSession("ids", sync_store) as session:
+            await session.add_items([call, output, ASK])
+            assert await session.get_items() == [ASK]
+            assert session.last_repairs == [Repair("orphan_call", "function_call", None, 0),
+                                            Repair("orphan_output", "function_call_output", None, 1)]
+
+    asyncio.run(main())
+
+
+def test_anonymous_tool_searches_pair_in_order(sync_store: SecureStore) -> None:
+    call, output = CLIENT_CALLS["anonymous_tool_search"]
+
+    async def main() -> None:
+        async with SecureStoreSession("search", sync_store) as session:
+            reasoning = {"type": "reasoning", "id": "rs_1", "summary": []}
+            # Two searches, one output: it answers the one right before it (as the SDK pairs them).
+            await session.add_items([reasoning, call, call, output, ASK])
+            assert await session.get_items() == [call, output, ASK]
+            assert [(r.kind, r.index) for r in session.last_repairs] == [("reasoning", 0), ("orphan_call", 1)]
 
     asyncio.run(main())
 

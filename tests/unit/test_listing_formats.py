@@ -4,6 +4,7 @@ injected clock and stamp."""
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -111,3 +112,19 @@ def test_a_write_anywhere_moves_the_stamp_and_invalidates_the_cache_at_once() ->
     second = cache.get(page_size=10)
     assert second is not first and second.stamp == (1, 2) and clock.fetches == 2
     assert cache.get(page_size=10) is second
+
+
+def test_lines_backward_yields_every_line_across_chunks_in_reverse(tmp_path: Path) -> None:
+    """Lines cut by chunk edges come back whole, newest first, with their offsets."""
+    from securestore.fs import FsContext, lines_backward, open_root
+
+    lines = [f"line {i} ".encode() + b"x" * (i % 37) for i in range(500)]
+    data = b"".join(line + b"\n" for line in lines) + b"partial"
+    directory = tmp_path / "d"
+    directory.mkdir(mode=0o700)
+    (directory / "log").write_bytes(data)
+    (directory / "log").chmod(0o600)
+    with open_root(str(directory), FsContext(), create=False) as holder:
+        got = list(lines_backward(holder, "log", len(data), 4096, chunk=64))
+    assert [line for _, line in got] == lines[::-1]
+    assert all(data[offset:offset + len(line)] == line for offset, line in got)

@@ -33,15 +33,15 @@ from ...core.listing import (
     SessionSummary,
     Skipped,
     created_line,
+    belongs,
     cursor_text,
-    embedded_summary,
     entry_bytes,
     parse_cursor,
     parse_index_line,
+    read_index_line,
     summary_line,
     tombstone_line,
 )
-from ...core.policy import encode_name
 from ...errors import NotFoundError, SecureStoreError, UsageError
 from ...fs import Dir, FsContext, iter_lines, lines_backward, lock_plain, rewrite_in_place, size_of
 from .auditlog import AuditLog
@@ -83,7 +83,7 @@ class IndexReader:
         else:
             skipped.append(Skipped(name, "damaged index entry"))
             return None
-        if not _belongs(summary, name):
+        if not belongs(summary, name):
             skipped.append(Skipped(name, "index entry does not encode its key (foreign or planted)"))
             return None
         return summary
@@ -124,9 +124,9 @@ class IndexReader:
                 if offset < position:
                     break
                 walked.update(line + b"\n")
-                parsed = parse_index_line(line)
-                if parsed is not None:
-                    seen.add(parsed["n"])
+                listed = read_index_line(line)
+                if listed is not None:
+                    seen.add(listed.name)
             if walked.hexdigest()[:16] != state["h"]:
                 raise UsageError(_EXPIRED)
         sessions: list[SessionSummary] = []
@@ -136,22 +136,22 @@ class IndexReader:
         with self.index.open_dir(ENTRIES_DIR) as entries:
             for offset, line in lines_backward(self.index, log, position, MAX_INDEX_LINE):
                 walked.update(line + b"\n")
-                parsed = parse_index_line(line)
-                if parsed is None:
+                listed = read_index_line(line)
+                if listed is None:
                     skipped.append(Skipped(f"{log}@{offset}", "damaged index line"))
                     continue
-                name = parsed["n"]
+                name = listed.name
                 if name in seen:
                     continue
                 seen.add(name)
-                if parsed.get("d"):
+                if listed.deleted:
                     continue
-                summary = embedded_summary(parsed) if order == "updated" else None
-                if summary is None:
-                    summary = self._entry(entries, name, skipped)
-                elif not _belongs(summary, name):
+                if order == "updated" and listed.foreign:
                     skipped.append(Skipped(name, "index line does not encode its key (foreign or planted)"))
                     continue
+                summary = listed.summary if order == "updated" else None
+                if summary is None:
+                    summary = self._entry(entries, name, skipped)
                 if summary is None or (workspace is not None and summary.workspace != workspace):
                     continue
                 sessions.append(summary)
@@ -209,12 +209,7 @@ def _listed(entries: Dir, name: str) -> SessionSummary | None:
         summary = SessionSummary.model_validate(orjson.loads(data))
     except (orjson.JSONDecodeError, ValidationError, SecureStoreError):
         return None
-    return summary if _belongs(summary, name) else None
-
-
-def _belongs(summary: SessionSummary, name: str) -> bool:
-    """A summary is listed under `name` only if it names it and its key re-encodes to it."""
-    return summary.name == name and encode_name(summary.key) == name
+    return summary if belongs(summary, name) else None
 
 
 def _entry_matches(entries: Dir, name: str) -> bool:
