@@ -353,3 +353,25 @@ def test_a_rejected_metadata_update_in_a_turn_keeps_the_turns_earlier_secrets(st
         with pytest.raises(InvalidValueError):
             session.update_metadata(title=12345)  # rejected; the turn goes on and commits
     assert store.read_items("s", resolve=True) == [{"role": "tool", "auth": "hunter2-very-secret-value"}]
+
+
+@pytest.mark.parametrize("shape", [
+    {"vars": [["DB_PASSWORD", "Tr0ub4dor-9xq2-LLm7"]]},
+    {"name": "DB_PASSWORD", "value": "Tr0ub4dor-9xq2-LLm7"},
+    {"env": [{"name": "API_TOKEN", "value": "Tr0ub4dor-9xq2-LLm7"}]},
+], ids=["pair-list", "name-value", "k8s-env"])
+def test_json_held_as_a_string_gets_the_key_rules_too(store: SecureStore, root: Path, shape: object) -> None:
+    """Tool-call arguments and tool outputs are JSON *strings*: a field the key rules would
+    redact in an object must not pass in clear because it arrived as text."""
+    text = json.dumps(shape)
+    store.put("s", "call", {"arguments": text, "compact": json.dumps(shape, separators=(",", ":"))})
+    assert b"Tr0ub4dor-9xq2-LLm7" not in all_bytes(root)
+    assert store.get("s", "call")["arguments"].startswith("[secret:vault:")
+    assert store.get("s", "call", resolve=True)["arguments"] == text  # exactly what was written
+
+
+def test_json_text_the_free_text_rules_cover_keeps_its_shape(store: SecureStore) -> None:
+    token = "ghp_" + "a1B2" * 9
+    store.put("s", "out", {"output": json.dumps({"note": f"use {token}", "n": 3})})
+    stored = json.loads(store.get("s", "out")["output"])
+    assert stored["n"] == 3 and stored["note"].startswith("use [secret:vault:")

@@ -60,6 +60,11 @@ def redact(value: Any, sink: SecretSink, *, max_secrets: int) -> Redaction:
     def text(raw: str) -> str:
         escaped = escape_text(raw)
         findings = find_secrets(escaped)
+        if raw[:1] in ("{", "[") and _json_text_hides_secret(raw, escaped, findings):
+            # JSON held as a string (tool-call arguments, a tool's output): the key rules above
+            # cannot see its fields, and the free-text rules missed one; keep it whole.
+            note("json-text")
+            return marker(*sink.keep(raw, "json-text"))
         if not findings:
             return escaped
         pieces: list[str] = []
@@ -133,6 +138,43 @@ def redact(value: Any, sink: SecretSink, *, max_secrets: int) -> Redaction:
 
     result.value = walk(value, ())
     return result
+
+
+class _Recorder:
+    """A sink that keeps nothing: it notes which values the structured rules would take."""
+
+    def __init__(self) -> None:
+        self.values: list[str] = []
+
+    def keep(self, value: str | bytes, kind: str) -> tuple[str, str]:
+        self.values.append(value.decode("utf-8", "replace") if isinstance(value, bytes) else value)
+        return "redacted", "probe"
+
+
+def _json_text_hides_secret(raw: str, escaped: str, findings: list[Any]) -> bool:
+    """Does `raw`, parsed as a JSON object or array, hold a secret (by the key rules as well as
+    the free-text ones) that the free-text findings of `escaped` leave in clear?"""
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return False
+    if not isinstance(parsed, (dict, list)):
+        return False
+    probe = _Recorder()
+    try:
+        redact(parsed, probe, max_secrets=1 << 30)
+    except (SecretInKeyError, RecursionError):  # a credential-looking key, or too deep to check
+        return True
+    if not probe.values:
+        return False
+    clear, last = [], 0
+    for finding in findings:
+        clear.append(escaped[last:finding.start])
+        last = finding.end
+    clear.append(escaped[last:])
+    forms = {form for value in probe.values if value
+             for form in (value, orjson.dumps(value).decode()[1:-1])}  # as parsed, and as JSON-escaped
+    return any(form in part for part in clear for form in forms)
 
 
 _PLAIN_KEYS: dict[str, None] = {}  # object keys found to hold no secret (keys repeat across values)
