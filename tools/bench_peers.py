@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -220,6 +221,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sessions", type=int, default=None, help="N for the big stores (default 10,000)")
     parser.add_argument("--rounds", type=int, default=None, help="kept rounds (default 9, --quick 4)")
     parser.add_argument("--no-concurrency", action="store_true", help="skip the threads/processes part")
+    parser.add_argument("--adapters", action="store_true",
+                        help="instead: each framework adapter against the framework's own SQLite default "
+                             "(tools/bench_adapter_*.py, one after the other in this run)")
     parser.add_argument("--dir", default=None, help="bench directory (default: a new temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the bench directory")
     parser.add_argument("--json", default=None, metavar="FILE", help="write every figure to FILE")
@@ -232,11 +236,36 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+# Each adapter's side-by-side against its framework's SQLite default; --quick runs fewer rounds.
+ADAPTER_BENCHES = {
+    "openai-agents (SecureStoreSession vs SQLiteSession)": ("bench_adapter_openai_agents.py", ["--turns", "200"],
+                                                            ["--turns", "50"]),
+    "langgraph (SecureStoreSaver vs SqliteSaver)": ("bench_adapter_langgraph.py", ["-n", "50"], ["-n", "15"]),
+    "adk (SecureStoreSessionService vs SqliteSessionService)": ("bench_adapter_adk.py", ["--sessions", "10000"],
+                                                                ["--sessions", "2000", "--events", "300"]),
+}
+
+
+def adapters_run(args: argparse.Namespace) -> int:
+    started, failed = time.perf_counter(), 0
+    for title, (script, full, quick) in ADAPTER_BENCHES.items():
+        out(f"== {title}")
+        extra = ["--dir", args.dir] if args.dir and script != "bench_adapter_langgraph.py" else []
+        done = subprocess.run([sys.executable, str(Path(__file__).parent / script), *(quick if args.quick else full),
+                               *extra], check=False)
+        failed += done.returncode != 0
+        out()
+    out(f"wall time: {time.perf_counter() - started:.0f} s")
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.strace_child is not None:
         probes.strace_child(FACTORIES[args.strace_child](), Path(args.dir))
         return 0
+    if args.adapters:
+        return adapters_run(args)
     base = Path(tempfile.mkdtemp(prefix="bench-peers-", dir=args.dir))
     started = time.perf_counter()
     try:
