@@ -47,8 +47,8 @@ from .keys import (
 from .session import Session, SlotHandle
 from ..core.policy import describe_key
 from .doctor import DoctorReport, diagnose
-from .keyring import KEY_DIR_ENV, KeyRing, find_keyring, key_home
-from .setup import NewStore, create_store_and_keys, init_store
+from .keyring import KEY_DIR_ENV, KeyRing, find_keyring, key_home, keyring_of
+from .setup import init_store
 from .store import SecureStore, open_store
 from .verify import Inspection, VerifyOptions, VerifyReport, inspect_source, verify_store
 from .views import SessionInfo, SessionView
@@ -86,15 +86,14 @@ __all__ = [
     "export_inclusion_proof",
     "generate_master_key",
     "init_store",
-    "create_store_and_keys",
     "describe_key",
     "diagnose",
     "DoctorReport",
     "find_keyring",
+    "keyring_of",
     "key_home",
     "KEY_DIR_ENV",
     "KeyRing",
-    "NewStore",
     "inspect_source",
     "make_scratch_dir",
     "new_signing_key_file",

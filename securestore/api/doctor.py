@@ -63,8 +63,8 @@ def diagnose(root_path: str, environ: Mapping[str, str], *, config: StoreConfig 
         return report
     with root:
         report.add("root", "ok", f"{root_path}: a directory owned by this user, mode 0700")
-        _modes(root, report)
-        _space(root, report, (config or StoreConfig()).maintenance.max_disk_bytes)
+        used = _modes(root, report)
+        _space(root, report, used, (config or StoreConfig()).maintenance.max_disk_bytes)
         _fsync(root, report)
     try:
         store = SecureStore(root_path, config, master_key_file=master_key_file, signing_key_file=signing_key_file,
@@ -84,9 +84,12 @@ def diagnose(root_path: str, environ: Mapping[str, str], *, config: StoreConfig 
     return report
 
 
-def _modes(root: Dir, report: DoctorReport) -> None:
+def _modes(root: Dir, report: DoctorReport) -> int:
+    """Checks every entry's kind and mode; returns the bytes the store's files hold."""
     wrong: list[str] = []
+    used = 0
     for path, info in walk(root):
+        used += info.size if info.kind == "file" else 0
         expected = DIR_MODE if info.kind == "dir" else FILE_MODE
         if info.kind not in ("dir", "file"):
             wrong.append(f"{path} is a {info.kind}")
@@ -98,11 +101,11 @@ def _modes(root: Dir, report: DoctorReport) -> None:
                    "for what planted them)")
     else:
         report.add("modes", "ok", "every file 0600, every directory 0700, nothing else in the tree")
+    return used
 
 
-def _space(root: Dir, report: DoctorReport, budget: int) -> None:
+def _space(root: Dir, report: DoctorReport, used: int, budget: int) -> None:
     free, total = root.disk_space()
-    used = sum(info.size for _, info in walk(root) if info.kind == "file")
     detail = (f"the store holds {used / 2**20:.1f} MiB of its {budget / 2**30:.1f} GiB budget; "
               f"{free / 2**30:.1f} GiB free of {total / 2**30:.1f} GiB")
     if used >= 0.9 * budget:

@@ -66,6 +66,11 @@ def find_keyring(ctx: FsContext, environ: Mapping[str, str], store_id: str) -> K
     return KeyRing(path, file(SIGNING_KEY_NAME), file(PUBLIC_KEY_NAME), file(MASTER_KEY_NAME))
 
 
+def keyring_of(store_id: str, environ: Mapping[str, str]) -> KeyRing | None:
+    """The key directory `init` made for `store_id`, if any (None when its keys were configured)."""
+    return find_keyring(FsContext(), environ, store_id)
+
+
 def create_keyring(ctx: FsContext, environ: Mapping[str, str], store_id: str, root_path: str, *,
                    signer: SignerKey, master_key: bytes | None) -> KeyRing:
     """A new key directory for `store_id` holding `signer` (and its public half) and, if given,

@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 from ..audit.keys import SignerKey, encode_seed, new_signer_key
 from ..backends.local.env import wall_clock_ms
 from ..backends.local.store_init import create_store
 from ..config import StoreConfig
 from ..fs import REAL_OS, FsContext, OsApi, PathArg, path_text, environment
-from .keyring import KeyRing, create_keyring, discard_keyring
+from .keyring import create_keyring, discard_keyring
 from .keys import DEFAULT_KEY_NAME, SeedOut, export_seed, load_master_key, load_signing_key
-
-
-@dataclass(frozen=True)
-class NewStore:
-    store_id: str
-    keyring: KeyRing | None  # the key directory made for it, when no signing key was configured
 
 
 def init_store(
@@ -39,24 +32,6 @@ def init_store(
     the arguments or the environment; when none is configured, a new one (and a master key,
     unless one is configured) is kept in the per-user key directory (see `keyring`), where
     `open_store` finds it again."""
-    return create_store_and_keys(root, config, seed_out=seed_out, signing_key=signing_key,
-                                 signing_key_file=signing_key_file, master_key_file=master_key_file,
-                                 environ=environ, os_api=os_api, clock=clock).store_id
-
-
-def create_store_and_keys(
-    root: PathArg,
-    config: StoreConfig | None = None,
-    *,
-    seed_out: SeedOut,
-    signing_key: SignerKey | str | None = None,
-    signing_key_file: str | None = None,
-    master_key_file: str | None = None,
-    environ: Mapping[str, str] | None = None,
-    os_api: OsApi = REAL_OS,
-    clock: Callable[[], int] | None = None,
-) -> NewStore:
-    """`init_store`, also saying which key directory it made (None: the keys were configured)."""
     ctx = FsContext(os_api)
     env = environment() if environ is None else environ
     root_path = path_text(root)
@@ -79,4 +54,4 @@ def create_store_and_keys(
         if keyring is not None:  # keys of a store that does not exist sign nothing
             discard_keyring(ctx, keyring.path)
         raise
-    return NewStore(store_id, keyring)
+    return store_id

@@ -15,6 +15,7 @@ from securestore import NotFoundError, SecureStore, StoreConfig, verify_store
 from securestore import aio
 from securestore.fs import instrumented
 from securestore.fs.osapi import REAL_OS
+from tests.support.cancel import cancel_inside_fsync
 from tests.support.keys import KEYS, MASTER_KEY
 
 
@@ -103,41 +104,15 @@ def test_many_tasks_on_many_sessions_at_once(root: Path) -> None:
     asyncio.run(main())
 
 
-def _gated(store: SecureStore, entered: threading.Event, release: threading.Event, suffix: str = ".log") -> None:
-    """Hold the next write's first fsync of a file named `*suffix` until `release` is set."""
-    import os
-
-    def hook(name: str, args: tuple[Any, ...]) -> None:
-        if name == "fsync" and not entered.is_set() and os.readlink(f"/proc/self/fd/{args[0]}").endswith(suffix):
-            entered.set()
-            release.wait(30)
-
-    store.ctx.os = instrumented(REAL_OS, hook)
-
-
 @pytest.mark.parametrize("fails", [False, True])
 def test_a_cancelled_write_completes_or_not_and_the_caller_is_told_which(root: Path, fails: bool) -> None:
-    entered, release = threading.Event(), threading.Event()
-
     async def main() -> None:
         async with await aio.open_store(root, master_key=MASTER_KEY, environ=KEYS) as store:
             async with await store.create_session("s") as session:
                 await session.append_items([{"n": 0}])
-                _gated(store.sync, entered, release)
                 value: Any = {"n": 1} if not fails else {"n": float("nan")}  # a value the policy refuses
-                task = asyncio.create_task(session.append_items([value]))
-                if not fails:
-                    await asyncio.to_thread(entered.wait, 30)  # the write is inside its fsync
-                else:
-                    await asyncio.sleep(0)  # the task starts the write, which fails on its own
-                task.cancel()
-                release.set()
-                with pytest.raises(asyncio.CancelledError) as raised:
-                    await task
-                store.sync.ctx.os = REAL_OS
-                outcome = store.interrupted[-1]
+                outcome, note = await cancel_inside_fsync(store, session.append_items([value]), fails=fails)
                 assert (outcome.operation, outcome.session, outcome.completed) == ("append_items", "s", not fails)
-                note = " ".join(getattr(raised.value, "__notes__", []))
                 if fails:
                     assert "failed" in note and outcome.error
                     assert await session.items() == [{"n": 0}]  # nothing half-written
@@ -152,20 +127,12 @@ def test_a_cancelled_write_completes_or_not_and_the_caller_is_told_which(root: P
 
 
 def test_a_session_opened_for_a_cancelled_caller_is_closed_again(root: Path) -> None:
-    entered, release = threading.Event(), threading.Event()
-
     async def main() -> None:
         async with await aio.open_store(root, StoreConfig(lock_timeout_seconds=0.5), master_key=MASTER_KEY,
                                         environ=KEYS) as store:
-            _gated(store.sync, entered, release, "log.jsonl")  # the store log's intent, inside the create
-            task = asyncio.create_task(store.create_session("s"))
-            await asyncio.to_thread(entered.wait, 30)
-            task.cancel()
-            release.set()
-            with pytest.raises(asyncio.CancelledError):
-                await task
-            store.sync.ctx.os = REAL_OS
-            assert store.interrupted[-1].completed
+            # Held at the store log's intent, inside the create.
+            outcome, _ = await cancel_inside_fsync(store, store.create_session("s"), suffix="log.jsonl")
+            assert outcome.completed
             async with await store.open_session("s") as session:  # not held by a handle nobody has
                 await session.append_items([{"n": 1}])
             assert (await store.verify()).ok

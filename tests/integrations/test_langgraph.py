@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,9 +38,8 @@ from securestore import (
     aio,
     verify_store,
 )
-from securestore.fs import instrumented
-from securestore.fs.osapi import REAL_OS
 from securestore.integrations.langgraph import JsonStateSerializer, Retention, SecureStoreSaver
+from tests.support.cancel import cancel_inside_fsync
 from tests.support.keys import KEYS, MASTER_KEY
 
 REPO = Path(__file__).resolve().parents[2]
@@ -142,31 +140,16 @@ def test_an_async_graph_uses_the_async_methods_and_resumes_from_a_new_handle(roo
 def test_a_cancelled_aput_completes_in_its_thread_and_is_recorded(root: Path) -> None:
     from langgraph.checkpoint.base import empty_checkpoint
 
-    entered, release = threading.Event(), threading.Event()
-
-    def hook(name: str, args: tuple[Any, ...]) -> None:  # hold the append's first segment fsync
-        if name == "fsync" and not entered.is_set() and os.readlink(f"/proc/self/fd/{args[0]}").endswith(".log"):
-            entered.set()
-            release.wait(30)
-
     async def main() -> None:
         async with await aio.open_store(root, master_key=MASTER_KEY, environ=KEYS) as store:
             saver = SecureStoreSaver(store)
             config: Any = {"configurable": {"thread_id": "cx", "checkpoint_ns": ""}}
             first = await saver.aput(config, empty_checkpoint(), {}, {})
             checkpoint = empty_checkpoint()
-            store.sync.ctx.os = instrumented(REAL_OS, hook)
-            task = asyncio.create_task(saver.aput(first, checkpoint, {}, {}))
-            await asyncio.to_thread(entered.wait, 30)  # the put is inside its fsync
-            task.cancel()
-            release.set()
-            with pytest.raises(asyncio.CancelledError) as raised:
-                await task
-            store.sync.ctx.os = REAL_OS
-            outcome = store.interrupted[-1]
+            outcome, note = await cancel_inside_fsync(store, saver.aput(first, checkpoint, {}, {}))
             assert (outcome.operation, outcome.session, outcome.completed, outcome.error) == (
                 "langgraph.put", "langgraph:cx", True, None)
-            assert "completed" in " ".join(getattr(raised.value, "__notes__", []))
+            assert "completed" in note
             latest = await saver.aget_tuple({"configurable": {"thread_id": "cx"}})
             assert latest is not None and latest.checkpoint["id"] == checkpoint["id"]  # durable, whole
             assert (await store.verify()).ok

@@ -15,7 +15,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,9 +30,8 @@ from agents.testing import ScriptedModel, assistant_message, function_call
 
 from securestore import Limits, LimitExceededError, LockHeldError, SecureStore, StoreConfig, UsageError, verify_store
 from securestore import aio
-from securestore.fs import instrumented
-from securestore.fs.osapi import REAL_OS
 from securestore.integrations.openai_agents import Repair, SecureStoreSession
+from tests.support.cancel import cancel_inside_fsync
 from tests.support.keys import KEYS, MASTER_KEY
 from tests.support.stores import REPO
 
@@ -428,29 +426,14 @@ def test_a_runner_in_another_process_holding_the_session_blocks_this_one(root: P
 # -- cancellation, caps ------------------------------------------------------------------------------
 
 def test_a_cancelled_add_items_completes_and_the_outcome_is_recorded(root: Path) -> None:
-    entered, release = threading.Event(), threading.Event()
-
-    def hold_first_fsync(name: str, args: tuple[Any, ...]) -> None:
-        if name == "fsync" and not entered.is_set() and os.readlink(f"/proc/self/fd/{args[0]}").endswith(".log"):
-            entered.set()
-            release.wait(30)
-
     async def main() -> None:
         async with await aio.open_store(root, NO_LOCK_WAIT, master_key=MASTER_KEY, environ=KEYS) as store:
             async with SecureStoreSession("cancel", store) as session:
                 batch = [{"type": "function_call", "call_id": "c1", "name": "lookup", "arguments": "{}"},
                          {"type": "function_call_output", "call_id": "c1", "output": "ok"}]
-                store.sync.ctx.os = instrumented(REAL_OS, hold_first_fsync)
-                task = asyncio.create_task(session.add_items(batch))
-                await asyncio.to_thread(entered.wait, 30)  # the append is inside its fsync
-                task.cancel()
-                release.set()
-                with pytest.raises(asyncio.CancelledError) as raised:
-                    await task
-                store.sync.ctx.os = REAL_OS
-                outcome = store.interrupted[-1]
+                outcome, note = await cancel_inside_fsync(store, session.add_items(batch))
                 assert (outcome.operation, outcome.session, outcome.completed) == ("append_items", "cancel", True)
-                assert "completed" in " ".join(getattr(raised.value, "__notes__", []))
+                assert "completed" in note
                 assert await session.get_items() == batch  # the whole batch, durable
             assert (await store.verify()).ok
 
