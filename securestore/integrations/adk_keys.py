@@ -53,4 +53,5 @@ def split_key(key: str, prefix: str) -> tuple[str, str] | None:
     parts = key[len(prefix):].split(":")
     if len(parts) != 2:
         return None
-    return unquote(parts[0]), unquote(parts[1])
+    user, session = parts  # most ids need no unquoting: skip the call (10,000 per listing)
+    return (unquote(user) if "%" in user else user), (unquote(session) if "%" in session else session)

@@ -72,18 +72,8 @@ def normalize_key(raw: object, *, what: str, max_bytes: int) -> str:
     return key
 
 
-_B32_PAIRS = [a + b for a in "abcdefghijklmnopqrstuvwxyz234567" for b in "abcdefghijklmnopqrstuvwxyz234567"]
-
-
 def _b32(data: bytes) -> str:
-    """RFC 4648 base32, lowercase, unpadded. Python 3.11's b32encode is pure Python and cost
-    half of a 10,000-session listing (every listed line re-encodes its key); this takes 10 bits
-    per step through a 1,024-entry table."""
-    pad = -len(data) % 5
-    number = int.from_bytes(data + b"\0" * pad, "big")
-    chunks = (len(data) + pad) // 5 * 4  # 10-bit chunks
-    text = "".join(_B32_PAIRS[(number >> shift) & 0x3FF] for shift in range(10 * (chunks - 1), -1, -10))
-    return text[: len(text) - (pad * 8) // 5] if pad else text
+    return base64.b32encode(data).decode("ascii").rstrip("=").lower()
 
 
 def encode_name(key: str) -> str:
