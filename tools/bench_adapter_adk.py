@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import shutil
 import statistics
 import sys
@@ -148,6 +149,8 @@ def new_store(root: Path, keys: Path, sessions: int) -> securestore.SecureStore:
 
 
 async def main(args: argparse.Namespace) -> int:
+    # The fake model reports no token usage: ADK warns once per response, thousands of lines.
+    logging.getLogger("google_adk").setLevel(logging.ERROR)
     work = Path(tempfile.mkdtemp(prefix="bench-adk-", dir=args.dir))
 
     def say(line: str) -> None:

@@ -8,7 +8,7 @@ size and the line cap, never by the file size.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 from ..errors import NotFoundError
 from .base import READ_FLAGS, translate
@@ -40,7 +40,7 @@ def read_tail(directory: Dir, name: str, nbytes: int) -> tuple[int, bytes]:
 
 def lines_backward(
     directory: Dir, name: str, end: int, max_line: int, chunk: int = 1 << 16
-) -> Iterator[tuple[int, bytes]]:
+) -> Generator[tuple[int, bytes], None, None]:
     """(offset, line without its newline) for the complete lines before byte `end`, last
     first. A final fragment without a newline (an append in progress) is not yielded, nor
     anything appended after `end`. A line longer than `max_line` ends the iteration."""

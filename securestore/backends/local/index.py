@@ -20,6 +20,7 @@ say, readers validate each entry they return (its name must re-encode from its k
 from __future__ import annotations
 
 import hashlib
+from contextlib import closing
 
 import orjson
 from pydantic import ValidationError
@@ -120,21 +121,23 @@ class IndexReader:
             if state["i"] != inode or state["e"] > end:
                 raise UsageError(_EXPIRED)
             end, position = state["e"], state["p"]
-            for offset, line in lines_backward(self.index, log, end, MAX_INDEX_LINE):
-                if offset < position:
-                    break
-                walked.update(line + b"\n")
-                listed = read_index_line(line)
-                if listed is not None:
-                    seen.add(listed.name)
+            with closing(lines_backward(self.index, log, end, MAX_INDEX_LINE)) as lines:
+                for offset, line in lines:
+                    if offset < position:
+                        break
+                    walked.update(line + b"\n")
+                    listed = read_index_line(line)
+                    if listed is not None:
+                        seen.add(listed.name)
             if walked.hexdigest()[:16] != state["h"]:
                 raise UsageError(_EXPIRED)
         sessions: list[SessionSummary] = []
         skipped: list[Skipped] = []
         if self.index.entry(ENTRIES_DIR) is None:
             return Page([], None, stamp, [Skipped(ENTRIES_DIR, "the index is incomplete; run `securestore index rebuild`")])
-        with self.index.open_dir(ENTRIES_DIR) as entries:
-            for offset, line in lines_backward(self.index, log, position, MAX_INDEX_LINE):
+        with self.index.open_dir(ENTRIES_DIR) as entries, \
+                closing(lines_backward(self.index, log, position, MAX_INDEX_LINE)) as lines:
+            for offset, line in lines:
                 walked.update(line + b"\n")
                 listed = read_index_line(line)
                 if listed is None:

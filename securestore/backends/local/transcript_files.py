@@ -8,7 +8,9 @@ record's checksum and seq are checked as it is read: damage is an IntegrityError
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from contextlib import closing
+
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -107,30 +109,31 @@ def _raise_damage(damage: Any, what: str, file: str) -> None:
 
 
 def _records_backward(directory: Dir, limits: Limits, what: str, file: str, first: int, last: int | None,
-                      *, sealed: bool) -> Iterator[JournalRecord]:
+                      *, sealed: bool) -> Generator[JournalRecord, None, None]:
     """Records of one segment, newest first, down to seq `first`. `last`: the seq its final
     record must carry (a sealed segment), or None (the active one: whatever it ends with; a
     bad final record there is a torn append, left out)."""
     expected = last
     newest = True
-    for _, line in lines_backward(directory, file, limits.max_journal_bytes, limits.max_record_bytes + 1):
-        decoded = decode_record(line)
-        if isinstance(decoded, str):
-            if newest and not sealed:
-                newest = False
-                continue  # a torn final append
-            raise IntegrityError(f"{what}: a journal record of {file} is damaged: {decoded}")
-        newest = False
-        if expected is not None and decoded.seq != expected:
-            raise IntegrityError(f"{what}: {file} holds record {decoded.seq} where {expected} was expected")
-        if decoded.seq < first:
-            return  # a layout-1 journal may still hold records its snapshot already has
-        yield decoded
-        if decoded.seq == first:
-            return
-        expected = decoded.seq - 1
-    if expected is not None:  # the file ended (or an oversized line stopped the read) too early
-        raise IntegrityError(f"{what}: {file} ends before record {first}")
+    with closing(lines_backward(directory, file, limits.max_journal_bytes, limits.max_record_bytes + 1)) as found:
+        for _, line in found:
+            decoded = decode_record(line)
+            if isinstance(decoded, str):
+                if newest and not sealed:
+                    newest = False
+                    continue  # a torn final append
+                raise IntegrityError(f"{what}: a journal record of {file} is damaged: {decoded}")
+            newest = False
+            if expected is not None and decoded.seq != expected:
+                raise IntegrityError(f"{what}: {file} holds record {decoded.seq} where {expected} was expected")
+            if decoded.seq < first:
+                return  # a layout-1 journal may still hold records its snapshot already has
+            yield decoded
+            if decoded.seq == first:
+                return
+            expected = decoded.seq - 1
+        if expected is not None:  # the file ended (or an oversized line stopped the read) too early
+            raise IntegrityError(f"{what}: {file} ends before record {first}")
 
 
 def tail_items(directory: Dir, limits: Limits, what: str, head: Head, limit: int | None, skip: int = 0) -> list[Any]:
@@ -144,14 +147,16 @@ def tail_items(directory: Dir, limits: Limits, what: str, head: Head, limit: int
 
 
 def _walk(directory: Dir, limits: Limits, what: str, head: Head, walk: TailWalk) -> None:
+    # Each walk is closed here when it stops early, not by the garbage collector: it holds a descriptor.
     if directory.entry(head.active) is not None:
-        for record in _records_backward(directory, limits, what, head.active, head.seq + 1, None, sealed=False):
-            if walk.feed(record.ops):
+        with closing(_records_backward(directory, limits, what, head.active, head.seq + 1, None,
+                                       sealed=False)) as records:
+            if any(walk.feed(record.ops) for record in records):
                 return
     for segment in reversed(head.model.segments):
-        for record in _records_backward(directory, limits, what, segment.file, segment.first, segment.last,
-                                        sealed=True):
-            if walk.feed(record.ops):
+        with closing(_records_backward(directory, limits, what, segment.file, segment.first, segment.last,
+                                       sealed=True)) as records:
+            if any(walk.feed(record.ops) for record in records):
                 return
     walk.take(head.model.base)
 

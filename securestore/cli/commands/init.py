@@ -68,7 +68,7 @@ def init(args: argparse.Namespace) -> int:
             f"{public_key}", err=True)
     if args.generate_master_key:
         say(f"wrote the master key to {args.generate_master_key} (keep it outside the store; back it up)", err=True)
-    where = "printed above, on standard output" if args.seed_out == "-" else f"written to {args.seed_out}"
+    where = "written to standard output" if args.seed_out == "-" else f"written to {args.seed_out}"
     say(f"the audit verification seed was {where}: {_SEED_ADVICE}", err=True)
     return EXIT_OK
 

@@ -119,7 +119,8 @@ def append(args: argparse.Namespace, store: SecureStore) -> int:
         store.record_rejection("session.append", args.session, error)
         raise
     done(args.json, {"session": args.session, "items": count},
-         f"appended to session {describe_key(args.session, '')}; its transcript holds {count} items")
+         f"appended to session {describe_key(args.session, '')}; its transcript holds {count} "
+         + ("item" if count == 1 else "items"))
     return EXIT_OK
 
 
