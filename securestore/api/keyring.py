@@ -50,15 +50,15 @@ def key_dir(environ: Mapping[str, str], store_id: str) -> str:
 def find_keyring(ctx: FsContext, environ: Mapping[str, str], store_id: str) -> KeyRing | None:
     """The store's key directory, if there is one; each key file is checked when it is read."""
     path = key_dir(environ, store_id)
-    _check_ancestry(ctx, path)
     try:
         # open_root: not a symlink, ours, 0700, or refused (someone else's directory of keys).
         with open_root(path, ctx, create=False, what="key directory") as holder:
             present = set(holder.list())
     except NotFoundError:
-        return None
+        return None  # nothing is read from a path that holds nothing, however unsafe its parents
     except SecureStoreError as exc:
         raise KeyMaterialError(f"{exc}; repair it (owner, mode 0700) or set ${KEY_DIR_ENV}") from None
+    _check_ancestry(ctx, path)  # before any key in it is trusted
 
     def file(name: str) -> str | None:
         return join_path(path, name) if name in present else None

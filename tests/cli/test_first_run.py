@@ -158,3 +158,16 @@ def test_a_key_home_others_can_write_is_refused_at_init_and_later(user: dict[str
     result = run_cli("get", "s", "slot", env=unsafe)
     assert result.returncode == 4 and "writable by others" in result.stderr
     assert (shared / "keys" / seed.split()[1]).is_dir()  # refused, not removed
+
+
+def test_configured_keys_work_whatever_the_unused_key_home_looks_like(user: dict[str, str], tmp_path: Path) -> None:
+    from tests.support.keys import MASTER_KEY, SIGNING_KEY
+
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o700)
+    shared.chmod(0o777)
+    configured = {**user, KEY_DIR_ENV: str(shared / "keys"), "SECURESTORE_AUDIT_SIGNING_KEY": SIGNING_KEY,
+                  "SECURESTORE_MASTER_KEY": MASTER_KEY}
+    _ok(run_cli("init", env=configured))  # no key directory is made, so its parents do not matter
+    _ok(run_cli("put", "s", "slot", "1", env={**configured, "SECURESTORE_MASTER_KEY": ""}))
+    assert not (shared / "keys").exists()
