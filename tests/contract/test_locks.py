@@ -32,7 +32,7 @@ def test_second_writer_gets_lock_held_naming_the_holder(root: Path) -> None:
     try:
         assert holder.stdout is not None and holder.stdout.readline().startswith("ready")
         with SecureStore(root, NO_WAIT, master_key=MASTER_KEY, environ=KEYS) as store:
-            with pytest.raises(LockHeldError, match=f"held by pid {holder.pid} on ") as info:
+            with pytest.raises(LockHeldError, match=f'session "s" is held by pid {holder.pid} on ') as info:
                 store.open_session("s")
             assert info.value.exit_code == 4
             assert f"pid {holder.pid}" in store.describe_session("s").lock_holder  # type: ignore[operator]

@@ -21,7 +21,7 @@ from ...core.policy import describe_key, encode_name
 from ...core.records import Manifest, SessionMetadata, SlotEnvelope, encode_model
 from ...core.secrets.sink import VaultSink
 from ...core.secrets.vault import Vault
-from ...errors import IntegrityError, LimitExceededError, NotFoundError, PolicyError, VersionConflictError
+from ...errors import IntegrityError, LimitExceededError, LockHeldError, NotFoundError, PolicyError, VersionConflictError
 from ...fs import Dir, FileLock, lock, size_of
 from .auditlog import AuditLog
 from .batch import Materialize, check_caps, materializations
@@ -83,7 +83,12 @@ class SessionDir:
             manifest = check_resumable(history, name, key, env.identity)
             audit = cleanup.enter_context(directory.open_dir(AUDIT_DIR))
             log = env.new_log(audit)
-            writer_lock = cleanup.enter_context(lock(directory, SESSION_LOCK, timeout, env.clock()))
+            try:
+                writer_lock = cleanup.enter_context(lock(directory, SESSION_LOCK, timeout, env.clock()))
+            except LockHeldError as exc:  # name the session as the caller knows it, not its directory
+                holder = str(exc).partition(" is held by ")[2] or "another writer"
+                raise LockHeldError(f"session {describe_key(key, name)} is held by {holder} (one writer at a time: "
+                                    "retry once it closes the session)") from None
             # The directory may have been deleted or replaced while we waited for the lock.
             if not sessions.holds(name, directory):
                 raise NotFoundError(f"session {describe_key(key, name)} was deleted")
