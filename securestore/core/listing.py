@@ -10,7 +10,7 @@ import binascii
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -117,10 +117,10 @@ def belongs(summary: SessionSummary, name: str) -> bool:
     return summary.name == name and encode_name(summary.key) == name
 
 
-@dataclass(frozen=True)
-class IndexLine:
+class IndexLine(NamedTuple):
     """An update-log line, checked: its session's name, whether it is a deletion, and the
-    summary it embeds if valid and this session's own (`foreign`: it carried another's)."""
+    summary it embeds if valid and this session's own (`foreign`: it carried another's).
+    A tuple: cheap to make ten thousand of in a cold listing."""
 
     name: str
     deleted: bool
