@@ -1,0 +1,1 @@
+"""Against a real, throwaway PostgreSQL server (tests/support/postgres.py; issue 13)."""

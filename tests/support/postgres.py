@@ -1,0 +1,97 @@
+"""A throwaway PostgreSQL server for the tests (issue 13): a new cluster in a temporary
+directory, listening on 127.0.0.1 and a Unix socket there, stopped and removed afterwards.
+
+initdb refuses to run as root, so as root the server runs as the `postgres` OS user (or a
+`pgtest` system user made for it). A missing PostgreSQL fails the tests that need it, with the
+command that installs it: a green run always means they ran."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+PGBIN = Path(os.environ.get("PGBIN", "/usr/lib/postgresql/15/bin"))
+MISSING = (f"PostgreSQL's server binaries are not in {PGBIN} (set $PGBIN to their directory): the PostgreSQL "
+           "tests need a real server. Install it with `apt-get install postgresql-15` (Debian/Ubuntu).")
+
+
+@dataclass
+class PostgresServer:
+    directory: Path
+    port: int
+    os_user: str | None  # the OS user the server runs as (None: this one)
+
+    @property
+    def dsn(self) -> str:
+        return f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres"
+
+    @property
+    def log(self) -> Path:
+        return self.directory / "server.log"
+
+    def run(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        command = (["runuser", "-u", self.os_user, "--"] if self.os_user else []) + list(argv)
+        return subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+
+    def start(self, *, durable: bool) -> None:
+        """`durable=False` turns fsync off for speed; the fault tests start durable servers."""
+        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.directory}"
+        if not durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        done = self.run(str(PGBIN / "pg_ctl"), "-D", str(self.directory / "data"), "-l", str(self.log), "-w",
+                        "-t", "60", "-o", options, "start")
+        if done.returncode != 0:
+            raise RuntimeError(f"pg_ctl start failed: {done.stderr.strip()} (log: {self.log})")
+
+    def stop(self, mode: str = "fast") -> None:
+        """`mode="immediate"`: no shutdown checkpoint, the server's own crash (recovery on start)."""
+        self.run(str(PGBIN / "pg_ctl"), "-D", str(self.directory / "data"), "-m", mode, "-w", "stop")
+
+
+def _server_user() -> str | None:
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "pgtest"):
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            pass
+    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "pgtest"], check=True)
+    return "pgtest"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def make_server(*, durable: bool = False) -> PostgresServer:
+    """A new cluster, started. Raises RuntimeError(MISSING) without the binaries."""
+    if not (PGBIN / "initdb").exists():
+        raise RuntimeError(MISSING)
+    user = _server_user()
+    directory = Path(tempfile.mkdtemp(prefix="securestore-pg-"))
+    if user:
+        shutil.chown(directory, user, user)
+    server = PostgresServer(directory, _free_port(), user)
+    made = server.run(str(PGBIN / "initdb"), "-D", str(directory / "data"), "-U", "postgres", "-A", "trust",
+                      "--no-sync", "-E", "UTF8", "--locale=C.UTF-8")
+    if made.returncode != 0:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise RuntimeError(f"initdb failed: {made.stderr.strip()}")
+    server.start(durable=durable)
+    return server
+
+
+def remove_server(server: PostgresServer) -> None:
+    server.stop("immediate")
+    shutil.rmtree(server.directory, ignore_errors=True)
