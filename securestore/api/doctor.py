@@ -5,8 +5,7 @@ not hold: exit 1). It reads the whole store (it runs `audit verify`), so it is O
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
@@ -143,29 +142,18 @@ def _locks(store: SecureStore, report: DoctorReport) -> None:
     live: list[str] = []
     stale: list[str] = []
     backend = store.backend
-    holders: list[tuple[str | None, Dir, str]] = [(None, backend.root, STORE_LOCK)]
-    holders += [(session, backend.sessions, session) for session in backend.session_names()]
-    for session, parent, entry in holders:
-        with _opened(parent, entry, session is not None) as directory:
-            owner = lock_owner(directory, SESSION_LOCK if session is not None else STORE_LOCK)
-        if owner is None:
-            continue
-        label = f"{session or 'the store'}: {owner.describe()}"
-        (live if is_alive(store.ctx.os, owner) else stale).append(label)
+    owners = [("the store", lock_owner(backend.root, STORE_LOCK))]
+    for name in backend.session_names():
+        with backend.sessions.open_dir(name) as directory:
+            owners.append((name, lock_owner(directory, SESSION_LOCK)))
+    for holder, owner in owners:
+        if owner is not None:
+            (live if is_alive(store.ctx.os, owner) else stale).append(f"{holder}: {owner.describe()}")
     if stale:
         report.add("locks", "attention", f"{len(stale)} stale lock record(s) of dead writers (the next writer "
                    "recovers each, after checking its data): " + "; ".join(stale[:_SHOWN]))
     else:
         report.add("locks", "ok", f"{len(live)} live writer(s)" + (": " + "; ".join(live[:_SHOWN]) if live else ""))
-
-
-@contextmanager
-def _opened(parent: Dir, name: str, child: bool) -> Iterator[Dir]:
-    if not child:
-        yield parent
-        return
-    with parent.open_dir(name) as directory:
-        yield directory
 
 
 def _audit(store: SecureStore, report: DoctorReport) -> None:

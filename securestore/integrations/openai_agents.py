@@ -74,8 +74,8 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 from agents.memory.session_settings import SessionSettings, resolve_session_limit
 
 from ..aio import AsyncSecureStore, AsyncSession
-from ..core.secrets import Secret, redact
-from ..errors import (KeyMaterialError, LockHeldError, NotFoundError, SecretInKeyError, SecretUnavailableError,
+from ..core.secrets import Secret, holds_secret
+from ..errors import (KeyMaterialError, LockHeldError, NotFoundError, SecretUnavailableError,
                       UsageError)
 from ._handles import StoreHandle, as_async
 
@@ -289,15 +289,6 @@ class SecureStoreSession:
             await session.clear()
 
 
-class _Found(Exception):
-    """Raised by the probe sink at the first secret: the answer is known."""
-
-
-class _Probe:
-    def keep(self, value: str | bytes, kind: str) -> tuple[str, str]:
-        raise _Found
-
-
 def _holds_secret(text: str) -> bool:
     """`text` is a JSON object or array holding a secret under the store's structured rules."""
     if not text.lstrip().startswith(("{", "[")):
@@ -306,12 +297,7 @@ def _holds_secret(text: str) -> bool:
         parsed = json.loads(text)
     except (ValueError, RecursionError):
         return False  # not JSON: the free-text rules apply to it as to any string
-    try:
-        redact(parsed, _Probe(), max_secrets=1 << 30)
-    except (_Found, SecretInKeyError, RecursionError):
-        # A key that looks like a credential, or too deep to check: vaulting it whole is the safe side.
-        return True
-    return False
+    return holds_secret(parsed)
 
 
 def _vaulted(value: Any) -> Any:

@@ -4,7 +4,6 @@ every later command (and `open_store`) finds them by store id, with no flag and 
 from __future__ import annotations
 
 import json
-import os
 import stat
 from pathlib import Path
 

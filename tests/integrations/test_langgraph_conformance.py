@@ -11,7 +11,7 @@ import pytest
 from langgraph.checkpoint.conformance import checkpointer_test, validate
 from langgraph.checkpoint.conformance.report import ProgressCallbacks
 
-from securestore import aio, verify_store
+from securestore import aio
 from securestore.integrations.langgraph import SecureStoreSaver
 from tests.support.keys import KEYS, MASTER_KEY
 from tests.support.stores import make_store

@@ -122,10 +122,10 @@ def name_matches_key(name: str, key: str) -> bool:
 
 
 _SHOWN_KEY_CHARS = 80
-# C0/C1 controls, DEL, and the Unicode format characters that reorder or hide text (bidi, zero width).
+# C0/C1 controls, DEL, and the format characters that reorder or hide text: the bidi controls
+# keys may not hold anyway, and the zero-width ones they may.
 _UNSHOWABLE = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]} | {
-    c: f"\\u{c:04x}" for c in [0x200B, 0x200C, 0x200D, 0x200E, 0x200F, *range(0x202A, 0x202F),
-                                *range(0x2066, 0x206A), 0xFEFF]}
+    ord(c): f"\\u{ord(c):04x}" for c in [*_BIDI_CONTROLS, "\u200b", "\u200c", "\u200d", "\ufeff"]}
 
 
 def describe_key(key: str | None, name: str) -> str:

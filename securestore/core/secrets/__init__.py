@@ -2,7 +2,7 @@
 
 from .detect import DETECTOR_KINDS, Finding, contains_secret, find_secrets, scrub_text
 from .markers import REFERENCE, marker, references_in
-from .redact import SECRET_TYPES, Redaction, SecretSink, redact, resolve_value, unescape_value
+from .redact import SECRET_TYPES, Redaction, SecretSink, holds_secret, redact, resolve_value, unescape_value
 from .types import Secret
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "contains_secret",
     "find_secrets",
     "marker",
+    "holds_secret",
     "redact",
     "references_in",
     "resolve_value",

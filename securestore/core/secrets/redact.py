@@ -140,6 +140,25 @@ def redact(value: Any, sink: SecretSink, *, max_secrets: int) -> Redaction:
     return result
 
 
+class _Found(Exception):
+    """The first secret a probe met: the answer is known."""
+
+
+class _Stop:
+    def keep(self, value: str | bytes, kind: str) -> tuple[str, str]:
+        raise _Found
+
+
+def holds_secret(value: Any) -> bool:
+    """Would redacting `value` take anything (by key as well as by the free-text rules)? A key
+    that looks like a credential, or nesting too deep to walk, counts as yes (the safe side)."""
+    try:
+        redact(value, _Stop(), max_secrets=1 << 30)
+    except (_Found, SecretInKeyError, RecursionError):
+        return True
+    return False
+
+
 class _Recorder:
     """A sink that keeps nothing: it notes which values the structured rules would take."""
 
