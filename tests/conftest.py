@@ -11,7 +11,9 @@ import pytest
 from securestore import SecureStore
 from tests.support import examples
 from tests.support.keys import KEYS, MASTER_KEY
-from tests.support.stores import make_store
+from tests.support.pg_stores import set_up_database
+from tests.support.postgres import PostgresServer, make_server, remove_server
+from tests.support.stores import make_pg_store, make_store
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -19,12 +21,37 @@ def pytest_configure(config: pytest.Config) -> None:
     examples.configure(config.getoption("markexpr") or "")
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # A test marked `both_backends` (and not `fs_only`) runs on a directory and on PostgreSQL.
+    marked = metafunc.definition.get_closest_marker("both_backends") is not None
+    if marked and "backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker("fs_only") is None:
+        metafunc.parametrize("backend", ["fs", "postgres"])
+
+
 @pytest.fixture
-def root(tmp_path: Path) -> Path:
+def backend() -> str:
+    return "fs"
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL server per test process (each store gets its own database)."""
+    server = make_server()
+    try:
+        yield server
+    finally:
+        remove_server(server)
+
+
+@pytest.fixture
+def root(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Path | str:
+    """A new store: a directory, or (backend "postgres") a database URL."""
+    if backend == "postgres":
+        return make_pg_store(set_up_database(request.getfixturevalue("pg_server")), tmp_path)
     return make_store(tmp_path / "store")
 
 
 @pytest.fixture
-def store(root: Path) -> Iterator[SecureStore]:
+def store(root: Path | str) -> Iterator[SecureStore]:
     with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as handle:
         yield handle

@@ -12,9 +12,10 @@ from typing import Literal
 from ..audit.checkpoint import peek_note
 from ..audit.errors import RecordError
 from ..backends.local.layout import AUDIT_DIR, SESSION_LOCK, STORE_LOCK
+from ..backends.tree import TreeDir
 from ..config import StoreConfig
 from ..errors import EXIT_INTEGRITY, EXIT_OK, EXIT_OPERATIONAL, KeyMaterialError, SecureStoreError
-from ..fs import DIR_MODE, FILE_MODE, REAL_OS, Dir, FsContext, OsApi, is_alive, lock_owner, open_root, walk
+from ..fs import DIR_MODE, FILE_MODE, REAL_OS, Dir, FsContext, OsApi, open_root, walk
 from .keyring import find_keyring
 from .store import SecureStore
 from .verify import verify_store
@@ -142,13 +143,16 @@ def _locks(store: SecureStore, report: DoctorReport) -> None:
     live: list[str] = []
     stale: list[str] = []
     backend = store.backend
-    owners = [("the store", lock_owner(backend.root, STORE_LOCK))]
+
+    def note(holder: str, directory: TreeDir, lock: str) -> None:
+        recorded = directory.lock_holder(lock)
+        if recorded is not None:
+            (live if directory.lock_holder(lock, live=True) else stale).append(f"{holder}: {recorded}")
+
+    note("the store", backend.root, STORE_LOCK)
     for name in backend.session_names():
         with backend.sessions.open_dir(name) as directory:
-            owners.append((name, lock_owner(directory, SESSION_LOCK)))
-    for holder, owner in owners:
-        if owner is not None:
-            (live if is_alive(store.ctx.os, owner) else stale).append(f"{holder}: {owner.describe()}")
+            note(name, directory, SESSION_LOCK)
     if stale:
         report.add("locks", "attention", f"{len(stale)} stale lock record(s) of dead writers (the next writer "
                    "recovers each, after checking its data): " + "; ".join(stale[:_SHOWN]))

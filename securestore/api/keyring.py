@@ -71,13 +71,13 @@ def keyring_of(store_id: str, environ: Mapping[str, str]) -> KeyRing | None:
     return find_keyring(FsContext(), environ, store_id)
 
 
-def create_keyring(ctx: FsContext, environ: Mapping[str, str], store_id: str, root_path: str, *,
+def create_keyring(ctx: FsContext, environ: Mapping[str, str], store_id: str, root_path: str | None, *,
                    signer: SignerKey, master_key: bytes | None) -> KeyRing:
     """A new key directory for `store_id` holding `signer` (and its public half) and, if given,
     `master_key`. Refused inside the store root, or if the directory already holds anything."""
     path = key_dir(environ, store_id)
     _check_ancestry(ctx, path)
-    if inside_root(path, root_path, ctx):
+    if root_path is not None and inside_root(path, root_path, ctx):
         raise KeyMaterialError(f"refused the key directory {path}: it is inside the store root; set ${KEY_DIR_ENV} "
                                "to a directory outside it")
     with open_root(path, ctx, create=True, what="key directory") as holder:

@@ -37,7 +37,7 @@ def _signer_from_text(text: str, where: str) -> SignerKey:
 
 
 def load_signing_key(
-    ctx: FsContext, root_path: str, *, key: SignerKey | str | None, key_file: str | None,
+    ctx: FsContext, root_path: str | None, *, key: SignerKey | str | None, key_file: str | None,
     environ: Mapping[str, str],
 ) -> SignerKey | None:
     """Explicit key, else key file, else $SECURESTORE_AUDIT_SIGNING_KEY, else ..._FILE."""
@@ -64,7 +64,7 @@ def generate_signing_key(ctx: FsContext, path: str, *, root_path: str | None, na
     return key
 
 
-def export_seed(ctx: FsContext, seed_text: bytes, out: SeedOut, *, root_path: str) -> None:
+def export_seed(ctx: FsContext, seed_text: bytes, out: SeedOut, *, root_path: str | None) -> None:
     if callable(out):
         out(seed_text)
     else:
@@ -90,7 +90,7 @@ def load_public_key(ctx: FsContext, path: str) -> VerifierKey:
 
 
 def load_master_key(
-    ctx: FsContext, root_path: str, *, key: bytes | str | None, key_file: str | None, environ: Mapping[str, str]
+    ctx: FsContext, root_path: str | None, *, key: bytes | str | None, key_file: str | None, environ: Mapping[str, str]
 ) -> bytes | None:
     """Explicit key, else key file, else $SECURESTORE_MASTER_KEY, else $SECURESTORE_MASTER_KEY_FILE."""
     if key is not None:

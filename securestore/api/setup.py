@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from ..audit.keys import SignerKey, encode_seed, new_signer_key
 from ..backends.local.env import wall_clock_ms
 from ..backends.local.store_init import create_store
+from ..backends.roots import backend_of, disk_root, open_store_root, root_label
 from ..config import StoreConfig
 from ..fs import REAL_OS, FsContext, OsApi, PathArg, path_text, environment
 from .keyring import create_keyring, discard_keyring
@@ -35,21 +36,23 @@ def init_store(
     ctx = FsContext(os_api)
     env = environment() if environ is None else environ
     root_path = path_text(root)
-    signer = load_signing_key(ctx, root_path, key=signing_key, key_file=signing_key_file, environ=env)
+    key_root = disk_root(root_path)
+    signer = load_signing_key(ctx, key_root, key=signing_key, key_file=signing_key_file, environ=env)
     store_id = ctx.random_hex(16)
     keyring = None
     if signer is None:  # nothing configured: the store's own keys, kept outside the root
         signer = new_signer_key(DEFAULT_KEY_NAME, ctx.os.urandom(32))
-        configured = load_master_key(ctx, root_path, key=None, key_file=master_key_file, environ=env)
-        keyring = create_keyring(ctx, env, store_id, root_path, signer=signer,
+        configured = load_master_key(ctx, key_root, key=None, key_file=master_key_file, environ=env)
+        keyring = create_keyring(ctx, env, store_id, key_root, signer=signer,
                                  master_key=None if configured is not None else ctx.os.urandom(32))
 
     def hand_out(store_id: str, seed: bytes) -> None:
-        export_seed(ctx, encode_seed(store_id, seed), seed_out, root_path=root_path)
+        export_seed(ctx, encode_seed(store_id, seed), seed_out, root_path=key_root)
 
     try:
-        create_store(root_path, ctx, config or StoreConfig(), signer, clock or wall_clock_ms(ctx), hand_out,
-                     store_id=store_id)
+        tree = open_store_root(root_path, ctx, env, create=True)
+        create_store(tree, root_label(root_path, env), ctx, config or StoreConfig(), signer,
+                     clock or wall_clock_ms(ctx), hand_out, store_id=store_id, backend=backend_of(root_path))
     except BaseException:
         if keyring is not None:  # keys of a store that does not exist sign nothing
             discard_keyring(ctx, keyring.path)

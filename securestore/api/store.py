@@ -14,6 +14,7 @@ from ..backends.local.layout import session_target
 from ..backends.local.migrate_inspect import load_plan
 from ..backends.local.store_dir import SealReport, StoreDir, StoreObservers
 from ..backends.local.store_seal import seal_store
+from ..backends.roots import disk_root, open_store_root, root_label
 from ..config import MaintenancePolicy, StoreConfig
 from ..core.listing import ListingCache, Order, Page, SessionSummary
 from ..core.policy import describe_key, encode_name, session_name
@@ -55,21 +56,23 @@ class SecureStore:
         self.ctx = FsContext(os_api)
 
         def make_env(identity: StoreIdentity) -> LocalEnv:  # the keys are read once the store is known
-            master = load_master_key(self.ctx, self.root_path, key=master_key, key_file=master_key_file,
+            master = load_master_key(self.ctx, key_root, key=master_key, key_file=master_key_file,
                                      environ=self.environ)
-            signer = load_signing_key(self.ctx, self.root_path, key=signing_key, key_file=signing_key_file,
+            signer = load_signing_key(self.ctx, key_root, key=signing_key, key_file=signing_key_file,
                                       environ=self.environ)
             if master is None or signer is None:  # what is not configured comes from the store's key directory
                 keyring = find_keyring(self.ctx, self.environ, identity.store_id)
                 if keyring is not None and master is None and keyring.master_key is not None:
-                    master = load_master_key(self.ctx, self.root_path, key=None, key_file=keyring.master_key,
+                    master = load_master_key(self.ctx, key_root, key=None, key_file=keyring.master_key,
                                              environ={})
                 if keyring is not None and signer is None and keyring.signing_key is not None:
-                    signer = load_signing_key(self.ctx, self.root_path, key=None, key_file=keyring.signing_key,
+                    signer = load_signing_key(self.ctx, key_root, key=None, key_file=keyring.signing_key,
                                               environ={})
             return LocalEnv.make(self.ctx, self.config, identity, master_key=master, signer=signer, clock=clock)
 
-        self.backend = StoreDir(self.root_path, self.config, self.ctx, make_env, OBSERVERS)
+        key_root = disk_root(self.root_path)
+        tree = open_store_root(self.root_path, self.ctx, self.environ, create=False)
+        self.backend = StoreDir(tree, root_label(self.root_path, self.environ), self.config, make_env, OBSERVERS)
         self.catalog = Catalog(self.backend)
         self._reads = Reads(self.backend, self.environ)
         self._creates = 0

@@ -15,6 +15,7 @@ import stat
 
 from ..errors import AlreadyExistsError, NotFoundError, StorageError, UnsafeFileError
 from .appending import Appending
+from .dir_ops import DirOps
 from .base import (
     APPEND_FLAGS,
     CREATE_FLAGS,
@@ -36,7 +37,7 @@ from .base import (
 )
 
 
-class Dir:
+class Dir(DirOps):
     """An open directory inside the store. All names are single components relative to it."""
 
     def __init__(self, ctx: FsContext, fd: int, label: str) -> None:

@@ -1,7 +1,7 @@
-"""Line-oriented reads of an append-only file in a `Dir` (journal, manifest, audit log, index
+"""Line-oriented reads of an append-only file in a `DirCore` (journal, manifest, audit log, index
 updates): its size, its tail, its lines forward from an offset, and its lines backward.
 
-Each function opens the file through `Dir.open_checked` (O_NOFOLLOW, type, owner, mode and link
+Each function opens the file through `DirCore.open_checked` (O_NOFOLLOW, type, owner, mode and link
 count checked) and reads with pread at explicit offsets, so memory stays bounded by the chunk
 size and the line cap, never by the file size.
 """
@@ -11,11 +11,10 @@ from __future__ import annotations
 from collections.abc import Generator, Iterator
 
 from ..errors import NotFoundError
-from .base import READ_FLAGS, translate
-from .dirs import Dir
+from .base import READ_FLAGS, DirCore, translate
 
 
-def size_of(directory: Dir, name: str) -> tuple[int, int] | None:
+def size_of(directory: DirCore, name: str) -> tuple[int, int] | None:
     """(inode, size) of a regular file we made, or None if absent."""
     try:
         fd, st = directory.open_checked(name, READ_FLAGS, "file", "open")
@@ -25,7 +24,7 @@ def size_of(directory: Dir, name: str) -> tuple[int, int] | None:
     return st.st_ino, st.st_size
 
 
-def read_tail(directory: Dir, name: str, nbytes: int) -> tuple[int, bytes]:
+def read_tail(directory: DirCore, name: str, nbytes: int) -> tuple[int, bytes]:
     """(file size, last `nbytes` bytes) of a regular file."""
     fd, st = directory.open_checked(name, READ_FLAGS, "file", "open")
     try:
@@ -39,7 +38,7 @@ def read_tail(directory: Dir, name: str, nbytes: int) -> tuple[int, bytes]:
 
 
 def lines_backward(
-    directory: Dir, name: str, end: int, max_line: int, chunk: int = 1 << 16
+    directory: DirCore, name: str, end: int, max_line: int, chunk: int = 1 << 16
 ) -> Generator[tuple[int, bytes], None, None]:
     """(offset, line without its newline) for the complete lines before byte `end`, last
     first. A final fragment without a newline (an append in progress) is not yielded, nor
@@ -79,7 +78,7 @@ def lines_backward(
 
 
 def iter_lines(
-    directory: Dir, name: str, max_line: int, chunk_size: int = 1 << 16, *, start: int = 0
+    directory: DirCore, name: str, max_line: int, chunk_size: int = 1 << 16, *, start: int = 0
 ) -> Iterator[tuple[int, bytes]]:
     """Stream (offset, line) pairs from byte `start`; the last line may lack its newline.
     Constant memory."""

@@ -1,4 +1,4 @@
-"""Locks on files in a `Dir`: flock, the owner record written into the lock file, and the
+"""Locks on files in a `DirCore`: flock, the owner record written into the lock file, and the
 proof that a recorded holder is dead (so its lock may be taken over).
 
 An owner record is written into the lock file by the holder: pid, the process start time from
@@ -25,8 +25,7 @@ from enum import Enum
 import orjson
 
 from ..errors import LockHeldError, NotFoundError, UnsafeFileError
-from .base import RW_FLAGS, FsContext, translate
-from .dirs import Dir
+from .base import RW_FLAGS, DirCore, FsContext, translate
 from .osapi import OsApi
 
 UNKNOWN_BOOT = "unknown"
@@ -156,6 +155,10 @@ class FileLock:
         self.recovered_from = recovered_from  # a dead holder whose lock this one took over
         self.pid = ctx.os.getpid()
 
+    @property
+    def recovered_from_text(self) -> str | None:
+        return None if self.recovered_from is None else self.recovered_from.describe()
+
     def release(self) -> None:
         if self.fd >= 0:
             fd, self.fd = self.fd, -1
@@ -182,7 +185,7 @@ class FileLock:
         self.release()
 
 
-def lock(directory: Dir, name: str, timeout: float, now_ms: int) -> FileLock:
+def lock(directory: DirCore, name: str, timeout: float, now_ms: int) -> FileLock:
     """Exclusive flock on `name` in `directory` (created 0600 if missing), with an owner record inside.
 
     The lock file is never unlinked: contenders that opened the old inode would lock a
@@ -214,7 +217,7 @@ def lock(directory: Dir, name: str, timeout: float, now_ms: int) -> FileLock:
                           "locked; securestore never replaces a lock file, stop whatever does and retry")
 
 
-def _wait_and_take(directory: Dir, fd: int, name: str, label: str, deadline: float, now_ms: int) -> FileLock | None:
+def _wait_and_take(directory: DirCore, fd: int, name: str, label: str, deadline: float, now_ms: int) -> FileLock | None:
     """Wait for the flock on `fd` and take it over; None if `name` now refers to another file."""
     os_api = directory.ctx.os
     delay = 0.005
@@ -246,7 +249,7 @@ def _wait_and_take(directory: Dir, fd: int, name: str, label: str, deadline: flo
         delay = min(delay * 2, 0.1)
 
 
-def _still_named(directory: Dir, name: str, fd: int) -> bool:
+def _still_named(directory: DirCore, name: str, fd: int) -> bool:
     """Does `name` still refer to the inode `fd` is open on? The open descriptor pins that
     inode, so a replacement cannot reuse its number while we compare."""
     held = directory.ctx.os.fstat(fd)
@@ -257,7 +260,7 @@ def _still_named(directory: Dir, name: str, fd: int) -> bool:
     return (held.st_dev, held.st_ino) == (named.st_dev, named.st_ino)
 
 
-def lock_plain(directory: Dir, name: str, *, exclusive: bool, timeout: float) -> FileLock:
+def lock_plain(directory: DirCore, name: str, *, exclusive: bool, timeout: float) -> FileLock:
     """A short-held leaf lock with no owner record: shared for appenders, exclusive for a
     rewrite. Never held while taking another lock."""
     ctx = directory.ctx
@@ -285,7 +288,7 @@ def lock_plain(directory: Dir, name: str, *, exclusive: bool, timeout: float) ->
             raise translate(exc, "lock", label) from None
 
 
-def lock_owner(directory: Dir, name: str) -> Owner | None:
+def lock_owner(directory: DirCore, name: str) -> Owner | None:
     """The owner record of a lock file, read without locking (for display)."""
     data = directory.read_optional(name, 4096)
     return None if data is None else parse_owner(data)

@@ -11,11 +11,10 @@ detect (a JSON entry then fails to parse) and treat as "not there" or read again
 from __future__ import annotations
 
 from ..errors import NotFoundError
-from .base import RW_FLAGS, write_all
-from .dirs import Dir
+from .base import RW_FLAGS, DirCore, write_all
 
 
-def rewrite_in_place(directory: Dir, name: str, data: bytes) -> None:
+def rewrite_in_place(directory: DirCore, name: str, data: bytes) -> None:
     """Write `data` over `name` from offset 0, padded with spaces (which JSON allows around a
     value) to the file's current size instead of truncating it. A missing file is created
     by an atomic, non-durable write."""

@@ -1,14 +1,13 @@
-"""Walking a whole tree under a `Dir`, one entry at a time, never following a symlink."""
+"""Walking a whole tree under a `DirCore`, one entry at a time, never following a symlink."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from .base import MAX_TREE_DEPTH, EntryInfo
-from .dirs import Dir
+from .base import MAX_TREE_DEPTH, DirCore, EntryInfo
 
 
-def walk(directory: Dir, depth: int = 0) -> Iterator[tuple[str, EntryInfo]]:
+def walk(directory: DirCore, depth: int = 0) -> Iterator[tuple[str, EntryInfo]]:
     """(relative path, info) for every entry below `directory`, directories before their contents."""
     for name in directory.list():
         info = directory.entry(name)

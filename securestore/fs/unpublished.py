@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from .base import CREATE_FLAGS, FILE_MODE, check_name, fill_new_file, translate
-from .dirs import Dir
+from .base import CREATE_FLAGS, FILE_MODE, DirCore, check_name, fill_new_file, translate
 
 
-def write_private(directory: Dir, name: str, data: bytes) -> None:
+def write_private(directory: DirCore, name: str, data: bytes) -> None:
     """Create `name` (must not exist) with `data`, fsynced, with no temp file and no directory
     sync: only inside a directory not yet published, which the caller syncs before the
     rename that publishes it (nobody can see a partial file there)."""

@@ -1,4 +1,4 @@
-"""Destroying key material in a `Dir`: overwrite with zeros and fsync before the name goes.
+"""Destroying key material in a `DirCore`: overwrite with zeros and fsync before the name goes.
 
 On a journaling or flash filesystem the old blocks may survive (see SECURITY.md); the unlink or
 replacement is what makes the old key unreachable through the store.
@@ -7,11 +7,10 @@ replacement is what makes the old key unreachable through the store.
 from __future__ import annotations
 
 from ..errors import NotFoundError
-from .base import RW_FLAGS, FsContext, translate
-from .dirs import Dir
+from .base import RW_FLAGS, DirCore, FsContext, translate
 
 
-def shred(directory: Dir, name: str) -> None:
+def shred(directory: DirCore, name: str) -> None:
     """Overwrite a file with zeros, fsync, then unlink it. On a journaling or flash
     filesystem the old blocks may survive; the unlink is what makes the name unrecoverable
     through the store. Used for key material."""
@@ -25,7 +24,7 @@ def shred(directory: Dir, name: str) -> None:
     directory.unlink(name)
 
 
-def replace_wiping(directory: Dir, name: str, data: bytes) -> None:
+def replace_wiping(directory: DirCore, name: str, data: bytes) -> None:
     """Replace key material durably, then overwrite the old file's blocks through a handle
     kept open across the rename, so no crash window leaves the name without a key. (On
     journaling or flash storage old blocks may still survive: see SECURITY.md.)"""

@@ -18,6 +18,8 @@ from securestore.fs.osapi import REAL_OS
 from tests.support.cancel import cancel_inside_fsync
 from tests.support.keys import KEYS, MASTER_KEY
 
+pytestmark = pytest.mark.both_backends
+
 
 def test_the_async_twins_round_trip_and_the_store_verifies(root: Path) -> None:
     async def main() -> None:
@@ -58,6 +60,7 @@ def test_a_failed_turn_block_commits_nothing(root: Path) -> None:
     asyncio.run(main())
 
 
+@pytest.mark.fs_only
 def test_no_os_call_runs_on_the_event_loop_thread(root: Path) -> None:
     threads: set[int] = set()
 
@@ -104,6 +107,7 @@ def test_many_tasks_on_many_sessions_at_once(root: Path) -> None:
     asyncio.run(main())
 
 
+@pytest.mark.fs_only
 @pytest.mark.parametrize("fails", [False, True])
 def test_a_cancelled_write_completes_or_not_and_the_caller_is_told_which(root: Path, fails: bool) -> None:
     async def main() -> None:
@@ -126,6 +130,7 @@ def test_a_cancelled_write_completes_or_not_and_the_caller_is_told_which(root: P
         assert verify_store(store).ok
 
 
+@pytest.mark.fs_only
 def test_a_session_opened_for_a_cancelled_caller_is_closed_again(root: Path) -> None:
     async def main() -> None:
         async with await aio.open_store(root, StoreConfig(lock_timeout_seconds=0.5), master_key=MASTER_KEY,

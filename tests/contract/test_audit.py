@@ -24,6 +24,8 @@ from securestore.audit.verify import LogVerifier
 from securestore.backends.local.layout import slot_file
 from securestore.core.policy import encode_name
 
+pytestmark = pytest.mark.both_backends
+
 
 def session_log(root: Path, key: str = "sess") -> Path:
     return session_dir(root, key) / "audit" / "log.jsonl"
@@ -49,6 +51,7 @@ def lines(path: Path) -> list[bytes]:
     return path.read_bytes().splitlines(keepends=True)
 
 
+@pytest.mark.fs_only
 def test_byte_flip_is_located(populated: Path, root: Path) -> None:
     data = bytearray(populated.read_bytes())
     third = sum(len(line) for line in lines(populated)[:3])
@@ -59,6 +62,7 @@ def test_byte_flip_is_located(populated: Path, root: Path) -> None:
     assert failure.check in {"parse", "schema", "canonical", "prev"}
 
 
+@pytest.mark.fs_only
 def test_edit_that_stays_valid_json_breaks_the_next_link(populated: Path, root: Path) -> None:
     """Changing one hex digit of an intent's hash keeps the record well-formed; only the next
     record's prev link (recomputed, never trusted) exposes it."""
@@ -71,6 +75,7 @@ def test_edit_that_stays_valid_json_breaks_the_next_link(populated: Path, root: 
     assert (failure.seq, failure.check, failure.line) == (4, "prev", 5)
 
 
+@pytest.mark.fs_only
 def test_deleted_line_is_a_seq_gap(populated: Path, root: Path) -> None:
     recs = lines(populated)
     populated.write_bytes(b"".join(recs[:2] + recs[3:]))
@@ -79,6 +84,7 @@ def test_deleted_line_is_a_seq_gap(populated: Path, root: Path) -> None:
     assert failure.line == 3
 
 
+@pytest.mark.fs_only
 def test_swapped_lines_are_caught(populated: Path, root: Path) -> None:
     recs = lines(populated)
     recs[2], recs[3] = recs[3], recs[2]
@@ -87,6 +93,7 @@ def test_swapped_lines_are_caught(populated: Path, root: Path) -> None:
     assert failure.check == "seq-gap" and failure.line == 3
 
 
+@pytest.mark.fs_only
 def test_rechained_forgery_is_caught_by_the_data_check(populated: Path, root: Path) -> None:
     """Someone who recomputes the chain can rewrite history, but not without the data noticing:
     a slot edited out of band no longer matches its last committed hash."""
@@ -99,24 +106,28 @@ def test_rechained_forgery_is_caught_by_the_data_check(populated: Path, root: Pa
     assert failure.seq is not None  # names the record the data should match
 
 
+@pytest.mark.fs_only
 def test_out_of_band_new_slot_file_is_caught(populated: Path, root: Path) -> None:
     state = session_dir(root, "sess") / "state"
     shutil.copy(state / slot_file(encode_name("slot1")), state / slot_file(encode_name("planted")))
     assert first_failure(root).check == "data-mismatch"
 
 
+@pytest.mark.fs_only
 def test_deleted_slot_file_is_caught(populated: Path, root: Path) -> None:
     (session_dir(root, "sess") / "state" / slot_file(encode_name("slot3"))).unlink()
     failure = first_failure(root)
     assert failure.check == "data-mismatch" and failure.actual == "absent"
 
 
+@pytest.mark.fs_only
 def test_deleted_session_directory_is_caught(populated: Path, root: Path) -> None:
     shutil.rmtree(session_dir(root, "sess"))
     failure = first_failure(root)
     assert failure.check == "data-mismatch" and failure.log.startswith("audit/log.jsonl#sessions/")
 
 
+@pytest.mark.fs_only
 def test_planted_session_directory_is_caught(store: SecureStore, root: Path) -> None:
     store.put("real", "s", 1)
     shutil.copytree(session_dir(root, "real"), root / "sessions" / encode_name("planted"))
@@ -124,6 +135,7 @@ def test_planted_session_directory_is_caught(store: SecureStore, root: Path) -> 
     assert failure.check in {"data-mismatch", "name-mismatch"}
 
 
+@pytest.mark.fs_only
 def test_log_spliced_from_another_session_is_caught(store: SecureStore, root: Path) -> None:
     store.put("alice", "s", 1)
     store.put("bob", "s", 1)
@@ -132,6 +144,7 @@ def test_log_spliced_from_another_session_is_caught(store: SecureStore, root: Pa
     assert failure.check in {"genesis", "log-id"} and failure.seq == 0
 
 
+@pytest.mark.fs_only
 def test_store_log_tamper_is_caught(populated: Path, root: Path) -> None:
     store_log = root / "audit" / "log.jsonl"
     recs = lines(store_log)
@@ -145,6 +158,7 @@ def test_store_log_tamper_is_caught(populated: Path, root: Path) -> None:
     assert first_failure(root).check == "consistency"
 
 
+@pytest.mark.fs_only
 def test_torn_tail_is_reported_as_torn_and_repaired_on_open(populated: Path, root: Path) -> None:
     recs = lines(populated)
     good = b"".join(recs)
@@ -162,6 +176,7 @@ def test_torn_tail_is_reported_as_torn_and_repaired_on_open(populated: Path, roo
     assert populated.read_bytes().startswith(good)
 
 
+@pytest.mark.fs_only
 def test_garbage_line_mid_log_is_tampering_not_torn(populated: Path, root: Path) -> None:
     recs = lines(populated)
     populated.write_bytes(b"".join(recs[:3] + [b'{"half": \n'] + recs[3:]))
@@ -219,6 +234,7 @@ def test_verifier_is_pure_and_checks_pairing() -> None:
     assert _verify([]).failure is not None
 
 
+@pytest.mark.fs_only
 def test_rejections_are_audited_within_a_rate_bound(root: Path) -> None:
     config = StoreConfig(rejection_audit=RejectionAuditPolicy(records_per_window=3, window_seconds=3600))
     store_log = root / "audit" / "log.jsonl"
@@ -235,6 +251,7 @@ def test_rejections_are_audited_within_a_rate_bound(root: Path) -> None:
         assert verify_store(store).ok
 
 
+@pytest.mark.fs_only
 def test_the_audit_trail_drill_never_runs_beside_a_writer_and_restores_the_trail(store: SecureStore, root: Path) -> None:
     with store.create_session("s") as session:
         session.append_items([{"n": 1}])

@@ -19,9 +19,12 @@ from securestore.audit.chain import parse_record
 from securestore.core.canonical import canonical_bytes
 from securestore.core.secrets.vault import _kek, load_vault, parse_master_key, unseal, unwrap_data_key
 
+pytestmark = pytest.mark.both_backends
+
 SECRET = "shred-me-" + "7" * 24
 
 
+@pytest.mark.fs_only
 def test_deleted_session_vault_cannot_be_decrypted_even_with_the_master_key(store: SecureStore, root: Path) -> None:
     store.put("s", "creds", {"token": Secret(SECRET)})
     ref = store.get("s", "creds")["token"].removeprefix("[secret:vault:").removesuffix("]")
@@ -49,6 +52,7 @@ def test_deleted_session_vault_cannot_be_decrypted_even_with_the_master_key(stor
             AESGCM(candidate).decrypt(nonce, ciphertext, aad)
 
 
+@pytest.mark.fs_only
 def test_deletion_is_audited_before_acting_and_verify_still_passes(store: SecureStore, root: Path) -> None:
     store.put("a", "x", 1)
     store.put("b", "x", 2)
@@ -64,6 +68,7 @@ def test_deletion_is_audited_before_acting_and_verify_still_passes(store: Secure
         store.get("a", "x")
 
 
+@pytest.mark.fs_only
 def test_deletion_never_follows_a_symlink_planted_inside(store: SecureStore, root: Path, tmp_path: Path) -> None:
     outside = tmp_path / "precious"
     outside.mkdir()

@@ -19,6 +19,8 @@ from securestore.fs import instrumented
 from securestore.fs.osapi import REAL_OS
 from securestore.core.policy import encode_name
 
+pytestmark = pytest.mark.both_backends
+
 CHILD = WRITER_CHILD
 
 
@@ -104,6 +106,7 @@ def test_stamp_moves_on_every_write_in_any_process_and_invalidates_caches(clocke
     assert fresh is not first and fresh.sessions[0].key == "w"
 
 
+@pytest.mark.fs_only
 def test_damaged_and_foreign_entries_are_skipped_and_reported(clocked, root: Path) -> None:  # noqa: ANN001
     store, clock = clocked
     fill(store, 3, clock)
@@ -122,6 +125,7 @@ def test_damaged_and_foreign_entries_are_skipped_and_reported(clocked, root: Pat
     assert "damaged index line" in reasons and sum("does not encode its key" in r for r in reasons) == 2
 
 
+@pytest.mark.fs_only
 def test_rebuild_is_audited_and_recovers_a_lost_index(clocked, root: Path) -> None:  # noqa: ANN001
     store, clock = clocked
     fill(store, 4, clock)
@@ -163,6 +167,7 @@ def test_cli_sessions_list_and_index_rebuild(root: Path) -> None:
     assert run_cli("audit", "verify", env=env).returncode == 0
 
 
+@pytest.mark.fs_only
 def test_listing_a_fresh_store_writes_nothing(store: SecureStore, root: Path) -> None:
     before = tree_snapshot(root)
     page = store.list_sessions()
@@ -170,6 +175,7 @@ def test_listing_a_fresh_store_writes_nothing(store: SecureStore, root: Path) ->
     assert tree_snapshot(root) == before
 
 
+@pytest.mark.fs_only
 def test_more_sessions_than_the_cap_is_a_clear_error(tmp_path: Path) -> None:
     from securestore import LimitExceededError
 
@@ -186,6 +192,7 @@ def test_more_sessions_than_the_cap_is_a_clear_error(tmp_path: Path) -> None:
             store.rebuild_index()
 
 
+@pytest.mark.fs_only
 def test_a_slot_write_restates_the_listed_item_count_without_reading_the_transcript(store: SecureStore,
                                                                                      root: Path) -> None:
     with store.create_session("s") as session:
@@ -204,6 +211,7 @@ def test_a_slot_write_restates_the_listed_item_count_without_reading_the_transcr
     assert [(s.key, s.items) for s in store.list_sessions().sessions] == [("s", 3)]
 
 
+@pytest.mark.fs_only
 def test_a_committed_write_is_never_reported_as_failed_by_the_listing_update(store: SecureStore, root: Path) -> None:
     with store.create_session("s") as session:
         session.append_items([{"n": 1}])
@@ -218,6 +226,7 @@ def test_a_committed_write_is_never_reported_as_failed_by_the_listing_update(sto
     assert [s.name for s in store.list_sessions().skipped] == ["index"]  # the index says it may be stale
 
 
+@pytest.mark.fs_only
 def test_an_entry_rewritten_in_place_with_a_shorter_summary_stays_valid(store: SecureStore, root: Path) -> None:
     with store.create_session("s") as session:
         session.update_metadata(title="a long title " * 20)
@@ -243,6 +252,7 @@ def _keys(store: SecureStore, page_size: int = 7) -> list[str]:
             return keys
 
 
+@pytest.mark.fs_only
 def test_a_hot_session_keeps_the_update_log_compact_and_every_page_the_same(root: Path) -> None:
     clock = {"now": 1_800_000_000_000}
     updates = root / "index" / "updates.log"
@@ -271,6 +281,7 @@ def test_a_hot_session_keeps_the_update_log_compact_and_every_page_the_same(root
         assert verify_store(store).ok
 
 
+@pytest.mark.fs_only
 def test_compaction_never_waits_for_a_writer_and_runs_once_it_is_gone(root: Path) -> None:
     import fcntl
 
@@ -288,6 +299,7 @@ def test_compaction_never_waits_for_a_writer_and_runs_once_it_is_gone(root: Path
         assert _keys(store) == ["hot"]
 
 
+@pytest.mark.fs_only
 def test_a_compacted_log_is_durable_before_it_replaces_the_old_one(root: Path) -> None:
     events: list[tuple[str, str]] = []
 
@@ -311,6 +323,7 @@ def test_a_compacted_log_is_durable_before_it_replaces_the_old_one(root: Path) -
     assert events[at + 1] == ("fsync", "index")  # then the rename itself
 
 
+@pytest.mark.fs_only
 def test_a_deleted_session_leaves_the_index_at_once_and_its_tombstone_is_durable_first(root: Path) -> None:
     events: list[tuple[str, str]] = []
 
@@ -342,6 +355,7 @@ def test_a_deleted_session_leaves_the_index_at_once_and_its_tombstone_is_durable
             assert victim.encode() not in data and b"title of victim" not in data and b"/srv/victim" not in data, path
 
 
+@pytest.mark.fs_only
 def test_a_cursor_on_a_rewritten_log_expires_even_when_the_inode_is_the_same(clocked, root: Path) -> None:  # noqa: ANN001
     store, clock = clocked
     fill(store, 12, clock)
@@ -354,6 +368,7 @@ def test_a_cursor_on_a_rewritten_log_expires_even_when_the_inode_is_the_same(clo
         store.list_sessions(page_size=5, cursor=cursor)
 
 
+@pytest.mark.fs_only
 @pytest.mark.parametrize("plant", ["directory", "oversized"])
 def test_a_planted_compaction_record_neither_stops_nor_repeats_compaction_for_good(root: Path, plant: str) -> None:
     stamp = root / "index" / "updates.compacted"

@@ -23,10 +23,13 @@ from securestore.fs import instrumented
 from securestore.fs.osapi import REAL_OS
 from securestore.fs.locks import Liveness, Owner, boot_id, liveness, parse_owner, pid_namespace, process_start_time
 
+pytestmark = pytest.mark.both_backends
+
 CHILD = WRITER_CHILD
 NO_WAIT = StoreConfig(lock_timeout_seconds=0)
 
 
+@pytest.mark.fs_only
 def test_second_writer_gets_lock_held_naming_the_holder(root: Path) -> None:
     holder = spawn_writer(root, "hold")
     try:
@@ -62,6 +65,7 @@ def _forge_owner(root: Path, pid: int, start_time: int) -> None:
     (session_dir(root, "s") / "lock").write_text(json.dumps(record))
 
 
+@pytest.mark.fs_only
 def test_forged_owner_records(root: Path) -> None:
     with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
         store.create_session("s").close()
@@ -89,6 +93,7 @@ def test_forged_owner_records(root: Path) -> None:
         assert any("stale lock" in event for event in store.recovered)
 
 
+@pytest.mark.fs_only
 def test_clean_release_leaves_no_owner_and_no_recovery(store: SecureStore, root: Path) -> None:
     with store.create_session("s"):
         assert (session_dir(root, "s") / "lock").read_bytes()
@@ -112,6 +117,7 @@ def _cut_last_outcome(root: Path, keep_bytes: int) -> None:
     drop_checkpoints_past(log.parent, len(lines) - 1)  # the crash came before the close sealed
 
 
+@pytest.mark.fs_only
 @pytest.mark.parametrize("keep", [0, 40])
 def test_dangling_intent_is_settled_after_a_torn_outcome(root: Path, keep: int) -> None:
     with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
@@ -127,6 +133,7 @@ def test_dangling_intent_is_settled_after_a_torn_outcome(root: Path, keep: int) 
         assert store.read_items("s") == [{"n": 1}, {"n": 2}]
 
 
+@pytest.mark.fs_only
 def test_dead_holder_and_dangling_intent_together(root: Path) -> None:
     with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
         with store.create_session("s") as session:
@@ -186,6 +193,7 @@ def _stale_lock_records(root: Path) -> list[Any]:
     return [r for r in _records(root, "s") if r.kind == "recovery" and r.event == "stale-lock"]
 
 
+@pytest.mark.fs_only
 @pytest.mark.parametrize("namespaces", sorted(NAMESPACES))
 def test_holder_in_another_namespace_blocks_while_alive_and_is_recovered_once_killed(root: Path,
                                                                                    namespaces: str) -> None:
@@ -214,6 +222,7 @@ def test_holder_in_another_namespace_blocks_while_alive_and_is_recovered_once_ki
     assert len(stale) == 1 and record.describe() in (stale[0].detail or "")
 
 
+@pytest.mark.fs_only
 def test_live_holders_in_other_pid_namespaces_are_never_both_writers(root: Path) -> None:
     with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
         store.create_session("s").close()
@@ -243,6 +252,7 @@ def test_live_holders_in_other_pid_namespaces_are_never_both_writers(root: Path)
     assert _stale_lock_records(root) == []
 
 
+@pytest.mark.fs_only
 def test_lock_file_replaced_before_the_flock_is_reopened_not_taken_over(root: Path, tmp_path: Path) -> None:
     """A dead holder's file renamed away and replaced between our open and our flock, and a live
     writer (in another pid namespace) locking the new file: winning the flock on the old inode
@@ -276,6 +286,7 @@ def test_lock_file_replaced_before_the_flock_is_reopened_not_taken_over(root: Pa
     assert _stale_lock_records(root) == []
 
 
+@pytest.mark.fs_only
 def test_lock_file_replaced_at_every_attempt_is_refused_not_looped(store: SecureStore, root: Path) -> None:
     store.create_session("s").close()
     lock = session_dir(root, "s") / "lock"
@@ -294,6 +305,7 @@ def test_lock_file_replaced_at_every_attempt_is_refused_not_looped(store: Secure
     assert len(replaced) == 4
 
 
+@pytest.mark.fs_only
 def test_forked_child_releasing_its_copy_keeps_the_parents_lock(root: Path) -> None:
     holder = spawn_writer(root, "fork-release")
     try:
@@ -313,6 +325,7 @@ def _forge(root: Path, **fields: object) -> None:
     (session_dir(root, "s") / "lock").write_text(json.dumps(record | fields))
 
 
+@pytest.mark.fs_only
 def test_forged_records_after_a_reboot_or_from_an_unseen_pid_namespace(root: Path) -> None:
     with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
         store.create_session("s").close()

@@ -3,6 +3,8 @@ maintenance after writes (the pure plan is tests/unit/test_retention.py)."""
 
 from __future__ import annotations
 
+import pytest
+
 import os
 import subprocess
 import sys
@@ -14,6 +16,8 @@ from securestore.config import MaintenancePolicy
 from tests.support.keys import KEYS, MASTER_KEY
 from tests.support.stores import HISTORY_NOW, WRITER_CHILD, run_cli, session_dir, store_with_history, tree_snapshot
 
+pytestmark = pytest.mark.both_backends
+
 NOW = HISTORY_NOW
 CHILD = WRITER_CHILD
 
@@ -21,6 +25,7 @@ CHILD = WRITER_CHILD
 POLICY = MaintenancePolicy(prune_after_days=30, protected_keys=("keep/*",))
 
 
+@pytest.mark.fs_only
 def test_warn_changes_nothing_and_enforce_deletes_exactly_what_warn_reported(root: Path) -> None:
     store_with_history(root, {"old-1": 40, "old-2": 35, "keep/old": 99, "fresh": 1})
     config = StoreConfig(maintenance=POLICY)
@@ -59,6 +64,7 @@ def test_a_session_with_a_live_writer_is_never_evicted(root: Path) -> None:
         holder.stdin.close()  # type: ignore[union-attr]
 
 
+@pytest.mark.fs_only
 def test_stale_leftovers_are_reported_then_reclaimed(root: Path) -> None:
     store_with_history(root, {"s": 1})
     state = session_dir(root, "s") / "state"

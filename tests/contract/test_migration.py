@@ -27,6 +27,9 @@ from securestore.api.verify import inspect_source
 from securestore.backends.local.migrate_inspect import load_plan
 from securestore.core.legacy import MAX_LEGACY_FILE_BYTES, map_document, session_in_map
 
+pytestmark = pytest.mark.both_backends
+
+@pytest.mark.fs_only
 def test_sessions_json_is_ready_with_counts_and_duplicates(store: SecureStore, tmp_path: Path) -> None:
     source = write(tmp_path / "sessions.json", legacy_map())
     before = tree_snapshot(tmp_path)
@@ -46,6 +49,7 @@ def test_sessions_json_is_ready_with_counts_and_duplicates(store: SecureStore, t
     assert next(s for s in plan.sessions if s.key == LONG_KEY).updated_ms == 1_700_000_000_000
 
 
+@pytest.mark.fs_only
 @pytest.mark.parametrize("where", ["top", "deep"])
 def test_prototype_keys_are_refused(store: SecureStore, tmp_path: Path, where: str) -> None:
     data = legacy_map()
@@ -58,6 +62,7 @@ def test_prototype_keys_are_refused(store: SecureStore, tmp_path: Path, where: s
     assert any("prototype" in r["why"] or "reserved" in r["why"] for r in result.rejected)
 
 
+@pytest.mark.fs_only
 def test_directory_of_session_files(store: SecureStore, tmp_path: Path) -> None:
     legacy = tmp_path / "sessions"
     legacy.mkdir()
@@ -68,6 +73,7 @@ def test_directory_of_session_files(store: SecureStore, tmp_path: Path) -> None:
     assert (result.state, result.layout, result.sessions, result.items) == ("ready", "directory", 2, 3)
 
 
+@pytest.mark.fs_only
 def test_symlinked_sources_are_refused(store: SecureStore, tmp_path: Path) -> None:
     real = write(tmp_path / "real.json", legacy_map())
     (tmp_path / "sessions.json").symlink_to(real)
@@ -79,6 +85,7 @@ def test_symlinked_sources_are_refused(store: SecureStore, tmp_path: Path) -> No
     assert "symbolic link" in (inspect_source(store, str(legacy)).reason or "")
 
 
+@pytest.mark.fs_only
 def test_oversize_file_is_refused_before_it_is_read(store: SecureStore, tmp_path: Path) -> None:
     big = tmp_path / "sessions.json"
     with open(big, "wb") as handle:
@@ -87,6 +94,7 @@ def test_oversize_file_is_refused_before_it_is_read(store: SecureStore, tmp_path
     assert result.state == "invalid" and f"exceeds the {MAX_LEGACY_FILE_BYTES}-byte cap" in (result.reason or "")
 
 
+@pytest.mark.fs_only
 def test_invalid_json_missing_empty_and_foreign(store: SecureStore, tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text('{"a": ')
     assert inspect_source(store, str(tmp_path / "bad.json")).state == "invalid"
@@ -97,6 +105,7 @@ def test_invalid_json_missing_empty_and_foreign(store: SecureStore, tmp_path: Pa
     assert "owned by uid 12345" in (inspect_source(store, str(foreign)).reason or "")
 
 
+@pytest.mark.fs_only
 def test_already_migrated(store: SecureStore, tmp_path: Path) -> None:
     write(tmp_path / "sessions.json.bak.1763000000000", legacy_map())
     result = inspect_source(store, str(tmp_path / "sessions.json"))
@@ -106,6 +115,7 @@ def test_already_migrated(store: SecureStore, tmp_path: Path) -> None:
     assert inspect_source(store, str(source)).state == "already_migrated"
 
 
+@pytest.mark.fs_only
 def test_cli_inspect(root: Path, tmp_path: Path) -> None:
     source = write(tmp_path / "sessions.json", legacy_map())
     env = {"SECURESTORE_ROOT": str(root)}
@@ -120,6 +130,7 @@ def _run_store(root: Path) -> SecureStore:
     return SecureStore(root, master_key=MASTER_KEY, environ=KEYS)
 
 
+@pytest.mark.fs_only
 def test_run_imports_redacts_keeps_a_backup_and_verifies(root: Path, tmp_path: Path) -> None:
     source = write(tmp_path / "sessions.json", legacy_map())
     secret = secret_corpus()[0].secret
@@ -141,6 +152,7 @@ def test_run_imports_redacts_keeps_a_backup_and_verifies(root: Path, tmp_path: P
     assert secret.encode() not in b"".join(p.read_bytes() for p in root.rglob("*") if p.is_file())
 
 
+@pytest.mark.fs_only
 def test_run_refuses_invalid_sources_and_writes_nothing(root: Path, tmp_path: Path) -> None:
     data = legacy_map()
     data["agent:x"] = {"messages": [{"__class__": "pwned"}]}
@@ -153,6 +165,7 @@ def test_run_refuses_invalid_sources_and_writes_nothing(root: Path, tmp_path: Pa
     assert source.exists()
 
 
+@pytest.mark.fs_only
 def test_rollback_restores_the_source_and_moves_sessions_aside(root: Path, tmp_path: Path) -> None:
     source = write(tmp_path / "sessions.json", legacy_map())
     original = source.read_bytes()
@@ -186,6 +199,7 @@ def test_progress_is_shown_only_on_a_terminal() -> None:
     assert screen.getvalue() == "\rimported 1/2 sessions\rimported 2/2 sessions\n"
 
 
+@pytest.mark.fs_only
 def test_cli_run_and_rollback(root: Path, tmp_path: Path) -> None:
     source = write(tmp_path / "sessions.json", legacy_map())
     env = {"SECURESTORE_ROOT": str(root)}
@@ -258,6 +272,7 @@ def test_inspect_never_shows_a_secret_from_keys_file_names_or_paths(store: Secur
     assert any("credential" in r["why"] for r in nested if r["source"] == 'key "agent:precheck"')
 
 
+@pytest.mark.fs_only
 def test_import_errors_and_duplicates_never_show_a_secret(root: Path, tmp_path: Path) -> None:
     sources, secrets, _ = _secret_sources(tmp_path)
     s = _planted()
@@ -295,6 +310,7 @@ def _peak(action: Callable[[], object]) -> int:
         tracemalloc.stop()
 
 
+@pytest.mark.fs_only
 def test_inspect_of_many_large_files_holds_one_at_a_time(store: SecureStore, tmp_path: Path) -> None:
     """Sparse files of NULs at the per-file cap (no disk cost; invalid JSON). Before the fix the
     peak was (files + 1) x the file size (320 MiB for these 4); now it is 2 x (bytes and text)."""
@@ -310,6 +326,7 @@ def test_inspect_of_many_large_files_holds_one_at_a_time(store: SecureStore, tmp
     assert peak < 3 * MAX_LEGACY_FILE_BYTES, f"peak {peak >> 20} MiB for 4 files of {MAX_LEGACY_FILE_BYTES >> 20} MiB"
 
 
+@pytest.mark.fs_only
 def test_import_of_large_valid_files_holds_one_at_a_time(root: Path, tmp_path: Path) -> None:
     """Valid files (one small entry padded with JSON whitespace): inspect and run each hold
     one file at a time (before the fix: 5 x the file size for these 4)."""
@@ -342,6 +359,7 @@ def _change(path: Path) -> None:
     write(path, {"id": path.stem and "agent:" + path.stem, "messages": [{"role": "user", "content": "not checked!"}]})
 
 
+@pytest.mark.fs_only
 def test_run_refuses_a_file_changed_between_its_check_and_the_import(root: Path, tmp_path: Path) -> None:
     legacy = _two_files(tmp_path)
     opened: list[str] = []
@@ -363,6 +381,7 @@ def test_run_refuses_a_file_changed_between_its_check_and_the_import(root: Path,
         assert b"migrate.run" not in (root / "audit" / "log.jsonl").read_bytes()  # not even attempted
 
 
+@pytest.mark.fs_only
 def test_run_refuses_a_file_changed_while_the_import_runs(root: Path, tmp_path: Path) -> None:
     legacy = _two_files(tmp_path)
     with _run_store(root) as store:
@@ -373,6 +392,7 @@ def test_run_refuses_a_file_changed_while_the_import_runs(root: Path, tmp_path: 
 
 
 # -- caps of the ordinary write path apply to an import, before anything is written (finding L) --
+@pytest.mark.fs_only
 @pytest.mark.parametrize("case", ["items", "value", "metadata"])
 def test_write_path_caps_refuse_an_import_before_anything_is_written(root: Path, tmp_path: Path, case: str) -> None:
     akia = _planted()["aws-akia"]
@@ -434,6 +454,7 @@ def _crash_at_rename_of(name: str, root: Path, action: Callable[[SecureStore], o
     die(fds)
 
 
+@pytest.mark.fs_only
 def test_rollback_refuses_an_edited_record_and_changes_nothing(root: Path, tmp_path: Path) -> None:
     source = write(tmp_path / "sessions.json", legacy_map())
     with _run_store(root) as store:
@@ -452,6 +473,7 @@ def test_rollback_refuses_an_edited_record_and_changes_nothing(root: Path, tmp_p
     assert refused.returncode == 1 and "does not match the store audit trail" in refused.stderr
 
 
+@pytest.mark.fs_only
 def test_recovery_of_a_rollback_refuses_an_edited_record(root: Path, tmp_path: Path) -> None:
     source = write(tmp_path / "sessions.json", legacy_map())
     with _run_store(root) as store:
@@ -466,6 +488,7 @@ def test_recovery_of_a_rollback_refuses_an_edited_record(root: Path, tmp_path: P
     assert not list((root / "migrated-aside").rglob(encode_name("unrelated")))
 
 
+@pytest.mark.fs_only
 def test_recovery_of_an_import_refuses_an_edited_record(root: Path, tmp_path: Path) -> None:
     source = write(tmp_path / "sessions.json", legacy_map())
     victim = write(tmp_path / "victim.json", {"mine": True})
@@ -477,6 +500,7 @@ def test_recovery_of_an_import_refuses_an_edited_record(root: Path, tmp_path: Pa
     assert victim.exists() and not (tmp_path / "elsewhere.json").exists() and source.exists()
 
 
+@pytest.mark.fs_only
 def test_an_import_undone_by_recovery_leaves_a_void_record_that_rollback_skips(root: Path, tmp_path: Path) -> None:
     source = write(tmp_path / "sessions.json", legacy_map())
     _crash_at_rename_of(encode_name("agent:cli:7"), root, lambda store: store.migrate(str(source)))

@@ -35,6 +35,8 @@ from securestore.core.policy import (
     parse_json_text,
 )
 
+pytestmark = pytest.mark.both_backends
+
 TRAVERSAL_KEYS = [
     "../x",
     "../../etc/passwd",
@@ -57,6 +59,7 @@ TRAVERSAL_KEYS = [
 ]
 
 
+@pytest.mark.fs_only
 @pytest.mark.parametrize("key", TRAVERSAL_KEYS)
 def test_traversal_style_keys_stay_inside_and_round_trip(store: SecureStore, root: Path, key: str) -> None:
     outside = sorted(os.listdir(root.parent))
@@ -76,6 +79,7 @@ def test_traversal_style_keys_stay_inside_and_round_trip(store: SecureStore, roo
     assert normalized in found
 
 
+@pytest.mark.fs_only
 def test_nul_and_control_characters_are_rejected(store: SecureStore, root: Path) -> None:
     before = tree_snapshot(root / "sessions")
     for key in ["a\x00b", "line\nbreak", "bell\x07", "rtl\u202eoverride", "", "   "]:
@@ -96,6 +100,7 @@ def test_nfc_forms_are_the_same_session(store: SecureStore) -> None:
     assert store.get("cafe\u0301", "s") == 1
 
 
+@pytest.mark.fs_only
 def test_long_keys_are_hashed_and_the_key_kept_inside(store: SecureStore, root: Path) -> None:
     key = "session/" + "z" * 292
     store.put(key, "s", 1)
@@ -111,6 +116,7 @@ def test_key_over_max_bytes_rejected(store: SecureStore) -> None:
         store.put("k" * 4097, "s", 1)
 
 
+@pytest.mark.fs_only
 def test_directory_not_matching_its_manifest_key_is_ignored_and_reported(store: SecureStore, root: Path) -> None:
     store.put("alice", "s", 1)
     store.put("bob", "s", 2)
@@ -137,6 +143,7 @@ def test_encoding_is_reversible_or_hashed(raw: str) -> None:
         assert name.startswith("h-")
 
 
+@pytest.mark.fs_only
 @pytest.mark.parametrize("bad", sorted(PROTOTYPE_KEYS) + ["__class__", "__globals__", "__init__", "__dict__"])
 def test_prototype_and_dunder_keys_rejected_everywhere(store: SecureStore, root: Path, bad: str) -> None:
     store.put("sess", "slot", {"fine": True})
@@ -169,6 +176,7 @@ def _small_store(root: Path, **limits: int) -> SecureStore:
     return SecureStore(root, StoreConfig(limits=Limits(**limits)), master_key=MASTER_KEY, environ=KEYS)
 
 
+@pytest.mark.fs_only
 @pytest.mark.parametrize(
     ("limits", "value", "error", "match"),
     [
@@ -240,6 +248,7 @@ def test_json_text_parser_is_strict() -> None:
         check_value(big, limits)
 
 
+@pytest.mark.fs_only
 def test_a_rejection_through_a_session_handle_names_the_file_it_was_aimed_at(root: Path) -> None:
     with _small_store(root, max_value_bytes=64) as store, store.create_session("sess") as session:
         too_big = {"v": "x" * 100}
@@ -254,6 +263,7 @@ def test_a_rejection_through_a_session_handle_names_the_file_it_was_aimed_at(roo
         ("slot.put", f"state/{encode_name('notes')}.json")]
 
 
+@pytest.mark.fs_only
 def test_create_session_with_a_bad_key_is_audited_in_the_store_log(root: Path) -> None:
     with _small_store(root) as store:
         log = root / "audit" / "log.jsonl"
@@ -277,6 +287,7 @@ def _sessions_listings_during(store: SecureStore, action: object) -> int:
     return calls.count(("listdir", sessions_fd))
 
 
+@pytest.mark.fs_only
 def test_creating_a_session_does_not_list_the_sessions_once_the_count_is_known(root: Path) -> None:
     with _small_store(root) as store:
         for n in range(5):
@@ -286,6 +297,7 @@ def test_creating_a_session_does_not_list_the_sessions_once_the_count_is_known(r
         assert json.loads((root / "sessions.count").read_bytes())["n"] == 6
 
 
+@pytest.mark.fs_only
 def test_the_session_cap_holds_across_handles_rejections_and_a_lagging_count(root: Path) -> None:
     with _small_store(root, max_sessions=3) as first, _small_store(root, max_sessions=3) as second:
         first.put("s1", "a", 1)

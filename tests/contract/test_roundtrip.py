@@ -3,6 +3,8 @@ no planted credential is stored in clear, whatever text surrounds it."""
 
 from __future__ import annotations
 
+import pytest
+
 from pathlib import Path
 
 from hypothesis import HealthCheck, assume, given, settings
@@ -15,6 +17,8 @@ from tests.support.examples import examples
 from securestore import ForbiddenKeyError, SecretInKeyError, SecureStore
 
 from securestore.core.secrets import find_secrets
+
+pytestmark = pytest.mark.both_backends
 
 
 def _self_identifying(secret: str) -> bool:
@@ -35,6 +39,7 @@ VALUES = st.recursive(LEAVES, lambda inner: st.one_of(
     st.lists(inner, max_size=4), st.dictionaries(TEXT, inner, max_size=4)), max_leaves=20)
 
 
+@pytest.mark.fs_only
 @given(value=VALUES)
 @settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_put_then_resolved_get_is_exact(tmp_path_factory, value: object) -> None:  # noqa: ANN001

@@ -39,6 +39,8 @@ from securestore.api.verify import VerifyOptions
 from securestore.audit.checkpoint import peek_note
 from securestore.fs.osapi import REAL_OS, instrumented
 
+pytestmark = pytest.mark.both_backends
+
 CT_LEAVES = ["", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f"]
 CT_ROOTS = [
     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
@@ -99,6 +101,7 @@ def _full_verify(root: Path, **options: object):  # noqa: ANN202
                                                          **options))  # type: ignore[arg-type]
 
 
+@pytest.mark.fs_only
 def test_the_seed_is_exported_once_and_never_kept_in_the_store(tmp_path: Path) -> None:
     root = make_store(tmp_path / "store", SMALL_EPOCHS)
     _fill(root)
@@ -111,6 +114,7 @@ def test_the_seed_is_exported_once_and_never_kept_in_the_store(tmp_path: Path) -
         init_store(tmp_path / "other", seed_out=str(tmp_path / "other" / "seed"), signing_key=SIGNING_KEY)
 
 
+@pytest.mark.fs_only
 def test_a_ratchet_wipes_the_previous_key_even_through_an_open_handle(tmp_path: Path) -> None:
     root = make_store(tmp_path / "store", SMALL_EPOCHS)
     _fill(root, count=1)
@@ -124,6 +128,7 @@ def test_a_ratchet_wipes_the_previous_key_even_through_an_open_handle(tmp_path: 
     assert before["chain"].encode() not in all_bytes(root)
 
 
+@pytest.mark.fs_only
 def test_the_wrong_seed_fails_the_mac_check(tmp_path: Path) -> None:
     root = make_store(tmp_path / "store", SMALL_EPOCHS)
     _fill(root)
@@ -139,6 +144,7 @@ def test_writes_without_the_signing_key_are_refused_before_anything_is_written(r
     assert all_bytes(root) == before
 
 
+@pytest.mark.fs_only
 def test_every_epoch_boundary_is_signed_and_a_missing_checkpoint_is_located(tmp_path: Path) -> None:
     root = make_store(tmp_path / "store", SMALL_EPOCHS)
     _fill(root)
@@ -155,6 +161,7 @@ def test_every_epoch_boundary_is_signed_and_a_missing_checkpoint_is_located(tmp_
     assert failure.log == f"sessions/{session_dir(root, 'sess').name}/audit/log.jsonl"
 
 
+@pytest.mark.fs_only
 def test_a_dangling_intent_exits_6_and_a_cut_tail_against_an_anchor_exits_5(tmp_path: Path) -> None:
     root = make_store(tmp_path / "store")
     _fill(root, StoreConfig(), count=3)
@@ -193,6 +200,7 @@ def _durability_events(store: SecureStore, events: list[tuple[str, str, bytes]])
     store.ctx.os = instrumented(REAL_OS, hook)
 
 
+@pytest.mark.fs_only
 def test_a_checkpoint_covers_fsynced_records_and_only_closing_ones_are_fsynced(tmp_path: Path) -> None:
     root = make_store(tmp_path / "store", SMALL_EPOCHS)
     events: list[tuple[str, str, bytes]] = []
@@ -225,6 +233,7 @@ def test_a_checkpoint_covers_fsynced_records_and_only_closing_ones_are_fsynced(t
     assert _full_verify(root).exit_code == 0
 
 
+@pytest.mark.fs_only
 def test_unsealed_tail_beyond_policy_exits_6(tmp_path: Path) -> None:
     root = make_store(tmp_path / "store")
     _fill(root, StoreConfig(), count=3)
@@ -239,6 +248,7 @@ def test_unsealed_tail_beyond_policy_exits_6(tmp_path: Path) -> None:
     assert _full_verify(root, max_unsealed=0).exit_code == 0
 
 
+@pytest.mark.fs_only
 def test_the_heartbeat_skips_a_session_a_live_writer_holds(root: Path) -> None:
     with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
         store.put("s", "slot", 1)
@@ -254,6 +264,7 @@ def test_the_heartbeat_skips_a_session_a_live_writer_holds(root: Path) -> None:
         child.communicate("")
 
 
+@pytest.mark.fs_only
 def test_cli_proofs_check_without_the_store_and_fail_when_altered(tmp_path: Path) -> None:
     root = tmp_path / "store"
     env = {"SECURESTORE_ROOT": str(root), "SECURESTORE_MASTER_KEY": MASTER_KEY}
@@ -292,6 +303,7 @@ def test_cli_proofs_check_without_the_store_and_fail_when_altered(tmp_path: Path
     assert run_cli("audit", "prove", "chat", "99", env=env).returncode == 2
 
 
+@pytest.mark.fs_only
 def test_the_corpus_module_generates_valid_stores(tmp_path: Path) -> None:
     from tests.support.attacks import build_scenario, verify
 
@@ -301,6 +313,7 @@ def test_the_corpus_module_generates_valid_stores(tmp_path: Path) -> None:
     assert os.path.isdir(scenario.older)
 
 
+@pytest.mark.fs_only
 def test_an_anchor_of_a_deleted_session_does_not_blame_its_successor(tmp_path: Path) -> None:
     from securestore.api.verify import make_anchor
 

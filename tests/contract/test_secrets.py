@@ -29,6 +29,7 @@ from securestore.core.secrets import Finding, find_secrets, scrub_text
 from securestore.core.secrets.markers import escape_text, unescape_text
 
 CORPUS = secret_corpus()
+pytestmark = pytest.mark.both_backends
 
 
 def _fragments(secret: str) -> list[bytes]:
@@ -119,6 +120,7 @@ def test_marker_escaping_round_trips(text: str) -> None:
     assert "[secret:" not in escape_text(text)
 
 
+@pytest.mark.fs_only
 def test_without_master_key_values_are_dropped_and_fingerprinted(root: Path) -> None:
     planted = CORPUS[0]
     with SecureStore(root, environ=KEYS) as store:
@@ -143,6 +145,7 @@ def test_wrong_master_key_is_a_clear_error(store: SecureStore, root: Path) -> No
             wrong.put("sess", "s2", {"k": Secret("value-2")})
 
 
+@pytest.mark.fs_only
 def test_vault_entry_is_bound_to_its_session(store: SecureStore, root: Path) -> None:
     """Copying one session's vault into another does not make its references resolvable."""
     store.put("alice", "s", {"k": Secret("alice-secret")})
@@ -174,6 +177,7 @@ def test_errors_and_audit_never_carry_a_secret(store: SecureStore, root: Path) -
     assert secret not in scrub_text(f"failed with {secret}")
 
 
+@pytest.mark.fs_only
 def test_same_secret_is_stored_once(store: SecureStore, root: Path) -> None:
     msg = {"content": f"key {CORPUS[0].secret}"}
     store.put("sess", "a", [msg] * 20)

@@ -32,6 +32,8 @@ from securestore.audit.chain import parse_record
 from securestore.fs import instrumented
 from securestore.fs.osapi import REAL_OS
 
+pytestmark = pytest.mark.both_backends
+
 
 def records(root: Path, key: str) -> list:  # noqa: ANN201
     log = session_dir(root, key) / "audit" / "log.jsonl"
@@ -78,6 +80,7 @@ def test_create_twice_is_an_error(store: SecureStore) -> None:
         store.open_session("missing")
 
 
+@pytest.mark.fs_only
 def test_turn_is_one_intent_and_atomic(store: SecureStore, root: Path) -> None:
     with store.create_session("s") as session:
         before = len(records(root, "s"))
@@ -106,6 +109,7 @@ def test_turn_is_one_intent_and_atomic(store: SecureStore, root: Path) -> None:
     assert verify_store(store).ok
 
 
+@pytest.mark.fs_only
 def test_failed_turn_leaves_nothing(store: SecureStore, root: Path) -> None:
     with store.create_session("s") as session:
         session.append_items([{"n": 0}])
@@ -151,6 +155,7 @@ def test_slot_versions_and_conflicts(store: SecureStore) -> None:
             slot.delete()
 
 
+@pytest.mark.fs_only
 def test_metadata_revisions_never_rewrite_history(store: SecureStore, root: Path) -> None:
     with store.create_session("s", metadata={"title": "v1", "labels": {"team": "a"}}) as session:
         session.update_metadata(title="v2")
@@ -177,6 +182,7 @@ def test_secret_metadata_goes_to_the_vault(store: SecureStore, root: Path) -> No
     assert b"k" * 36 not in all_bytes(root)
 
 
+@pytest.mark.fs_only
 def test_the_seal_policy_bounds_the_active_segment_and_copies_nothing(root: Path) -> None:
     config = StoreConfig(snapshot_every_records=3)
     with SecureStore(root, config, master_key=MASTER_KEY, environ=KEYS) as store:
@@ -196,6 +202,7 @@ def test_the_seal_policy_bounds_the_active_segment_and_copies_nothing(root: Path
         assert verify_store(store).ok
 
 
+@pytest.mark.fs_only
 def test_torn_final_journal_record_is_discarded_and_reported(store: SecureStore, root: Path) -> None:
     with store.create_session("s") as session:
         session.append_items([{"n": 1}])
@@ -210,6 +217,7 @@ def test_torn_final_journal_record_is_discarded_and_reported(store: SecureStore,
     assert verify_store(store).ok
 
 
+@pytest.mark.fs_only
 def test_bad_checksum_on_final_record_is_torn(store: SecureStore, root: Path) -> None:
     with store.create_session("s") as session:
         session.append_items([{"n": 1}])
@@ -220,6 +228,7 @@ def test_bad_checksum_on_final_record_is_torn(store: SecureStore, root: Path) ->
     assert store.read_items("s") == [{"n": 1}]  # the damaged final record is treated as torn
 
 
+@pytest.mark.fs_only
 def test_bad_record_before_the_end_is_an_integrity_error(store: SecureStore, root: Path) -> None:
     with store.create_session("s") as session:
         session.append_items([{"n": 1}])
@@ -239,6 +248,7 @@ def test_bad_record_before_the_end_is_an_integrity_error(store: SecureStore, roo
     assert not verify_store(store).ok
 
 
+@pytest.mark.fs_only
 def test_session_from_another_store_is_a_resume_mismatch(tmp_path: Path, store: SecureStore, root: Path) -> None:
     other = tmp_path / "other"
     make_store(other)
@@ -255,6 +265,7 @@ def test_session_from_another_store_is_a_resume_mismatch(tmp_path: Path, store: 
     assert tree_snapshot(root) == before  # nothing changed, not even the lock file
 
 
+@pytest.mark.fs_only
 def test_newer_layout_version_is_refused_untouched(store: SecureStore, root: Path) -> None:
     store.create_session("s").close()
     manifest = session_dir(root, "s") / "manifest.jsonl"
@@ -267,6 +278,7 @@ def test_newer_layout_version_is_refused_untouched(store: SecureStore, root: Pat
     assert tree_snapshot(root) == before
 
 
+@pytest.mark.fs_only
 def test_newer_store_layout_is_refused(root: Path) -> None:
     store_file = root / "store.json"
     identity = json.loads(store_file.read_bytes())
@@ -278,6 +290,7 @@ def test_newer_store_layout_is_refused(root: Path) -> None:
     assert tree_snapshot(root) == before
 
 
+@pytest.mark.fs_only
 def test_an_intent_without_outcome_blocks_further_writes_until_reopened(root: Path) -> None:
     """If the outcome cannot be appended (disk full), the change may have happened: the handle
     must not chain a new intent after the open one; reopening reconciles it."""

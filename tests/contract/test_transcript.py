@@ -4,6 +4,8 @@ what it hid off the disk, and the trail proves every segment."""
 
 from __future__ import annotations
 
+import pytest
+
 import os
 import shutil
 import stat
@@ -21,6 +23,8 @@ from securestore.api.verify import VerifyOptions
 from securestore.core.journal import encode_record
 from securestore.fs import instrumented
 from securestore.fs.osapi import REAL_OS
+
+pytestmark = pytest.mark.both_backends
 
 SEAL_EVERY_3 = StoreConfig(snapshot_every_records=3)
 NO_SEAL = StoreConfig(snapshot_every_records=None, snapshot_every_bytes=None)
@@ -51,6 +55,7 @@ def _turn(n: int) -> list[dict[str, Any]]:
     return [{"role": "user", "content": f"turn item {i:04d} " + "x" * 400} for i in range(n)]
 
 
+@pytest.mark.fs_only
 def test_a_turn_costs_the_same_whatever_the_transcript_length(root: Path) -> None:
     costs = []
     with SecureStore(root, NO_SEAL, master_key=MASTER_KEY, environ=KEYS) as store:
@@ -69,6 +74,7 @@ def test_a_turn_costs_the_same_whatever_the_transcript_length(root: Path) -> Non
     assert abs(long["written"] - short["written"]) < 64, (short["written"], long["written"])
 
 
+@pytest.mark.fs_only
 def test_a_tail_read_opens_only_the_segments_it_needs(root: Path) -> None:
     with SecureStore(root, SEAL_EVERY_3, master_key=MASTER_KEY, environ=KEYS) as store:
         with store.create_session("s") as session:
@@ -104,6 +110,7 @@ def test_pops_and_a_clear_hide_items_across_segments(root: Path) -> None:
         assert verify_store(store).ok
 
 
+@pytest.mark.fs_only
 def test_a_clear_takes_what_it_hid_off_the_disk(root: Path) -> None:
     with SecureStore(root, SEAL_EVERY_3, master_key=MASTER_KEY, environ=KEYS) as store:
         with store.create_session("s") as session:
@@ -118,6 +125,7 @@ def test_a_clear_takes_what_it_hid_off_the_disk(root: Path) -> None:
         assert report.ok, report.failures
 
 
+@pytest.mark.fs_only
 def test_a_line_altered_before_its_seal_is_caught_by_the_trail(root: Path) -> None:
     """A seal's digest is recomputed from the line hashes the trail committed: a writer that
     seals an altered segment (it reads the lines it did not write itself) cannot launder it."""
@@ -138,6 +146,7 @@ def test_a_line_altered_before_its_seal_is_caught_by_the_trail(root: Path) -> No
         assert report.failures[0].check == "seal", report.failures[0].describe()
 
 
+@pytest.mark.fs_only
 def test_verify_proves_every_sealed_segment(root: Path) -> None:
     def build(where: Path) -> Path:
         with SecureStore(where, SEAL_EVERY_3, master_key=MASTER_KEY, environ=KEYS) as store:
@@ -168,6 +177,7 @@ def test_verify_proves_every_sealed_segment(root: Path) -> None:
         assert not report.ok and report.exit_code == 1, (name, report.to_json())
 
 
+@pytest.mark.fs_only
 def test_a_reader_racing_a_clear_reads_again_from_the_new_head(root: Path) -> None:
     """A lock-free read that loses a segment to a concurrent seal (after a clear) starts over."""
     with SecureStore(root, SEAL_EVERY_3, master_key=MASTER_KEY, environ=KEYS) as store:
@@ -200,6 +210,7 @@ def _layout1_copy(where: Path) -> Path:
     return where / "store"
 
 
+@pytest.mark.fs_only
 def test_a_layout_1_store_reads_writes_seals_and_verifies(tmp_path: Path) -> None:
     """Sessions written by securestore before segments (snapshot.json + journal.log) keep working."""
     root = _layout1_copy(tmp_path / "old")
@@ -224,6 +235,7 @@ def test_a_layout_1_store_reads_writes_seals_and_verifies(tmp_path: Path) -> Non
         assert report.ok, report.failures[0].describe()
 
 
+@pytest.mark.fs_only
 def test_a_planted_next_segment_stops_the_seal_before_its_intent(root: Path) -> None:
     with SecureStore(root, NO_SEAL, master_key=MASTER_KEY, environ=KEYS) as store:
         with store.create_session("s") as session:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import pwd
+import shlex
 import shutil
 import socket
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 PGBIN = Path(os.environ.get("PGBIN", "/usr/lib/postgresql/15/bin"))
@@ -26,6 +28,7 @@ class PostgresServer:
     directory: Path
     port: int
     os_user: str | None  # the OS user the server runs as (None: this one)
+    settings: dict[str, str] = field(default_factory=dict)  # extra server settings, kept across restarts
 
     @property
     def dsn(self) -> str:
@@ -39,11 +42,16 @@ class PostgresServer:
         command = (["runuser", "-u", self.os_user, "--"] if self.os_user else []) + list(argv)
         return subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
 
-    def start(self, *, durable: bool) -> None:
-        """`durable=False` turns fsync off for speed; the fault tests start durable servers."""
+    def start(self, *, durable: bool, settings: Mapping[str, str] | None = None) -> None:
+        """`durable=False` turns fsync off for speed; the fault tests start durable servers.
+        `settings` (e.g. {"ssl": "on", "ssl_cert_file": ...}) replace the extra settings this
+        server starts with, now and on later starts."""
+        if settings is not None:
+            self.settings = dict(settings)
         options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.directory}"
         if not durable:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        options += "".join(f" -c {shlex.quote(f'{name}={value}')}" for name, value in self.settings.items())
         done = self.run(str(PGBIN / "pg_ctl"), "-D", str(self.directory / "data"), "-l", str(self.log), "-w",
                         "-t", "60", "-o", options, "start")
         if done.returncode != 0:
@@ -74,8 +82,9 @@ def _free_port() -> int:
         return port
 
 
-def make_server(*, durable: bool = False) -> PostgresServer:
-    """A new cluster, started. Raises RuntimeError(MISSING) without the binaries."""
+def make_server(*, durable: bool = False, settings: Mapping[str, str] | None = None) -> PostgresServer:
+    """A new cluster, started (with extra server `settings`, if given). Raises
+    RuntimeError(MISSING) without the binaries."""
     if not (PGBIN / "initdb").exists():
         raise RuntimeError(MISSING)
     user = _server_user()
@@ -88,7 +97,7 @@ def make_server(*, durable: bool = False) -> PostgresServer:
     if made.returncode != 0:
         shutil.rmtree(directory, ignore_errors=True)
         raise RuntimeError(f"initdb failed: {made.stderr.strip()}")
-    server.start(durable=durable)
+    server.start(durable=durable, settings=settings)
     return server
 
 

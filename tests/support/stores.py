@@ -33,9 +33,22 @@ STORE_TRAIL = frozenset({"audit/log.jsonl", "audit/checkpoints.jsonl", "audit/ep
 HISTORY_NOW = 1_800_000_000_000  # "now" for the ages store_with_history gives sessions
 
 
-def seed_path(root: Path) -> Path:
+_SEEDS: dict[str, Path] = {}  # a PostgreSQL store's URL -> where its seed was exported
+
+
+def seed_path(root: Path | str) -> Path:
     """Where make_store exported a store's verification seed (outside the root)."""
+    if isinstance(root, str) and root in _SEEDS:
+        return _SEEDS[root]
+    root = Path(root)
     return root.parent / f"{root.name}.seed"
+
+
+def make_pg_store(url: str, seed_dir: Path, config: StoreConfig | None = None, **kwargs: Any) -> str:
+    """A store in the (set up) database at `url`, its seed exported into `seed_dir`."""
+    _SEEDS[url] = seed_dir / "store.seed"
+    init_store(url, config, seed_out=str(_SEEDS[url]), signing_key=SIGNING_KEY, **kwargs)
+    return url
 
 
 def make_store(root: Path, config: StoreConfig | None = None, **kwargs: Any) -> Path:
@@ -68,8 +81,12 @@ def tree_snapshot(path: Path) -> dict[str, tuple[int, bytes | None]]:
     return out
 
 
-def all_bytes(path: Path) -> bytes:
-    return b"\n".join(data for _, data in tree_snapshot(path).values() if data)
+def all_bytes(path: Path | str) -> bytes:
+    """Every byte a store keeps: each file's content (each row's, for a PostgreSQL store)."""
+    if isinstance(path, str) and path.startswith("postgresql://"):
+        from tests.support.pg_stores import stored_bytes
+        return stored_bytes(path)
+    return b"\n".join(data for _, data in tree_snapshot(Path(path)).values() if data)
 
 
 def session_dir(root: Path, key: str) -> Path:

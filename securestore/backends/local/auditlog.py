@@ -12,13 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from functools import partial
 
 import orjson
 
 from ...core.canonical import canonical_bytes
 from ...errors import IntegrityError, KeyMaterialError, OperationalError
-from ...fs import Dir, iter_lines, read_tail, replace_wiping, size_of, write_private
+from ..tree import TreeDir
 from .layout import AUDIT_DIR
 from ...audit.chain import (
     GENESIS_PREV,
@@ -90,7 +89,7 @@ class AuditLog:
     """One log. The caller holds the lock that makes it the only writer."""
 
     def __init__(
-        self, directory: Dir, *, clock: Callable[[], int], actor: Actor, max_line: int,
+        self, directory: TreeDir, *, clock: Callable[[], int], actor: Actor, max_line: int,
         signer: SignerKey | None = None,
     ) -> None:
         self.dir = directory
@@ -143,7 +142,7 @@ class AuditLog:
         record, line, self.head = build_record(ChainHead(log_id, 0, GENESIS_PREV), ts, self.actor, fields,
                                                epoch=0, mac=RecordMac(mac_key(chain)))
         self.keys = EpochState(store_id, log_id, signer_text, rule, 0, chain, 0, ts)
-        write = partial(write_private, self.dir) if unpublished else self.dir.write_new
+        write = self.dir.write_private if unpublished else self.dir.write_new
         write(KEY_FILE, self.keys.encode())
         write(LOG_FILE, line)
         self.last = record
@@ -157,7 +156,7 @@ class AuditLog:
 
     def load(self) -> None:
         """Find the chain head from the last complete line; remember a torn fragment."""
-        size, tail = read_tail(self.dir, LOG_FILE, 2 * self.max_line + 2)
+        size, tail = self.dir.read_tail(LOG_FILE, 2 * self.max_line + 2)
         cut = tail.rfind(b"\n")
         self.torn = tail[cut + 1 :]
         if cut < 0:
@@ -190,7 +189,7 @@ class AuditLog:
 
     def recent(self, nbytes: int) -> list[RecordBase]:
         """Records in the last `nbytes` of the log (for rate bounds; not a verification)."""
-        size, tail = read_tail(self.dir, LOG_FILE, nbytes)
+        size, tail = self.dir.read_tail(LOG_FILE, nbytes)
         lines = tail.split(b"\n")[:-1]
         if size > len(tail) and lines:
             lines = lines[1:]  # the first line may be cut
@@ -220,7 +219,7 @@ class AuditLog:
         """Truncate a torn final fragment (crash mid-append); return what was discarded."""
         fragment = self.torn
         if fragment:
-            size, _ = read_tail(self.dir, LOG_FILE, 0)
+            size, _ = self.dir.read_tail(LOG_FILE, 0)
             self.dir.truncate(LOG_FILE, size - len(fragment))
             self.torn = b""
         return fragment
@@ -235,11 +234,11 @@ class AuditLog:
             self.seal(closing=True)
             keys = replace(keys, epoch=keys.epoch + 1, chain=ratchet(keys.chain), first_seq=head.next_seq,
                            start_ts=ts)
-            replace_wiping(self.dir, KEY_FILE, keys.encode())
+            self.dir.replace_wiping(KEY_FILE, keys.encode())
         elif count == 0 and keys.start_ts != ts:
             # The epoch's first record decides its start; an earlier attempt may have failed.
             keys = replace(keys, start_ts=ts)
-            replace_wiping(self.dir, KEY_FILE, keys.encode())
+            self.dir.replace_wiping(KEY_FILE, keys.encode())
         self.keys = keys
         return keys
 
@@ -300,13 +299,13 @@ class AuditLog:
     def is_sealed(self) -> bool:
         """Read-only: does the last checkpoint end where the log ends?"""
         stored = self.last_checkpoint(repair=False)
-        log_size = size_of(self.dir, LOG_FILE)
+        log_size = self.dir.size_of(LOG_FILE)
         return stored is not None and log_size is not None and stored.offset == log_size[1]
 
     def last_checkpoint(self, *, repair: bool = True) -> StoredCheckpoint | None:
         """The newest complete checkpoint line; a torn final fragment is cut off first (the
         writer only: `repair`)."""
-        size, tail = read_tail(self.dir, CHECKPOINTS_FILE, _CHECKPOINT_CAP)
+        size, tail = self.dir.read_tail(CHECKPOINTS_FILE, _CHECKPOINT_CAP)
         cut = tail.rfind(b"\n")
         if repair and cut + 1 < len(tail):  # a crash mid-append left an unsigned fragment: drop it
             self.dir.truncate(CHECKPOINTS_FILE, size - (len(tail) - cut - 1))
@@ -349,7 +348,7 @@ class AuditLog:
             if signed.size > size:
                 raise IntegrityError(f"{self.label} is shorter than its last checkpoint ({signed.size})")
             frontier, offset = stored.frontier.copy(), stored.offset
-        for at, line in iter_lines(self.dir, LOG_FILE, self.max_line + 1, start=offset):
+        for at, line in self.dir.iter_lines(LOG_FILE, self.max_line + 1, start=offset):
             if frontier.size == size or not line.endswith(b"\n"):
                 break
             frontier.add(leaf_hash(line[:-1]))

@@ -9,7 +9,7 @@ from functools import partial
 
 from ...core.listing import Order, Page, SessionSummary, Skipped
 from ...errors import LimitExceededError, SecureStoreError
-from ...fs import size_of
+
 from . import index
 from .index import INDEX_DIR, IndexReader
 from .index_compact import UPDATES_LOG, CompactionPolicy
@@ -94,7 +94,7 @@ class Catalog:
         if root.entry(INDEX_DIR) is None:
             return None
         with root.open_dir(INDEX_DIR) as directory:
-            return size_of(directory, UPDATES_LOG)
+            return directory.size_of(UPDATES_LOG)
 
     # -- rebuild ---------------------------------------------------------------------------------
     def rebuild(self) -> int:

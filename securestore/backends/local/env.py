@@ -11,7 +11,8 @@ from ...audit.keys import EpochRule, SignerKey
 from ...config import Limits, StoreConfig
 from ...core.canonical import sha256_hex
 from ...core.records import StoreIdentity
-from ...fs import Dir, FsContext
+from ...fs import FsContext
+from ..tree import TreeDir
 from .auditlog import AuditLog
 from .layout import STATE_DIR, file_cap
 
@@ -21,7 +22,7 @@ def wall_clock_ms(ctx: FsContext) -> Callable[[], int]:
     return lambda: ctx.os.now_ns() // 1_000_000
 
 
-def observe_file(directory: Dir, name: str, cap: int) -> str | None:
+def observe_file(directory: TreeDir, name: str, cap: int) -> str | None:
     """What a replaced file holds now, in the terms an intent uses (its content hash)."""
     data = directory.read_optional(name, cap)
     return None if data is None else sha256_hex(data)
@@ -53,7 +54,7 @@ class LocalEnv:
     def limits(self) -> Limits:
         return self.config.limits
 
-    def new_log(self, directory: Dir) -> AuditLog:
+    def new_log(self, directory: TreeDir) -> AuditLog:
         return AuditLog(directory, clock=self.clock, actor=self.actor, max_line=self.limits.max_audit_line_bytes,
                         signer=self.signer)
 

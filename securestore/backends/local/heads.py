@@ -20,7 +20,7 @@ from ...audit.keys import VerifierKey
 from ...audit.errors import RecordError
 from .auditlog import AuditLog
 from ...errors import SecureStoreError
-from ...fs import Dir
+from ..tree import TreeDir
 from .layout import AUDIT_DIR
 from ...core.policy import is_session_name
 
@@ -31,12 +31,12 @@ _PER_RECORD = 100  # keeps a heads record far below the audit line cap
 _CLOCK_SLACK_NS = 2_000_000_000  # filesystem timestamps are coarse: look back a little further
 
 
-def mark(heads: Dir, name: str) -> None:
+def mark(heads: TreeDir, name: str) -> None:
     """A session signed a new checkpoint: have the next store operation commit its head."""
     heads.ensure_file(name)
 
 
-def take_marked(heads: Dir) -> list[str]:
+def take_marked(heads: TreeDir) -> list[str]:
     """The marked sessions, each marker removed before its head is read."""
     names = []
     for entry in heads.list():
@@ -51,7 +51,7 @@ def take_marked(heads: Dir) -> list[str]:
     return names
 
 
-def changed_since_last_sweep(heads: Dir, sessions: Dir, names: Iterable[str]) -> tuple[list[str], str]:
+def changed_since_last_sweep(heads: TreeDir, sessions: TreeDir, names: Iterable[str]) -> tuple[list[str], str]:
     """Sessions whose checkpoints changed since the previous seal began (all, the first time),
     and the stamp file that marks when this sweep began (see `finish_sweep`)."""
     previous = heads.entry(SWEPT)
@@ -70,7 +70,7 @@ def changed_since_last_sweep(heads: Dir, sessions: Dir, names: Iterable[str]) ->
     return changed, stamp
 
 
-def finish_sweep(heads: Dir, stamp: str) -> None:
+def finish_sweep(heads: TreeDir, stamp: str) -> None:
     """After the sweep's heads are committed: its stamp becomes the previous sweep's."""
     for entry in heads.list():
         if entry.startswith(_STAMP_PREFIX) and entry != stamp:
@@ -80,7 +80,7 @@ def finish_sweep(heads: Dir, stamp: str) -> None:
     heads.rename(stamp, SWEPT)
 
 
-def commit(log: AuditLog, sessions: Dir, names: Iterable[str], log_for: Callable[[Dir], AuditLog],
+def commit(log: AuditLog, sessions: TreeDir, names: Iterable[str], log_for: Callable[[TreeDir], AuditLog],
            signer: VerifierKey) -> int:
     """Append heads records for `names` (each session's latest signed checkpoint) to the store
     log; returns how many heads were committed. Sessions gone or without a checkpoint are
@@ -92,7 +92,7 @@ def commit(log: AuditLog, sessions: Dir, names: Iterable[str], log_for: Callable
     return len(heads)
 
 
-def read_head(sessions: Dir, name: str, log_for: Callable[[Dir], AuditLog],
+def read_head(sessions: TreeDir, name: str, log_for: Callable[[TreeDir], AuditLog],
               signer: VerifierKey) -> dict[str, object] | None:
     """A session's latest signed checkpoint as a head entry. No lock is needed: the checkpoints
     file only grows by appended lines, and its last complete line is signed. That line may not

@@ -44,7 +44,8 @@ from ...core.listing import (
     tombstone_line,
 )
 from ...errors import NotFoundError, SecureStoreError, UsageError
-from ...fs import Dir, FsContext, iter_lines, lines_backward, lock_plain, rewrite_in_place, size_of
+from ...fs import FsContext
+from ..tree import TreeDir
 from .auditlog import AuditLog
 from .index_compact import (
     CREATED_LOG,
@@ -64,14 +65,14 @@ _ENTRY_READS = 3
 
 
 class IndexReader:
-    def __init__(self, index: Dir, *, max_index_bytes: int) -> None:
+    def __init__(self, index: TreeDir, *, max_index_bytes: int) -> None:
         self.index = index
         self.max_index_bytes = max_index_bytes
 
     def stamp(self) -> tuple[int, int] | None:
-        return size_of(self.index, UPDATES_LOG)
+        return self.index.size_of(UPDATES_LOG)
 
-    def _entry(self, entries: Dir, name: str, skipped: list[Skipped]) -> SessionSummary | None:
+    def _entry(self, entries: TreeDir, name: str, skipped: list[Skipped]) -> SessionSummary | None:
         for _ in range(_ENTRY_READS):  # entries are rewritten in place: a read may race a writer
             data = entries.read_optional(f"{name}.json", 64 * 1024)
             if data is None:
@@ -103,7 +104,7 @@ class IndexReader:
 
     def _read(self, log: str, order: str, page_size: int, cursor: str | None, workspace: str | None,
               stamp: tuple[int, int] | None) -> Page:
-        size = size_of(self.index, log)
+        size = self.index.size_of(log)
         if size is None or stamp is None:
             return Page([], None, stamp)
         inode, end = size
@@ -121,7 +122,7 @@ class IndexReader:
             if state["i"] != inode or state["e"] > end:
                 raise UsageError(_EXPIRED)
             end, position = state["e"], state["p"]
-            with closing(lines_backward(self.index, log, end, MAX_INDEX_LINE)) as lines:
+            with closing(self.index.lines_backward(log, end, MAX_INDEX_LINE)) as lines:
                 for offset, line in lines:
                     if offset < position:
                         break
@@ -136,7 +137,7 @@ class IndexReader:
         if self.index.entry(ENTRIES_DIR) is None:
             return Page([], None, stamp, [Skipped(ENTRIES_DIR, "the index is incomplete; run `securestore index rebuild`")])
         with self.index.open_dir(ENTRIES_DIR) as entries, \
-                closing(lines_backward(self.index, log, position, MAX_INDEX_LINE)) as lines:
+                closing(self.index.lines_backward(log, position, MAX_INDEX_LINE)) as lines:
             for offset, line in lines:
                 walked.update(line + b"\n")
                 listed = read_index_line(line)
@@ -164,18 +165,18 @@ class IndexReader:
         return Page(sessions, None, stamp, skipped)
 
 
-def disagreements(index: Dir, live: set[str], *, ignore: set[str], max_index_bytes: int) -> list[str]:
+def disagreements(index: TreeDir, live: set[str], *, ignore: set[str], max_index_bytes: int) -> list[str]:
     """Where the index disagrees with the set of live sessions (from the audit trail): live
     sessions a listing would not show, and listed sessions that are not live. O(index)."""
     newest: dict[str, bool] = {}  # name -> listed (False: its newest line is a tombstone)
     created: set[str] = set()
     for log, into in ((UPDATES_LOG, newest), (CREATED_LOG, None)):
-        size = size_of(index, log)
+        size = index.size_of(log)
         if size is None:
             return [f"{INDEX_DIR}/{log}: missing; run `securestore index rebuild`"]
         if size[1] > max_index_bytes:
             return [f"{INDEX_DIR}/{log}: larger than {max_index_bytes} bytes; run `securestore index rebuild`"]
-        for _, line in iter_lines(index, log, MAX_INDEX_LINE):
+        for _, line in index.iter_lines(log, MAX_INDEX_LINE):
             parsed = parse_index_line(line.rstrip(b"\n"))
             if parsed is None:
                 continue
@@ -203,7 +204,7 @@ def disagreements(index: Dir, live: set[str], *, ignore: set[str], max_index_byt
     return [f"{INDEX_DIR}: {finding}; run `securestore index rebuild`" for finding in findings]
 
 
-def _listed(entries: Dir, name: str) -> SessionSummary | None:
+def _listed(entries: TreeDir, name: str) -> SessionSummary | None:
     """The entry of session `name`, if it is a valid entry for that very session."""
     try:
         data = entries.read_optional(f"{name}.json", 64 * 1024)
@@ -215,7 +216,7 @@ def _listed(entries: Dir, name: str) -> SessionSummary | None:
     return summary if belongs(summary, name) else None
 
 
-def _entry_matches(entries: Dir, name: str) -> bool:
+def _entry_matches(entries: TreeDir, name: str) -> bool:
     return _listed(entries, name) is not None
 
 
@@ -223,7 +224,7 @@ class NotListed(Exception):
     """`note(keep_listed_items=True)` found no valid entry to take the item count from."""
 
 
-def note(root: Dir, summary: SessionSummary | None, *, name: str, created: bool, timeout: float, now_ms: int,
+def note(root: TreeDir, summary: SessionSummary | None, *, name: str, created: bool, timeout: float, now_ms: int,
          compaction: CompactionPolicy, keep_listed_items: bool = False) -> None:
     """Record a committed write in the listing index (summary None: the session is gone).
     Not fsynced and not separately audited: it restates audited state, readers validate it,
@@ -231,7 +232,7 @@ def note(root: Dir, summary: SessionSummary | None, *, name: str, created: bool,
     so the listed item count stands (NotListed when there is none to keep). Then compacts the
     update log when it is due (see index_compact.py)."""
     with root.open_or_make_dir(INDEX_DIR) as index:
-        with lock_plain(index, INDEX_LOCK, exclusive=False, timeout=timeout), \
+        with index.lock_plain(INDEX_LOCK, exclusive=False, timeout=timeout), \
                 index.open_or_make_dir(ENTRIES_DIR) as entries:
             if summary is None:
                 # The tombstone is durable before the entry goes: the session's older lines carry
@@ -245,7 +246,7 @@ def note(root: Dir, summary: SessionSummary | None, *, name: str, created: bool,
                     if listed is None or listed.key != summary.key:
                         raise NotListed(name)
                     summary = summary.model_copy(update={"items": listed.items})
-                rewrite_in_place(entries, f"{name}.json", entry_bytes(summary))  # readers validate it
+                entries.rewrite_in_place(f"{name}.json", entry_bytes(summary))  # readers validate it
                 _append(index, UPDATES_LOG, summary_line(summary))
                 if created:
                     _append(index, CREATED_LOG, created_line(summary))
@@ -256,7 +257,7 @@ def note(root: Dir, summary: SessionSummary | None, *, name: str, created: bool,
             compact_if_due(index, compaction)
 
 
-def _append(index: Dir, log: str, line: bytes, *, durable: bool = False) -> None:
+def _append(index: TreeDir, log: str, line: bytes, *, durable: bool = False) -> None:
     try:
         index.append(log, line, durable=durable)
     except NotFoundError:  # the first line of a new index
@@ -264,7 +265,7 @@ def _append(index: Dir, log: str, line: bytes, *, durable: bool = False) -> None
         index.append(log, line, durable=durable)
 
 
-def rebuild(log: AuditLog, root: Dir, summaries: list[SessionSummary], ctx: FsContext, timeout: float) -> None:
+def rebuild(log: AuditLog, root: TreeDir, summaries: list[SessionSummary], ctx: FsContext, timeout: float) -> None:
     """Rewrite the whole index from summaries read off the session directories (audited)."""
     by_update = sorted(summaries, key=lambda s: (s.updated_ms, s.name))
     updates = b"".join(summary_line(s) for s in by_update)
@@ -273,7 +274,7 @@ def rebuild(log: AuditLog, root: Dir, summaries: list[SessionSummary], ctx: FsCo
 
     def act() -> None:
         with root.open_or_make_dir(INDEX_DIR) as index, \
-                lock_plain(index, INDEX_LOCK, exclusive=True, timeout=timeout):
+                index.lock_plain(INDEX_LOCK, exclusive=True, timeout=timeout):
             with index.make_dir(staging) as fresh:
                 for summary in summaries:
                     fresh.write_atomic(f"{summary.name}.json", entry_bytes(summary), durable=False)

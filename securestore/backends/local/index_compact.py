@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from ...core.listing import parse_index_line
 from ...errors import LockHeldError, NotFoundError, SecureStoreError
-from ...fs import Dir, iter_lines, lock_plain, size_of
+from ..tree import TreeDir
 
 UPDATES_LOG = "updates.log"
 CREATED_LOG = "created.log"
@@ -44,12 +44,12 @@ class CompactionPolicy:
     max_bytes: int  # the index cap: a log larger than this is left to `index rebuild`
 
 
-def compact_if_due(index: Dir, policy: CompactionPolicy) -> bool:
+def compact_if_due(index: TreeDir, policy: CompactionPolicy) -> bool:
     """Compact if the update log has grown enough and no writer is appending; True if done."""
     if not _due(index, policy):
         return False
     try:
-        held = lock_plain(index, INDEX_LOCK, exclusive=True, timeout=0.0)
+        held = index.lock_plain(INDEX_LOCK, exclusive=True, timeout=0.0)
     except LockHeldError:
         return False  # writers are appending: a later write compacts
     with held:
@@ -59,18 +59,18 @@ def compact_if_due(index: Dir, policy: CompactionPolicy) -> bool:
     return True
 
 
-def scrub_deleted(index: Dir, name: str, policy: CompactionPolicy, timeout: float) -> bool:
+def scrub_deleted(index: TreeDir, name: str, policy: CompactionPolicy, timeout: float) -> bool:
     """Remove every line of the deleted session `name` from both logs now, waiting for the lock
     up to `timeout`; True if done. A byte filter, not a parse: `"n":"<name>"` with bare quotes
     only occurs as a line's own name field (a quote inside a JSON string is escaped)."""
     needle = b'"n":"' + name.encode() + b'"'
     try:
-        held = lock_plain(index, INDEX_LOCK, exclusive=True, timeout=timeout)
+        held = index.lock_plain(INDEX_LOCK, exclusive=True, timeout=timeout)
     except LockHeldError:
         return False  # the next compaction, or `index rebuild`, removes them
     with held:
         for log in (UPDATES_LOG, CREATED_LOG):
-            stamp = size_of(index, log)
+            stamp = index.size_of(log)
             if stamp is None or stamp[1] > min(policy.max_bytes, _MAX_COMPACTED):
                 continue
             data = index.read(log, stamp[1])
@@ -82,18 +82,18 @@ def scrub_deleted(index: Dir, name: str, policy: CompactionPolicy, timeout: floa
     return True
 
 
-def _due(index: Dir, policy: CompactionPolicy) -> bool:
+def _due(index: TreeDir, policy: CompactionPolicy) -> bool:
     appended = index.appended_size(UPDATES_LOG)  # the note's own descriptor: no open per write
     if appended is not None and appended <= policy.floor:
         return False
-    stamp = size_of(index, UPDATES_LOG)
+    stamp = index.size_of(UPDATES_LOG)
     if stamp is None or stamp[1] <= policy.floor or stamp[1] > min(policy.max_bytes, _MAX_COMPACTED):
         return False
     compacted = _compacted_size(index, stamp[0])
     return compacted is not None and stamp[1] > _GROWTH * compacted
 
 
-def _compacted_size(index: Dir, inode: int) -> int | None:
+def _compacted_size(index: TreeDir, inode: int) -> int | None:
     """The update log's size after its last compaction if that was this very file, 0 if not
     known (never compacted, replaced since, or a damaged record: compaction rewrites it), None
     when something that is not a file sits in its place (compaction could never record it)."""
@@ -112,11 +112,11 @@ def _compacted_size(index: Dir, inode: int) -> int | None:
     return int(parts[1])
 
 
-def _lines(index: Dir, log: str) -> Iterator[tuple[str, bytes, bool]]:
+def _lines(index: TreeDir, log: str) -> Iterator[tuple[str, bytes, bool]]:
     """(name, line, is a tombstone) for each valid complete line, streamed; damaged lines,
     pieces of an oversized line and a torn final line are left out."""
     try:
-        for _, line in iter_lines(index, log, MAX_INDEX_LINE):
+        for _, line in index.iter_lines(log, MAX_INDEX_LINE):
             if not line.endswith(b"\n"):
                 continue
             parsed = parse_index_line(line[:-1])
@@ -126,7 +126,7 @@ def _lines(index: Dir, log: str) -> Iterator[tuple[str, bytes, bool]]:
         return
 
 
-def compacted_logs(index: Dir) -> tuple[bytes, bytes]:
+def compacted_logs(index: TreeDir) -> tuple[bytes, bytes]:
     """(update log, created log) as compaction writes them."""
     newest: dict[str, bytes] = {}
     for name, line, tombstone in _lines(index, UPDATES_LOG):
@@ -137,13 +137,13 @@ def compacted_logs(index: Dir) -> tuple[bytes, bytes]:
     return b"".join(newest.values()), created
 
 
-def compact(index: Dir) -> None:
+def compact(index: TreeDir) -> None:
     """Rewrite both logs as `compacted_logs` (the caller holds the index lock exclusively)."""
     updates, created = compacted_logs(index)
     index.write_atomic(UPDATES_LOG, updates)
     if index.entry(CREATED_LOG) is not None:
         index.write_atomic(CREATED_LOG, created)
-    stamp = size_of(index, UPDATES_LOG)
+    stamp = index.size_of(UPDATES_LOG)
     try:
         if stamp is not None:
             index.write_atomic(COMPACTED_FILE, f"{stamp[0]} {stamp[1]}\n".encode(), durable=False)

@@ -10,6 +10,8 @@ from ...errors import IntegrityError
 
 LAYOUT_VERSION = 2  # 2: the transcript is a chain of journal segments (1: snapshot + journal)
 BACKEND = "fs"
+# Where a store was made (its identity says so); the engine and its files are the same in both.
+BACKENDS = frozenset({"fs", "postgres"})
 
 STORE_FILE = "store.json"
 STORE_LOCK = "lock"

@@ -22,7 +22,8 @@ from ...audit.chain import TargetState
 from .auditlog import AuditLog
 from ...core.canonical import canonical_bytes, sha256_hex
 from ...errors import AlreadyExistsError, InvalidValueError, LimitExceededError, PolicyError
-from ...fs import Dir, LegacySource, locks, open_parent, read_legacy_source
+from ...fs import LegacySource, open_parent, read_legacy_source
+from ..tree import TreeDir
 from .layout import AUDIT_DIR, SESSION_LOCK, STAGING_PREFIX, STATE_DIR, session_target
 from ...core.records import SessionMetadata
 from ...core.policy import check_value, encode_name
@@ -129,12 +130,12 @@ def precheck(env: LocalEnv, plan: LegacyPlan) -> None:
             raise kind(f"legacy {legacy.source}: {why}; nothing was imported")
 
 
-def _fill(env: LocalEnv, stage: Dir, legacy: LegacySession, name: str, line: bytes) -> None:
+def _fill(env: LocalEnv, stage: TreeDir, legacy: LegacySession, name: str, line: bytes) -> None:
     """Write one legacy session's content into its staged directory, through its own log."""
     directory = stage.open_dir(name)
     state = directory.open_dir(STATE_DIR)
     audit = directory.open_dir(AUDIT_DIR)
-    lock = locks.lock(directory, SESSION_LOCK, 0.0, env.clock())
+    lock = directory.lock(SESSION_LOCK, 0.0, env.clock())
     history = parse_manifest(line, f"staged session {name}")
     session = SessionDir(env, legacy.key, name, directory, state, env.new_log(audit), lock, history, None)
     try:
@@ -191,7 +192,7 @@ class _Reader:
         return session_in_map(self._map, summary, self._limits)
 
 
-def run(env: LocalEnv, log: AuditLog, root: Dir, sessions: Dir, path: str, plan: LegacyPlan,
+def run(env: LocalEnv, log: AuditLog, root: TreeDir, sessions: TreeDir, path: str, plan: LegacyPlan,
         check_room: Callable[[int], None], progress: Progress | None = None) -> MigrationReport:
     report = ReportText(env.fingerprint_key)
     with redacted_errors(report), read_legacy_source(path, env.ctx, cap=MAX_LEGACY_FILE_BYTES) as source:
@@ -202,7 +203,7 @@ def run(env: LocalEnv, log: AuditLog, root: Dir, sessions: Dir, path: str, plan:
     return done
 
 
-def _run(env: LocalEnv, log: AuditLog, root: Dir, sessions: Dir, path: str, plan: LegacyPlan,
+def _run(env: LocalEnv, log: AuditLog, root: TreeDir, sessions: TreeDir, path: str, plan: LegacyPlan,
          reader: _Reader, check_room: Callable[[int], None], progress: Progress | None) -> MigrationReport:
     existing = [s.key for s in plan.sessions if sessions.entry(encode_name(s.key)) is not None]
     if existing:

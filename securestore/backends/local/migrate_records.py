@@ -15,7 +15,8 @@ from ...audit.chain import COMMITTED_RESULTS, Intent, Outcome, TargetState, pars
 from ...audit.errors import RecordError
 from ...core.canonical import canonical_bytes, sha256_hex
 from ...errors import IntegrityError, NotFoundError
-from ...fs import Dir, iter_lines, open_parent
+from ...fs import open_parent
+from ..tree import TreeDir
 from .auditlog import LOG_FILE, AuditLog
 from .env import LocalEnv
 from .layout import AUDIT_DIR, session_target
@@ -46,7 +47,7 @@ def record_path(record_id: str) -> str:
     return f"{RECORDS_DIR}/{record_id}.json"
 
 
-def _record_data(root: Dir, record_id: str) -> bytes | None:
+def _record_data(root: TreeDir, record_id: str) -> bytes | None:
     if root.entry(RECORDS_DIR) is None:
         return None
     with root.open_dir(RECORDS_DIR) as records:
@@ -68,11 +69,11 @@ class _Trail:
     void: dict[str, set[str]] = field(default_factory=dict)  # hashes of changes settled as not applied
 
 
-def _audit_trail(root: Dir, max_line: int) -> _Trail:
+def _audit_trail(root: TreeDir, max_line: int) -> _Trail:
     """Stream the store log once, pairing migration-record intents with their outcomes."""
     trail, pending = _Trail(), dict[int, Intent]()
     with root.open_dir(AUDIT_DIR) as audit:
-        for offset, line in iter_lines(audit, LOG_FILE, max_line + 1):
+        for offset, line in audit.iter_lines(LOG_FILE, max_line + 1):
             if not line.endswith(b"\n"):
                 break  # a torn tail is not a record (the next writer repairs it)
             if _RECORD_TARGET in line:
@@ -115,7 +116,7 @@ def _matches_trail(record_id: str, data: bytes, trail: _Trail, dangling: Intent 
                          "securestore); nothing was changed: restore it from a backup and run `securestore audit verify`")
 
 
-def _verified_record(env: LocalEnv, root: Dir, intent: Intent) -> tuple[MigrationRecord, str] | None:
+def _verified_record(env: LocalEnv, root: TreeDir, intent: Intent) -> tuple[MigrationRecord, str] | None:
     """The record a dangling migrate intent names, and its hash, once verified against the store log."""
     record_id = _record_id(intent)
     data = _record_data(root, record_id)
@@ -138,7 +139,7 @@ def _source_state(path: str, backup: str, env: LocalEnv) -> tuple[bool, bool]:
         return holder.entry(name) is not None, holder.entry(backup) is not None
 
 
-def observe(env: LocalEnv, root: Dir, sessions: Dir, intent: Intent) -> str | None:
+def observe(env: LocalEnv, root: TreeDir, sessions: TreeDir, intent: Intent) -> str | None:
     """For recovery: the intent's hash when the change is complete, else None. An interrupted
     rollback is finished here first (its steps are idempotent). Only a verified record is used."""
     found = _verified_record(env, root, intent)
@@ -154,7 +155,7 @@ def observe(env: LocalEnv, root: Dir, sessions: Dir, intent: Intent) -> str | No
     return digest if backup and not source else None
 
 
-def undo(env: LocalEnv, root: Dir, sessions: Dir, intent: Intent) -> None:
+def undo(env: LocalEnv, root: TreeDir, sessions: TreeDir, intent: Intent) -> None:
     """Take back a partial import: remove what it published, restore the source's name."""
     found = _verified_record(env, root, intent)  # first: a refusal leaves everything as it is
     for target in intent.also:
@@ -175,7 +176,7 @@ def _updated(record: MigrationRecord) -> bytes:
     return canonical_bytes(record.model_copy(update={"rolled_back": True}).model_dump())
 
 
-def _roll_back(env: LocalEnv, root: Dir, sessions: Dir, record: MigrationRecord) -> None:
+def _roll_back(env: LocalEnv, root: TreeDir, sessions: TreeDir, record: MigrationRecord) -> None:
     with root.open_or_make_dir(ASIDE_DIR) as aside, aside.open_or_make_dir(record.id) as destination:
         for name in record.sessions:
             if sessions.entry(name) is not None and destination.entry(name) is None:
@@ -189,7 +190,7 @@ def _roll_back(env: LocalEnv, root: Dir, sessions: Dir, record: MigrationRecord)
         records.write_atomic(f"{record.id}.json", _updated(record))
 
 
-def rollback(env: LocalEnv, log: AuditLog, root: Dir, sessions: Dir, path: str) -> MigrationRecord:
+def rollback(env: LocalEnv, log: AuditLog, root: TreeDir, sessions: TreeDir, path: str) -> MigrationRecord:
     """Undo the latest import of `path` that has not been rolled back. Every record is verified
     against the store log first (one pass): the choice itself rests on their content."""
     trail = _audit_trail(root, env.limits.max_audit_line_bytes)
@@ -213,7 +214,7 @@ def rollback(env: LocalEnv, log: AuditLog, root: Dir, sessions: Dir, path: str) 
     return record
 
 
-def _record_ids(root: Dir) -> list[str]:
+def _record_ids(root: TreeDir) -> list[str]:
     if root.entry(RECORDS_DIR) is None:
         return []
     with root.open_dir(RECORDS_DIR) as records:
@@ -221,7 +222,7 @@ def _record_ids(root: Dir) -> list[str]:
                 if entry.endswith(".json") and not entry.startswith(".")]
 
 
-def observer(env: LocalEnv, root: Dir, sessions: Dir) -> txn.Observer:
+def observer(env: LocalEnv, root: TreeDir, sessions: TreeDir) -> txn.Observer:
     """How the store log's reconciliation settles a dangling migrate intent."""
     def undo_run(intent: Intent) -> None:
         if intent.op == "migrate.run":

@@ -12,7 +12,7 @@ from .auditlog import LOG_FILE
 from ...audit.merkle import Frontier, RangeHasher, leaf_hash, ranges_for_consistency, ranges_for_inclusion
 from ...audit.proof import ConsistencyProof, InclusionProof
 from ...errors import IntegrityError, NotFoundError, UsageError
-from ...fs import Dir, iter_lines
+from ..tree import TreeDir
 from .layout import AUDIT_DIR, SESSIONS_DIR
 from ...core.policy import session_name
 from ...core.policy import describe_key, is_session_name
@@ -29,7 +29,7 @@ def _name(store: StoreDir, key: str) -> str:
 
 
 @contextmanager
-def _audit_dir(store: StoreDir, name: str | None, key: str | None = None) -> Iterator[Dir]:
+def _audit_dir(store: StoreDir, name: str | None, key: str | None = None) -> Iterator[TreeDir]:
     if name is None:
         with store.root.open_dir(AUDIT_DIR) as audit:
             yield audit
@@ -42,7 +42,7 @@ def _audit_dir(store: StoreDir, name: str | None, key: str | None = None) -> Ite
         yield audit
 
 
-def _latest(store: StoreDir, audit: Dir, name: str | None) -> StoredCheckpoint:
+def _latest(store: StoreDir, audit: TreeDir, name: str | None) -> StoredCheckpoint:
     stored = store.env.new_log(audit).last_checkpoint(repair=False)
     if stored is None:
         raise IntegrityError(f"{_label(name)} has no signed checkpoint")
@@ -71,9 +71,9 @@ def make_anchor(store: StoreDir, key: str | None = None) -> Anchor:
                   created=store.env.clock(), logs=logs)
 
 
-def _genesis_signer(audit: Dir, store: StoreDir) -> str:
+def _genesis_signer(audit: TreeDir, store: StoreDir) -> str:
     """The signer the store log's genesis names (the anchor's own copy of the public key)."""
-    for _, line in iter_lines(audit, LOG_FILE, store.config.limits.max_audit_line_bytes + 1):
+    for _, line in audit.iter_lines(LOG_FILE, store.config.limits.max_audit_line_bytes + 1):
         record = parse_record(line.rstrip(b"\n"))
         if isinstance(record, Genesis):
             return record.signer
@@ -81,10 +81,10 @@ def _genesis_signer(audit: Dir, store: StoreDir) -> str:
     raise IntegrityError("the store log does not start with a genesis record")
 
 
-def _stream(audit: Dir, store: StoreDir, size: int) -> Iterator[tuple[int, bytes]]:
+def _stream(audit: TreeDir, store: StoreDir, size: int) -> Iterator[tuple[int, bytes]]:
     """(index, line without newline) for the first `size` records."""
     index = 0
-    for _, line in iter_lines(audit, LOG_FILE, store.config.limits.max_audit_line_bytes + 1):
+    for _, line in audit.iter_lines(LOG_FILE, store.config.limits.max_audit_line_bytes + 1):
         if index == size:
             return
         if not line.endswith(b"\n"):

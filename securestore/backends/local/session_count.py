@@ -15,7 +15,7 @@ from __future__ import annotations
 import orjson
 
 from ...errors import LimitExceededError, SecureStoreError
-from ...fs import Dir, rewrite_in_place
+from ..tree import TreeDir
 from .auditlog import AuditLog
 
 COUNT_FILE = "sessions.count"
@@ -26,7 +26,7 @@ class SessionCount:
     """One store-lock hold's view of the session count (made after reconciliation, before the
     operation appends anything). Nothing is read until the count is needed."""
 
-    def __init__(self, root: Dir, sessions: Dir, log: AuditLog, limit: int) -> None:
+    def __init__(self, root: TreeDir, sessions: TreeDir, log: AuditLog, limit: int) -> None:
         self._root, self._sessions, self._log, self._limit = root, sessions, log, limit
         self._entry_stamp = self._stamp()  # the head the count file must name to be trusted
         self._count: int | None = None
@@ -80,4 +80,4 @@ class SessionCount:
         """At the end of the operation, after the store log is sealed (durable)."""
         if self._changed and self._count is not None:
             data = orjson.dumps({"n": self._count, "log": self._stamp()})
-            rewrite_in_place(self._root, COUNT_FILE, data)  # a torn file fails to parse: recounted
+            self._root.rewrite_in_place(COUNT_FILE, data)  # a torn file fails to parse: recounted

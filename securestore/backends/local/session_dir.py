@@ -22,7 +22,7 @@ from ...core.records import Manifest, SessionMetadata, SlotEnvelope, encode_mode
 from ...core.secrets.sink import VaultSink
 from ...core.secrets.vault import Vault
 from ...errors import IntegrityError, LimitExceededError, LockHeldError, NotFoundError, PolicyError, VersionConflictError
-from ...fs import Dir, FileLock, lock, size_of
+from ..tree import TreeDir, TreeLock
 from .auditlog import AuditLog
 from .batch import Materialize, check_caps, materializations
 from .env import LocalEnv, observe_file
@@ -56,8 +56,8 @@ from .session_files import (
 
 
 class SessionDir:
-    def __init__(self, env: LocalEnv, key: str, name: str, directory: Dir, state: Dir, log: AuditLog,
-                 writer_lock: FileLock, history: ManifestHistory, after_seal: Callable[[], None] | None) -> None:
+    def __init__(self, env: LocalEnv, key: str, name: str, directory: TreeDir, state: TreeDir, log: AuditLog,
+                 writer_lock: TreeLock, history: ManifestHistory, after_seal: Callable[[], None] | None) -> None:
         self.env, self.key, self.name = env, key, name
         self.dir, self.state, self.log, self.lock = directory, state, log, writer_lock
         self.history = history  # as read for the resume check; `load` re-reads it only if it changed
@@ -71,7 +71,7 @@ class SessionDir:
         self._after_seal = after_seal  # called when close signed a new checkpoint
 
     @classmethod
-    def open(cls, env: LocalEnv, sessions: Dir, key: str | None, name: str, timeout: float,
+    def open(cls, env: LocalEnv, sessions: TreeDir, key: str | None, name: str, timeout: float,
              after_seal: Callable[[], None] | None = None) -> SessionDir:
         with ExitStack() as cleanup:  # on any failure, everything opened so far is closed
             try:
@@ -84,7 +84,7 @@ class SessionDir:
             audit = cleanup.enter_context(directory.open_dir(AUDIT_DIR))
             log = env.new_log(audit)
             try:
-                writer_lock = cleanup.enter_context(lock(directory, SESSION_LOCK, timeout, env.clock()))
+                writer_lock = cleanup.enter_context(directory.lock(SESSION_LOCK, timeout, env.clock()))
             except LockHeldError as exc:  # name the session as the caller knows it, not its directory
                 holder = str(exc).partition(" is held by ")[2] or "another writer"
                 raise LockHeldError(f"session {describe_key(key, name)} is held by {holder} (one writer at a time: "
@@ -265,7 +265,7 @@ class SessionDir:
         self.transcript.committed(line, seq, ops)
 
     def _manifest_size(self) -> int:
-        current = size_of(self.dir, MANIFEST_FILE)
+        current = self.dir.size_of(MANIFEST_FILE)
         return current[1] if current else 0
 
     def materializations(self, ops: list[Op]) -> list[Materialize]:

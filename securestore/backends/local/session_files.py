@@ -11,7 +11,7 @@ from ...core.policy import encode_name, name_matches_key
 from ...core.records import Manifest, SlotEnvelope, StoreIdentity, decode_model
 from ...core.secrets.vault import Vault, load_vault, unwrap_data_key
 from ...errors import IntegrityError, LayoutVersionError, ResumeMismatchError
-from ...fs import Dir, read_tail
+from ..tree import TreeDir
 from .layout import BACKEND, LAYOUT_VERSION, MANIFEST_FILE, VAULT_FILE, VAULT_KEY_CAP, VAULT_KEY_FILE, slot_file
 
 
@@ -25,11 +25,11 @@ def line_hash(line: bytes) -> str:
     return hashlib.sha256(line).hexdigest()
 
 
-def last_line_hash(directory: Dir, name: str, max_line: int) -> str | None:
+def last_line_hash(directory: TreeDir, name: str, max_line: int) -> str | None:
     """Hash of the last complete line of an append-only file (None: no file, or no line)."""
     if directory.entry(name) is None:
         return None
-    _, tail = read_tail(directory, name, max_line + 1)
+    _, tail = directory.read_tail(name, max_line + 1)
     lines, _ = split_lines(tail)
     return line_hash(lines[-1]) if lines and (len(lines) > 1 or len(tail) <= max_line) else None
 
@@ -46,7 +46,7 @@ class ManifestHistory:
         return self.revisions[-1]
 
 
-def read_manifest(directory: Dir, limits: Limits, what: str) -> ManifestHistory:
+def read_manifest(directory: TreeDir, limits: Limits, what: str) -> ManifestHistory:
     return parse_manifest(directory.read(MANIFEST_FILE, limits.max_manifest_bytes), what)
 
 
@@ -83,7 +83,7 @@ def check_resumable(history: ManifestHistory, name: str, key: str | None, identi
     return latest
 
 
-def read_slot(state: Dir, ext_id: str, cap: int, session: str) -> SlotEnvelope | None:
+def read_slot(state: TreeDir, ext_id: str, cap: int, session: str) -> SlotEnvelope | None:
     """The one slot reader: `state/<encoded ext_id>.json`, which must hold that very slot."""
     file = slot_file(encode_name(ext_id))
     envelope = _slot_in(state, file, cap, session, optional=True)
@@ -92,12 +92,12 @@ def read_slot(state: Dir, ext_id: str, cap: int, session: str) -> SlotEnvelope |
     return envelope
 
 
-def slot_names(state: Dir, cap: int, session: str) -> list[str]:
+def slot_names(state: TreeDir, cap: int, session: str) -> list[str]:
     return sorted(envelope.ext_id for file in state.list() if not file.startswith(".")
                   if (envelope := _slot_in(state, file, cap, session, optional=False)) is not None)
 
 
-def _slot_in(state: Dir, file: str, cap: int, session: str, *, optional: bool) -> SlotEnvelope | None:
+def _slot_in(state: TreeDir, file: str, cap: int, session: str, *, optional: bool) -> SlotEnvelope | None:
     data = state.read_optional(file, cap) if optional else state.read(file, cap)
     if data is None:
         return None
@@ -105,7 +105,7 @@ def _slot_in(state: Dir, file: str, cap: int, session: str, *, optional: bool) -
     return envelope
 
 
-def read_vault(directory: Dir, master: bytes, store_id: str, session: str,
+def read_vault(directory: TreeDir, master: bytes, store_id: str, session: str,
                max_vault_bytes: int) -> tuple[Vault | None, bytes] | None:
     """The one vault loader: None without a vault.key; else (the vault, or None when
     vault.json does not exist yet, and the unwrapped data key)."""

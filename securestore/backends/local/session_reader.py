@@ -7,7 +7,7 @@ from typing import Any
 
 from ...core.records import Manifest, SlotEnvelope
 from ...core.secrets.vault import Vault
-from ...fs import Dir, lock_owner
+from ..tree import TreeDir
 from .env import LocalEnv
 from .layout import AUDIT_DIR, SESSION_LOCK, STATE_DIR
 from .session_files import ManifestHistory, read_slot, slot_names
@@ -16,7 +16,7 @@ from .transcript_files import read_active, tail_items, without_a_writer
 
 
 class ReadOnlySession:
-    def __init__(self, env: LocalEnv, directory: Dir, name: str, history: ManifestHistory) -> None:
+    def __init__(self, env: LocalEnv, directory: TreeDir, name: str, history: ManifestHistory) -> None:
         self.env, self.dir, self.name, self.history = env, directory, name, history
         self.manifest: Manifest = history.latest
         self.key = self.manifest.key
@@ -51,8 +51,7 @@ class ReadOnlySession:
 
     def lock_holder(self) -> str | None:
         """Who holds the writer lock, as its owner record says (alive or not)."""
-        owner = lock_owner(self.dir, SESSION_LOCK)
-        return owner.describe() if owner is not None else None
+        return self.dir.lock_holder(SESSION_LOCK)
 
     def last_write_ms(self) -> int:
         """When the session last changed: its audit log's last record (an O(1) tail read)."""

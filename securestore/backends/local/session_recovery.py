@@ -9,7 +9,8 @@ from typing import Any
 from ... import txn
 from ...audit.chain import Intent
 from ...core.journal import parse_journal
-from ...fs import TEMP_PREFIX, FileLock
+from ...fs import TEMP_PREFIX
+from ..tree import TreeLock
 from ...errors import IntegrityError
 from .auditlog import AuditLog
 from .layout import AUDIT_DIR, MANIFEST_FILE, STATE_DIR, VAULT_FILE, is_journal
@@ -19,14 +20,14 @@ from .session_transcript import cut_torn_tail, drop_segments
 from .sweeps import leftovers
 
 
-def note_stale_lock(writer_lock: FileLock, log: AuditLog, target: str) -> list[str]:
+def note_stale_lock(writer_lock: TreeLock, log: AuditLog, target: str) -> list[str]:
     """After reconciliation (so the log's tail is repaired first): audit a takeover."""
-    dead = writer_lock.recovered_from
+    dead = writer_lock.recovered_from_text
     if dead is None:
         return []
     log.append({"kind": "recovery", "event": "stale-lock", "target": target, "size": 0,
-                "detail": f"holder {dead.describe()} is gone"}, durable=True)
-    return [f"stale lock of a dead holder ({dead.describe()}) taken over"]
+                "detail": f"holder {dead} is gone"}, durable=True)
+    return [f"stale lock of a dead holder ({dead}) taken over"]
 
 
 def drop_torn_lines(session: SessionDir) -> list[dict[str, Any]]:

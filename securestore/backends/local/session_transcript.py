@@ -19,7 +19,7 @@ from ...core.journal import Op, parse_journal
 from ...core.records import SegmentRef, TranscriptHead, encode_model
 from ...core.transcript import lines_digest
 from ...errors import IntegrityError, LimitExceededError
-from ...fs import Dir, read_tail, size_of
+from ..tree import TreeDir
 from .auditlog import AuditLog
 from .env import LocalEnv, observe_file
 from .layout import SNAPSHOT_FILE, active_segment
@@ -39,7 +39,7 @@ Repair = Callable[[dict[str, Any]], None]  # records a recovery event in the ses
 
 
 class SessionTranscript:
-    def __init__(self, env: LocalEnv, directory: Dir, what: str, repaired: Repair) -> None:
+    def __init__(self, env: LocalEnv, directory: TreeDir, what: str, repaired: Repair) -> None:
         self.env, self.dir, self.what, self._repaired = env, directory, what, repaired
         self._head: Head | None = None
         self._active: ActiveJournal | None = None
@@ -141,7 +141,7 @@ class SessionTranscript:
         kept = {segment.file for segment in segments}
         dead = [segment.file for segment in [*head.model.segments, sealed] if segment.file not in kept]
         following = active_segment(active.seq)
-        existing = size_of(self.dir, following)  # checked before the intent: a refusal leaves nothing open
+        existing = self.dir.size_of(following)  # checked before the intent: a refusal leaves nothing open
         if existing is not None and existing[1]:
             raise IntegrityError(f"{self.what}: journal segment {following} exists and is not empty")
 
@@ -160,7 +160,7 @@ class SessionTranscript:
         self._active = ActiveJournal(self._head, active.seq, active.count)
 
 
-def drop_segments(directory: Dir, files: list[str]) -> None:
+def drop_segments(directory: TreeDir, files: list[str]) -> None:
     """Remove segments a seal dropped, durably (the trail records them gone)."""
     removed = False
     for file in files:
@@ -171,10 +171,10 @@ def drop_segments(directory: Dir, files: list[str]) -> None:
         directory.sync()
 
 
-def cut_torn_tail(directory: Dir, name: str, limits: Limits, *, journal: bool) -> dict[str, Any] | None:
+def cut_torn_tail(directory: TreeDir, name: str, limits: Limits, *, journal: bool) -> dict[str, Any] | None:
     """Cut a partial last line (or, in a journal, a complete final record with a bad
     checksum: torn all the same); the recovery record saying so, or None if it was whole."""
-    size, tail = read_tail(directory, name, limits.max_record_bytes + 2)
+    size, tail = directory.read_tail(name, limits.max_record_bytes + 2)
     lines, fragment = split_lines(tail)
     cut = len(fragment)
     if not fragment and lines and journal and (len(lines) > 1 or len(tail) == size):

@@ -8,14 +8,14 @@ from ...core.canonical import sha256_hex
 from ...core.secrets.sink import VaultSink
 from ...core.secrets.vault import Vault, new_vault, wrap_data_key
 from ...errors import IntegrityError, LimitExceededError
-from ...fs import Dir
+from ..tree import TreeDir
 from .auditlog import AuditLog
 from .env import LocalEnv, observe_file
 from .layout import VAULT_FILE, VAULT_KEY_CAP, VAULT_KEY_FILE
 from .session_files import read_vault
 
 
-def stored_vault(env: LocalEnv, directory: Dir, name: str) -> tuple[Vault | None, bytes] | None:
+def stored_vault(env: LocalEnv, directory: TreeDir, name: str) -> tuple[Vault | None, bytes] | None:
     """The vault as the files hold it (for resolving references); None without vault.key or
     without the master key."""
     if env.master_key is None:
@@ -24,7 +24,7 @@ def stored_vault(env: LocalEnv, directory: Dir, name: str) -> tuple[Vault | None
 
 
 class SessionVault:
-    def __init__(self, env: LocalEnv, directory: Dir, name: str) -> None:
+    def __init__(self, env: LocalEnv, directory: TreeDir, name: str) -> None:
         self.env, self.dir, self.name = env, directory, name
         self._vault: Vault | None = None
         self._data_key: bytes | None = None

@@ -15,7 +15,8 @@ from ...config import StoreConfig
 from ...core.policy import describe_key, encode_name, is_session_name
 from ...core.records import SessionMetadata, StoreIdentity, decode_model
 from ...errors import IntegrityError, KeyMaterialError, NotFoundError, OperationalError, PolicyError, SecureStoreError
-from ...fs import TEMP_PREFIX, Dir, FsContext, lock, open_root
+from ...fs import TEMP_PREFIX
+from ..tree import TreeDir
 from . import heads
 from .auditlog import AuditLog
 from .env import LocalEnv, observe_file
@@ -23,7 +24,7 @@ from .index import INDEX_DIR
 from .index_compact import UPDATES_LOG
 from .layout import (
     AUDIT_DIR,
-    BACKEND,
+    BACKENDS,
     LAYOUT_VERSION,
     SESSION_LOCK,
     SESSIONS_DIR,
@@ -54,7 +55,7 @@ class SealReport:
     skipped: list[str] = field(default_factory=list)
 
 
-def read_identity(root: Dir, root_path: str) -> StoreIdentity:
+def read_identity(root: TreeDir, root_path: str) -> StoreIdentity:
     data = root.read_optional(STORE_FILE, STORE_FILE_CAP)
     if data is None:
         found = [name for name in (AUDIT_DIR, SESSIONS_DIR, INDEX_DIR) if root.entry(name) is not None]
@@ -69,16 +70,17 @@ def read_identity(root: Dir, root_path: str) -> StoreIdentity:
             f"store layout version {identity.layout_version} is newer than this securestore "
             f"supports ({LAYOUT_VERSION}); nothing was modified"
         )
-    if identity.backend != BACKEND:
-        raise OperationalError(f"store backend {identity.backend!r} is not {BACKEND!r}")
+    if identity.backend not in BACKENDS:
+        raise OperationalError(f"store backend {identity.backend!r} is not one of {sorted(BACKENDS)}")
     return identity
 
 
 class StoreDir:
-    def __init__(self, root_path: str, config: StoreConfig, ctx: FsContext,
+    def __init__(self, root: TreeDir, root_path: str, config: StoreConfig,
                  make_env: Callable[[StoreIdentity], LocalEnv], observers: StoreObservers) -> None:
+        """`root` (opened by the caller, closed by `close`) is named `root_path` in messages."""
         self.root_path = root_path
-        self.root = open_root(root_path, ctx, create=False)
+        self.root = root
         try:
             self.env = make_env(read_identity(self.root, root_path))
             self.sessions = self.root.open_dir(SESSIONS_DIR)
@@ -89,7 +91,7 @@ class StoreDir:
         self.config = config
         self.recovered: list[str] = []
         self.count: SessionCount  # the session count, during each store-lock hold (`writer`)
-        self._heads_dir: Dir | None = None
+        self._heads_dir: TreeDir | None = None
         self._observers = observers
 
     def close(self) -> None:
@@ -117,7 +119,7 @@ class StoreDir:
     def writer(self, *, commit_heads: bool = True) -> Iterator[AuditLog]:
         self.writable()
         log = self.env.new_log(self.audit_dir)
-        with lock(self.root, STORE_LOCK, self.lock_timeout(None), self.env.clock()) as store_lock:
+        with self.root.lock(STORE_LOCK, self.lock_timeout(None), self.env.clock()) as store_lock:
             self.recovered += self._reconcile(log)
             self.recovered += note_stale_lock(store_lock, log, STORE_LOCK)
             self.count = SessionCount(self.root, self.sessions, log, self.env.limits.max_sessions)
@@ -173,7 +175,7 @@ class StoreDir:
         return txn.reconcile(log, observers, cleanup, sweep_if=sweep_if)
 
     # -- session heads ---------------------------------------------------------------------------
-    def heads_dir(self) -> Dir:
+    def heads_dir(self) -> TreeDir:
         if self._heads_dir is None:
             self._heads_dir = self.audit_dir.open_or_make_dir(heads.HEADS_DIR)
         return self._heads_dir

@@ -11,20 +11,21 @@ from ...config import StoreConfig
 from ...core.canonical import sha256_hex
 from ...core.records import StoreIdentity, encode_model
 from ...errors import AlreadyExistsError, OperationalError
-from ...fs import FsContext, lock, open_root
+from ...fs import FsContext
+from ..tree import TreeDir
 from .env import LocalEnv, observe_file
 from .index import ENTRIES_DIR, INDEX_DIR
 from .index_compact import CREATED_LOG, UPDATES_LOG
 from .layout import AUDIT_DIR, BACKEND, LAYOUT_VERSION, SESSIONS_DIR, STORE_FILE, STORE_FILE_CAP, STORE_LOCK
 
 
-def create_store(root_path: str, ctx: FsContext, config: StoreConfig, signer: SignerKey,
+def create_store(root: TreeDir, root_path: str, ctx: FsContext, config: StoreConfig, signer: SignerKey,
                  clock: Callable[[], int], export_seed: Callable[[str, bytes], None], *,
-                 store_id: str | None = None) -> str:
+                 store_id: str | None = None, backend: str = BACKEND) -> str:
     """Returns the store id (`store_id`, else a new random one: 32 hex digits). `export_seed(store_id,
     seed)` hands the verification seed out exactly once, before the store exists; the store never
     keeps it."""
-    with open_root(root_path, ctx, create=True) as root_dir:
+    with root as root_dir:
         if root_dir.entry(STORE_FILE) is not None:
             raise AlreadyExistsError(f"a store already exists at {root_path}")
         present = root_dir.list()
@@ -36,9 +37,9 @@ def create_store(root_path: str, ctx: FsContext, config: StoreConfig, signer: Si
                 f"refused to init {root_path}: the directory is not empty ({shown}); init never deletes anything. "
                 "If it is a store whose store.json is missing, the store is damaged: run `securestore audit verify`; "
                 "if an interrupted init left it, look, then remove it yourself")
-        with lock(root_dir, STORE_LOCK, 0.0, clock()):
+        with root_dir.lock(STORE_LOCK, 0.0, clock()):
             identity = StoreIdentity(
-                v=1, store_id=store_id or ctx.random_hex(16), layout_version=LAYOUT_VERSION, backend=BACKEND,
+                v=1, store_id=store_id or ctx.random_hex(16), layout_version=LAYOUT_VERSION, backend=backend,
                 created_ms=clock(), fingerprint_key=ctx.random_hex(32),
             )
             data = encode_model(identity)

@@ -9,7 +9,7 @@ from ...core.canonical import sha256_hex
 from ...core.policy import describe_key, encode_name
 from ...core.records import Manifest, SessionMetadata, encode_model
 from ...errors import AlreadyExistsError, LimitExceededError
-from ...fs import Dir, write_private
+from ..tree import TreeDir
 from .auditlog import AuditLog
 from .env import LocalEnv
 from .layout import (
@@ -28,7 +28,7 @@ from .session_files import split_lines
 from .sweeps import shred_vault_key
 
 
-def session_identity(env: LocalEnv, sessions: Dir, name: str) -> str | None:
+def session_identity(env: LocalEnv, sessions: TreeDir, name: str) -> str | None:
     """What the store log records for a session: the hash of its first manifest revision."""
     if sessions.entry(name) is None:
         return None
@@ -53,15 +53,15 @@ def manifest_line(env: LocalEnv, key: str, metadata: SessionMetadata, log_id: st
     return name, line
 
 
-def build_session(env: LocalEnv, parent: Dir, dirname: str, name: str, line: bytes, log_id: str,
+def build_session(env: LocalEnv, parent: TreeDir, dirname: str, name: str, line: bytes, log_id: str,
                   store_log: AuditLog) -> None:
     """A complete, empty session directory: manifest, journal, state/, audit/ with genesis.
     Its log's first key derives from the store log's current key and the creating intent.
     Nobody sees it before the rename that publishes it, so its files are written in place and
     fsynced, and each directory is synced once, before that rename (no temp file per file)."""
     with parent.make_dir(dirname, durable=False) as directory:
-        write_private(directory, MANIFEST_FILE, line)
-        write_private(directory, JOURNAL_FILE, b"")
+        directory.write_private(MANIFEST_FILE, line)
+        directory.write_private(JOURNAL_FILE, b"")
         directory.make_dir(STATE_DIR, durable=False).close()
         with directory.make_dir(AUDIT_DIR, durable=False) as audit_dir:
             env.new_log(audit_dir).create(
@@ -72,7 +72,7 @@ def build_session(env: LocalEnv, parent: Dir, dirname: str, name: str, line: byt
         directory.sync()
 
 
-def create_session(env: LocalEnv, log: AuditLog, sessions: Dir, key: str, metadata: SessionMetadata,
+def create_session(env: LocalEnv, log: AuditLog, sessions: TreeDir, key: str, metadata: SessionMetadata,
                    check_room: Callable[[int], None]) -> str:
     """Create a session directory (manifest revision 1, empty journal, state/, audit/).
     `check_room(1)` refuses it when the store is full (the caller knows the count)."""
@@ -98,7 +98,7 @@ def create_session(env: LocalEnv, log: AuditLog, sessions: Dir, key: str, metada
     return name
 
 
-def delete_session(env: LocalEnv, log: AuditLog, sessions: Dir, session: SessionDir) -> None:
+def delete_session(env: LocalEnv, log: AuditLog, sessions: TreeDir, session: SessionDir) -> None:
     trash = TRASH_PREFIX + env.ctx.random_hex(8)
     name = session.name
 

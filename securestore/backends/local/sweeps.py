@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from ...errors import LockHeldError, SecureStoreError, UnsafeFileError
-from ...fs import TEMP_PREFIX, Dir, lock_plain, shred
+from ...fs import TEMP_PREFIX
+from ..tree import TreeDir
 from .index import ENTRIES_DIR, INDEX_DIR
 from .index_compact import INDEX_LOCK
 from .layout import STAGING_PREFIX, TRASH_PREFIX, VAULT_KEY_FILE
@@ -14,14 +15,14 @@ from .layout import STAGING_PREFIX, TRASH_PREFIX, VAULT_KEY_FILE
 SWEEP_MARKER = ".sweep-needed"  # in the store root: a failed act may have left something
 
 
-def shred_vault_key(sessions: Dir, trash: str) -> None:
+def shred_vault_key(sessions: TreeDir, trash: str) -> None:
     """Crypto-shred: without its wrapped data key no copy of the vault can be decrypted."""
     with sessions.open_dir(trash) as directory:
         if directory.entry(VAULT_KEY_FILE) is not None:
-            shred(directory, VAULT_KEY_FILE)
+            directory.shred(VAULT_KEY_FILE)
 
 
-def leftovers(directory: Dir, prefixes: tuple[str, ...], label: str) -> list[dict[str, Any]]:
+def leftovers(directory: TreeDir, prefixes: tuple[str, ...], label: str) -> list[dict[str, Any]]:
     """Remove temp/staging entries of crashed writes; describe each for the audit log."""
     removed: list[dict[str, Any]] = []
     for name in directory.list(sort=False):
@@ -42,7 +43,7 @@ def leftovers(directory: Dir, prefixes: tuple[str, ...], label: str) -> list[dic
     return removed
 
 
-def note_leftover(root: Dir) -> None:
+def note_leftover(root: TreeDir) -> None:
     """A failed act may have left a staging or trash directory: have the next writer sweep."""
     try:
         root.ensure_file(SWEEP_MARKER)
@@ -50,7 +51,7 @@ def note_leftover(root: Dir) -> None:
         pass
 
 
-def sweep_store(root: Dir, sessions: Dir) -> list[dict[str, Any]]:
+def sweep_store(root: TreeDir, sessions: TreeDir) -> list[dict[str, Any]]:
     """Remove leftovers of interrupted store-level writes, and temp files of interrupted
     index writes. O(sessions): run on crash evidence, a marker, or by maintenance."""
     removed = leftovers(sessions, (STAGING_PREFIX, TRASH_PREFIX, TEMP_PREFIX), "sessions/") + \
@@ -58,7 +59,7 @@ def sweep_store(root: Dir, sessions: Dir) -> list[dict[str, Any]]:
     if root.entry(INDEX_DIR) is not None:
         with root.open_dir(INDEX_DIR) as index:
             try:  # writers appending hold it shared: exclusive means no temp file is in use
-                lock = lock_plain(index, INDEX_LOCK, exclusive=True, timeout=0.0)
+                lock = index.lock_plain(INDEX_LOCK, exclusive=True, timeout=0.0)
             except LockHeldError:
                 return removed  # a later sweep
             with lock:

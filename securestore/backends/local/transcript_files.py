@@ -19,7 +19,7 @@ from ...core.journal import JournalRecord, apply_to_items, decode_record, parse_
 from ...core.records import Snapshot, TranscriptHead, decode_model
 from ...core.transcript import TailWalk, count_after, empties_transcript, segment_name
 from ...errors import IntegrityError, NotFoundError
-from ...fs import Dir, lines_backward
+from ..tree import TreeDir
 from .layout import JOURNAL_FILE, SNAPSHOT_FILE, active_segment
 
 T = TypeVar("T")
@@ -37,7 +37,7 @@ class Head:
         return self.model.seq
 
 
-def read_head(directory: Dir, limits: Limits, what: str) -> Head:
+def read_head(directory: TreeDir, limits: Limits, what: str) -> Head:
     data = directory.read_optional(SNAPSHOT_FILE, limits.max_snapshot_bytes)
     if data is None:
         return Head(TranscriptHead(v=2, seq=0, count=0, segments=[]), active_segment(None))
@@ -90,7 +90,7 @@ class ActiveJournal:
         self.cleared = self.cleared or empties_transcript(ops)
 
 
-def read_active(directory: Dir, limits: Limits, what: str, head: Head) -> ActiveJournal:
+def read_active(directory: TreeDir, limits: Limits, what: str, head: Head) -> ActiveJournal:
     """Replay the active segment's records for the count (a seal bounds its size)."""
     data = directory.read_optional(head.active, limits.max_journal_bytes) or b""
     parsed = parse_journal(data, after_seq=head.seq)
@@ -108,14 +108,14 @@ def _raise_damage(damage: Any, what: str, file: str) -> None:
                              f"is damaged: {damage.reason}")
 
 
-def _records_backward(directory: Dir, limits: Limits, what: str, file: str, first: int, last: int | None,
+def _records_backward(directory: TreeDir, limits: Limits, what: str, file: str, first: int, last: int | None,
                       *, sealed: bool) -> Generator[JournalRecord, None, None]:
     """Records of one segment, newest first, down to seq `first`. `last`: the seq its final
     record must carry (a sealed segment), or None (the active one: whatever it ends with; a
     bad final record there is a torn append, left out)."""
     expected = last
     newest = True
-    with closing(lines_backward(directory, file, limits.max_journal_bytes, limits.max_record_bytes + 1)) as found:
+    with closing(directory.lines_backward(file, limits.max_journal_bytes, limits.max_record_bytes + 1)) as found:
         for _, line in found:
             decoded = decode_record(line)
             if isinstance(decoded, str):
@@ -136,7 +136,7 @@ def _records_backward(directory: Dir, limits: Limits, what: str, file: str, firs
             raise IntegrityError(f"{what}: {file} ends before record {first}")
 
 
-def tail_items(directory: Dir, limits: Limits, what: str, head: Head, limit: int | None, skip: int = 0) -> list[Any]:
+def tail_items(directory: TreeDir, limits: Limits, what: str, head: Head, limit: int | None, skip: int = 0) -> list[Any]:
     """The latest `limit` items (None: all), oldest first, hiding `skip` items at the end."""
     if limit is None and not skip:
         return all_items(directory, limits, what, head)
@@ -146,7 +146,7 @@ def tail_items(directory: Dir, limits: Limits, what: str, head: Head, limit: int
     return walk.items()
 
 
-def _walk(directory: Dir, limits: Limits, what: str, head: Head, walk: TailWalk) -> None:
+def _walk(directory: TreeDir, limits: Limits, what: str, head: Head, walk: TailWalk) -> None:
     # Each walk is closed here when it stops early, not by the garbage collector: it holds a descriptor.
     if directory.entry(head.active) is not None:
         with closing(_records_backward(directory, limits, what, head.active, head.seq + 1, None,
@@ -161,7 +161,7 @@ def _walk(directory: Dir, limits: Limits, what: str, head: Head, walk: TailWalk)
     walk.take(head.model.base)
 
 
-def all_items(directory: Dir, limits: Limits, what: str, head: Head) -> list[Any]:
+def all_items(directory: TreeDir, limits: Limits, what: str, head: Head) -> list[Any]:
     """Every item: the base, then every segment replayed forward."""
     items = list(head.model.base)
     for segment in head.model.segments:
@@ -180,7 +180,7 @@ def all_items(directory: Dir, limits: Limits, what: str, head: Head) -> list[Any
     return items
 
 
-def without_a_writer(directory: Dir, limits: Limits, what: str, read: Callable[[Head], T]) -> T:
+def without_a_writer(directory: TreeDir, limits: Limits, what: str, read: Callable[[Head], T]) -> T:
     """A lock-free read: a seal between reading the head and the segments it names can delete
     a segment (after a clear) or leave a stale head; read again from a fresh head."""
     for attempt in range(3):

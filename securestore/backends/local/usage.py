@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...config import MaintenancePolicy
 from ...core.retention import SessionUsage, protection
-from ...fs import TEMP_PREFIX, is_alive, lock_owner, walk
+from ...fs import TEMP_PREFIX
 from .layout import SESSION_LOCK
 from .store_dir import StoreDir
 
@@ -14,11 +14,10 @@ def session_usage(store: StoreDir, name: str, policy: MaintenancePolicy, now_ms:
         updated = session.last_write_ms()
         size, stale, stale_bytes = 0, 0, 0
         grace_ns = (now_ms - policy.temp_grace_seconds * 1000) * 1_000_000
-        for rel, info in walk(session.dir):
+        for rel, info in session.dir.walk():
             if info.kind == "file":
                 size += info.size
                 if rel.rsplit("/", 1)[-1].startswith(TEMP_PREFIX) and info.mtime_ns < grace_ns:
                     stale, stale_bytes = stale + 1, stale_bytes + info.size
-        owner = lock_owner(session.dir, SESSION_LOCK)
-        live = owner.describe() if owner is not None and is_alive(store.env.ctx.os, owner) else None
+        live = session.dir.lock_holder(SESSION_LOCK, live=True)
     return SessionUsage(session.key, name, updated, size, protection(session.key, policy, live), stale, stale_bytes)

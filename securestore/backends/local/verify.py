@@ -10,7 +10,7 @@ from ...audit.store_report import VerifyOptions, VerifyReport
 from ...audit.verify import INCOMPLETE, Failure
 from ...core.policy import is_session_name, session_name
 from ...errors import SecureStoreError
-from ...fs import size_of
+
 from .auditlog import LOG_FILE
 from .layout import AUDIT_DIR, SESSIONS_DIR, session_target
 from .store_dir import StoreDir
@@ -48,12 +48,12 @@ def _activity(store: StoreDir) -> tuple[object, ...]:
     """(inode, size) of every audit log: moves whenever any writer records anything."""
     root = store.root
     with root.open_dir(AUDIT_DIR) as audit:
-        sizes: list[object] = [size_of(audit, LOG_FILE)]
+        sizes: list[object] = [audit.size_of(LOG_FILE)]
     with root.open_dir(SESSIONS_DIR) as sessions:
         for name in sessions.list():
             try:
                 with sessions.open_dir(name) as directory, directory.open_dir(AUDIT_DIR) as audit:
-                    sizes.append((name, size_of(audit, LOG_FILE)))
+                    sizes.append((name, audit.size_of(LOG_FILE)))
             except SecureStoreError:
                 sizes.append((name, None))
     return tuple(sizes)

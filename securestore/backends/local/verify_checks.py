@@ -13,7 +13,7 @@ from .auditlog import LOG_FILE
 from ...audit.verify import INCOMPLETE, TRUNCATED, Commit, CommittedHead, Failure, LogReport, LogVerifier
 from ...core.canonical import sha256_hex
 from ...errors import IntegrityError, NotFoundError, UnsafeFileError, UsageError
-from ...fs import Dir, iter_lines
+from ..tree import TreeDir
 from ...core.transcript import lines_digest
 from .session_files import line_hash, read_manifest, split_lines
 from .transcript_files import all_items, read_head
@@ -39,15 +39,15 @@ from .store_dir import StoreDir
 from ...audit.store_report import VerifyOptions, VerifyReport, iso_ms
 
 
-def _checkpoint_lines(directory: Dir) -> Iterator[tuple[int, bytes]]:
+def _checkpoint_lines(directory: TreeDir) -> Iterator[tuple[int, bytes]]:
     if directory.entry(CHECKPOINTS_FILE) is None:
         return iter(())
-    return iter_lines(directory, CHECKPOINTS_FILE, 64 * 1024)
+    return directory.iter_lines(CHECKPOINTS_FILE, 64 * 1024)
 
 
-def _verify_log(directory: Dir, label: str, verifier: LogVerifier, max_line: int) -> LogReport:
+def _verify_log(directory: TreeDir, label: str, verifier: LogVerifier, max_line: int) -> LogReport:
     try:
-        for offset, line in iter_lines(directory, LOG_FILE, max_line + 1):
+        for offset, line in directory.iter_lines(LOG_FILE, max_line + 1):
             verifier.feed(offset, line)
             if verifier.report.failure is not None:
                 break
@@ -114,7 +114,7 @@ class Checker:
                                    f"seq {store_log.deleted[name]}; the session was created again since")
         return None
 
-    def verifier(self, label: str, audit: Dir, *, scope: str, session: str | None = None,
+    def verifier(self, label: str, audit: TreeDir, *, scope: str, session: str | None = None,
                  log_id: str | None = None, chain: bytes | None = None, anchor: Checkpoint | None = None,
                  committed: CommittedHead | None = None, store_log: LogReport | None = None) -> LogVerifier:
         seed, store_id = self.options.seed, self.store.store_id
@@ -184,7 +184,7 @@ class Checker:
                     target, None, 0, 0, "consistency", f"a session anchored at size {checkpoint.size}",
                     "no directory and no record of it in the store log (rolled back)", TRUNCATED))
 
-    def store_level(self) -> tuple[LogReport, Dir]:
+    def store_level(self) -> tuple[LogReport, TreeDir]:
         root = self.store.root
         label = f"{AUDIT_DIR}/{LOG_FILE}"
         with root.open_dir(AUDIT_DIR) as audit:
@@ -283,7 +283,7 @@ class Checker:
             self.fail(f"{log.label}#{target}", commit, "data-mismatch",
                       f"{len(expected) + skip} lines", f"{len(actual) + skip} lines")
 
-    def session(self, store_log: LogReport, sessions: Dir, name: str) -> None:
+    def session(self, store_log: LogReport, sessions: TreeDir, name: str) -> None:
         target = session_target(name)
         if not store_log.ok:
             return
@@ -335,7 +335,7 @@ class Checker:
                     self.expect(log, slot, None)
 
 
-def check_journal(checker: Checker, log: LogReport, directory: Dir, target: str) -> None:
+def check_journal(checker: Checker, log: LogReport, directory: TreeDir, target: str) -> None:
     """The active segment holds exactly the lines the trail committed; every other segment
     on disk or in the trail hashes to its seal's digest (or is gone, as the trail says); the
     whole transcript replays."""

@@ -1,0 +1,99 @@
+"""Line reads over a file's rows: its chunks fetched in batches (forward or backward, by the
+(node, seq) key), and split into lines exactly as `fs/lines.py` splits a file's bytes."""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterable, Iterator
+
+from .link import PgLink
+
+_BATCH = 256  # rows per round trip (an audit record or a journal line is one row)
+
+
+def chunks_backward(link: PgLink, label: str, node: int, audit: bool, end: int) -> Iterator[tuple[int, bytes]]:
+    """(pos, data) of the chunks holding bytes before `end`, last first, each cut at `end`."""
+    statement = link.sql.audit_backward if audit else link.sql.chunks_backward
+    before = 1 << 31
+    while True:
+        with link.reading(label) as connection:
+            rows = connection.execute(statement, {"node": node, "before": before, "end": end,
+                                                  "limit": _BATCH}).fetchall()
+        for seq, pos, data in rows:
+            yield int(pos), bytes(data)[: max(0, end - int(pos))]
+            before = int(seq)
+        if len(rows) < _BATCH:
+            return
+
+
+def chunks_forward(link: PgLink, label: str, node: int, audit: bool, start: int,
+                   size: int) -> Iterator[tuple[int, bytes]]:
+    """(pos, data) of the chunks holding bytes from `start` up to the `size` read when the
+    walk began (anything appended later is not part of it), first to last."""
+    statement = link.sql.audit_forward if audit else link.sql.chunks_forward
+    after = -1
+    while True:
+        with link.reading(label) as connection:
+            rows = connection.execute(statement, {"node": node, "after": after, "start": start,
+                                                  "limit": _BATCH}).fetchall()
+        for seq, pos, data in rows:
+            pos, data = int(pos), bytes(data)
+            if pos >= size:
+                return
+            cut = data[max(0, start - pos): size - pos]
+            yield max(pos, start), cut
+            after = int(seq)
+        if len(rows) < _BATCH:
+            return
+
+
+def backward_lines(chunks: Iterable[tuple[int, bytes]], end: int,
+                   max_line: int) -> Generator[tuple[int, bytes], None, None]:
+    """(offset, line without its newline) before `end`, last first; a final fragment without a
+    newline is not yielded; a line longer than `max_line` ends the walk (as fs `lines_backward`)."""
+    buffer = b""
+    position = end
+    trailing = True
+    for pos, data in chunks:
+        buffer = data + buffer
+        position = pos
+        if trailing:
+            cut = buffer.rfind(b"\n")
+            if cut < 0 and position > 0:
+                continue
+            buffer, trailing = buffer[: cut + 1], False
+        stop = len(buffer) - 1
+        while True:
+            cut = buffer.rfind(b"\n", 0, stop)
+            if cut < 0:
+                break
+            yield position + cut + 1, buffer[cut + 1: stop]
+            stop = cut
+        buffer = buffer[: stop + 1]
+        if len(buffer) > max_line + 1:
+            return
+    if buffer and position == 0:
+        yield 0, buffer[:-1] if buffer.endswith(b"\n") else buffer
+
+
+def forward_lines(chunks: Iterable[tuple[int, bytes]], start: int, max_line: int) -> Iterator[tuple[int, bytes]]:
+    """(offset, line with its newline) from `start`; the last may lack its newline; an oversized
+    fragment is yielded for the parser to refuse (as fs `iter_lines`)."""
+    buffer = b""
+    offset = start
+    for _, data in chunks:
+        buffer += data
+        begin = 0
+        while True:
+            cut = buffer.find(b"\n", begin)
+            if cut < 0:
+                break
+            yield offset, buffer[begin: cut + 1]
+            offset += cut + 1 - begin
+            begin = cut + 1
+        buffer = buffer[begin:]
+        if len(buffer) > max_line:
+            yield offset, buffer
+            offset += len(buffer)
+            buffer = b""
+    if buffer:
+        yield offset, buffer

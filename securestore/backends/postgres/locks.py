@@ -1,0 +1,85 @@
+"""Locks as PostgreSQL session-level advisory locks on the store handle's connection.
+
+A lock dies with its connection, so a killed writer leaves nothing to recover: there are no
+stale locks here, and none is ever broken. Two handles in different processes or hosts
+contend through the server; two users of one handle (threads) contend in `PgLink.held`,
+since advisory locks are re-entrant within one connection. `LockHeldError` names the holder
+by what the server knows of its connection (pid, application name, client address)."""
+
+from __future__ import annotations
+
+from ...errors import LockHeldError
+from .link import PgLink
+
+_SHARED = "shared"
+_EXCLUSIVE = "exclusive"
+
+
+class AdvisoryLock:
+    def __init__(self, link: PgLink, key: int, label: str, mode: str) -> None:
+        self.link, self.key, self.label, self.mode = link, key, label, mode
+
+    @property
+    def recovered_from_text(self) -> str | None:
+        return None  # a dead holder's lock went with its connection: nothing was taken over
+
+    def release(self) -> None:
+        link = self.link
+        with link.released:
+            if link.held.pop(self.key, None) is None:
+                return
+            try:
+                unlock = "SELECT pg_advisory_unlock_shared(%s)" if self.mode == _SHARED else \
+                    "SELECT pg_advisory_unlock(%s)"
+                with link.reading(self.label) as connection:
+                    connection.execute(unlock, (self.key,))
+            except Exception:  # noqa: BLE001 - a lost connection released it anyway
+                pass
+            link.released.notify_all()
+
+    def __enter__(self) -> AdvisoryLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def take(link: PgLink, key: int, label: str, *, exclusive: bool, timeout: float) -> AdvisoryLock:
+    """Try, then retry with backoff until `timeout`: never a blocking wait, which would hold
+    the connection every other operation of this handle needs."""
+    clock = link.ctx.os
+    deadline = clock.monotonic() + timeout
+    delay = 0.002
+    mode = _EXCLUSIVE if exclusive else _SHARED
+    statement = "SELECT pg_try_advisory_lock(%s)" if exclusive else "SELECT pg_try_advisory_lock_shared(%s)"
+    while True:
+        with link.released:
+            if key not in link.held:
+                link.ctx.check_usable()
+                with link.reading(label) as connection:
+                    row = connection.execute(statement, (key,)).fetchone()
+                if row is not None and row[0]:
+                    link.held[key] = mode
+                    return AdvisoryLock(link, key, label, mode)
+            remaining = deadline - clock.monotonic()
+            if remaining <= 0:
+                who = "this process" if key in link.held else (holder(link, key, label) or "another writer")
+                raise LockHeldError(f"{label} is held by {who}")
+            if key in link.held:  # a thread of this handle holds it: wait for its release
+                link.released.wait(min(remaining, 0.1))
+                continue
+        clock.sleep(min(delay, max(0.0, remaining)))
+        delay = min(delay * 2, 0.1)
+
+
+def holder(link: PgLink, key: int, label: str) -> str | None:
+    """The live holder of a lock, described; None if nobody holds it."""
+    unsigned = key & 0xFFFFFFFFFFFFFFFF
+    params = {"high": unsigned >> 32, "low": unsigned & 0xFFFFFFFF}
+    with link.reading(label) as connection:
+        row = connection.execute(link.sql.lock_holder, params).fetchone()
+    if row is None:
+        return None
+    pid, application, address = row
+    where = f" from {address}" if address else ""
+    return f"server process {pid} ({application or 'unnamed client'}{where})"

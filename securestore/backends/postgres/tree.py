@@ -1,0 +1,289 @@
+"""PgDir: a directory of the store's tree kept in PostgreSQL (see `backends/tree.py`).
+
+Names are checked as on disk (one component, no NUL or '/'); there are no symlinks, modes or
+hard links to plant, and no torn writes: every change is one transaction. Sizes and
+generations live on the node row, so `size_of` and the tails are single-row or indexed reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator
+from typing import Any
+
+from ...audit.checkpoint import CHECKPOINTS_FILE
+from ...errors import AlreadyExistsError, NotFoundError, StorageError, UnsafeFileError
+from ...fs import EntryInfo, FsContext, check_name
+from ..tree import LINE_CHUNK
+from .link import PgLink
+from .lines import backward_lines, chunks_backward, chunks_forward, forward_lines
+from .locks import AdvisoryLock, holder, take
+
+# The audit trail's files: their rows go to `audit_records`, which only ever grows.
+AUDIT_FILES = frozenset({("audit", "log.jsonl"), ("audit", CHECKPOINTS_FILE)})
+_KINDS = {"d": "dir", "f": "file"}
+_MODES = {"d": 0o700, "f": 0o600}
+
+
+class PgDir:
+    def __init__(self, link: PgLink, node: int, name: str, label: str, *, owns_link: bool = False) -> None:
+        self.link = link
+        self.owns_link = owns_link  # the root: closing it closes the store handle's connection
+        self.node = node
+        self.name = name
+        self.label = label
+        self.ctx: FsContext = link.ctx
+        self.sql = link.sql
+
+    def close(self) -> None:
+        if self.owns_link:  # any other directory holds nothing open: the link does
+            self.link.close()
+
+    def __enter__(self) -> PgDir:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def child_label(self, name: str) -> str:
+        return f"{self.label}/{name}" if self.label else name
+
+    def _now(self) -> int:
+        return self.ctx.os.now_ns() // 1_000_000
+
+    def _key(self, name: str) -> dict[str, Any]:
+        check_name(name)
+        return {"parent": self.node, "name": name}
+
+    def _is_audit(self, name: str) -> bool:
+        return (self.name, name) in AUDIT_FILES
+
+    # -- directories ---------------------------------------------------------------------------
+    def open_dir(self, name: str) -> PgDir:
+        label = self.child_label(name)
+        with self.link.reading(label) as connection:
+            row = connection.execute(self.sql.find, self._key(name)).fetchone()
+        if row is None:
+            raise NotFoundError(f"{label} does not exist")
+        if row[1] != "d":
+            raise UnsafeFileError(f"refused {label}: expected a directory, found a file")
+        return PgDir(self.link, int(row[0]), name, label)
+
+    def make_dir(self, name: str, *, durable: bool = True) -> PgDir:
+        label = self.child_label(name)
+        with self.link.writing(label, durable=durable) as connection:
+            row = connection.execute(self.sql.make_dir, {**self._key(name), "now": self._now()}).fetchone()
+        if row is None:
+            raise AlreadyExistsError(f"{label} already exists")
+        return PgDir(self.link, int(row[0]), name, label)
+
+    def open_or_make_dir(self, name: str) -> PgDir:
+        try:
+            return self.open_dir(name)
+        except NotFoundError:
+            pass
+        try:
+            return self.make_dir(name)
+        except AlreadyExistsError:  # another writer made it first
+            return self.open_dir(name)
+
+    def sync(self) -> None:
+        self.ctx.check_usable()
+        self.link.barrier(self.label or ".")
+
+    def entry(self, name: str) -> EntryInfo | None:
+        with self.link.reading(self.child_label(name)) as connection:
+            row = connection.execute(self.sql.entry, self._key(name)).fetchone()
+        if row is None:
+            return None
+        kind = str(row[0])
+        return EntryInfo(name, _KINDS[kind], _MODES[kind], int(row[1]), int(row[2]) * 1_000_000)
+
+    def holds(self, name: str, child: PgDir) -> bool:
+        with self.link.reading(self.child_label(name)) as connection:
+            row = connection.execute(self.sql.find, self._key(name)).fetchone()
+        return row is not None and int(row[0]) == child.node
+
+    def list(self, *, sort: bool = True) -> list[str]:
+        with self.link.reading(self.label or ".") as connection:
+            names = [str(row[0]) for row in connection.execute(self.sql.children, {"parent": self.node})]
+        return sorted(names) if sort else names
+
+    def walk(self) -> Iterator[tuple[str, EntryInfo]]:
+        for name in self.list():
+            info = self.entry(name)
+            if info is None:
+                continue
+            yield name, info
+            if info.kind == "dir":
+                with self.open_dir(name) as child:
+                    for sub, sub_info in child.walk():
+                        yield f"{name}/{sub}", sub_info
+
+    def remove_tree(self, name: str) -> None:
+        """Delete `name` and everything under it, except the audit trail's files: those are
+        retired (kept, out of the tree), never deleted."""
+        label = self.child_label(name)
+        with self.link.writing(label, durable=True) as connection:
+            rows = connection.execute(self.sql.subtree, self._key(name)).fetchall()
+            ids = [int(row[0]) for row in rows]
+            connection.execute(self.sql.retire, {"ids": [int(row[0]) for row in rows if row[1]]})
+            connection.execute(self.sql.drop_chunks, {"ids": ids})
+            connection.execute(self.sql.drop_nodes, {"ids": ids})
+
+    def rename(self, src: str, dst: str, target: PgDir | None = None) -> None:
+        into = target or self
+        check_name(dst)
+        params = {**self._key(src), "into": into.node, "dst": dst}
+        with self.link.writing(into.child_label(dst), durable=True) as connection:  # names dst if it exists
+            found = connection.execute(self.sql.rename, params).rowcount
+        if found == 0:
+            raise NotFoundError(f"{self.child_label(src)} does not exist")
+
+    # -- whole files ---------------------------------------------------------------------------
+    def read(self, name: str, cap: int, *, ours: bool = True) -> bytes:
+        label = self.child_label(name)
+        with self.link.reading(label) as connection:
+            row = connection.execute(self.sql.read, {**self._key(name), "cap": cap}).fetchone()
+        if row is None:
+            raise NotFoundError(f"{label} does not exist")
+        if row[0] != "f":
+            raise UnsafeFileError(f"refused {label}: expected a file, found a directory")
+        if int(row[1]) > cap:
+            raise StorageError(f"refused {label}: {row[1]} bytes exceeds the {cap}-byte cap")
+        return bytes(row[2] or b"")
+
+    def read_optional(self, name: str, cap: int) -> bytes | None:
+        try:
+            return self.read(name, cap)
+        except NotFoundError:
+            return None
+
+    def write_atomic(self, name: str, data: bytes, *, durable: bool = True) -> None:
+        label = self.child_label(name)
+        if self._is_audit(name):
+            raise UnsafeFileError(f"refused to replace {label}: the audit trail only grows")
+        params = {**self._key(name), "size": len(data), "data": data, "now": self._now()}
+        with self.link.writing(label, durable=durable) as connection:
+            written = connection.execute(self.sql.replace, params).rowcount
+        if written != 1:
+            raise UnsafeFileError(f"refused {label}: expected a file, found a directory")
+
+    def write_new(self, name: str, data: bytes) -> None:
+        label = self.child_label(name)
+        params = {**self._key(name), "size": len(data), "data": data, "now": self._now(),
+                  "audit": self._is_audit(name)}
+        with self.link.writing(label, durable=True) as connection:
+            row = connection.execute(self.sql.create, params).fetchone()
+        if row is None or int(row[0]) != 1:
+            raise AlreadyExistsError(f"{label} already exists")
+
+    def write_private(self, name: str, data: bytes) -> None:
+        self.write_new(name, data)
+
+    def rewrite_in_place(self, name: str, data: bytes) -> None:
+        self.write_atomic(name, data, durable=False)  # a row replaced is never torn
+
+    def replace_wiping(self, name: str, data: bytes) -> None:
+        # The old row is deleted in the same transaction; its bytes stay in the table's dead
+        # tuples and the WAL until VACUUM and WAL recycling (SECURITY.md, the database boundary).
+        self.write_atomic(name, data)
+
+    def shred(self, name: str) -> None:
+        self.unlink(name)
+
+    def ensure_file(self, name: str) -> None:
+        params = {**self._key(name), "size": 0, "data": b"", "now": self._now(), "audit": self._is_audit(name)}
+        with self.link.writing(self.child_label(name), durable=False) as connection:
+            connection.execute(self.sql.create, params)
+
+    def unlink(self, name: str, *, durable: bool = True) -> None:
+        label = self.child_label(name)
+        with self.link.writing(label, durable=durable) as connection:
+            row = connection.execute(self.sql.unlink, self._key(name)).fetchone()
+        if row is None or int(row[0]) == 0:
+            raise NotFoundError(f"{label} does not exist")
+
+    # -- appended lines ------------------------------------------------------------------------
+    def append(self, name: str, data: bytes, *, durable: bool) -> None:
+        label = self.child_label(name)
+        with self.link.writing(label, durable=durable) as connection:
+            row = connection.execute(self.sql.append, {**self._key(name), "size": len(data), "data": data,
+                                                       "now": self._now()}).fetchone()
+        if row is None:
+            raise NotFoundError(f"{label} does not exist")
+
+    def appended_size(self, name: str) -> int | None:
+        found = self.size_of(name)
+        return None if found is None else found[1]
+
+    def flush(self, name: str) -> None:
+        self.ctx.check_usable()
+        self.link.barrier(self.child_label(name))
+
+    def truncate(self, name: str, length: int) -> None:
+        label = self.child_label(name)
+        with self.link.writing(label, durable=True) as connection:
+            row = connection.execute(self.sql.find, self._key(name)).fetchone()
+            if row is None:
+                raise NotFoundError(f"{label} does not exist")
+            params = {"node": int(row[0]), "size": length, "now": self._now()}
+            if connection.execute(self.sql.truncate_node, params).rowcount != 1:
+                raise StorageError(f"refused to truncate {label}: it is shorter than {length} bytes")
+            connection.execute(self.sql.truncate_drop, params)
+            connection.execute(self.sql.truncate_cut, params)
+
+    def _file(self, name: str) -> tuple[int, int, int, bool] | None:
+        """(node, generation, size, audit) of a file; None if absent."""
+        with self.link.reading(self.child_label(name)) as connection:
+            row = connection.execute(self.sql.file_info, self._key(name)).fetchone()
+        if row is None:
+            return None
+        if row[4] != "f":
+            raise UnsafeFileError(f"refused {self.child_label(name)}: expected a file, found a directory")
+        return int(row[0]), int(row[1]), int(row[2]), bool(row[3])
+
+    def size_of(self, name: str) -> tuple[int, int] | None:
+        found = self._file(name)
+        return None if found is None else (found[1], found[2])
+
+    def _existing(self, name: str) -> tuple[int, int, int, bool]:
+        found = self._file(name)
+        if found is None:
+            raise NotFoundError(f"{self.child_label(name)} does not exist")
+        return found
+
+    def read_tail(self, name: str, nbytes: int) -> tuple[int, bytes]:
+        node, _, size, audit = self._existing(name)
+        parts: list[bytes] = []
+        have = 0
+        for pos, data in chunks_backward(self.link, self.child_label(name), node, audit, size):
+            parts.append(data)
+            have = size - pos
+            if have >= nbytes:
+                break
+        tail = b"".join(reversed(parts))
+        return size, tail[len(tail) - min(nbytes, len(tail)):] if nbytes else b""
+
+    def lines_backward(self, name: str, end: int, max_line: int,
+                       chunk: int = LINE_CHUNK) -> Generator[tuple[int, bytes], None, None]:
+        node, _, size, audit = self._existing(name)
+        chunks = chunks_backward(self.link, self.child_label(name), node, audit, min(end, size))
+        return backward_lines(chunks, min(end, size), max_line)
+
+    def iter_lines(self, name: str, max_line: int, chunk_size: int = LINE_CHUNK, *,
+                   start: int = 0) -> Iterator[tuple[int, bytes]]:
+        node, _, size, audit = self._existing(name)
+        return forward_lines(chunks_forward(self.link, self.child_label(name), node, audit, start, size), start,
+                             max_line)
+
+    # -- locks -----------------------------------------------------------------------------------
+    def lock(self, name: str, timeout: float, now_ms: int) -> AdvisoryLock:
+        return take(self.link, self.link.lock_key(self.node, name), self.child_label(name), exclusive=True,
+                    timeout=timeout)
+
+    def lock_plain(self, name: str, *, exclusive: bool, timeout: float) -> AdvisoryLock:
+        return take(self.link, self.link.lock_key(self.node, name), self.child_label(name), exclusive=exclusive,
+                    timeout=timeout)
+
+    def lock_holder(self, name: str, *, live: bool = False) -> str | None:
+        return holder(self.link, self.link.lock_key(self.node, name), self.child_label(name))
