@@ -48,7 +48,7 @@ from .session import Session, SlotHandle
 from ..core.policy import describe_key
 from .doctor import DoctorReport, diagnose
 from .keyring import KEY_DIR_ENV, KeyRing, find_keyring, key_home, keyring_of
-from .setup import init_store
+from .setup import init_store, pg_setup, store_label
 from .store import SecureStore, open_store
 from .verify import Inspection, VerifyOptions, VerifyReport, inspect_source, verify_store
 from .views import SessionInfo, SessionView
@@ -99,12 +99,14 @@ __all__ = [
     "new_signing_key_file",
     "open_store",
     "parse_json_text",
+    "pg_setup",
     "raw_store_files",
     "read_anchor",
     "read_input_file",
     "read_public_key",
     "read_seed",
     "scrub_text",
+    "store_label",
     "verify_options",
     "verify_store",
     "write_new_file",

@@ -14,6 +14,7 @@ from ..audit.errors import RecordError
 from ..audit.keys import VerifierKey, parse_verifier_key
 from ..audit.proof import ConsistencyProof, InclusionProof, ProofResult, check_proof, encode_proof, parse_proof
 from ..backends.local.auditlog import LOG_FILE
+from ..backends.roots import disk_root
 from ..backends.local.layout import AUDIT_DIR, SESSION_LOCK, SESSIONS_DIR
 from ..core.policy import encode_name
 from ..errors import UsageError
@@ -45,7 +46,7 @@ def verify_options(store: SecureStore, *, seed_file: str | None = None, public_k
     ctx = FsContext()
     seed = None
     if seed_file:
-        store_id, seed = load_seed(ctx, seed_file, root_path=store.root_path)
+        store_id, seed = load_seed(ctx, seed_file, root_path=disk_root(store.root_path))
         if store_id != store.store_id:
             raise UsageError(f"the seed is for store {store_id}, not {store.store_id}")
     public_key, public_key_from = (load_public_key(ctx, public_key_file), "public-key") if public_key_file else (None, "")

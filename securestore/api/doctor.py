@@ -12,6 +12,7 @@ from typing import Literal
 from ..audit.checkpoint import peek_note
 from ..audit.errors import RecordError
 from ..backends.local.layout import AUDIT_DIR, SESSION_LOCK, STORE_LOCK
+from ..backends.roots import backend_of, database_findings, root_label
 from ..backends.tree import TreeDir
 from ..config import StoreConfig
 from ..errors import EXIT_INTEGRITY, EXIT_OK, EXIT_OPERATIONAL, KeyMaterialError, SecureStoreError
@@ -54,18 +55,18 @@ class DoctorReport:
 def diagnose(root_path: str, environ: Mapping[str, str], *, config: StoreConfig | None = None,
              master_key_file: str | None = None, signing_key_file: str | None = None,
              os_api: OsApi = REAL_OS) -> DoctorReport:
-    report = DoctorReport(root_path)
+    report = DoctorReport(root_label(root_path, environ))
     ctx = FsContext(os_api)
-    try:
-        root = open_root(root_path, ctx, create=False)
-    except SecureStoreError as exc:  # absent, or refused: owner, mode, a symlink
-        report.add("root", "attention", str(exc))
+    if backend_of(root_path) == "postgres":
+        try:
+            for name, status, detail in database_findings(root_path, environ):
+                report.add(name, "ok" if status == "ok" else "attention", detail)
+        except SecureStoreError as exc:  # the URL refused, or the extra missing
+            report.add("database", "attention", str(exc))
+        if any(f.check == "database" and f.status != "ok" for f in report.findings):
+            return report
+    elif not _directory_checks(root_path, ctx, report, config or StoreConfig()):
         return report
-    with root:
-        report.add("root", "ok", f"{root_path}: a directory owned by this user, mode 0700")
-        used = _modes(root, report)
-        _space(root, report, used, (config or StoreConfig()).maintenance.max_disk_bytes)
-        _fsync(root, report)
     try:
         store = SecureStore(root_path, config, master_key_file=master_key_file, signing_key_file=signing_key_file,
                             environ=environ, os_api=os_api)
@@ -82,6 +83,21 @@ def diagnose(root_path: str, environ: Mapping[str, str], *, config: StoreConfig 
             except SecureStoreError as exc:
                 report.add(check.__name__.strip("_"), "attention", f"could not check: {exc}")
     return report
+
+
+def _directory_checks(root_path: str, ctx: FsContext, report: DoctorReport, config: StoreConfig) -> bool:
+    """The checks of a store on disk before it is opened; False if there is no directory to open."""
+    try:
+        root = open_root(root_path, ctx, create=False)
+    except SecureStoreError as exc:  # absent, or refused: owner, mode, a symlink
+        report.add("root", "attention", str(exc))
+        return False
+    with root:
+        report.add("root", "ok", f"{root_path}: a directory owned by this user, mode 0700")
+        used = _modes(root, report)
+        _space(root, report, used, config.maintenance.max_disk_bytes)
+        _fsync(root, report)
+    return True
 
 
 def _modes(root: Dir, report: DoctorReport) -> int:

@@ -23,6 +23,7 @@ from ..fs import (
     walk,
     write_output_file,
 )
+from ..backends.roots import disk_root
 from .keys import DEFAULT_KEY_NAME, generate_signing_key, load_public_key, load_seed, load_signing_key
 
 ROOT_ENV = "SECURESTORE_ROOT"
@@ -89,7 +90,7 @@ def write_new_file(path: str, data: bytes) -> None:
 
 def read_seed(path: str, *, root_path: str | None) -> tuple[str, bytes]:
     """The audit verification seed file from `init`: (store id, seed). Refused inside `root_path`."""
-    return load_seed(FsContext(), path, root_path=root_path)
+    return load_seed(FsContext(), path, root_path=disk_root(root_path))
 
 
 def read_public_key(path: str) -> VerifierKey:
@@ -99,12 +100,12 @@ def read_public_key(path: str) -> VerifierKey:
 
 def new_signing_key_file(path: str, *, root_path: str | None, name: str = DEFAULT_KEY_NAME) -> SignerKey:
     """A new Ed25519 audit signing key in a new 0600 file outside the store root."""
-    return generate_signing_key(FsContext(), path, root_path=root_path, name=name)
+    return generate_signing_key(FsContext(), path, root_path=disk_root(root_path), name=name)
 
 
 def configured_signing_key(root_path: str, key_file: str | None, environ: Mapping[str, str]) -> SignerKey | None:
     """The signing key the store would use: `key_file`, else the signing-key environment variables."""
-    return load_signing_key(FsContext(), root_path, key=None, key_file=key_file, environ=environ)
+    return load_signing_key(FsContext(), disk_root(root_path), key=None, key_file=key_file, environ=environ)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from ..audit.errors import RecordError
+from ..backends.roots import disk_root
 from ..audit.keys import SignerKey, new_signer_key, parse_seed, parse_signer_key, parse_verifier_key, VerifierKey
 from ..core.secrets.vault import encode_master_key, parse_master_key
 from ..errors import KeyMaterialError
@@ -107,4 +108,5 @@ def load_master_key(
 def generate_master_key(path: str, *, root_path: str | None = None, os_api: OsApi = REAL_OS) -> None:
     """Write a new random master key to a 0600 file outside the store root."""
     ctx = FsContext(os_api)
-    write_key_file(path, (encode_master_key(os_api.urandom(32)) + "\n").encode(), ctx, root_path=root_path)
+    write_key_file(path, (encode_master_key(os_api.urandom(32)) + "\n").encode(), ctx,
+                   root_path=disk_root(root_path))

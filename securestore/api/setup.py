@@ -1,17 +1,22 @@
-"""Creating a store: the keys checked (or made) first, then the directory built by the backend."""
+"""Creating a store: the keys checked (or made) first, then the directory (or the database's
+tree) built by the backend; and `pg_setup`, which prepares a PostgreSQL database for stores."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from ..audit.keys import SignerKey, encode_seed, new_signer_key
 from ..backends.local.env import wall_clock_ms
 from ..backends.local.store_init import create_store
-from ..backends.roots import backend_of, disk_root, open_store_root, root_label
+from ..backends.roots import backend_of, disk_root, open_store_root, root_label, set_up_database
 from ..config import StoreConfig
 from ..fs import REAL_OS, FsContext, OsApi, PathArg, path_text, environment
 from .keyring import create_keyring, discard_keyring
 from .keys import DEFAULT_KEY_NAME, SeedOut, export_seed, load_master_key, load_signing_key
+
+if TYPE_CHECKING:
+    from ..backends.roots import SetupReport
 
 
 def init_store(
@@ -58,3 +63,18 @@ def init_store(
             discard_keyring(ctx, keyring.path)
         raise
     return store_id
+
+
+def pg_setup(url: str, *, owner_role: str | None = None, writer_role: str | None = None,
+             grant_writer_to: Sequence[str] = (), environ: Mapping[str, str] | None = None) -> SetupReport:
+    """Create (or bring up to date) the schema a `postgresql://` store lives in, and its two roles:
+    the owner (owns the tables; NOLOGIN) and the writer (what stores connect as: may insert audit
+    rows, never change or delete them), granting the writer to each login role named. Idempotent,
+    one transaction; each run is recorded in the schema's append-only `setup_history`."""
+    return set_up_database(url, environment() if environ is None else environ, owner=owner_role,
+                           writer=writer_role, grant_writer_to=tuple(grant_writer_to))
+
+
+def store_label(root: PathArg, environ: Mapping[str, str] | None = None) -> str:
+    """How to name a store's root in messages: its path, or its URL without the password."""
+    return root_label(path_text(root), environment() if environ is None else environ)

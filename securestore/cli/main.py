@@ -16,7 +16,7 @@ from ..api import ROOT_ENV, SIGNING_KEY_FILE_ENV, SecureStore, default_root, scr
 from .. import VERSION
 from ..config import StoreConfig
 from ..errors import EXIT_OPERATIONAL, EXIT_USAGE, SecureStoreError, UsageError
-from .commands import Subcommands, audit, data, demo, doctor, init, maintain, migrate, session
+from .commands import Subcommands, audit, data, demo, doctor, init, maintain, migrate, pgsetup, session
 from .console import SECRET_INPUT, say
 from .render import terminal_safe
 
@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = cast(Subcommands, parser.add_subparsers(dest="command", required=True, parser_class=_Parser))
     # In this order in the help text.
     for add_parsers in (init.add_parsers, data.add_parsers, session.add_parsers, audit.add_parsers,
-                        migrate.add_parsers, maintain.add_parsers, doctor.add_parsers, demo.add_parsers):
+                        migrate.add_parsers, maintain.add_parsers, doctor.add_parsers, pgsetup.add_parsers,
+                        demo.add_parsers):
         add_parsers(commands)
     # The global options are accepted after the subcommand too (`securestore put ... --root DIR`);
     # there they default to "not given", so they never undo one given before the subcommand.
@@ -154,6 +155,7 @@ _COMMANDS: dict[tuple[str, ...], Handler] = {
     ("migrate", "rollback"): _with_store(migrate.rollback),
     ("maintain",): _with_store(maintain.maintain),
     ("doctor",): _with_root(doctor.doctor),
+    ("pg-setup",): pgsetup.pg_setup_command,
     ("demo",): demo.demo,
 }
 

@@ -86,7 +86,8 @@ class FsContext:
     def check_usable(self) -> None:
         if self.failed is not None:
             raise DurabilityError(
-                f"store handle is unusable after a failed fsync ({self.failed}); reopen the store"
+                f"store handle is unusable after a write whose durability is unknown ({self.failed}); reopen the "
+                "store (the next open settles it)"
             )
 
     def fsync(self, fd: int, label: str) -> None:

@@ -113,6 +113,13 @@ def _violations(rule: str) -> list[str]:
                 if module not in PUBLIC or name.startswith("_"):
                     found.append(f"{here} imports {module}.{name}" if name else f"{here} imports {module}")
         return sorted(found)
+    if rule == "psycopg-only-in-the-postgres-backend":
+        return sorted(f"{_module_name(path)} imports {module}" for path in PACKAGE.rglob("*.py")
+                      for module in _imports(path) if module.split(".")[0] in DATABASE_CLIENTS
+                      and not _under(_module_name(path), (POSTGRES,)))
+    if rule == "only-the-composition-root-names-the-postgres-backend":
+        return sorted(f"{m} imports {t}" for m, t in edges if _under(t, (POSTGRES,))
+                      and not _under(m, (POSTGRES, "securestore.backends.roots")))
     raise AssertionError(rule)
 
 
@@ -121,6 +128,8 @@ FENCE = ("securestore.fs",)
 PURE = ("securestore.core", "securestore.audit")
 IMPURE = ("securestore.fs", "securestore.backends", "securestore.api", "securestore.cli", "securestore.txn")
 TXN = "securestore.txn"
+POSTGRES = "securestore.backends.postgres"
+DATABASE_CLIENTS = frozenset({"psycopg", "psycopg_pool"})
 TOP_FLOORS = ("securestore.api", "securestore.cli", "securestore.aio", "securestore.adapters")
 # What the command line (and later the framework adapters) may import: the public API.
 PUBLIC = frozenset({"securestore", "securestore.errors", "securestore.config", "securestore.api"})
@@ -146,6 +155,8 @@ def test_the_walker_sees_lazy_and_relative_imports(tmp_path: Path) -> None:
     "no-circles",
     "only-fs-touches-the-os",
     "cli-uses-public-names-only",
+    "psycopg-only-in-the-postgres-backend",
+    "only-the-composition-root-names-the-postgres-backend",
 ])
 def test_import_rule(rule: str) -> None:
     assert _violations(rule) == []

@@ -4,7 +4,8 @@ A directory or file is a row of `nodes`; a file's bytes are rows of `chunks` (on
 or one for a whole replacement), except the audit trail's files (`audit/log.jsonl`,
 `audit/checkpoints.jsonl`, wherever they are): their rows, one canonical record or signed
 checkpoint each, go to `audit_records`, which the writer role may read and insert into, never
-update, delete or truncate (grants, and triggers that hold even for the owner). A deleted
+update, delete or truncate (grants, and triggers that hold even for the owner; `setup_history`,
+one row per pg-setup run, is append-only the same way). A deleted
 session's audit files are not deleted: they are retired (parent -1) and stay readable.
 
 Every statement names the schema explicitly (`{schema}` is a validated identifier: see url.py),
@@ -50,12 +51,21 @@ CREATE TABLE IF NOT EXISTS {schema}.audit_records (
     data bytea NOT NULL,
     PRIMARY KEY (node, seq)
 );
+-- One row per `securestore pg-setup` run: who changed the schema and roles, and what was done.
+CREATE TABLE IF NOT EXISTS {schema}.setup_history (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at timestamptz NOT NULL DEFAULT now(),
+    session_role text NOT NULL DEFAULT session_user,
+    client_addr inet DEFAULT inet_client_addr(),
+    schema_version integer NOT NULL,
+    actions text NOT NULL
+);
 CREATE INDEX IF NOT EXISTS chunks_by_pos ON {schema}.chunks (node, pos);
 CREATE INDEX IF NOT EXISTS audit_records_by_pos ON {schema}.audit_records (node, pos);
 
 CREATE OR REPLACE FUNCTION {schema}.refuse_audit_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    RAISE EXCEPTION 'securestore: audit records are append-only (% refused)', TG_OP
+    RAISE EXCEPTION 'securestore: %.% is append-only (% refused)', TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_OP
         USING ERRCODE = 'insufficient_privilege';
 END $$;
 CREATE OR REPLACE FUNCTION {schema}.guard_audit_node() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -79,6 +89,12 @@ CREATE TRIGGER audit_records_append_only BEFORE UPDATE OR DELETE ON {schema}.aud
 DROP TRIGGER IF EXISTS audit_records_no_truncate ON {schema}.audit_records;
 CREATE TRIGGER audit_records_no_truncate BEFORE TRUNCATE ON {schema}.audit_records
     FOR EACH STATEMENT EXECUTE FUNCTION {schema}.refuse_audit_change();
+DROP TRIGGER IF EXISTS setup_history_append_only ON {schema}.setup_history;
+CREATE TRIGGER setup_history_append_only BEFORE UPDATE OR DELETE ON {schema}.setup_history
+    FOR EACH ROW EXECUTE FUNCTION {schema}.refuse_audit_change();
+DROP TRIGGER IF EXISTS setup_history_no_truncate ON {schema}.setup_history;
+CREATE TRIGGER setup_history_no_truncate BEFORE TRUNCATE ON {schema}.setup_history
+    FOR EACH STATEMENT EXECUTE FUNCTION {schema}.refuse_audit_change();
 DROP TRIGGER IF EXISTS audit_nodes_guarded ON {schema}.nodes;
 CREATE TRIGGER audit_nodes_guarded BEFORE UPDATE OR DELETE ON {schema}.nodes
     FOR EACH ROW EXECUTE FUNCTION {schema}.guard_audit_node();
@@ -89,7 +105,7 @@ WRITER_GRANTS = """
 REVOKE ALL ON ALL TABLES IN SCHEMA {schema} FROM {writer};
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA {schema} FROM {writer};
 GRANT USAGE ON SCHEMA {schema} TO {writer};
-GRANT SELECT ON {schema}.meta TO {writer};
+GRANT SELECT ON {schema}.meta, {schema}.setup_history TO {writer};
 GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.nodes, {schema}.chunks TO {writer};
 GRANT SELECT, INSERT ON {schema}.audit_records TO {writer};
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA {schema} TO {writer};
@@ -101,6 +117,7 @@ ALTER TABLE {schema}.meta OWNER TO {owner};
 ALTER TABLE {schema}.nodes OWNER TO {owner};
 ALTER TABLE {schema}.chunks OWNER TO {owner};
 ALTER TABLE {schema}.audit_records OWNER TO {owner};
+ALTER TABLE {schema}.setup_history OWNER TO {owner};
 ALTER SEQUENCE {schema}.generations OWNER TO {owner};
 ALTER FUNCTION {schema}.refuse_audit_change() OWNER TO {owner};
 ALTER FUNCTION {schema}.guard_audit_node() OWNER TO {owner};

@@ -31,6 +31,13 @@ class SetupReport:
     granted_to: list[str] = field(default_factory=list)
     version: int = SCHEMA_VERSION
 
+    def describe(self) -> str:
+        """One line: what this run did (recorded in setup_history and printed)."""
+        made = f"created roles {', '.join(self.created_roles)}" if self.created_roles else "roles already present"
+        granted = f"; granted {self.writer} to {', '.join(self.granted_to)}" if self.granted_to else ""
+        return (f"schema {self.schema} at version {self.version} (owner {self.owner}, writer {self.writer}); "
+                f"{made}{granted}")
+
 
 def role_name(text: str, what: str) -> str:
     if not _ROLE.fullmatch(text):
@@ -62,6 +69,8 @@ def install(target: PgTarget, *, owner: str | None = None, writer: str | None = 
             for login in logins:
                 connection.execute(sql.SQL("GRANT {} TO {}").format(names["writer"], sql.Identifier(login)))
                 report.granted_to.append(login)
+            connection.execute(sql.SQL("INSERT INTO {}.setup_history (schema_version, actions) VALUES (%s, %s)")
+                               .format(names["schema"]), (SCHEMA_VERSION, report.describe()))
     except psycopg.Error as exc:
         raise StorageError(f"pg-setup at {target.display} failed, nothing was changed: {describe_error(exc)}") from None
     finally:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 
-from ...api import DEFAULT_KEY_NAME, SeedOut, generate_master_key, init_store, keyring_of, new_signing_key_file
+from ...api import (
+    DEFAULT_KEY_NAME, SeedOut, generate_master_key, init_store, keyring_of, new_signing_key_file, store_label,
+)
 from ...errors import EXIT_OK
 from ..console import print_json, say
 from . import Subcommands
@@ -47,7 +49,7 @@ def init(args: argparse.Namespace) -> int:
                           signing_key_file=signing_key_file, master_key_file=master_key_file, environ=args.environ)
     ring = keyring_of(store_id, args.environ)  # made by init when no key was configured
     if args.json:
-        print_json({"store_id": store_id, "root": args.root,
+        print_json({"store_id": store_id, "root": store_label(args.root, args.environ),
                     "key_directory": ring.path if ring else None,
                     "signing_key_file": ring.signing_key if ring else signing_key_file,
                     "public_key_file": ring.public_key if ring else None,
@@ -56,7 +58,7 @@ def init(args: argparse.Namespace) -> int:
                     "seed_file": None if args.seed_out == "-" else args.seed_out,
                     "seed_advice": _SEED_ADVICE})
         return EXIT_OK
-    say(f"initialized store {store_id} at {args.root}", err=True)
+    say(f"initialized store {store_id} at {store_label(args.root, args.environ)}", err=True)
     if ring is not None:
         made = "its audit signing key, public key and master key" if ring.master_key else \
             "its audit signing key and public key (the master key is the one configured)"
