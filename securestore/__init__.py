@@ -27,6 +27,7 @@ from .errors import (
 from .core.secrets import Secret
 from .api.session import Session, SlotHandle
 from .api.keys import generate_master_key
+from .api.copying import CopyReport, copy_store
 from .api.setup import init_store
 from .api.store import SecureStore, open_store
 from .api.verify import VerifyReport, verify_store
@@ -46,6 +47,7 @@ __all__ = [
     "LayoutVersionError",
     "LimitExceededError",
     "AuditPolicy",
+    "CopyReport",
     "Limits",
     "LockHeldError",
     "NotFoundError",
@@ -70,6 +72,7 @@ __all__ = [
     "VersionConflictError",
     "VERSION",
     "__version__",
+    "copy_store",
     "generate_master_key",
     "init_store",
     "open_store",

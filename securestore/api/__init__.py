@@ -46,6 +46,7 @@ from .keys import (
 )
 from .session import Session, SlotHandle
 from ..core.policy import describe_key
+from .copying import CopyReport, copy_store
 from .doctor import DoctorReport, diagnose
 from .keyring import KEY_DIR_ENV, KeyRing, find_keyring, key_home, keyring_of
 from .setup import init_store, pg_setup, store_label
@@ -61,6 +62,7 @@ __all__ = [
     "SIGNING_KEY_ENV",
     "SIGNING_KEY_FILE_ENV",
     "AuditTrailDrill",
+    "CopyReport",
     "Inspection",
     "LogReport",
     "RawFile",
@@ -78,6 +80,7 @@ __all__ = [
     "VerifyOptions",
     "VerifyReport",
     "check_proof_file",
+    "copy_store",
     "configured_signing_key",
     "default_root",
     "environment",

@@ -153,6 +153,7 @@ _COMMANDS: dict[tuple[str, ...], Handler] = {
     ("migrate", "inspect"): _with_store(migrate.inspect),
     ("migrate", "run"): _with_store(migrate.run_import),
     ("migrate", "rollback"): _with_store(migrate.rollback),
+    ("migrate", "copy"): migrate.copy,
     ("maintain",): _with_store(maintain.maintain),
     ("doctor",): _with_root(doctor.doctor),
     ("pg-setup",): pgsetup.pg_setup_command,
