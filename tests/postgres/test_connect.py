@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from securestore.backends.postgres.connect import connect, describe_error, make_pool
+from securestore.backends.postgres.connect import connect, describe_error
 from securestore.backends.postgres.url import PgTarget, parse_target
 from securestore.errors import OperationalError, UsageError
 from tests.support.postgres import PostgresServer, make_server, remove_server
@@ -207,26 +207,6 @@ def test_an_environment_changed_after_the_check_cannot_downgrade(tls: Tls, monke
         monkeypatch.setenv(name, value)
     message = _refusal(target)
     assert message.startswith(f"refusing the connection to {target.display}: the server '{NAME}' is not on this")
-
-
-def test_the_pool_replaces_a_connection_the_server_terminated(tls: Tls) -> None:
-    target = _target(f"postgresql://postgres@127.0.0.1:{tls.server.port}/postgres")
-    with make_pool(target, application_name="securestore-pool", min_size=1, max_size=1) as pool:
-        with pool.connection() as connection:
-            first = connection.info.backend_pid
-            assert connection.autocommit
-        with connect(target, application_name="securestore-test") as admin:
-            assert admin.execute("select pg_terminate_backend(%s, 30000)", (first,)).fetchone() == (True,)
-        with pool.connection(timeout=30) as connection:
-            assert connection.info.backend_pid != first
-            assert connection.execute("select current_setting('tcp_keepalives_idle')").fetchone() == ("30",)
-
-
-def test_a_pool_on_a_bad_target_fails_at_once(tls: Tls) -> None:
-    target = _target(f"postgresql://alice:{WRONG}@127.0.0.1:{tls.server.port}/postgres")
-    with pytest.raises(OperationalError, match="password authentication failed") as refused:
-        make_pool(target, application_name="securestore-pool")
-    assert WRONG not in str(refused.value)
 
 
 def test_describe_error_is_one_escaped_line_without_the_hidden() -> None:

@@ -1,4 +1,4 @@
-"""The one place the PostgreSQL backend opens connections (issue 13), alone or in a pool.
+"""The one place the PostgreSQL backend opens connections (issue 13).
 
 psycopg is imported when a function first needs it. Every connection is autocommit, has TCP
 keepalives on both ends, and is checked after the handshake: a server not on this machine must
@@ -8,7 +8,6 @@ name the target by its display (never its password), with libpq's first line, es
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ...errors import OperationalError
@@ -16,7 +15,6 @@ from .url import PgTarget, is_local_host, shown
 
 if TYPE_CHECKING:
     import psycopg
-    from psycopg_pool import ConnectionPool
 
 MISSING = "the PostgreSQL backend needs the postgres extra: pip install 'securestore[postgres]'"
 # Idle 30 s, then 3 probes 10 s apart: a dead peer is noticed in about a minute, not Linux's 2 h 11 min,
@@ -54,21 +52,6 @@ def connect(target: PgTarget, *, application_name: str, connect_timeout: int = 1
             raise _failed(target, exc) from None
         raise
     return connection
-
-
-def make_pool(target: PgTarget, *, application_name: str, min_size: int = 1,
-              max_size: int = 10) -> ConnectionPool[psycopg.Connection[Any]]:
-    """A pool that checks an idle connection before handing it out (a connection the server or
-    the network dropped is replaced, not returned), each connection configured as `connect`'s."""
-    try:
-        from psycopg_pool import ConnectionPool
-    except ImportError:
-        raise OperationalError(MISSING) from None
-    # The pool retries failures in the background; one connection first says at once what is wrong.
-    connect(target, application_name=application_name).close()
-    return ConnectionPool(kwargs=_parameters(target, application_name, 10), min_size=min_size, max_size=max_size,
-                          check=ConnectionPool.check_connection, configure=partial(_configure, target),
-                          name=application_name, open=True)
 
 
 def _parameters(target: PgTarget, application_name: str, connect_timeout: int) -> dict[str, Any]:

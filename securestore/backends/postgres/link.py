@@ -9,6 +9,11 @@ later synchronous commit flushes it too. A connection lost while a write commits
 outcome unknown: the handle is latched unusable (like a failed fsync on disk) and the next
 open settles the dangling intent by observation. A connection lost while no lock is held and
 nothing is in flight is replaced on the next operation.
+
+A handle is its own one-connection pool, so it does what a pool's health check does: a
+connection idle for IDLE_CHECK_SECONDS is pinged before it is used (servers, poolers and
+firewalls drop idle connections), and a dead one is replaced before anything is sent on it,
+or, when the handle held locks on it, the handle is latched (the locks are gone).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from .statements import Statements, compile_statements
 from .url import PgTarget
 
 Connection = psycopg.Connection[tuple[Any, ...]]
+IDLE_CHECK_SECONDS = 30.0
 
 
 class PgLink:
@@ -40,6 +46,7 @@ class PgLink:
         self.released = threading.Condition(threading.RLock())
         self.unflushed = False  # an asynchronous commit since the last synchronous one
         self._connection: Connection | None = None
+        self._used_at = 0.0  # ctx.os.monotonic() when the connection was last handed out
 
     def close(self) -> None:
         with self.released:
@@ -53,14 +60,25 @@ class PgLink:
 
     def _live(self) -> Connection:
         connection = self._connection
+        now = self.ctx.os.monotonic()
+        idle, self._used_at = now - self._used_at, now
         if connection is not None and not connection.closed and not connection.broken:
-            return connection
+            if idle < IDLE_CHECK_SECONDS or self._answers(connection):
+                return connection
         if self.held:  # the locks went with the old connection: whatever they guarded is unsafe now
             self._latch("the connection holding this handle's locks was lost")
         if connection is not None:
             connection.close()
         self._connection = connect(self.target, application_name=self.application_name)
         return self._connection
+
+    @staticmethod
+    def _answers(connection: Connection) -> bool:
+        try:
+            connection.execute("SELECT 1")
+        except psycopg.Error:
+            return False
+        return True
 
     def _latch(self, why: str) -> None:
         self.ctx.failed = why
@@ -90,7 +108,7 @@ class PgLink:
                     yield connection
                     committing = True
             except psycopg.Error as exc:
-                if committing or connection.broken or connection.closed:
+                if committing:  # broken before COMMIT was sent: not committed, and _translate says so
                     self._latch(f"the commit of {label} may or may not have happened ({describe_error(exc)})")
                 raise self._translate(exc, "write", label, connection) from None
             self.unflushed = not durable  # a synchronous commit flushes every earlier one too
