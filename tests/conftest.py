@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from securestore import SecureStore
+from securestore import SecureStore, StoreConfig
 from tests.support import examples
 from tests.support.keys import KEYS, MASTER_KEY
 from tests.support.pg_stores import set_up_database
@@ -55,3 +55,24 @@ def root(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Path |
 def store(root: Path | str) -> Iterator[SecureStore]:
     with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as handle:
         yield handle
+
+
+@pytest.fixture
+def make_root(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Callable[..., Path | str]:
+    """More stores on the test's backend: `make_root("name", config, init=True)` -> a new store
+    (a directory under tmp_path, or a new database); with `init=False`, a place to make one
+    (a directory that does not exist yet, or a database with the schema installed)."""
+
+    def make(name: str, config: StoreConfig | None = None, *, init: bool = True) -> Path | str:
+        if backend == "postgres":
+            url = set_up_database(request.getfixturevalue("pg_server"))
+            if not init:
+                return url
+            seeds = tmp_path / f"{name}.seeds"
+            seeds.mkdir()
+            return make_pg_store(url, seeds, config)
+        where = tmp_path / name / "store"
+        where.parent.mkdir(parents=True, exist_ok=True)
+        return make_store(where, config) if init else where
+
+    return make

@@ -17,6 +17,7 @@ method of each part. Measures the securestore on PYTHONPATH (the header names it
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -224,6 +225,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--adapters", action="store_true",
                         help="instead: each framework adapter against the framework's own SQLite default "
                              "(tools/bench_adapter_*.py, one after the other in this run)")
+    parser.add_argument("--postgres", action="store_true",
+                        help="instead: tools/bench_pg.py, securestore on PostgreSQL against plain psycopg and "
+                             "LangGraph's PostgresSaver on one durable server (--quick, --sessions, --rounds, "
+                             "--no-concurrency and --json passed on)")
     parser.add_argument("--dir", default=None, help="bench directory (default: a new temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the bench directory")
     parser.add_argument("--json", default=None, metavar="FILE", help="write every figure to FILE")
@@ -259,8 +264,22 @@ def adapters_run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def postgres_run(args: argparse.Namespace) -> int:
+    """tools/bench_pg.py in a child, this tree's tools/ and securestore first on its path."""
+    tools = Path(__file__).resolve().parent
+    passed = [*(["--quick"] if args.quick else []), *(["--no-concurrency"] if args.no_concurrency else []),
+              *(["--sessions", str(args.sessions)] if args.sessions else []),
+              *(["--rounds", str(args.rounds)] if args.rounds else []), *(["--json", args.json] if args.json else [])]
+    path = os.pathsep.join([str(tools), str(tools.parent), *filter(None, [os.environ.get("PYTHONPATH")])])
+    done = subprocess.run([sys.executable, str(tools / "bench_pg.py"), *passed], check=False,
+                          env={**os.environ, "PYTHONPATH": path})  # nosec B603 - this tree's script, fixed argv
+    return done.returncode
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.postgres:
+        return postgres_run(args)
     if args.strace_child is not None:
         probes.strace_child(FACTORIES[args.strace_child](), Path(args.dir))
         return 0

@@ -14,7 +14,7 @@ from ..audit.errors import RecordError
 from ..audit.keys import VerifierKey, parse_verifier_key
 from ..audit.proof import ConsistencyProof, InclusionProof, ProofResult, check_proof, encode_proof, parse_proof
 from ..backends.local.auditlog import LOG_FILE
-from ..backends.roots import disk_root
+from ..backends.roots import backend_of, disk_root
 from ..backends.local.layout import AUDIT_DIR, SESSION_LOCK, SESSIONS_DIR
 from ..core.policy import encode_name
 from ..errors import UsageError
@@ -128,6 +128,9 @@ class AuditTrailDrill:
         self._checkpoints = b""
 
     def __enter__(self) -> AuditTrailDrill:
+        if backend_of(self._store.root_path) != "fs":
+            raise UsageError("refused: the audit trail drill rewrites a directory store's audit files, and a PostgreSQL "
+                             "store's audit rows only ever grow; run the drill on a throwaway directory store")
         ctx = FsContext()
         root = open_root(self._store.root_path, ctx, create=False)
         self._dirs.append(root)

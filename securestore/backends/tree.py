@@ -33,6 +33,8 @@ class TreeLock(Protocol):
 class TreeDir(Protocol):
     ctx: FsContext
     label: str
+    # Every append is all or nothing (a transaction): a partial last line was written from outside.
+    atomic_appends: bool
 
     def close(self) -> None: ...
     def __enter__(self) -> Self: ...

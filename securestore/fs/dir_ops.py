@@ -23,6 +23,7 @@ def _me(ops: DirOps) -> DirCore:
 
 
 class DirOps:
+    atomic_appends = False  # a crash can cut an append short: a torn last line is repaired, not blamed
     def walk(self) -> Iterator[tuple[str, EntryInfo]]:
         return walk(_me(self))
 

@@ -1,4 +1,6 @@
-"""The CLI contract: commands, exit codes, one-line errors without tracebacks or secrets."""
+"""The CLI contract: commands, exit codes, one-line errors without tracebacks or secrets. The
+tests marked `both_backends` run against a directory and against a PostgreSQL URL in
+$SECURESTORE_ROOT: the same commands, the same outputs and exit codes."""
 
 from __future__ import annotations
 
@@ -9,24 +11,32 @@ from pathlib import Path
 import pytest
 
 from tests.support.keys import MASTER_KEY
-from tests.support.stores import make_store, run_cli, session_dir
+from tests.support.pg_stores import set_up_database
+from tests.support.raw_tree import raw_tree, session_path
+from tests.support.stores import make_store, run_cli
 from tests.support.corpus import secret_corpus
 from securestore.backends.local.layout import slot_file
 from securestore.core.policy import encode_name
 
 
 def seed_file(env: dict[str, str]) -> str:
-    return str(Path(env["SECURESTORE_ROOT"]).parent / "cli.seed")
+    root = env["SECURESTORE_ROOT"]
+    if root.startswith("postgresql://"):  # beside the database's name, in the test's own directory
+        return str(Path(env["CLI_TEST_DIR"]) / "cli.seed")
+    return str(Path(root).parent / "cli.seed")
 
 
 @pytest.fixture
-def cli_root(tmp_path: Path) -> Path:
+def cli_root(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Path | str:
+    """Where `init` makes the store: a new directory, or a database set up by pg-setup."""
+    if backend == "postgres":
+        return set_up_database(request.getfixturevalue("pg_server"))
     return tmp_path / "store"
 
 
 @pytest.fixture
-def env(cli_root: Path) -> dict[str, str]:
-    return {"SECURESTORE_ROOT": str(cli_root), "SECURESTORE_MASTER_KEY": MASTER_KEY}
+def env(cli_root: Path | str, tmp_path: Path) -> dict[str, str]:
+    return {"SECURESTORE_ROOT": str(cli_root), "SECURESTORE_MASTER_KEY": MASTER_KEY, "CLI_TEST_DIR": str(tmp_path)}
 
 
 def _one_line_error(result) -> None:  # noqa: ANN001
@@ -35,7 +45,8 @@ def _one_line_error(result) -> None:  # noqa: ANN001
     assert "Traceback" not in result.stderr
 
 
-def test_full_round_trip(cli_root: Path, env: dict[str, str]) -> None:
+@pytest.mark.both_backends
+def test_full_round_trip(cli_root: Path | str, env: dict[str, str]) -> None:
     assert run_cli("init", "--seed-out", seed_file(env), env=env).returncode == 0
     secret = secret_corpus()[0].secret
     value = json.dumps({"role": "tool", "content": f"AWS_ACCESS_KEY_ID={secret}"})
@@ -54,7 +65,8 @@ def test_full_round_trip(cli_root: Path, env: dict[str, str]) -> None:
     assert run_cli("audit", "verify", env=env).returncode == 0
 
 
-def test_put_reads_stdin(cli_root: Path, env: dict[str, str]) -> None:
+@pytest.mark.both_backends
+def test_put_reads_stdin(cli_root: Path | str, env: dict[str, str]) -> None:
     run_cli("init", "--seed-out", seed_file(env), env=env)
     assert run_cli("put", "s", "slot", "-", env=env, stdin=b'{"from": "stdin"}').returncode == 0
     assert json.loads(run_cli("get", "s", "slot", env=env).stdout) == {"from": "stdin"}
@@ -79,6 +91,7 @@ def test_root_flag_overrides_environment(tmp_path: Path) -> None:
         (["put", "only-one-arg"], 2, "required"),
     ],
 )
+@pytest.mark.both_backends
 def test_exit_codes_and_one_line_errors(env: dict[str, str], args: list[str], code: int, words: str) -> None:
     run_cli("init", "--seed-out", seed_file(env), env=env)
     result = run_cli(*args, env=env)
@@ -87,11 +100,12 @@ def test_exit_codes_and_one_line_errors(env: dict[str, str], args: list[str], co
     assert words in result.stderr
 
 
-def test_integrity_failure_exits_1_and_names_the_record(cli_root: Path, env: dict[str, str]) -> None:
+@pytest.mark.both_backends
+def test_integrity_failure_exits_1_and_names_the_record(cli_root: Path | str, env: dict[str, str]) -> None:
     run_cli("init", "--seed-out", seed_file(env), env=env)
     run_cli("put", "sess", "slot", '{"a": 1}', env=env)
-    slot = session_dir(cli_root, "sess") / "state" / slot_file(encode_name("slot"))
-    slot.write_bytes(slot.read_bytes().replace(b"1", b"2"))
+    raw, slot = raw_tree(cli_root), f"{session_path('sess')}/state/{slot_file(encode_name('slot'))}"
+    raw.write(slot, raw.read(slot).replace(b"1", b"2"))
     result = run_cli("audit", "verify", env=env)
     assert result.returncode == 1
     assert "data-mismatch" in result.stdout and "seq" in result.stdout
@@ -99,7 +113,7 @@ def test_integrity_failure_exits_1_and_names_the_record(cli_root: Path, env: dic
     assert as_json["ok"] is False and as_json["failures"][0]["check"] == "data-mismatch"
 
 
-def test_unsafe_store_is_an_integrity_error(cli_root: Path, env: dict[str, str]) -> None:
+def test_unsafe_store_is_an_integrity_error(cli_root: Path | str, env: dict[str, str]) -> None:
     run_cli("init", "--seed-out", seed_file(env), env=env)
     os.chmod(cli_root, 0o777)
     result = run_cli("sessions", "list", env=env)
@@ -107,6 +121,7 @@ def test_unsafe_store_is_an_integrity_error(cli_root: Path, env: dict[str, str])
     _one_line_error(result)
 
 
+@pytest.mark.both_backends
 def test_secrets_never_reach_stderr(env: dict[str, str]) -> None:
     run_cli("init", "--seed-out", seed_file(env), env=env)
     secret = secret_corpus()[3].secret
@@ -118,8 +133,9 @@ def test_secrets_never_reach_stderr(env: dict[str, str]) -> None:
         assert secret not in result.stderr and secret not in result.stdout
 
 
-def test_missing_master_key_drops_values(cli_root: Path) -> None:
-    env = {"SECURESTORE_ROOT": str(cli_root)}
+@pytest.mark.both_backends
+def test_missing_master_key_drops_values(env: dict[str, str]) -> None:
+    env = {name: value for name, value in env.items() if name != "SECURESTORE_MASTER_KEY"}
     run_cli("init", "--seed-out", seed_file(env), env=env)
     secret = secret_corpus()[5].secret
     assert run_cli("put", "s", "slot", json.dumps(f"token {secret}"), env=env).returncode == 0
@@ -162,10 +178,11 @@ def test_python_dash_m_and_help() -> None:
     assert result.returncode == 0 and "audit" in result.stdout
 
 
-def test_principal_is_recorded_and_must_not_be_a_credential(cli_root: Path, env: dict[str, str]) -> None:
+@pytest.mark.both_backends
+def test_principal_is_recorded_and_must_not_be_a_credential(cli_root: Path | str, env: dict[str, str]) -> None:
     run_cli("init", "--seed-out", seed_file(env), env=env)
     assert run_cli("--principal", "agent:support-bot", "put", "s", "x", "1", env=env).returncode == 0
-    log = (session_dir(cli_root, "s") / "audit" / "log.jsonl").read_text()
+    log = raw_tree(cli_root).read(f"{session_path('s')}/audit/log.jsonl").decode()
     assert '"principal":"agent:support-bot"' in log
     secret = secret_corpus()[3].secret
     result = run_cli("--principal", f"bot {secret}", "put", "s", "x", "1", env=env)
@@ -173,7 +190,8 @@ def test_principal_is_recorded_and_must_not_be_a_credential(cli_root: Path, env:
     assert secret not in result.stderr
 
 
-def test_session_commands(cli_root: Path, env: dict[str, str]) -> None:
+@pytest.mark.both_backends
+def test_session_commands(cli_root: Path | str, env: dict[str, str]) -> None:
     run_cli("init", "--seed-out", seed_file(env), env=env)
     secret = secret_corpus()[0].secret
     assert run_cli("session", "append", "chat", '{"role": "user", "content": "hi"}', env=env).returncode == 0
@@ -203,6 +221,7 @@ def test_session_commands(cli_root: Path, env: dict[str, str]) -> None:
 PASSWORD = "hunter2-Correct-Horse-9"
 
 
+@pytest.mark.both_backends
 def test_put_and_append_read_a_value_file(tmp_path: Path, env: dict[str, str]) -> None:
     run_cli("init", "--seed-out", seed_file(env), env=env)
     secret = secret_corpus()[0].secret

@@ -60,7 +60,7 @@ def test_a_failed_turn_block_commits_nothing(root: Path) -> None:
     asyncio.run(main())
 
 
-@pytest.mark.fs_only
+@pytest.mark.fs_only  # observes OS calls through the fs layer; a PostgreSQL store's I/O is its connection
 def test_no_os_call_runs_on_the_event_loop_thread(root: Path) -> None:
     threads: set[int] = set()
 
@@ -107,7 +107,7 @@ def test_many_tasks_on_many_sessions_at_once(root: Path) -> None:
     asyncio.run(main())
 
 
-@pytest.mark.fs_only
+@pytest.mark.fs_only  # the write is held inside an fsync (an OS call), which a PostgreSQL store never makes
 @pytest.mark.parametrize("fails", [False, True])
 def test_a_cancelled_write_completes_or_not_and_the_caller_is_told_which(root: Path, fails: bool) -> None:
     async def main() -> None:
@@ -130,7 +130,7 @@ def test_a_cancelled_write_completes_or_not_and_the_caller_is_told_which(root: P
         assert verify_store(store).ok
 
 
-@pytest.mark.fs_only
+@pytest.mark.fs_only  # held inside an fsync of the store log, an OS call a PostgreSQL store never makes
 def test_a_session_opened_for_a_cancelled_caller_is_closed_again(root: Path) -> None:
     async def main() -> None:
         async with await aio.open_store(root, StoreConfig(lock_timeout_seconds=0.5), master_key=MASTER_KEY,

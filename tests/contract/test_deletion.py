@@ -13,10 +13,12 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from tests.support.keys import KEYS, MASTER_KEY
+from tests.support.raw_tree import raw_tree, session_path
 from tests.support.stores import all_bytes, session_dir
 from securestore import KeyMaterialError, NotFoundError, Secret, SecureStore, verify_store
 from securestore.audit.chain import parse_record
 from securestore.core.canonical import canonical_bytes
+from securestore.core.policy import encode_name
 from securestore.core.secrets.vault import _kek, load_vault, parse_master_key, unseal, unwrap_data_key
 
 pytestmark = pytest.mark.both_backends
@@ -24,13 +26,13 @@ pytestmark = pytest.mark.both_backends
 SECRET = "shred-me-" + "7" * 24
 
 
-@pytest.mark.fs_only
-def test_deleted_session_vault_cannot_be_decrypted_even_with_the_master_key(store: SecureStore, root: Path) -> None:
+def test_deleted_session_vault_cannot_be_decrypted_even_with_the_master_key(store: SecureStore,
+                                                                           root: Path | str) -> None:
     store.put("s", "creds", {"token": Secret(SECRET)})
     ref = store.get("s", "creds")["token"].removeprefix("[secret:vault:").removesuffix("]")
-    name = session_dir(root, "s").name
-    copied_vault = (session_dir(root, "s") / "vault.json").read_bytes()  # e.g. a leftover backup
-    key_file = (session_dir(root, "s") / "vault.key").read_bytes()
+    raw, name = raw_tree(root), encode_name("s")
+    copied_vault = raw.read(f"{session_path('s')}/vault.json")  # e.g. a leftover backup
+    key_file = raw.read(f"{session_path('s')}/vault.key")
     master = parse_master_key(MASTER_KEY)
 
     # Control: while vault.key exists, the copy decrypts, so the test below can fail.
@@ -38,9 +40,9 @@ def test_deleted_session_vault_cannot_be_decrypted_even_with_the_master_key(stor
     assert unseal(load_vault(copied_vault, data_key, store.store_id, name), data_key, ref) == SECRET
 
     store.delete_session("s")
-    assert not session_dir(root, "s").exists()
+    assert not raw.exists(session_path("s"))
     assert key_file not in all_bytes(root)
-    assert not [p for p in root.rglob("vault.key")]
+    assert not [p for p in raw.snapshot() if p.endswith("vault.key")]
     # With only the master key, no key it yields opens the copied ciphertext.
     entry = orjson.loads(copied_vault)["entries"][ref]
     nonce, ciphertext = base64.b64decode(entry["nonce"]), base64.b64decode(entry["ct"])
@@ -52,12 +54,11 @@ def test_deleted_session_vault_cannot_be_decrypted_even_with_the_master_key(stor
             AESGCM(candidate).decrypt(nonce, ciphertext, aad)
 
 
-@pytest.mark.fs_only
-def test_deletion_is_audited_before_acting_and_verify_still_passes(store: SecureStore, root: Path) -> None:
+def test_deletion_is_audited_before_acting_and_verify_still_passes(store: SecureStore, root: Path | str) -> None:
     store.put("a", "x", 1)
     store.put("b", "x", 2)
     store.delete_session("a")
-    records = [parse_record(line) for line in (root / "audit" / "log.jsonl").read_bytes().splitlines()]
+    records = [parse_record(line) for line in raw_tree(root).read("audit/log.jsonl").splitlines()]
     ops = [(r.kind, getattr(r, "op", None), getattr(r, "result", None)) for r in records]
     delete = ops.index(("intent", "session.delete", None))
     assert ops[delete + 1] == ("outcome", None, "committed")
@@ -68,7 +69,7 @@ def test_deletion_is_audited_before_acting_and_verify_still_passes(store: Secure
         store.get("a", "x")
 
 
-@pytest.mark.fs_only
+@pytest.mark.fs_only  # symlinks exist only on disk
 def test_deletion_never_follows_a_symlink_planted_inside(store: SecureStore, root: Path, tmp_path: Path) -> None:
     outside = tmp_path / "precious"
     outside.mkdir()

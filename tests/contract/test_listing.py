@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 from tests.support.keys import KEYS, MASTER_KEY
-from tests.support.stores import WRITER_CHILD, make_store, run_cli, tree_snapshot
+from tests.support.raw_tree import raw_tree, session_path
+from tests.support.stores import WRITER_CHILD, run_cli
 
 from securestore import Limits, SecureStore, StoreConfig, UsageError, verify_store
 from securestore.audit.chain import parse_record
@@ -106,35 +107,29 @@ def test_stamp_moves_on_every_write_in_any_process_and_invalidates_caches(clocke
     assert fresh is not first and fresh.sessions[0].key == "w"
 
 
-@pytest.mark.fs_only
-def test_damaged_and_foreign_entries_are_skipped_and_reported(clocked, root: Path) -> None:  # noqa: ANN001
+def test_damaged_and_foreign_entries_are_skipped_and_reported(clocked, root: Path | str) -> None:  # noqa: ANN001
     store, clock = clocked
     fill(store, 3, clock)
-    entries = root / "index" / "entries"
-    foreign = json.loads((entries / f"{encode_name('s001')}.json").read_bytes()) | {"key": "someone-else"}
+    raw, entries = raw_tree(root), "index/entries"
+    foreign = json.loads(raw.read(f"{entries}/{encode_name('s001')}.json")) | {"key": "someone-else"}
     # an entry file planted for a session whose newest line names it only (as lines too long to
     # carry a summary do), and a line carrying a planted summary
-    (entries / f"{encode_name('s000')}.json").write_text(json.dumps(foreign | {"name": encode_name("s000")}))
-    with open(root / "index" / "updates.log", "ab") as log:
-        log.write(json.dumps({"d": 0, "n": encode_name("s001"), "u": 1, "s": foreign}).encode() + b"\n")
-        log.write(json.dumps({"d": 0, "n": encode_name("s000"), "u": 1}).encode() + b"\n")
-        log.write(b"not json\n")
+    raw.write(f"{entries}/{encode_name('s000')}.json", json.dumps(foreign | {"name": encode_name("s000")}).encode())
+    raw.append("index/updates.log", json.dumps({"d": 0, "n": encode_name("s001"), "u": 1, "s": foreign}).encode()
+               + b"\n" + json.dumps({"d": 0, "n": encode_name("s000"), "u": 1}).encode() + b"\n" + b"not json\n")
     page = store.list_sessions(page_size=10)
     assert [s.key for s in page.sessions] == ["s002"]
     reasons = [entry.reason for entry in page.skipped]
     assert "damaged index line" in reasons and sum("does not encode its key" in r for r in reasons) == 2
 
 
-@pytest.mark.fs_only
-def test_rebuild_is_audited_and_recovers_a_lost_index(clocked, root: Path) -> None:  # noqa: ANN001
+def test_rebuild_is_audited_and_recovers_a_lost_index(clocked, root: Path | str) -> None:  # noqa: ANN001
     store, clock = clocked
     fill(store, 4, clock)
     old_cursor = store.list_sessions(page_size=1).next_cursor
-    import shutil
-
-    shutil.rmtree(root / "index")
+    raw_tree(root).delete("index")
     assert [s.key for s in store.list_sessions(page_size=10).sessions] == ["s003", "s002", "s001", "s000"]
-    records = [parse_record(line) for line in (root / "audit" / "log.jsonl").read_bytes().splitlines()]
+    records = [parse_record(line) for line in raw_tree(root).read("audit/log.jsonl").splitlines()]
     assert any(r.kind == "intent" and r.op == "index.rebuild" for r in records)
     with pytest.raises(UsageError, match="expired"):
         store.list_sessions(page_size=1, cursor=old_cursor)
@@ -167,20 +162,16 @@ def test_cli_sessions_list_and_index_rebuild(root: Path) -> None:
     assert run_cli("audit", "verify", env=env).returncode == 0
 
 
-@pytest.mark.fs_only
-def test_listing_a_fresh_store_writes_nothing(store: SecureStore, root: Path) -> None:
-    before = tree_snapshot(root)
+def test_listing_a_fresh_store_writes_nothing(store: SecureStore, root: Path | str) -> None:
+    before = raw_tree(root).snapshot()
     page = store.list_sessions()
     assert page.sessions == [] and page.next_cursor is None
-    assert tree_snapshot(root) == before
+    assert raw_tree(root).snapshot() == before
 
 
-@pytest.mark.fs_only
-def test_more_sessions_than_the_cap_is_a_clear_error(tmp_path: Path) -> None:
+def test_more_sessions_than_the_cap_is_a_clear_error(root: Path | str) -> None:
     from securestore import LimitExceededError
 
-    root = tmp_path / "s"
-    make_store(root)
     with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
         for i in range(4):
             store.put(f"s{i}", "x", i)
@@ -192,7 +183,7 @@ def test_more_sessions_than_the_cap_is_a_clear_error(tmp_path: Path) -> None:
             store.rebuild_index()
 
 
-@pytest.mark.fs_only
+@pytest.mark.fs_only  # observes the files opened through the OS layer
 def test_a_slot_write_restates_the_listed_item_count_without_reading_the_transcript(store: SecureStore,
                                                                                      root: Path) -> None:
     with store.create_session("s") as session:
@@ -211,29 +202,32 @@ def test_a_slot_write_restates_the_listed_item_count_without_reading_the_transcr
     assert [(s.key, s.items) for s in store.list_sessions().sessions] == [("s", 3)]
 
 
-@pytest.mark.fs_only
-def test_a_committed_write_is_never_reported_as_failed_by_the_listing_update(store: SecureStore, root: Path) -> None:
+def test_a_committed_write_is_never_reported_as_failed_by_the_listing_update(store: SecureStore,
+                                                                             root: Path | str) -> None:
     with store.create_session("s") as session:
         session.append_items([{"n": 1}])
         session.append_items([{"n": 2}])
-    journal = root / "sessions" / encode_name("s") / "journal.log"
-    lines = journal.read_bytes().splitlines(keepends=True)
-    journal.write_bytes(lines[0].replace(b'"n":1', b'"n":7') + lines[1])  # a damaged transcript to count
-    for entry in (root / "index" / "entries").iterdir():
-        entry.unlink()  # and no listed count to keep (entries are not fsynced)
+    raw, journal = raw_tree(root), f"{session_path('s')}/journal.log"
+    lines = raw.lines(journal)
+    raw.write(journal, lines[0].replace(b'"n":1', b'"n":7') + lines[1])  # a damaged transcript to count
+    for entry in raw.list("index/entries"):
+        raw.delete(f"index/entries/{entry}")  # and no listed count to keep (entries are not fsynced)
     assert store.put("s", "slot", {"x": 1}) == 1  # committed, so reported as done
     assert store.get("s", "slot") == {"x": 1}
     assert [s.name for s in store.list_sessions().skipped] == ["index"]  # the index says it may be stale
 
 
-@pytest.mark.fs_only
-def test_an_entry_rewritten_in_place_with_a_shorter_summary_stays_valid(store: SecureStore, root: Path) -> None:
+def test_an_entry_rewritten_in_place_with_a_shorter_summary_stays_valid(store: SecureStore, root: Path | str,
+                                                                        backend: str) -> None:
+    raw, entry = raw_tree(root), f"index/entries/{encode_name('s')}.json"
     with store.create_session("s") as session:
         session.update_metadata(title="a long title " * 20)
-        entry = root / "index" / "entries" / f"{encode_name('s')}.json"
-        inode, long_size = entry.stat().st_ino, entry.stat().st_size
+        inode, long_size = raw.identity(entry), raw.size(entry)
         session.update_metadata(title="short")
-    assert entry.stat().st_ino == inode and entry.stat().st_size == long_size  # in place, no rename
+    assert raw.identity(entry) == inode  # in place, no rename
+    if backend == "fs":  # a file rewritten in place keeps its length (padded); a row is replaced whole
+        assert raw.size(entry) == long_size
+    assert isinstance(json.loads(raw.read(entry)), dict)  # no stale tail of the longer summary
     (summary,) = store.list_sessions().sessions
     assert summary.title == "short" and store.list_sessions().skipped == []
 
@@ -252,36 +246,35 @@ def _keys(store: SecureStore, page_size: int = 7) -> list[str]:
             return keys
 
 
-@pytest.mark.fs_only
-def test_a_hot_session_keeps_the_update_log_compact_and_every_page_the_same(root: Path) -> None:
+def test_a_hot_session_keeps_the_update_log_compact_and_every_page_the_same(root: Path | str) -> None:
     clock = {"now": 1_800_000_000_000}
-    updates = root / "index" / "updates.log"
+    raw, updates = raw_tree(root), "index/updates.log"
     with SecureStore(root, COMPACT_AT_2K, master_key=MASTER_KEY, environ=KEYS, clock=lambda: clock["now"]) as store:
         fill(store, 20, clock)
         store.delete_session("s003")
         compacted = 0
-        longest = max(len(line) + 1 for line in updates.read_bytes().splitlines())
+        longest = max(len(line) + 1 for line in raw.read(updates).splitlines())
         with store.open_session("s005") as hot:
             for i in range(300):
                 clock["now"] += 1000
-                size = updates.stat().st_size
+                size = raw.size(updates)
                 hot.slot("counter").put(i)
-                if updates.stat().st_size < size:  # this write compacted the log: same pages
+                if raw.size(updates) < size:  # this write compacted the log: same pages
                     compacted += 1
                     assert _keys(store) == ["s005"] + [f"s{i:03d}" for i in reversed(range(20)) if i not in (3, 5)]
                 # the log stays within about twice one line per session: never the 300 lines of the hot session
-                assert updates.stat().st_size <= max(2048, 2 * 19 * longest) + 2 * longest
+                assert raw.size(updates) <= max(2048, 2 * 19 * longest) + 2 * longest
         assert compacted >= 3
         clock["now"] += 1000
         store.put("s001", "slot", "after")  # another session moves to the front past the hot one
         expected = ["s001", "s005"] + [f"s{i:03d}" for i in reversed(range(20)) if i not in (1, 3, 5)]
         assert _keys(store) == expected
-        lines = updates.read_bytes().splitlines()
+        lines = raw.read(updates).splitlines()
         assert not any(encode_name("s003").encode() in line for line in lines)  # its tombstone went too
         assert verify_store(store).ok
 
 
-@pytest.mark.fs_only
+@pytest.mark.fs_only  # a shared flock on the index lock file stands for another appender: disk only
 def test_compaction_never_waits_for_a_writer_and_runs_once_it_is_gone(root: Path) -> None:
     import fcntl
 
@@ -299,7 +292,7 @@ def test_compaction_never_waits_for_a_writer_and_runs_once_it_is_gone(root: Path
         assert _keys(store) == ["hot"]
 
 
-@pytest.mark.fs_only
+@pytest.mark.fs_only  # the order of fsync and rename OS calls
 def test_a_compacted_log_is_durable_before_it_replaces_the_old_one(root: Path) -> None:
     events: list[tuple[str, str]] = []
 
@@ -323,7 +316,7 @@ def test_a_compacted_log_is_durable_before_it_replaces_the_old_one(root: Path) -
     assert events[at + 1] == ("fsync", "index")  # then the rename itself
 
 
-@pytest.mark.fs_only
+@pytest.mark.fs_only  # the order of write, fsync and unlink OS calls
 def test_a_deleted_session_leaves_the_index_at_once_and_its_tombstone_is_durable_first(root: Path) -> None:
     events: list[tuple[str, str]] = []
 
@@ -355,39 +348,40 @@ def test_a_deleted_session_leaves_the_index_at_once_and_its_tombstone_is_durable
             assert victim.encode() not in data and b"title of victim" not in data and b"/srv/victim" not in data, path
 
 
-@pytest.mark.fs_only
-def test_a_cursor_on_a_rewritten_log_expires_even_when_the_inode_is_the_same(clocked, root: Path) -> None:  # noqa: ANN001
+def test_a_cursor_on_a_rewritten_log_expires_even_when_the_inode_is_the_same(clocked,  # noqa: ANN001
+                                                                              root: Path | str) -> None:
     store, clock = clocked
     fill(store, 12, clock)
     cursor = store.list_sessions(page_size=5).next_cursor
-    updates = root / "index" / "updates.log"
-    lines = updates.read_bytes().splitlines(keepends=True)
-    with open(updates, "r+b") as log:  # same inode, same size, other lines where the cursor stands
-        log.write(b"".join(lines[:-2] + [lines[-1], lines[-2]]))
+    raw, updates = raw_tree(root), "index/updates.log"
+    lines = raw.lines(updates)
+    identity = raw.identity(updates)
+    raw.write(updates, b"".join(lines[:-2] + [lines[-1], lines[-2]]))  # same file, same size, other lines
+    assert raw.identity(updates) == identity
     with pytest.raises(UsageError, match="expired"):
         store.list_sessions(page_size=5, cursor=cursor)
 
 
-@pytest.mark.fs_only
 @pytest.mark.parametrize("plant", ["directory", "oversized"])
-def test_a_planted_compaction_record_neither_stops_nor_repeats_compaction_for_good(root: Path, plant: str) -> None:
-    stamp = root / "index" / "updates.compacted"
+def test_a_planted_compaction_record_neither_stops_nor_repeats_compaction_for_good(root: Path | str,
+                                                                                    plant: str) -> None:
+    raw, stamp = raw_tree(root), "index/updates.compacted"
     with SecureStore(root, COMPACT_AT_2K, master_key=MASTER_KEY, environ=KEYS) as store:
         store.put("hot", "slot", 0)
         if plant == "directory":
-            stamp.mkdir()
+            raw.make_dir(stamp)
         else:
-            stamp.write_bytes(b"9" * 100)
-        updates = root / "index" / "updates.log"
+            raw.write(stamp, b"9" * 100)
+        updates = "index/updates.log"
         compactions = 0
         for i in range(60):
-            size = updates.stat().st_size
+            size = raw.size(updates)
             store.put("hot", "slot", i)
-            compactions += updates.stat().st_size < size
+            compactions += raw.size(updates) < size
         assert [s.key for s in store.list_sessions().sessions] == ["hot"]
         assert not any("stale" in s.reason for s in store.list_sessions().skipped)
     if plant == "directory":
         assert compactions == 0  # nowhere to record a compaction: none, rather than one per write
     else:
         # rewritten by the first one; after it, one compaction per ~2 KiB of lines, not per write
-        assert 1 <= compactions <= 6 and stamp.stat().st_size < 64
+        assert 1 <= compactions <= 6 and raw.size(stamp) < 64

@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 from tests.support.keys import KEYS, MASTER_KEY
-from tests.support.stores import WRITER_CHILD, drop_checkpoints_past, session_dir, spawn_writer
-from securestore import LockHeldError, SecureStore, StoreConfig, UnsafeFileError, verify_store
+from tests.support.raw_tree import raw_tree, session_path
+from tests.support.stores import WRITER_CHILD, session_dir, spawn_writer
+from securestore import IntegrityError, LockHeldError, SecureStore, StoreConfig, UnsafeFileError, verify_store
 from securestore.audit.chain import parse_record
 from securestore.fs import instrumented
 from securestore.fs.osapi import REAL_OS
@@ -29,7 +30,7 @@ CHILD = WRITER_CHILD
 NO_WAIT = StoreConfig(lock_timeout_seconds=0)
 
 
-@pytest.mark.fs_only
+@pytest.mark.fs_only  # stale lock files of dead pids; PostgreSQL's advisory locks die with the connection
 def test_second_writer_gets_lock_held_naming_the_holder(root: Path) -> None:
     holder = spawn_writer(root, "hold")
     try:
@@ -65,7 +66,7 @@ def _forge_owner(root: Path, pid: int, start_time: int) -> None:
     (session_dir(root, "s") / "lock").write_text(json.dumps(record))
 
 
-@pytest.mark.fs_only
+@pytest.mark.fs_only  # lock owner records are files on disk (PostgreSQL names the holder from pg_stat_activity)
 def test_forged_owner_records(root: Path) -> None:
     with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
         store.create_session("s").close()
@@ -93,7 +94,7 @@ def test_forged_owner_records(root: Path) -> None:
         assert any("stale lock" in event for event in store.recovered)
 
 
-@pytest.mark.fs_only
+@pytest.mark.fs_only  # the lock file and its owner record exist only on disk
 def test_clean_release_leaves_no_owner_and_no_recovery(store: SecureStore, root: Path) -> None:
     with store.create_session("s"):
         assert (session_dir(root, "s") / "lock").read_bytes()
@@ -108,22 +109,27 @@ def test_default_lock_timeout_is_ten_seconds() -> None:
     assert StoreConfig().lock_timeout_seconds == 10.0
 
 
-def _cut_last_outcome(root: Path, keep_bytes: int) -> None:
+def _cut_last_outcome(root: Path | str, keep_bytes: int) -> None:
     """Simulate a crash while the last outcome was being appended: keep `keep_bytes` of it."""
-    log = session_dir(root, "s") / "audit" / "log.jsonl"
-    lines = log.read_bytes().splitlines(keepends=True)
+    raw, audit = raw_tree(root), f"{session_path('s')}/audit"
+    lines = raw.lines(f"{audit}/log.jsonl")
     assert parse_record(lines[-1].rstrip(b"\n")).kind == "outcome"
-    log.write_bytes(b"".join(lines[:-1]) + lines[-1][:keep_bytes])
-    drop_checkpoints_past(log.parent, len(lines) - 1)  # the crash came before the close sealed
+    raw.write(f"{audit}/log.jsonl", b"".join(lines[:-1]) + lines[-1][:keep_bytes])
+    raw.drop_checkpoints_past(audit, len(lines) - 1)  # the crash came before the close sealed
 
 
-@pytest.mark.fs_only
 @pytest.mark.parametrize("keep", [0, 40])
-def test_dangling_intent_is_settled_after_a_torn_outcome(root: Path, keep: int) -> None:
+def test_dangling_intent_is_settled_after_a_torn_outcome(root: Path | str, keep: int, backend: str) -> None:
     with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
         with store.create_session("s") as session:
             session.append_items([{"n": 1}])
     _cut_last_outcome(root, keep)
+    if backend == "postgres" and keep:  # a partial row: planted, never a crash's (tests/contract/test_audit.py)
+        with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
+            with pytest.raises(IntegrityError, match="ends with a partial record"):
+                store.open_session("s")
+            assert verify_store(store).exit_code == 1
+        return
     with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
         with store.open_session("s") as session:
             assert any("recovered-committed" in event for event in session.recovered)
@@ -133,7 +139,7 @@ def test_dangling_intent_is_settled_after_a_torn_outcome(root: Path, keep: int) 
         assert store.read_items("s") == [{"n": 1}, {"n": 2}]
 
 
-@pytest.mark.fs_only
+@pytest.mark.fs_only  # a forged owner record of a dead pid in the lock file: disk only
 def test_dead_holder_and_dangling_intent_together(root: Path) -> None:
     with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
         with store.create_session("s") as session:
@@ -193,7 +199,7 @@ def _stale_lock_records(root: Path) -> list[Any]:
     return [r for r in _records(root, "s") if r.kind == "recovery" and r.event == "stale-lock"]
 
 
-@pytest.mark.fs_only
+@pytest.mark.fs_only  # pid/UTS namespaces vs lock files; PostgreSQL names its holder by server process
 @pytest.mark.parametrize("namespaces", sorted(NAMESPACES))
 def test_holder_in_another_namespace_blocks_while_alive_and_is_recovered_once_killed(root: Path,
                                                                                    namespaces: str) -> None:
@@ -222,7 +228,7 @@ def test_holder_in_another_namespace_blocks_while_alive_and_is_recovered_once_ki
     assert len(stale) == 1 and record.describe() in (stale[0].detail or "")
 
 
-@pytest.mark.fs_only
+@pytest.mark.fs_only  # flock against owner records /proc cannot see: disk only
 def test_live_holders_in_other_pid_namespaces_are_never_both_writers(root: Path) -> None:
     with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
         store.create_session("s").close()
@@ -252,7 +258,7 @@ def test_live_holders_in_other_pid_namespaces_are_never_both_writers(root: Path)
     assert _stale_lock_records(root) == []
 
 
-@pytest.mark.fs_only
+@pytest.mark.fs_only  # a lock file renamed between open and flock: disk only
 def test_lock_file_replaced_before_the_flock_is_reopened_not_taken_over(root: Path, tmp_path: Path) -> None:
     """A dead holder's file renamed away and replaced between our open and our flock, and a live
     writer (in another pid namespace) locking the new file: winning the flock on the old inode
@@ -286,7 +292,7 @@ def test_lock_file_replaced_before_the_flock_is_reopened_not_taken_over(root: Pa
     assert _stale_lock_records(root) == []
 
 
-@pytest.mark.fs_only
+@pytest.mark.fs_only  # a lock file replaced at each flock: disk only
 def test_lock_file_replaced_at_every_attempt_is_refused_not_looped(store: SecureStore, root: Path) -> None:
     store.create_session("s").close()
     lock = session_dir(root, "s") / "lock"
@@ -305,7 +311,7 @@ def test_lock_file_replaced_at_every_attempt_is_refused_not_looped(store: Secure
     assert len(replaced) == 4
 
 
-@pytest.mark.fs_only
+@pytest.mark.fs_only  # flock handles inherited across fork; a PostgreSQL lock lives on one connection
 def test_forked_child_releasing_its_copy_keeps_the_parents_lock(root: Path) -> None:
     holder = spawn_writer(root, "fork-release")
     try:
@@ -325,7 +331,7 @@ def _forge(root: Path, **fields: object) -> None:
     (session_dir(root, "s") / "lock").write_text(json.dumps(record | fields))
 
 
-@pytest.mark.fs_only
+@pytest.mark.fs_only  # forged lock-file owner records (boot id, pid namespace): disk only
 def test_forged_records_after_a_reboot_or_from_an_unseen_pid_namespace(root: Path) -> None:
     with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
         store.create_session("s").close()

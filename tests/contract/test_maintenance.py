@@ -14,7 +14,8 @@ from securestore import SecureStore, StoreConfig, verify_store
 from securestore.audit.chain import parse_record
 from securestore.config import MaintenancePolicy
 from tests.support.keys import KEYS, MASTER_KEY
-from tests.support.stores import HISTORY_NOW, WRITER_CHILD, run_cli, session_dir, store_with_history, tree_snapshot
+from tests.support.raw_tree import raw_tree
+from tests.support.stores import HISTORY_NOW, WRITER_CHILD, run_cli, session_dir, store_with_history
 
 pytestmark = pytest.mark.both_backends
 
@@ -25,14 +26,13 @@ CHILD = WRITER_CHILD
 POLICY = MaintenancePolicy(prune_after_days=30, protected_keys=("keep/*",))
 
 
-@pytest.mark.fs_only
-def test_warn_changes_nothing_and_enforce_deletes_exactly_what_warn_reported(root: Path) -> None:
+def test_warn_changes_nothing_and_enforce_deletes_exactly_what_warn_reported(root: Path | str) -> None:
     store_with_history(root, {"old-1": 40, "old-2": 35, "keep/old": 99, "fresh": 1})
     config = StoreConfig(maintenance=POLICY)
     with SecureStore(root, config, master_key=MASTER_KEY, environ=KEYS) as store:
-        before = tree_snapshot(root)
+        before = raw_tree(root).snapshot()
         warned = store.maintain(now_ms=NOW)
-        assert tree_snapshot(root) == before  # byte-identical
+        assert raw_tree(root).snapshot() == before  # byte-identical
         assert [e.key for e in warned.evictions] == ["old-1", "old-2"]
         assert ("keep/old", "matches protected pattern 'keep/*'") in warned.protected
         assert (warned.sessions_before, warned.sessions_after) == (4, 2)
@@ -41,7 +41,7 @@ def test_warn_changes_nothing_and_enforce_deletes_exactly_what_warn_reported(roo
         assert done.bytes_after == warned.bytes_after
         assert sorted(i.key for i in store.scan_sessions()[0]) == ["fresh", "keep/old"]
         assert verify_store(store).ok
-    records = [parse_record(line) for line in (root / "audit" / "log.jsonl").read_bytes().splitlines()]
+    records = [parse_record(line) for line in raw_tree(root).read("audit/log.jsonl").splitlines()]
     assert sum(1 for r in records if r.kind == "intent" and r.op == "session.delete") == 2
 
 
@@ -64,7 +64,7 @@ def test_a_session_with_a_live_writer_is_never_evicted(root: Path) -> None:
         holder.stdin.close()  # type: ignore[union-attr]
 
 
-@pytest.mark.fs_only
+@pytest.mark.fs_only  # temporary files of atomic renames (and their mtimes) exist only on disk
 def test_stale_leftovers_are_reported_then_reclaimed(root: Path) -> None:
     store_with_history(root, {"s": 1})
     state = session_dir(root, "s") / "state"

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 from tests.support.keys import KEYS, MASTER_KEY, SIGNING
-from tests.support.stores import STORE_TRAIL, run_cli, seed_of, session_dir, tree_snapshot
+from tests.support.raw_tree import raw_tree
+from tests.support.stores import STORE_TRAIL, all_bytes, run_cli, seed_of, session_dir, tree_snapshot
 from tests.support.corpus import secret_corpus
 from tests.support.faults import Crash, die
 from tests.support.legacy import LONG_KEY, legacy_map, write
@@ -29,7 +30,6 @@ from securestore.core.legacy import MAX_LEGACY_FILE_BYTES, map_document, session
 
 pytestmark = pytest.mark.both_backends
 
-@pytest.mark.fs_only
 def test_sessions_json_is_ready_with_counts_and_duplicates(store: SecureStore, tmp_path: Path) -> None:
     source = write(tmp_path / "sessions.json", legacy_map())
     before = tree_snapshot(tmp_path)
@@ -49,7 +49,6 @@ def test_sessions_json_is_ready_with_counts_and_duplicates(store: SecureStore, t
     assert next(s for s in plan.sessions if s.key == LONG_KEY).updated_ms == 1_700_000_000_000
 
 
-@pytest.mark.fs_only
 @pytest.mark.parametrize("where", ["top", "deep"])
 def test_prototype_keys_are_refused(store: SecureStore, tmp_path: Path, where: str) -> None:
     data = legacy_map()
@@ -62,7 +61,6 @@ def test_prototype_keys_are_refused(store: SecureStore, tmp_path: Path, where: s
     assert any("prototype" in r["why"] or "reserved" in r["why"] for r in result.rejected)
 
 
-@pytest.mark.fs_only
 def test_directory_of_session_files(store: SecureStore, tmp_path: Path) -> None:
     legacy = tmp_path / "sessions"
     legacy.mkdir()
@@ -73,7 +71,6 @@ def test_directory_of_session_files(store: SecureStore, tmp_path: Path) -> None:
     assert (result.state, result.layout, result.sessions, result.items) == ("ready", "directory", 2, 3)
 
 
-@pytest.mark.fs_only
 def test_symlinked_sources_are_refused(store: SecureStore, tmp_path: Path) -> None:
     real = write(tmp_path / "real.json", legacy_map())
     (tmp_path / "sessions.json").symlink_to(real)
@@ -85,7 +82,6 @@ def test_symlinked_sources_are_refused(store: SecureStore, tmp_path: Path) -> No
     assert "symbolic link" in (inspect_source(store, str(legacy)).reason or "")
 
 
-@pytest.mark.fs_only
 def test_oversize_file_is_refused_before_it_is_read(store: SecureStore, tmp_path: Path) -> None:
     big = tmp_path / "sessions.json"
     with open(big, "wb") as handle:
@@ -94,7 +90,6 @@ def test_oversize_file_is_refused_before_it_is_read(store: SecureStore, tmp_path
     assert result.state == "invalid" and f"exceeds the {MAX_LEGACY_FILE_BYTES}-byte cap" in (result.reason or "")
 
 
-@pytest.mark.fs_only
 def test_invalid_json_missing_empty_and_foreign(store: SecureStore, tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text('{"a": ')
     assert inspect_source(store, str(tmp_path / "bad.json")).state == "invalid"
@@ -105,7 +100,6 @@ def test_invalid_json_missing_empty_and_foreign(store: SecureStore, tmp_path: Pa
     assert "owned by uid 12345" in (inspect_source(store, str(foreign)).reason or "")
 
 
-@pytest.mark.fs_only
 def test_already_migrated(store: SecureStore, tmp_path: Path) -> None:
     write(tmp_path / "sessions.json.bak.1763000000000", legacy_map())
     result = inspect_source(store, str(tmp_path / "sessions.json"))
@@ -115,7 +109,6 @@ def test_already_migrated(store: SecureStore, tmp_path: Path) -> None:
     assert inspect_source(store, str(source)).state == "already_migrated"
 
 
-@pytest.mark.fs_only
 def test_cli_inspect(root: Path, tmp_path: Path) -> None:
     source = write(tmp_path / "sessions.json", legacy_map())
     env = {"SECURESTORE_ROOT": str(root)}
@@ -130,7 +123,6 @@ def _run_store(root: Path) -> SecureStore:
     return SecureStore(root, master_key=MASTER_KEY, environ=KEYS)
 
 
-@pytest.mark.fs_only
 def test_run_imports_redacts_keeps_a_backup_and_verifies(root: Path, tmp_path: Path) -> None:
     source = write(tmp_path / "sessions.json", legacy_map())
     secret = secret_corpus()[0].secret
@@ -149,23 +141,21 @@ def test_run_imports_redacts_keeps_a_backup_and_verifies(root: Path, tmp_path: P
         assert full.exit_code == 0 and all(log.mac_checked for log in full.logs) and len(full.logs) == 4
         assert inspect_source(store, str(source)).state == "already_migrated"
     assert not source.exists() and (tmp_path / report.backup).exists()
-    assert secret.encode() not in b"".join(p.read_bytes() for p in root.rglob("*") if p.is_file())
+    assert secret.encode() not in all_bytes(root)
 
 
-@pytest.mark.fs_only
 def test_run_refuses_invalid_sources_and_writes_nothing(root: Path, tmp_path: Path) -> None:
     data = legacy_map()
     data["agent:x"] = {"messages": [{"__class__": "pwned"}]}
     source = write(tmp_path / "sessions.json", data)
     with _run_store(root) as store:
-        before = {k: v for k, v in tree_snapshot(root).items() if k not in STORE_TRAIL}
+        before = {k: v for k, v in raw_tree(root).snapshot().items() if k not in STORE_TRAIL}
         with pytest.raises(PolicyError, match="refused: 1 legacy entries"):
             store.migrate(str(source))
-        assert {k: v for k, v in tree_snapshot(root).items() if k not in STORE_TRAIL} == before
+        assert {k: v for k, v in raw_tree(root).snapshot().items() if k not in STORE_TRAIL} == before
     assert source.exists()
 
 
-@pytest.mark.fs_only
 def test_rollback_restores_the_source_and_moves_sessions_aside(root: Path, tmp_path: Path) -> None:
     source = write(tmp_path / "sessions.json", legacy_map())
     original = source.read_bytes()
@@ -178,7 +168,7 @@ def test_rollback_restores_the_source_and_moves_sessions_aside(root: Path, tmp_p
         with pytest.raises(NotFoundError):
             store.rollback_migration(str(source))
     assert source.read_bytes() == original
-    assert len(list((root / "migrated-aside").iterdir())) == 1
+    assert len(raw_tree(root).list("migrated-aside")) == 1
 
 
 def test_progress_is_shown_only_on_a_terminal() -> None:
@@ -199,7 +189,6 @@ def test_progress_is_shown_only_on_a_terminal() -> None:
     assert screen.getvalue() == "\rimported 1/2 sessions\rimported 2/2 sessions\n"
 
 
-@pytest.mark.fs_only
 def test_cli_run_and_rollback(root: Path, tmp_path: Path) -> None:
     source = write(tmp_path / "sessions.json", legacy_map())
     env = {"SECURESTORE_ROOT": str(root)}
@@ -272,7 +261,6 @@ def test_inspect_never_shows_a_secret_from_keys_file_names_or_paths(store: Secur
     assert any("credential" in r["why"] for r in nested if r["source"] == 'key "agent:precheck"')
 
 
-@pytest.mark.fs_only
 def test_import_errors_and_duplicates_never_show_a_secret(root: Path, tmp_path: Path) -> None:
     sources, secrets, _ = _secret_sources(tmp_path)
     s = _planted()
@@ -310,7 +298,6 @@ def _peak(action: Callable[[], object]) -> int:
         tracemalloc.stop()
 
 
-@pytest.mark.fs_only
 def test_inspect_of_many_large_files_holds_one_at_a_time(store: SecureStore, tmp_path: Path) -> None:
     """Sparse files of NULs at the per-file cap (no disk cost; invalid JSON). Before the fix the
     peak was (files + 1) x the file size (320 MiB for these 4); now it is 2 x (bytes and text)."""
@@ -326,7 +313,6 @@ def test_inspect_of_many_large_files_holds_one_at_a_time(store: SecureStore, tmp
     assert peak < 3 * MAX_LEGACY_FILE_BYTES, f"peak {peak >> 20} MiB for 4 files of {MAX_LEGACY_FILE_BYTES >> 20} MiB"
 
 
-@pytest.mark.fs_only
 def test_import_of_large_valid_files_holds_one_at_a_time(root: Path, tmp_path: Path) -> None:
     """Valid files (one small entry padded with JSON whitespace): inspect and run each hold
     one file at a time (before the fix: 5 x the file size for these 4)."""
@@ -359,7 +345,6 @@ def _change(path: Path) -> None:
     write(path, {"id": path.stem and "agent:" + path.stem, "messages": [{"role": "user", "content": "not checked!"}]})
 
 
-@pytest.mark.fs_only
 def test_run_refuses_a_file_changed_between_its_check_and_the_import(root: Path, tmp_path: Path) -> None:
     legacy = _two_files(tmp_path)
     opened: list[str] = []
@@ -370,7 +355,7 @@ def test_run_refuses_a_file_changed_between_its_check_and_the_import(root: Path,
             if len(opened) == 2:  # 1: read while planning, 2: the stamp check before anything is written
                 _change(legacy / "a.json")
 
-    outside_audit = lambda: {k: v for k, v in tree_snapshot(root).items() if not k.startswith("audit")}  # noqa: E731
+    outside_audit = lambda: {k: v for k, v in raw_tree(root).snapshot().items() if not k.startswith("audit")}  # noqa: E731
     with _run_store(root) as store:
         before = outside_audit()
         store.ctx.os = instrumented(REAL_OS, hook)
@@ -378,21 +363,19 @@ def test_run_refuses_a_file_changed_between_its_check_and_the_import(root: Path,
             store.migrate(str(legacy))
         store.ctx.os = REAL_OS
         assert outside_audit() == before
-        assert b"migrate.run" not in (root / "audit" / "log.jsonl").read_bytes()  # not even attempted
+        assert b"migrate.run" not in raw_tree(root).read("audit/log.jsonl")  # not even attempted
 
 
-@pytest.mark.fs_only
 def test_run_refuses_a_file_changed_while_the_import_runs(root: Path, tmp_path: Path) -> None:
     legacy = _two_files(tmp_path)
     with _run_store(root) as store:
         with pytest.raises(VersionConflictError, match="b.json: it changed since it was checked"):
             store.migrate(str(legacy), progress=lambda done, total: _change(legacy / "b.json") if done == 1 else None)
         assert store.scan_sessions()[0] == [] and verify_store(store).ok  # the partial import was undone
-    assert (legacy / "b.json").exists() and not [p for p in tree_snapshot(root) if ".staging-" in p]
+    assert (legacy / "b.json").exists() and not [p for p in raw_tree(root).snapshot() if ".staging-" in p]
 
 
 # -- caps of the ordinary write path apply to an import, before anything is written (finding L) --
-@pytest.mark.fs_only
 @pytest.mark.parametrize("case", ["items", "value", "metadata"])
 def test_write_path_caps_refuse_an_import_before_anything_is_written(root: Path, tmp_path: Path, case: str) -> None:
     akia = _planted()["aws-akia"]
@@ -406,7 +389,7 @@ def test_write_path_caps_refuse_an_import_before_anything_is_written(root: Path,
         "metadata": (Limits(), {"title": "x" * 4075 + " " + akia}, "metadata field title: String should have at most"),
     }[case]
     source = write(tmp_path / "sessions.json", {"agent:fine": {"messages": []}, "agent:big": entry})
-    outside_audit = lambda: {k: v for k, v in tree_snapshot(root).items() if not k.startswith("audit")}  # noqa: E731
+    outside_audit = lambda: {k: v for k, v in raw_tree(root).snapshot().items() if not k.startswith("audit")}  # noqa: E731
     with SecureStore(root, StoreConfig(limits=limits), master_key=MASTER_KEY, environ=KEYS) as store:
         inspection = inspect_source(store, str(source))
         assert inspection.state == "invalid"
@@ -416,20 +399,21 @@ def test_write_path_caps_refuse_an_import_before_anything_is_written(root: Path,
         with pytest.raises(PolicyError, match=f'^legacy key "agent:big": {re.escape(why)}'):
             store.migrate(str(source))
         assert outside_audit() == before and store.scan_sessions()[0] == []
-    assert b"migrate.run" not in (root / "audit" / "log.jsonl").read_bytes()  # refused before the intent
+    assert b"migrate.run" not in raw_tree(root).read("audit/log.jsonl")  # refused before the intent
     assert source.exists()
 
 
 # -- migration records are verified against the store log before they are acted on (finding M7) --
-def _record_file(root: Path) -> Path:
-    (record,) = [p for p in (root / "migrations").iterdir()]
-    return record
+def _record_file(root: Path | str) -> str:
+    (record,) = raw_tree(root).list("migrations")
+    return f"migrations/{record}"
 
 
-def _edit_record(path: Path, **changes: object) -> None:
-    record = json.loads(path.read_bytes())
+def _edit_record(root: Path | str, path: str, **changes: object) -> None:
+    raw = raw_tree(root)
+    record = json.loads(raw.read(path))
     record.update(changes)
-    path.write_bytes(json.dumps(record, sort_keys=True, separators=(",", ":")).encode())
+    raw.write(path, json.dumps(record, sort_keys=True, separators=(",", ":")).encode())
 
 
 def _crash_at_rename_of(name: str, root: Path, action: Callable[[SecureStore], object]) -> None:
@@ -454,53 +438,52 @@ def _crash_at_rename_of(name: str, root: Path, action: Callable[[SecureStore], o
     die(fds)
 
 
-@pytest.mark.fs_only
 def test_rollback_refuses_an_edited_record_and_changes_nothing(root: Path, tmp_path: Path) -> None:
     source = write(tmp_path / "sessions.json", legacy_map())
     with _run_store(root) as store:
         store.migrate(str(source))
         store.put("unrelated", "notes", "keep me")
-    _edit_record(_record_file(root), sessions=[encode_name("unrelated")])  # out of band
-    before = {k: v for k, v in tree_snapshot(root).items() if not k.startswith("audit")}
+    _edit_record(root, _record_file(root), sessions=[encode_name("unrelated")])  # out of band
+    before = {k: v for k, v in raw_tree(root).snapshot().items() if not k.startswith("audit")}
     with _run_store(root) as store:
         with pytest.raises(IntegrityError, match=r"^refused: migration record migrations/[0-9a-f]{16}\.json does not "
                                                  r"match the store audit trail .*; nothing was changed"):
             store.rollback_migration(str(source))
         assert store.get("unrelated", "notes") == "keep me" and len(store.scan_sessions()[0]) == 4
-    assert {k: v for k, v in tree_snapshot(root).items() if not k.startswith("audit")} == before
+    assert {k: v for k, v in raw_tree(root).snapshot().items() if not k.startswith("audit")} == before
     assert not source.exists()
     refused = run_cli("migrate", "rollback", str(source), env={"SECURESTORE_ROOT": str(root)})
     assert refused.returncode == 1 and "does not match the store audit trail" in refused.stderr
 
 
-@pytest.mark.fs_only
+@pytest.mark.fs_only  # the crash is injected at an OS rename, which a PostgreSQL store never makes
 def test_recovery_of_a_rollback_refuses_an_edited_record(root: Path, tmp_path: Path) -> None:
     source = write(tmp_path / "sessions.json", legacy_map())
     with _run_store(root) as store:
         store.migrate(str(source))
         store.put("unrelated", "notes", "keep me")
-    first = sorted(json.loads(_record_file(root).read_bytes())["sessions"])[0]
+    first = sorted(json.loads(raw_tree(root).read(_record_file(root)))["sessions"])[0]
     _crash_at_rename_of(first, root, lambda store: store.rollback_migration(str(source)))  # a dangling rollback
-    _edit_record(_record_file(root), sessions=[encode_name("unrelated")])
+    _edit_record(root, _record_file(root), sessions=[encode_name("unrelated")])
     with _run_store(root) as store, pytest.raises(IntegrityError, match="does not match the store audit trail"):
         store.put("probe", "x", 1)  # the next writer settles the rollback: not with this record
     assert session_dir(root, "unrelated").is_dir()
     assert not list((root / "migrated-aside").rglob(encode_name("unrelated")))
 
 
-@pytest.mark.fs_only
+@pytest.mark.fs_only  # the crash is injected at an OS rename, which a PostgreSQL store never makes
 def test_recovery_of_an_import_refuses_an_edited_record(root: Path, tmp_path: Path) -> None:
     source = write(tmp_path / "sessions.json", legacy_map())
     victim = write(tmp_path / "victim.json", {"mine": True})
     _crash_at_rename_of(encode_name("agent:cli:7"), root, lambda store: store.migrate(str(source)))  # mid-publish
     # Edited so that undoing the import would "restore" an unrelated file under another name.
-    _edit_record(_record_file(root), source=str(tmp_path / "elsewhere.json"), backup="victim.json")
+    _edit_record(root, _record_file(root), source=str(tmp_path / "elsewhere.json"), backup="victim.json")
     with _run_store(root) as store, pytest.raises(IntegrityError, match="does not match the store audit trail"):
         store.put("probe", "x", 1)
     assert victim.exists() and not (tmp_path / "elsewhere.json").exists() and source.exists()
 
 
-@pytest.mark.fs_only
+@pytest.mark.fs_only  # the crash is injected at an OS rename, which a PostgreSQL store never makes
 def test_an_import_undone_by_recovery_leaves_a_void_record_that_rollback_skips(root: Path, tmp_path: Path) -> None:
     source = write(tmp_path / "sessions.json", legacy_map())
     _crash_at_rename_of(encode_name("agent:cli:7"), root, lambda store: store.migrate(str(source)))
@@ -512,4 +495,4 @@ def test_an_import_undone_by_recovery_leaves_a_void_record_that_rollback_skips(r
         store.migrate(str(source))
         assert len(store.rollback_migration(str(source))) == 3
         assert verify_store(store).ok
-    assert source.exists() and len(list((root / "migrations").iterdir())) == 2
+    assert source.exists() and len(raw_tree(root).list("migrations")) == 2

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.support.keys import KEYS, MASTER_KEY
-from tests.support.stores import STORE_TRAIL, session_dir, tree_snapshot
+from tests.support.raw_tree import raw_tree, session_path
+from tests.support.stores import STORE_TRAIL
 from securestore import (
     ForbiddenKeyError,
     InvalidKeyError,
@@ -59,10 +59,10 @@ TRAVERSAL_KEYS = [
 ]
 
 
-@pytest.mark.fs_only
 @pytest.mark.parametrize("key", TRAVERSAL_KEYS)
-def test_traversal_style_keys_stay_inside_and_round_trip(store: SecureStore, root: Path, key: str) -> None:
-    outside = sorted(os.listdir(root.parent))
+def test_traversal_style_keys_stay_inside_and_round_trip(store: SecureStore, root: Path | str, key: str) -> None:
+    raw = raw_tree(root)
+    outside = raw.escaped()
     try:
         normalized = normalize_key(key, what="k", max_bytes=4096)
     except InvalidKeyError:
@@ -71,21 +71,20 @@ def test_traversal_style_keys_stay_inside_and_round_trip(store: SecureStore, roo
         return
     store.put(key, "slot", {"key": key})
     assert store.get(key, "slot") == {"key": key}
-    assert sorted(os.listdir(root.parent)) == outside
+    assert raw.escaped() == outside
     name = encode_name(normalized)
-    assert (root / "sessions" / name).is_dir()
+    assert raw.is_dir(f"sessions/{name}")
     assert "/" not in name and len(name.encode()) <= 255
     found = {info.key for info in store.scan_sessions()[0]}
     assert normalized in found
 
 
-@pytest.mark.fs_only
-def test_nul_and_control_characters_are_rejected(store: SecureStore, root: Path) -> None:
-    before = tree_snapshot(root / "sessions")
+def test_nul_and_control_characters_are_rejected(store: SecureStore, root: Path | str) -> None:
+    before = raw_tree(root).snapshot("sessions")
     for key in ["a\x00b", "line\nbreak", "bell\x07", "rtl\u202eoverride", "", "   "]:
         with pytest.raises(InvalidKeyError):
             store.put(key, "slot", 1)
-    assert tree_snapshot(root / "sessions") == before
+    assert raw_tree(root).snapshot("sessions") == before
 
 
 def test_look_alikes_are_distinct_sessions(store: SecureStore) -> None:
@@ -100,13 +99,12 @@ def test_nfc_forms_are_the_same_session(store: SecureStore) -> None:
     assert store.get("cafe\u0301", "s") == 1
 
 
-@pytest.mark.fs_only
-def test_long_keys_are_hashed_and_the_key_kept_inside(store: SecureStore, root: Path) -> None:
+def test_long_keys_are_hashed_and_the_key_kept_inside(store: SecureStore, root: Path | str) -> None:
     key = "session/" + "z" * 292
     store.put(key, "s", 1)
     name = encode_name(key)
     assert name.startswith("h-") and len(name) == 54
-    manifest = (root / "sessions" / name / "manifest.jsonl").read_text()
+    manifest = raw_tree(root).read(f"sessions/{name}/manifest.jsonl").decode()
     assert key in manifest
     assert store.get(key, "s") == 1
 
@@ -116,15 +114,15 @@ def test_key_over_max_bytes_rejected(store: SecureStore) -> None:
         store.put("k" * 4097, "s", 1)
 
 
-@pytest.mark.fs_only
-def test_directory_not_matching_its_manifest_key_is_ignored_and_reported(store: SecureStore, root: Path) -> None:
+def test_directory_not_matching_its_manifest_key_is_ignored_and_reported(store: SecureStore,
+                                                                         root: Path | str) -> None:
     store.put("alice", "s", 1)
     store.put("bob", "s", 2)
-    alice, bob = root / "sessions" / encode_name("alice"), root / "sessions" / encode_name("bob")
-    (bob / "manifest.jsonl").write_bytes((alice / "manifest.jsonl").read_bytes())  # bob's dir claims to be alice
+    raw, alice, bob = raw_tree(root), session_path("alice"), session_path("bob")
+    raw.write(f"{bob}/manifest.jsonl", raw.read(f"{alice}/manifest.jsonl"))  # bob's dir claims to be alice
     found, skipped = store.scan_sessions()
     assert [info.key for info in found] == ["alice"]
-    assert [entry.name for entry in skipped] == [bob.name]
+    assert [entry.name for entry in skipped] == [encode_name("bob")]
     assert "does not encode" in skipped[0].reason or "different key" in skipped[0].reason
 
 
@@ -143,11 +141,10 @@ def test_encoding_is_reversible_or_hashed(raw: str) -> None:
         assert name.startswith("h-")
 
 
-@pytest.mark.fs_only
 @pytest.mark.parametrize("bad", sorted(PROTOTYPE_KEYS) + ["__class__", "__globals__", "__init__", "__dict__"])
-def test_prototype_and_dunder_keys_rejected_everywhere(store: SecureStore, root: Path, bad: str) -> None:
+def test_prototype_and_dunder_keys_rejected_everywhere(store: SecureStore, root: Path | str, bad: str) -> None:
     store.put("sess", "slot", {"fine": True})
-    before = {k: v for k, v in tree_snapshot(root).items() if k not in STORE_TRAIL}
+    before = {k: v for k, v in raw_tree(root).snapshot().items() if k not in STORE_TRAIL}
     nested_values = [
         {bad: 1},
         {"a": {"b": [{"c": {bad: {"x": 1}}}]}},
@@ -161,7 +158,7 @@ def test_prototype_and_dunder_keys_rejected_everywhere(store: SecureStore, root:
         store.put(bad, "slot", 1)
     with pytest.raises(ForbiddenKeyError):
         store.put("sess", bad, 1)
-    after = {k: v for k, v in tree_snapshot(root).items() if k not in STORE_TRAIL}
+    after = {k: v for k, v in raw_tree(root).snapshot().items() if k not in STORE_TRAIL}
     assert after == before
     assert store.get("sess", "slot") == {"fine": True}
 
@@ -176,7 +173,6 @@ def _small_store(root: Path, **limits: int) -> SecureStore:
     return SecureStore(root, StoreConfig(limits=Limits(**limits)), master_key=MASTER_KEY, environ=KEYS)
 
 
-@pytest.mark.fs_only
 @pytest.mark.parametrize(
     ("limits", "value", "error", "match"),
     [
@@ -194,14 +190,14 @@ def _small_store(root: Path, **limits: int) -> SecureStore:
     ],
 )
 def test_caps_reject_and_leave_the_store_unchanged(
-    root: Path, limits: dict[str, int], value: object, error: type[Exception], match: str
+    root: Path | str, limits: dict[str, int], value: object, error: type[Exception], match: str
 ) -> None:
     with _small_store(root, **limits) as store:
         store.put("sess", "slot", {"before": 1})
-        before = tree_snapshot(root)
+        before = raw_tree(root).snapshot()
         with pytest.raises(error, match=match):
             store.put("sess", "slot", value)
-        after = tree_snapshot(root)
+        after = raw_tree(root).snapshot()
         # Data is byte-for-byte unchanged; the store log gains exactly one rejection record.
         assert {k: v for k, v in after.items() if k not in STORE_TRAIL} == {
             k: v for k, v in before.items() if k not in STORE_TRAIL
@@ -248,29 +244,27 @@ def test_json_text_parser_is_strict() -> None:
         check_value(big, limits)
 
 
-@pytest.mark.fs_only
-def test_a_rejection_through_a_session_handle_names_the_file_it_was_aimed_at(root: Path) -> None:
+def test_a_rejection_through_a_session_handle_names_the_file_it_was_aimed_at(root: Path | str) -> None:
     with _small_store(root, max_value_bytes=64) as store, store.create_session("sess") as session:
         too_big = {"v": "x" * 100}
         for write in (lambda: session.append_items([too_big]), lambda: session.update_metadata(title="t" * 100),
                       lambda: session.slot("notes").put(too_big)):
             with pytest.raises(PolicyError):
                 write()
-    log = session_dir(root, "sess") / "audit" / "log.jsonl"
-    rejected = [r for r in map(parse_record, log.read_bytes().splitlines()) if r.kind == "rejected"]
+    log = raw_tree(root).read(f"{session_path('sess')}/audit/log.jsonl")
+    rejected = [r for r in map(parse_record, log.splitlines()) if r.kind == "rejected"]
     assert [(r.op, r.target) for r in rejected] == [  # type: ignore[attr-defined]
         ("session.append", "journal.log"), ("session.meta", "manifest.jsonl"),
         ("slot.put", f"state/{encode_name('notes')}.json")]
 
 
-@pytest.mark.fs_only
-def test_create_session_with_a_bad_key_is_audited_in_the_store_log(root: Path) -> None:
+def test_create_session_with_a_bad_key_is_audited_in_the_store_log(root: Path | str) -> None:
     with _small_store(root) as store:
-        log = root / "audit" / "log.jsonl"
-        before = [r for r in map(parse_record, log.read_bytes().splitlines()) if r.kind == "rejected"]
+        raw = raw_tree(root)
+        before = [r for r in map(parse_record, raw.read("audit/log.jsonl").splitlines()) if r.kind == "rejected"]
         with pytest.raises(ForbiddenKeyError):
             store.create_session("__proto__")
-        after = [r for r in map(parse_record, log.read_bytes().splitlines()) if r.kind == "rejected"]
+        after = [r for r in map(parse_record, raw.read("audit/log.jsonl").splitlines()) if r.kind == "rejected"]
         assert [(r.op, r.reason) for r in after[len(before):]] == [  # type: ignore[attr-defined]
             ("session.create", "forbidden-key")]
 
@@ -287,7 +281,7 @@ def _sessions_listings_during(store: SecureStore, action: object) -> int:
     return calls.count(("listdir", sessions_fd))
 
 
-@pytest.mark.fs_only
+@pytest.mark.fs_only  # counts listdir OS calls on the sessions directory's fd: disk only
 def test_creating_a_session_does_not_list_the_sessions_once_the_count_is_known(root: Path) -> None:
     with _small_store(root) as store:
         for n in range(5):
@@ -297,8 +291,7 @@ def test_creating_a_session_does_not_list_the_sessions_once_the_count_is_known(r
         assert json.loads((root / "sessions.count").read_bytes())["n"] == 6
 
 
-@pytest.mark.fs_only
-def test_the_session_cap_holds_across_handles_rejections_and_a_lagging_count(root: Path) -> None:
+def test_the_session_cap_holds_across_handles_rejections_and_a_lagging_count(root: Path | str) -> None:
     with _small_store(root, max_sessions=3) as first, _small_store(root, max_sessions=3) as second:
         first.put("s1", "a", 1)
         second.put("s2", "a", 1)
@@ -308,13 +301,13 @@ def test_the_session_cap_holds_across_handles_rejections_and_a_lagging_count(roo
         with pytest.raises(LimitExceededError, match="holds 3 sessions"):
             second.put("s4", "a", 1)
         second.delete_session("s1")
-        count_file = root / "sessions.count"
+        raw, count_file = raw_tree(root), "sessions.count"
         # A count that lags the log (a crash before it was written, or planted) is never trusted.
-        lagging = json.loads(count_file.read_bytes())
-        count_file.write_bytes(json.dumps({"n": 0, "log": [lagging["log"][0], lagging["log"][1] - 1]}).encode())
+        lagging = json.loads(raw.read(count_file))
+        raw.write(count_file, json.dumps({"n": 0, "log": [lagging["log"][0], lagging["log"][1] - 1]}).encode())
         first.put("s4", "a", 1)
         with pytest.raises(LimitExceededError, match="holds 3 sessions"):
             first.put("s5", "a", 1)
-        count_file.write_bytes(b"{not json")
+        raw.write(count_file, b"{not json")
         with pytest.raises(LimitExceededError, match="holds 3 sessions"):
             second.put("s5", "a", 1)

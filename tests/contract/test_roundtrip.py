@@ -3,6 +3,8 @@ no planted credential is stored in clear, whatever text surrounds it."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from pathlib import Path
@@ -10,8 +12,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from tests.support.keys import KEYS, MASTER_KEY
-from tests.support.stores import all_bytes, make_store
+from tests.support.raw_tree import raw_tree, session_path
 from tests.support.corpus import secret_corpus
 from tests.support.examples import examples
 from securestore import ForbiddenKeyError, SecretInKeyError, SecureStore
@@ -19,6 +20,7 @@ from securestore import ForbiddenKeyError, SecretInKeyError, SecureStore
 from securestore.core.secrets import find_secrets
 
 pytestmark = pytest.mark.both_backends
+_EXAMPLES = itertools.count()
 
 
 def _self_identifying(secret: str) -> bool:
@@ -39,17 +41,25 @@ VALUES = st.recursive(LEAVES, lambda inner: st.one_of(
     st.lists(inner, max_size=4), st.dictionaries(TEXT, inner, max_size=4)), max_leaves=20)
 
 
-@pytest.mark.fs_only
 @given(value=VALUES)
 @settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-def test_put_then_resolved_get_is_exact(tmp_path_factory, value: object) -> None:  # noqa: ANN001
-    root = Path(tmp_path_factory.mktemp("rt")) / "store"
-    make_store(root)
-    with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
-        try:
-            store.put("sess", "slot", value)
-        except (SecretInKeyError, ForbiddenKeyError):
-            assume(False)  # keys holding credentials or dunder names are refused by design
-        assert store.get("sess", "slot", resolve=True) == value
-    raw = all_bytes(root)
+def test_put_then_resolved_get_is_exact(store: SecureStore, root: Path | str, value: object) -> None:
+    # One store for every example (a database per example would cost more than the property):
+    # each example writes its own session; that session and everything outside sessions/ (the
+    # store's trail and index) are searched for every secret.
+    session = f"sess{next(_EXAMPLES)}"
+    try:
+        store.put(session, "slot", value)
+    except (SecretInKeyError, ForbiddenKeyError):
+        assume(False)  # keys holding credentials or dunder names are refused by design
+    assert store.get(session, "slot", resolve=True) == value
+    raw = _stored(root, session)
     assert not [s for s in SECRETS if s.encode() in raw]
+
+
+def _stored(root: Path | str, session: str) -> bytes:
+    """Every byte of `session`'s directory and of the store's own files (not other sessions')."""
+    tree = raw_tree(root)
+    outside = tree.snapshot(skip=frozenset({"sessions"}))
+    parts = [*tree.files(session_path(session)).values(), *(data for _, data in outside.values() if data)]
+    return b"\n".join(parts + [name.encode() for name in tree.list("sessions")])

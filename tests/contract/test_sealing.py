@@ -18,13 +18,14 @@ from tests.support.keys import KEYS, MASTER_KEY, SIGNING, SIGNING_KEY
 from tests.support.stores import (
     WRITER_CHILD,
     all_bytes,
-    drop_checkpoints_past,
     make_store,
+    session_dir,
     run_cli,
     seed_of,
     seed_path,
-    session_dir,
 )
+from tests.support.raw_tree import raw_tree, session_path
+from securestore.core.policy import encode_name
 from securestore import AuditPolicy, KeyMaterialError, SecureStore, StoreConfig, init_store, verify_store
 from securestore.audit.merkle import (
     RangeHasher,
@@ -89,32 +90,43 @@ def test_every_proof_verifies_and_a_changed_one_does_not(size: int, data: st.Dat
         assert not verify_inclusion(index, size, leaves[index], bad, root)
 
 
-def _fill(root: Path, config: StoreConfig = SMALL_EPOCHS, count: int = 12) -> None:
+def _fill(root: Path | str, config: StoreConfig = SMALL_EPOCHS, count: int = 12) -> None:
     with SecureStore(root, config, master_key=MASTER_KEY, environ=KEYS) as store:
         for i in range(count):
             store.put("sess", "slot", {"i": i})
 
 
-def _full_verify(root: Path, **options: object):  # noqa: ANN202
+def _full_verify(root: Path | str, **options: object):  # noqa: ANN202
     with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
         return verify_store(store, options=VerifyOptions(seed=seed_of(root), public_key=SIGNING.verifier,
                                                          **options))  # type: ignore[arg-type]
 
 
-@pytest.mark.fs_only
-def test_the_seed_is_exported_once_and_never_kept_in_the_store(tmp_path: Path) -> None:
-    root = make_store(tmp_path / "store", SMALL_EPOCHS)
+def test_the_seed_is_exported_once_and_never_kept_in_the_store(make_root, tmp_path: Path,  # noqa: ANN001
+                                                                backend: str) -> None:
+    root = make_root("store", SMALL_EPOCHS)
     _fill(root)
     seed = seed_of(root)
     assert oct(seed_path(root).stat().st_mode & 0o777) == "0o600"
     stored = all_bytes(root)
     assert seed.hex().encode() not in stored and seed not in stored
     assert _full_verify(root).exit_code == 0
-    with pytest.raises(KeyMaterialError, match="outside the store root"):
-        init_store(tmp_path / "other", seed_out=str(tmp_path / "other" / "seed"), signing_key=SIGNING_KEY)
+    if backend == "fs":  # only a directory can hold the seed file itself
+        with pytest.raises(KeyMaterialError, match="outside the store root"):
+            init_store(tmp_path / "other", seed_out=str(tmp_path / "other" / "seed"), signing_key=SIGNING_KEY)
 
 
-@pytest.mark.fs_only
+def test_a_ratchet_leaves_no_trace_of_the_previous_key(make_root) -> None:  # noqa: ANN001
+    root = make_root("store", SMALL_EPOCHS)
+    _fill(root, count=1)
+    key_file = f"{session_path('sess')}/audit/epoch.key"
+    before = orjson.loads(raw_tree(root).read(key_file))
+    _fill(root, count=6)
+    assert orjson.loads(raw_tree(root).read(key_file))["epoch"] > before["epoch"]
+    assert before["chain"].encode() not in all_bytes(root)
+
+
+@pytest.mark.fs_only  # a handle on the old inode sees the wipe: disk only (a row is replaced whole)
 def test_a_ratchet_wipes_the_previous_key_even_through_an_open_handle(tmp_path: Path) -> None:
     root = make_store(tmp_path / "store", SMALL_EPOCHS)
     _fill(root, count=1)
@@ -128,9 +140,8 @@ def test_a_ratchet_wipes_the_previous_key_even_through_an_open_handle(tmp_path: 
     assert before["chain"].encode() not in all_bytes(root)
 
 
-@pytest.mark.fs_only
-def test_the_wrong_seed_fails_the_mac_check(tmp_path: Path) -> None:
-    root = make_store(tmp_path / "store", SMALL_EPOCHS)
+def test_the_wrong_seed_fails_the_mac_check(make_root) -> None:  # noqa: ANN001
+    root = make_root("store", SMALL_EPOCHS)
     _fill(root)
     with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
         report = verify_store(store, options=VerifyOptions(seed=bytes(32)))
@@ -144,26 +155,24 @@ def test_writes_without_the_signing_key_are_refused_before_anything_is_written(r
     assert all_bytes(root) == before
 
 
-@pytest.mark.fs_only
-def test_every_epoch_boundary_is_signed_and_a_missing_checkpoint_is_located(tmp_path: Path) -> None:
-    root = make_store(tmp_path / "store", SMALL_EPOCHS)
+def test_every_epoch_boundary_is_signed_and_a_missing_checkpoint_is_located(make_root) -> None:  # noqa: ANN001
+    root = make_root("store", SMALL_EPOCHS)
     _fill(root)
     report = _full_verify(root)
     session_log = next(log for log in report.logs if log.label.startswith("sessions/"))
     assert report.exit_code == 0 and session_log.epochs >= 5 and session_log.unsealed == 0
-    audit = session_dir(root, "sess") / "audit"
-    lines = (audit / "checkpoints.jsonl").read_bytes().splitlines(keepends=True)
+    raw, checkpoints = raw_tree(root), f"{session_path('sess')}/audit/checkpoints.jsonl"
+    lines = raw.lines(checkpoints)
     sizes = [int(orjson.loads(line)["note"].split("\n")[1]) for line in lines]
     boundary = sizes.index(4)  # epochs of 4 records: epoch 1 starts at seq 4, sealed at size 4
-    (audit / "checkpoints.jsonl").write_bytes(b"".join(lines[:boundary] + lines[boundary + 1 :]))
+    raw.write(checkpoints, b"".join(lines[:boundary] + lines[boundary + 1 :]))
     failure = _full_verify(root).failures[0]
     assert (failure.check, failure.seq, failure.line) == ("checkpoint", 4, 5)
-    assert failure.log == f"sessions/{session_dir(root, 'sess').name}/audit/log.jsonl"
+    assert failure.log == f"{session_path('sess')}/audit/log.jsonl"
 
 
-@pytest.mark.fs_only
-def test_a_dangling_intent_exits_6_and_a_cut_tail_against_an_anchor_exits_5(tmp_path: Path) -> None:
-    root = make_store(tmp_path / "store")
+def test_a_dangling_intent_exits_6_and_a_cut_tail_against_an_anchor_exits_5(make_root) -> None:  # noqa: ANN001
+    root = make_root("store")
     _fill(root, StoreConfig(), count=3)
     with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
         from securestore.api.verify import make_anchor
@@ -171,17 +180,18 @@ def test_a_dangling_intent_exits_6_and_a_cut_tail_against_an_anchor_exits_5(tmp_
         anchor = make_anchor(store)  # seals: the store log also commits the session's head
         with store.open_session("sess") as session:  # one more write after the anchor
             session.append_items([{"after": "anchor"}])
-    log = session_dir(root, "sess") / "audit" / "log.jsonl"
-    lines = log.read_bytes().splitlines(keepends=True)
+    raw, audit = raw_tree(root), f"{session_path('sess')}/audit"
+    log = f"{audit}/log.jsonl"
+    lines = raw.lines(log)
     # A crash between the last intent and its outcome: the intent dangles, nothing sealed after it.
-    log.write_bytes(b"".join(lines[:-1]))
-    drop_checkpoints_past(log.parent, len(lines) - 1)
+    raw.write(log, b"".join(lines[:-1]))
+    raw.drop_checkpoints_past(audit, len(lines) - 1)
     report = _full_verify(root)
     assert report.exit_code == 6 and report.incomplete[0].check == "dangling-intent"
     assert _full_verify(root, anchor=anchor).exit_code == 6  # it still extends the anchored checkpoint
     # Cut back before the anchored checkpoint: a truncation, against the anchor.
-    log.write_bytes(b"".join(lines[:3]))
-    drop_checkpoints_past(log.parent, 3)
+    raw.write(log, b"".join(lines[:3]))
+    raw.drop_checkpoints_past(audit, 3)
     report = _full_verify(root, anchor=anchor)
     assert report.exit_code == 5 and report.failures[0].category == "truncated"
 
@@ -200,7 +210,7 @@ def _durability_events(store: SecureStore, events: list[tuple[str, str, bytes]])
     store.ctx.os = instrumented(REAL_OS, hook)
 
 
-@pytest.mark.fs_only
+@pytest.mark.fs_only  # the order of write, fsync and replace OS calls
 def test_a_checkpoint_covers_fsynced_records_and_only_closing_ones_are_fsynced(tmp_path: Path) -> None:
     root = make_store(tmp_path / "store", SMALL_EPOCHS)
     events: list[tuple[str, str, bytes]] = []
@@ -233,40 +243,36 @@ def test_a_checkpoint_covers_fsynced_records_and_only_closing_ones_are_fsynced(t
     assert _full_verify(root).exit_code == 0
 
 
-@pytest.mark.fs_only
-def test_unsealed_tail_beyond_policy_exits_6(tmp_path: Path) -> None:
-    root = make_store(tmp_path / "store")
+def test_unsealed_tail_beyond_policy_exits_6(make_root) -> None:  # noqa: ANN001
+    root = make_root("store")
     _fill(root, StoreConfig(), count=3)
-    audit = session_dir(root, "sess") / "audit"
-    drop_checkpoints_past(audit, 1)  # as if the writer died without sealing
+    raw_tree(root).drop_checkpoints_past(f"{session_path('sess')}/audit", 1)  # as if the writer died unsealed
     assert _full_verify(root).exit_code == 0  # within one epoch (1024 records) of unsealed records
     report = _full_verify(root, max_unsealed=2)
     assert report.exit_code == 6 and report.incomplete[0].check == "unsealed"
     with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
         sealed = store.seal()  # the idle heartbeat
-    assert sealed.sealed == [session_dir(root, "sess").name]
+    assert sealed.sealed == [encode_name("sess")]
     assert _full_verify(root, max_unsealed=0).exit_code == 0
 
 
-@pytest.mark.fs_only
-def test_the_heartbeat_skips_a_session_a_live_writer_holds(root: Path) -> None:
+def test_the_heartbeat_skips_a_session_a_live_writer_holds(root: Path | str) -> None:
     with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
         store.put("s", "slot", 1)
     child = subprocess.Popen([sys.executable, WRITER_CHILD, str(root), MASTER_KEY,
                               "hold"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None and child.stdout.readline().startswith("ready")
-        drop_checkpoints_past(session_dir(root, "s") / "audit", 1)
+        raw_tree(root).drop_checkpoints_past(f"{session_path('s')}/audit", 1)
         with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
             report = store.seal()
-        assert report.busy == [session_dir(root, "s").name] and not report.sealed
+        assert report.busy == [encode_name("s")] and not report.sealed
     finally:
         child.communicate("")
 
 
-@pytest.mark.fs_only
-def test_cli_proofs_check_without_the_store_and_fail_when_altered(tmp_path: Path) -> None:
-    root = tmp_path / "store"
+def test_cli_proofs_check_without_the_store_and_fail_when_altered(make_root, tmp_path: Path) -> None:  # noqa: ANN001
+    root = make_root("store", init=False)
     env = {"SECURESTORE_ROOT": str(root), "SECURESTORE_MASTER_KEY": MASTER_KEY}
     assert run_cli("init", "--seed-out", str(tmp_path / "seed"), env=env).returncode == 0
     for i in range(5):
@@ -294,16 +300,15 @@ def test_cli_proofs_check_without_the_store_and_fail_when_altered(tmp_path: Path
     verified = run_cli("audit", "verify", "--json", *seed, env=env)
     body = json.loads(verified.stdout)
     assert verified.returncode == 0 and body["exit_code"] == 0 and all(log["mac_checked"] for log in body["logs"])
-    log = session_dir(root, "chat") / "audit" / "log.jsonl"
-    log.write_bytes(b"".join(log.read_bytes().splitlines(keepends=True)[:3]))
-    (log.parent / "checkpoints.jsonl").write_bytes(b"".join(
-        (log.parent / "checkpoints.jsonl").read_bytes().splitlines(keepends=True)[:1]))
+    raw, audit = raw_tree(root), f"{session_path('chat')}/audit"
+    raw.write(f"{audit}/log.jsonl", b"".join(raw.lines(f"{audit}/log.jsonl")[:3]))
+    raw.write(f"{audit}/checkpoints.jsonl", b"".join(raw.lines(f"{audit}/checkpoints.jsonl")[:1]))
     cut = run_cli("audit", "verify", *seed, env=env)
     assert cut.returncode in {1, 5} and "TRUNCATED" in cut.stdout or "TAMPERED" in cut.stdout
     assert run_cli("audit", "prove", "chat", "99", env=env).returncode == 2
 
 
-@pytest.mark.fs_only
+@pytest.mark.fs_only  # tests/support/attacks.py builds its scenarios as directories (copies of a store tree)
 def test_the_corpus_module_generates_valid_stores(tmp_path: Path) -> None:
     from tests.support.attacks import build_scenario, verify
 
@@ -313,11 +318,10 @@ def test_the_corpus_module_generates_valid_stores(tmp_path: Path) -> None:
     assert os.path.isdir(scenario.older)
 
 
-@pytest.mark.fs_only
-def test_an_anchor_of_a_deleted_session_does_not_blame_its_successor(tmp_path: Path) -> None:
+def test_an_anchor_of_a_deleted_session_does_not_blame_its_successor(make_root) -> None:  # noqa: ANN001
     from securestore.api.verify import make_anchor
 
-    root = make_store(tmp_path / "store")
+    root = make_root("store")
     _fill(root, StoreConfig(), count=2)
     with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
         anchor = make_anchor(store)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import random
-import shutil
 import string
 from pathlib import Path
 
@@ -13,7 +12,8 @@ import pytest
 from pydantic import SecretBytes, SecretStr
 
 from tests.support.keys import KEYS, MASTER_KEY
-from tests.support.stores import all_bytes, session_dir
+from tests.support.raw_tree import raw_tree, session_path
+from tests.support.stores import all_bytes
 from tests.support.corpus import AWS_DOCS_KEY_ID, AWS_DOCS_SECRET, benign_corpus, corpus_kinds, secret_corpus
 from securestore import (
     KeyMaterialError,
@@ -120,8 +120,7 @@ def test_marker_escaping_round_trips(text: str) -> None:
     assert "[secret:" not in escape_text(text)
 
 
-@pytest.mark.fs_only
-def test_without_master_key_values_are_dropped_and_fingerprinted(root: Path) -> None:
+def test_without_master_key_values_are_dropped_and_fingerprinted(root: Path | str) -> None:
     planted = CORPUS[0]
     with SecureStore(root, environ=KEYS) as store:
         store.put("sess", "s", planted.message)
@@ -132,7 +131,7 @@ def test_without_master_key_values_are_dropped_and_fingerprinted(root: Path) -> 
         with pytest.raises(SecretUnavailableError, match="dropped"):
             store.get("sess", "s", resolve=True)
     assert planted.secret.encode() not in all_bytes(root)
-    assert not (session_dir(root, "sess") / "vault.json").exists()
+    assert not raw_tree(root).exists(f"{session_path('sess')}/vault.json")
 
 
 def test_wrong_master_key_is_a_clear_error(store: SecureStore, root: Path) -> None:
@@ -145,13 +144,12 @@ def test_wrong_master_key_is_a_clear_error(store: SecureStore, root: Path) -> No
             wrong.put("sess", "s2", {"k": Secret("value-2")})
 
 
-@pytest.mark.fs_only
-def test_vault_entry_is_bound_to_its_session(store: SecureStore, root: Path) -> None:
+def test_vault_entry_is_bound_to_its_session(store: SecureStore, root: Path | str) -> None:
     """Copying one session's vault into another does not make its references resolvable."""
     store.put("alice", "s", {"k": Secret("alice-secret")})
     store.put("bob", "s", {"k": Secret("bob-secret")})
     alice_ref = store.get("alice", "s")["k"]
-    shutil.copy(session_dir(root, "alice") / "vault.json", session_dir(root, "bob") / "vault.json")
+    raw_tree(root).copy(f"{session_path('alice')}/vault.json", f"{session_path('bob')}/vault.json")
     store.put("bob", "planted", alice_ref)  # reference text is escaped; resolves to itself at most
     with pytest.raises((IntegrityError, KeyMaterialError)):
         store.get("bob", "s", resolve=True)
@@ -177,11 +175,10 @@ def test_errors_and_audit_never_carry_a_secret(store: SecureStore, root: Path) -
     assert secret not in scrub_text(f"failed with {secret}")
 
 
-@pytest.mark.fs_only
-def test_same_secret_is_stored_once(store: SecureStore, root: Path) -> None:
+def test_same_secret_is_stored_once(store: SecureStore, root: Path | str) -> None:
     msg = {"content": f"key {CORPUS[0].secret}"}
     store.put("sess", "a", [msg] * 20)
-    vault = json.loads((session_dir(root, "sess") / "vault.json").read_bytes())
+    vault = json.loads(raw_tree(root).read(f"{session_path('sess')}/vault.json"))
     assert len(vault["entries"]) == 1
 
 

@@ -6,13 +6,14 @@ import hashlib
 
 import errno
 import json
-import shutil
+import fnmatch
 from pathlib import Path
 
 import pytest
 
 from tests.support.keys import KEYS, MASTER_KEY
-from tests.support.stores import all_bytes, make_store, session_dir, tree_snapshot
+from tests.support.raw_tree import raw_tree, session_path
+from tests.support.stores import all_bytes
 from securestore import (
     AlreadyExistsError,
     IntegrityError,
@@ -35,9 +36,8 @@ from securestore.fs.osapi import REAL_OS
 pytestmark = pytest.mark.both_backends
 
 
-def records(root: Path, key: str) -> list:  # noqa: ANN201
-    log = session_dir(root, key) / "audit" / "log.jsonl"
-    return [parse_record(line) for line in log.read_bytes().splitlines()]
+def records(root: Path | str, key: str) -> list:  # noqa: ANN201
+    return [parse_record(line) for line in raw_tree(root).read(f"{session_path(key)}/audit/log.jsonl").splitlines()]
 
 
 def test_transcript_round_trip(store: SecureStore, root: Path) -> None:
@@ -80,8 +80,7 @@ def test_create_twice_is_an_error(store: SecureStore) -> None:
         store.open_session("missing")
 
 
-@pytest.mark.fs_only
-def test_turn_is_one_intent_and_atomic(store: SecureStore, root: Path) -> None:
+def test_turn_is_one_intent_and_atomic(store: SecureStore, root: Path | str) -> None:
     with store.create_session("s") as session:
         before = len(records(root, "s"))
         with session.turn():
@@ -97,9 +96,9 @@ def test_turn_is_one_intent_and_atomic(store: SecureStore, root: Path) -> None:
         # record is the turn boundary (no snapshot is rewritten, whatever the transcript's length)
         assert [r.op for r in intents] == ["vault.key", "journal.append"]
         assert {t.target for t in intents[1].also} >= {"vault.json", "manifest.jsonl"}
-        journal = (session_dir(root, "s") / "journal.log").read_bytes()
+        journal = raw_tree(root).read(f"{session_path('s')}/journal.log")
         assert journal.count(b"\n") == 1 and intents[1].sha256 == hashlib.sha256(journal).hexdigest()
-        assert not (session_dir(root, "s") / "snapshot.json").exists()
+        assert not raw_tree(root).exists(f"{session_path('s')}/snapshot.json")
     with store.open_session("s") as session:
         assert len(session.items()) == 6
         assert session.slot("ext.b").get() == {"v": 2}
@@ -109,11 +108,10 @@ def test_turn_is_one_intent_and_atomic(store: SecureStore, root: Path) -> None:
     assert verify_store(store).ok
 
 
-@pytest.mark.fs_only
-def test_failed_turn_leaves_nothing(store: SecureStore, root: Path) -> None:
+def test_failed_turn_leaves_nothing(store: SecureStore, root: Path | str) -> None:
     with store.create_session("s") as session:
         session.append_items([{"n": 0}])
-        before = tree_snapshot(session_dir(root, "s"))
+        before = raw_tree(root).snapshot(session_path("s"))
         with pytest.raises(RuntimeError), session.turn():
             session.append_items([{"n": 1}])
             session.slot("x").put({"secret": Secret("never-written-123")})
@@ -121,7 +119,7 @@ def test_failed_turn_leaves_nothing(store: SecureStore, root: Path) -> None:
             raise RuntimeError("the agent crashed mid-turn")
         assert session.items() == [{"n": 0}]
         assert session.slot("x").get() is None and session.metadata["title"] is None
-        after = tree_snapshot(session_dir(root, "s"))
+        after = raw_tree(root).snapshot(session_path("s"))
         assert {k: v for k, v in after.items() if k != "lock"} == {k: v for k, v in before.items() if k != "lock"}
         session.slot("y").put(Secret("never-written-123"))  # the rolled-back secret is stored again
         assert session.slot("y").get(resolve=True) == "never-written-123"
@@ -155,12 +153,11 @@ def test_slot_versions_and_conflicts(store: SecureStore) -> None:
             slot.delete()
 
 
-@pytest.mark.fs_only
-def test_metadata_revisions_never_rewrite_history(store: SecureStore, root: Path) -> None:
+def test_metadata_revisions_never_rewrite_history(store: SecureStore, root: Path | str) -> None:
     with store.create_session("s", metadata={"title": "v1", "labels": {"team": "a"}}) as session:
         session.update_metadata(title="v2")
         session.update_metadata(model="gpt-4o", labels={"team": "b"})
-        manifest = (session_dir(root, "s") / "manifest.jsonl").read_bytes().splitlines()
+        manifest = raw_tree(root).read(f"{session_path('s')}/manifest.jsonl").splitlines()
         assert len(manifest) == 3
         history = session.history()
     assert [r["rev"] for r in history] == [1, 2, 3]
@@ -172,7 +169,7 @@ def test_metadata_revisions_never_rewrite_history(store: SecureStore, root: Path
     with store.open_session("s") as session:
         with pytest.raises(InvalidValueError, match="unknown metadata"):
             session.update_metadata(colour="red")
-    assert (session_dir(root, "s") / "manifest.jsonl").read_bytes().splitlines()[:2] == manifest[:2]
+    assert raw_tree(root).read(f"{session_path('s')}/manifest.jsonl").splitlines()[:2] == manifest[:2]
 
 
 def test_secret_metadata_goes_to_the_vault(store: SecureStore, root: Path) -> None:
@@ -182,15 +179,15 @@ def test_secret_metadata_goes_to_the_vault(store: SecureStore, root: Path) -> No
     assert b"k" * 36 not in all_bytes(root)
 
 
-@pytest.mark.fs_only
-def test_the_seal_policy_bounds_the_active_segment_and_copies_nothing(root: Path) -> None:
+def test_the_seal_policy_bounds_the_active_segment_and_copies_nothing(root: Path | str) -> None:
     config = StoreConfig(snapshot_every_records=3)
     with SecureStore(root, config, master_key=MASTER_KEY, environ=KEYS) as store:
         with store.create_session("s") as session:
             for i in range(10):
                 session.append_items([{"i": i}])
-            directory = session_dir(root, "s")
-            segments = {p.name: p.read_bytes().count(b"\n") for p in directory.glob("journal*.log")}
+            raw, directory = raw_tree(root), session_path("s")
+            segments = {name: raw.read(f"{directory}/{name}").count(b"\n") for name in raw.list(directory)
+                        if fnmatch.fnmatch(name, "journal*.log")}
             # every 3 records the active segment is sealed and the next begins: nothing is copied
             assert segments == {"journal.log": 3, "journal-000000000004.log": 3, "journal-000000000007.log": 3,
                                 "journal-000000000010.log": 1}
@@ -202,40 +199,46 @@ def test_the_seal_policy_bounds_the_active_segment_and_copies_nothing(root: Path
         assert verify_store(store).ok
 
 
-@pytest.mark.fs_only
-def test_torn_final_journal_record_is_discarded_and_reported(store: SecureStore, root: Path) -> None:
+def test_torn_final_journal_record_is_discarded_and_reported(store: SecureStore, root: Path | str,
+                                                             backend: str) -> None:
     with store.create_session("s") as session:
         session.append_items([{"n": 1}])
-    journal = session_dir(root, "s") / "journal.log"
-    good = journal.read_bytes()
-    journal.write_bytes(good + b'{"ops":[{"items":[{"n":2}],"op":"append"}],"seq":2,"s')  # a crash mid-append
+    raw, journal = raw_tree(root), f"{session_path('s')}/journal.log"
+    good = raw.read(journal)
+    torn = good + b'{"ops":[{"items":[{"n":2}],"op":"append"}],"seq":2,"s'
+    raw.write(journal, torn)  # a crash mid-append (on disk; planted in PostgreSQL)
     assert store.read_items("s") == [{"n": 1}]
+    if backend == "postgres":  # every append is one transaction: a partial row is tampering, never cut
+        with store.open_session("s") as session, pytest.raises(IntegrityError,
+                                                                match="journal.log: it ends with a partial record"):
+            session.items()  # a writer's first read of the transcript is where a torn tail is cut
+        assert raw.read(journal) == torn
+        assert [f.check for f in verify_store(store).failures] == ["torn-record"]
+        return
     with store.open_session("s") as session:
         assert session.items() == [{"n": 1}]
         assert any("torn tail of journal.log" in event for event in session.recovered)
-    assert journal.read_bytes() == good
+    assert raw.read(journal) == good
     assert verify_store(store).ok
 
 
-@pytest.mark.fs_only
-def test_bad_checksum_on_final_record_is_torn(store: SecureStore, root: Path) -> None:
+def test_bad_checksum_on_final_record_is_torn(store: SecureStore, root: Path | str) -> None:
     with store.create_session("s") as session:
         session.append_items([{"n": 1}])
         session.append_items([{"n": 2}])
-    journal = session_dir(root, "s") / "journal.log"
-    lines = journal.read_bytes().splitlines(keepends=True)
-    journal.write_bytes(lines[0] + lines[1].replace(b'"n":2', b'"n":9'))
+    raw, journal = raw_tree(root), f"{session_path('s')}/journal.log"
+    lines = raw.lines(journal)
+    raw.write(journal, lines[0] + lines[1].replace(b'"n":2', b'"n":9'))
     assert store.read_items("s") == [{"n": 1}]  # the damaged final record is treated as torn
 
 
-@pytest.mark.fs_only
-def test_bad_record_before_the_end_is_an_integrity_error(store: SecureStore, root: Path) -> None:
+def test_bad_record_before_the_end_is_an_integrity_error(store: SecureStore, root: Path | str) -> None:
     with store.create_session("s") as session:
         session.append_items([{"n": 1}])
         session.append_items([{"n": 2}])
-    journal = session_dir(root, "s") / "journal.log"
-    lines = journal.read_bytes().splitlines(keepends=True)
-    journal.write_bytes(lines[0].replace(b'"n":1', b'"n":7') + lines[1])
+    raw, journal = raw_tree(root), f"{session_path('s')}/journal.log"
+    lines = raw.lines(journal)
+    raw.write(journal, lines[0].replace(b'"n":1', b'"n":7') + lines[1])
     with pytest.raises(IntegrityError, match="line 1 .* damaged: checksum mismatch"):
         store.read_items("s")
     # Opening reads no transcript (a slot write needs none); the first use of it refuses.
@@ -244,53 +247,51 @@ def test_bad_record_before_the_end_is_an_integrity_error(store: SecureStore, roo
             opened.append_items([{"n": 3}])
         with pytest.raises(IntegrityError, match="checksum mismatch"):
             opened.items()
-    assert journal.read_bytes() == lines[0].replace(b'"n":1', b'"n":7') + lines[1]  # nothing appended
+    assert raw.read(journal) == lines[0].replace(b'"n":1', b'"n":7') + lines[1]  # nothing appended
     assert not verify_store(store).ok
 
 
-@pytest.mark.fs_only
-def test_session_from_another_store_is_a_resume_mismatch(tmp_path: Path, store: SecureStore, root: Path) -> None:
-    other = tmp_path / "other"
-    make_store(other)
+def test_session_from_another_store_is_a_resume_mismatch(make_root, store: SecureStore,  # noqa: ANN001
+                                                         root: Path | str) -> None:
+    other = make_root("other")
     with SecureStore(other, master_key=MASTER_KEY, environ=KEYS) as foreign:
         with foreign.create_session("s", metadata={"title": "foreign"}) as session:
             session.append_items([{"n": 1}])
-    shutil.copytree(session_dir(other, "s"), session_dir(root, "s"))
-    before = tree_snapshot(root)
+    raw = raw_tree(root)
+    raw.copy_from(raw_tree(other), session_path("s"), session_path("s"))
+    before = raw.snapshot()
     with pytest.raises(ResumeMismatchError, match="written by store") as info:
         store.open_session("s")
     assert info.value.exit_code == 4
     with pytest.raises(ResumeMismatchError):
         store.read_items("s")
-    assert tree_snapshot(root) == before  # nothing changed, not even the lock file
+    assert raw.snapshot() == before  # nothing changed, not even the lock file
 
 
-@pytest.mark.fs_only
-def test_newer_layout_version_is_refused_untouched(store: SecureStore, root: Path) -> None:
+def test_newer_layout_version_is_refused_untouched(store: SecureStore, root: Path | str) -> None:
     store.create_session("s").close()
-    manifest = session_dir(root, "s") / "manifest.jsonl"
-    revision = json.loads(manifest.read_bytes())
+    raw, manifest = raw_tree(root), f"{session_path('s')}/manifest.jsonl"
+    revision = json.loads(raw.read(manifest))
     revision["layout_version"] = 99
-    manifest.write_bytes(json.dumps(revision, sort_keys=True, separators=(",", ":")).encode() + b"\n")
-    before = tree_snapshot(root)
+    raw.write(manifest, json.dumps(revision, sort_keys=True, separators=(",", ":")).encode() + b"\n")
+    before = raw.snapshot()
     with pytest.raises(LayoutVersionError, match="newer than this securestore"):
         store.open_session("s")
-    assert tree_snapshot(root) == before
+    assert raw.snapshot() == before
 
 
-@pytest.mark.fs_only
-def test_newer_store_layout_is_refused(root: Path) -> None:
-    store_file = root / "store.json"
-    identity = json.loads(store_file.read_bytes())
+def test_newer_store_layout_is_refused(root: Path | str) -> None:
+    raw = raw_tree(root)
+    identity = json.loads(raw.read("store.json"))
     identity["layout_version"] = 99
-    store_file.write_bytes(json.dumps(identity, sort_keys=True, separators=(",", ":")).encode())
-    before = tree_snapshot(root)
+    raw.write("store.json", json.dumps(identity, sort_keys=True, separators=(",", ":")).encode())
+    before = raw.snapshot()
     with pytest.raises(Exception, match="newer than this securestore"):
         SecureStore(root)
-    assert tree_snapshot(root) == before
+    assert raw.snapshot() == before
 
 
-@pytest.mark.fs_only
+@pytest.mark.fs_only  # the fault is injected through the OS layer, which a PostgreSQL store's rows never reach
 def test_an_intent_without_outcome_blocks_further_writes_until_reopened(root: Path) -> None:
     """If the outcome cannot be appended (disk full), the change may have happened: the handle
     must not chain a new intent after the open one; reopening reconciles it."""

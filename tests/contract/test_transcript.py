@@ -16,7 +16,8 @@ from typing import Any
 
 import orjson
 from tests.support.keys import KEYS, MASTER_KEY
-from tests.support.stores import all_bytes, make_store, seed_of, session_dir
+from tests.support.raw_tree import RawBase, raw_tree, session_path
+from tests.support.stores import seed_of, session_dir
 
 from securestore import IntegrityError, SecureStore, StoreConfig, verify_store
 from securestore.api.verify import VerifyOptions
@@ -55,7 +56,7 @@ def _turn(n: int) -> list[dict[str, Any]]:
     return [{"role": "user", "content": f"turn item {i:04d} " + "x" * 400} for i in range(n)]
 
 
-@pytest.mark.fs_only
+@pytest.mark.fs_only  # counts fsync and write OS calls (tests/postgres measure a turn in round trips)
 def test_a_turn_costs_the_same_whatever_the_transcript_length(root: Path) -> None:
     costs = []
     with SecureStore(root, NO_SEAL, master_key=MASTER_KEY, environ=KEYS) as store:
@@ -74,7 +75,7 @@ def test_a_turn_costs_the_same_whatever_the_transcript_length(root: Path) -> Non
     assert abs(long["written"] - short["written"]) < 64, (short["written"], long["written"])
 
 
-@pytest.mark.fs_only
+@pytest.mark.fs_only  # observes the files opened through the OS layer
 def test_a_tail_read_opens_only_the_segments_it_needs(root: Path) -> None:
     with SecureStore(root, SEAL_EVERY_3, master_key=MASTER_KEY, environ=KEYS) as store:
         with store.create_session("s") as session:
@@ -110,74 +111,74 @@ def test_pops_and_a_clear_hide_items_across_segments(root: Path) -> None:
         assert verify_store(store).ok
 
 
-@pytest.mark.fs_only
-def test_a_clear_takes_what_it_hid_off_the_disk(root: Path) -> None:
+def test_a_clear_takes_what_it_hid_off_the_disk(root: Path | str) -> None:
     with SecureStore(root, SEAL_EVERY_3, master_key=MASTER_KEY, environ=KEYS) as store:
         with store.create_session("s") as session:
             for i in range(8):
                 session.append_items([{"note": f"forget-me-{i}"}])
             session.clear()
             assert len(session) == 0 and session.items(3) == []
-            assert b"forget-me" not in all_bytes(session_dir(root, "s"))  # no segment holds them any more
+            stored = b"".join(raw_tree(root).files(session_path("s")).values())
+            assert b"forget-me" not in stored  # no segment holds them any more
             session.append_items([{"note": "kept"}])
         assert store.read_items("s") == [{"note": "kept"}]
         report = verify_store(store, options=VerifyOptions(seed=seed_of(root)))
         assert report.ok, report.failures
 
 
-@pytest.mark.fs_only
-def test_a_line_altered_before_its_seal_is_caught_by_the_trail(root: Path) -> None:
+def test_a_line_altered_before_its_seal_is_caught_by_the_trail(root: Path | str) -> None:
     """A seal's digest is recomputed from the line hashes the trail committed: a writer that
     seals an altered segment (it reads the lines it did not write itself) cannot launder it."""
     with SecureStore(root, NO_SEAL, master_key=MASTER_KEY, environ=KEYS) as store:
         with store.create_session("s") as session:
             session.append_items([{"say": "hello"}])
             session.append_items([{"say": "bye"}])
-        journal = session_dir(root, "s") / "journal.log"
-        first, second = journal.read_bytes().splitlines(keepends=True)
+        raw, journal = raw_tree(root), f"{session_path('s')}/journal.log"
+        first, second = raw.lines(journal)
         record = orjson.loads(second)
         forged = encode_record(record["seq"], record["ts"], [{"op": "append", "items": [{"say": "wire the money"}]}])
-        journal.write_bytes(first + forged)  # a valid record (checksum and seq), not the committed one
+        raw.write(journal, first + forged)  # a valid record (checksum and seq), not the committed one
         with store.open_session("s") as session:
             session.commit_turn()  # outside a turn: seal the active segment
-        assert not journal.exists() or journal.read_bytes() == first + forged
+        assert not raw.exists(journal) or raw.read(journal) == first + forged
         report = verify_store(store, options=VerifyOptions(seed=seed_of(root)))
         assert not report.ok
         assert report.failures[0].check == "seal", report.failures[0].describe()
 
 
-@pytest.mark.fs_only
-def test_verify_proves_every_sealed_segment(root: Path) -> None:
-    def build(where: Path) -> Path:
+def test_verify_proves_every_sealed_segment(make_root) -> None:  # noqa: ANN001
+    def build(where: Path | str) -> tuple[RawBase, str]:
         with SecureStore(where, SEAL_EVERY_3, master_key=MASTER_KEY, environ=KEYS) as store:
             with store.create_session("s") as session:
                 for i in range(7):
                     session.append_items([{"i": i}])
-        return session_dir(where, "s")
+        return raw_tree(where), session_path("s")
 
-    def alter(directory: Path) -> None:  # a valid record (checksum, seq) that was never committed
-        journal = directory / "journal.log"
-        lines = journal.read_bytes().splitlines(keepends=True)
+    def alter(raw: RawBase, directory: str) -> None:  # a valid record (checksum, seq) that was never committed
+        journal = f"{directory}/journal.log"
+        lines = raw.lines(journal)
         record = orjson.loads(lines[1])
         lines[1] = encode_record(record["seq"], record["ts"], [{"op": "append", "items": [{"i": 9}]}])
-        journal.write_bytes(b"".join(lines))
+        raw.write(journal, b"".join(lines))
+
+    def rewrite_head(raw: RawBase, directory: str) -> None:
+        raw.write(f"{directory}/snapshot.json",
+                  raw.read(f"{directory}/snapshot.json").replace(b'"count":6', b'"count":5'))
 
     tampered = {
         "altered": alter,
-        "removed": lambda d: (d / "journal-000000000004.log").unlink(),
-        "head rewritten": lambda d: (d / "snapshot.json").write_bytes(
-            (d / "snapshot.json").read_bytes().replace(b'"count":6', b'"count":5')),
+        "removed": lambda raw, d: raw.delete(f"{d}/journal-000000000004.log"),
+        "head rewritten": rewrite_head,
     }
     for name, tamper in tampered.items():
-        where = root.parent / name.replace(" ", "-") / "store"
-        make_store(where)
-        tamper(build(where))
+        where = make_root(name.replace(" ", "-"))
+        tamper(*build(where))
         with SecureStore(where, master_key=MASTER_KEY, environ=KEYS) as store:
             report = verify_store(store, options=VerifyOptions(seed=seed_of(where)))
         assert not report.ok and report.exit_code == 1, (name, report.to_json())
 
 
-@pytest.mark.fs_only
+@pytest.mark.fs_only  # the race is staged at an OS open of a segment
 def test_a_reader_racing_a_clear_reads_again_from_the_new_head(root: Path) -> None:
     """A lock-free read that loses a segment to a concurrent seal (after a clear) starts over."""
     with SecureStore(root, SEAL_EVERY_3, master_key=MASTER_KEY, environ=KEYS) as store:
@@ -210,7 +211,7 @@ def _layout1_copy(where: Path) -> Path:
     return where / "store"
 
 
-@pytest.mark.fs_only
+@pytest.mark.fs_only  # layout-1 stores predate the PostgreSQL backend: only directories hold them
 def test_a_layout_1_store_reads_writes_seals_and_verifies(tmp_path: Path) -> None:
     """Sessions written by securestore before segments (snapshot.json + journal.log) keep working."""
     root = _layout1_copy(tmp_path / "old")
@@ -235,14 +236,11 @@ def test_a_layout_1_store_reads_writes_seals_and_verifies(tmp_path: Path) -> Non
         assert report.ok, report.failures[0].describe()
 
 
-@pytest.mark.fs_only
-def test_a_planted_next_segment_stops_the_seal_before_its_intent(root: Path) -> None:
+def test_a_planted_next_segment_stops_the_seal_before_its_intent(root: Path | str) -> None:
     with SecureStore(root, NO_SEAL, master_key=MASTER_KEY, environ=KEYS) as store:
         with store.create_session("s") as session:
             session.append_items([{"n": 1}])
-        planted = session_dir(root, "s") / "journal-000000000002.log"
-        planted.write_bytes(b"not ours\n")
-        planted.chmod(0o600)
+        raw_tree(root).write(f"{session_path('s')}/journal-000000000002.log", b"not ours\n")  # mode 0600
         with store.open_session("s") as session:
             try:
                 session.commit_turn()

@@ -49,6 +49,9 @@ if str(REPO) not in sys.path:  # the crash child runs this file as a script
     sys.path.insert(0, str(REPO))
 
 from tests.support.keys import KEYS, MASTER_KEY  # noqa: E402
+from tests.support.pg_stores import all_stored_bytes, metered  # noqa: E402
+
+pytestmark = pytest.mark.both_backends  # each test with a store runs on a directory and on PostgreSQL
 
 APP = "support"
 TOKEN = "ghp_" + "Q7w9" * 9  # a GitHub token shape: the detectors vault it
@@ -85,7 +88,7 @@ def remember(fact: str, tool_context: ToolContext) -> dict[str, Any]:
     return {"ok": True}
 
 
-def open_store(root: Path, **kwargs: Any) -> SecureStore:
+def open_store(root: Path | str, **kwargs: Any) -> SecureStore:
     return securestore.open_store(root, master_key=MASTER_KEY, environ=KEYS, **kwargs)
 
 
@@ -101,8 +104,9 @@ async def turn(run: Runner, text: str, user: str = "u1", sid: str = "s1",
                                                    run_config=config)]
 
 
-def disk_bytes(root: Path) -> bytes:
-    return b"".join(path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file())
+def disk_bytes(root: Path | str) -> bytes:
+    """Every byte the store keeps: its files, or its rows on PostgreSQL (names included)."""
+    return all_stored_bytes(root)
 
 
 def event_at(ts: float, text: str, delta: dict[str, Any] | None = None) -> Event:
@@ -111,13 +115,13 @@ def event_at(ts: float, text: str, delta: dict[str, Any] | None = None) -> Event
 
 
 @pytest.fixture
-def store(root: Path) -> Iterator[SecureStore]:
+def store(root: Path | str) -> Iterator[SecureStore]:
     with open_store(root) as handle:
         yield handle
 
 
 # -- the runner, prefixes, temp: -----------------------------------------------------------------
-def test_a_runner_turn_stores_every_event_and_each_scope_once(store: SecureStore, root: Path) -> None:
+def test_a_runner_turn_stores_every_event_and_each_scope_once(store: SecureStore, root: Path | str) -> None:
     async def main() -> None:
         service = SecureStoreSessionService(store)
         await service.create_session(app_name=APP, user_id="u1", session_id="s1", state={"user:tier": "gold"})
@@ -140,6 +144,7 @@ def test_a_runner_turn_stores_every_event_and_each_scope_once(store: SecureStore
         assert other.state == {"user:tier": "gold", "user:facts_seen": 1, "app:version": "v1"}
     asyncio.run(main())
     data = disk_bytes(root)
+    assert b"db down" in data and b"facts_seen" in data  # the scan sees what the turn stored
     assert TEMP_VALUE.encode() not in data and b"temp:scratch" not in data
     assert verify_store(store).ok
 
@@ -216,7 +221,7 @@ def test_get_session_config(store: SecureStore, recent: int | None, after: float
     asyncio.run(main())
 
 
-def test_recent_events_read_costs_the_events_asked_for_not_the_session(root: Path) -> None:
+def test_recent_events_read_costs_the_events_asked_for_not_the_session(root: Path | str) -> None:
     with open_store(root) as store:
         async def fill() -> None:
             service = SecureStoreSessionService(store)
@@ -224,19 +229,15 @@ def test_recent_events_read_costs_the_events_asked_for_not_the_session(root: Pat
             for i in range(300):
                 await service.append_event(session, event_at(1000.0 + i, f"message {i} " + "x" * 2000))
         asyncio.run(fill())
-    requested: list[int] = []
-
-    def hook(name: str, args: tuple[Any, ...]) -> None:
-        if name in ("read", "pread"):
-            requested.append(int(args[1]))
 
     def bytes_for(config: GetSessionConfig | None) -> int:
-        with open_store(root, os_api=instrumented(REAL_OS, hook)) as store:
+        # read OS calls' sizes on a directory; the bytes the server sends on PostgreSQL
+        with metered(root) as (where, options, read), open_store(where, **options) as store:
             service = SecureStoreSessionService(store)
-            requested.clear()
+            read.reset()
             got = asyncio.run(service.get_session(app_name=APP, user_id="u1", session_id="long", config=config))
             assert got is not None
-            return sum(requested)
+            return read.total
 
     everything = bytes_for(None)
     recent = bytes_for(GetSessionConfig(num_recent_events=5))
@@ -245,7 +246,7 @@ def test_recent_events_read_costs_the_events_asked_for_not_the_session(root: Pat
 
 
 # -- list_sessions -------------------------------------------------------------------------------
-def test_list_sessions_order_filters_state_and_pages(root: Path) -> None:
+def test_list_sessions_order_filters_state_and_pages(root: Path | str) -> None:
     ticks = count(1_800_000_000_000, 7)
     with open_store(root, clock=lambda: next(ticks)) as store:
         async def main() -> None:
@@ -284,7 +285,7 @@ def test_list_sessions_order_filters_state_and_pages(root: Path) -> None:
         assert verify_store(store).ok
 
 
-def test_list_sessions_opens_no_session_file(root: Path) -> None:
+def fill_240_sessions(root: Path | str) -> None:
     with open_store(root) as store:
         async def fill() -> None:
             service = SecureStoreSessionService(store)
@@ -292,6 +293,26 @@ def test_list_sessions_opens_no_session_file(root: Path) -> None:
                 await service.create_session(app_name=APP, user_id=f"u{i % 3}", session_id=f"s{i}",
                                              state={"user:n": i % 3} if i < 3 else None)
         asyncio.run(fill())
+
+
+def test_list_sessions_builds_valid_sessions_from_the_index(root: Path | str) -> None:
+    fill_240_sessions(root)
+    with open_store(root) as store:
+        service = SecureStoreSessionService(store)
+        mine = asyncio.run(service.list_sessions(app_name=APP, user_id="u1"))
+        every = asyncio.run(service.list_sessions(app_name=APP))
+        page, _ = asyncio.run(service.list_sessions_page(app_name=APP, page_size=5))
+    assert len(mine.sessions) == 80 and len(every.sessions) == 240 and len(page) == 5
+    assert mine.sessions[0].state == {"user:n": 1}
+    # Built without validation, yet valid ADK sessions: they round-trip and copy like validated ones.
+    assert all(AdkSession.model_validate(s.model_dump()) == s for s in every.sessions)
+    copy = every.sessions[0].model_copy(update={"state": {"x": 1}})
+    assert copy.state == {"x": 1} and every.sessions[0].state == {} and copy._storage_update_marker is None
+
+
+@pytest.mark.fs_only  # counts the files opened through the fs layer's OS calls: a PostgreSQL store opens none
+def test_list_sessions_opens_no_session_file(root: Path) -> None:
+    fill_240_sessions(root)
     opened: list[str] = []
     api = instrumented(REAL_OS, lambda name, args: opened.append(str(args[0])) if name == "open" else None)
     with open_store(root, os_api=api) as store:
@@ -304,18 +325,13 @@ def test_list_sessions_opens_no_session_file(root: Path) -> None:
         page, _ = asyncio.run(service.list_sessions_page(app_name=APP, page_size=5))
         paged = len(opened)
     assert len(mine.sessions) == 80 and len(every.sessions) == 240
-    assert mine.sessions[0].state == {"user:n": 1}
-    # Built without validation, yet valid ADK sessions: they round-trip and copy like validated ones.
-    assert all(AdkSession.model_validate(s.model_dump()) == s for s in every.sessions)
-    copy = every.sessions[0].model_copy(update={"state": {"x": 1}})
-    assert copy.state == {"x": 1} and every.sessions[0].state == {} and copy._storage_update_marker is None
     # Reading the index and the app and user state sessions: a constant, not one per session.
     assert full < 40, opened
     assert len(page) == 5 and paged < 60
 
 
 # -- restart, secrets ------------------------------------------------------------------------------
-def test_a_new_store_handle_continues_where_the_last_one_stopped(root: Path) -> None:
+def test_a_new_store_handle_continues_where_the_last_one_stopped(root: Path | str) -> None:
     with open_store(root) as store:
         service = SecureStoreSessionService(store)
         asyncio.run(service.create_session(app_name=APP, user_id="u1", session_id="s1"))
@@ -333,7 +349,7 @@ def test_a_new_store_handle_continues_where_the_last_one_stopped(root: Path) -> 
 
 
 @pytest.mark.parametrize("resolve", [False, True])
-def test_the_model_sees_a_reference_unless_asked_and_the_disk_never_holds_the_secret(root: Path,
+def test_the_model_sees_a_reference_unless_asked_and_the_disk_never_holds_the_secret(root: Path | str,
                                                                                     resolve: bool) -> None:
     llm = FakeLlm(seen=[])
     with open_store(root) as store:
@@ -352,7 +368,8 @@ def test_the_model_sees_a_reference_unless_asked_and_the_disk_never_holds_the_se
             assert got.state["user:api_key"].startswith("[secret:vault:")
             assert "[secret:vault:" in (got.events[0].content.parts or [])[0].text  # type: ignore[union-attr,operator]
         assert verify_store(store).ok
-    assert TOKEN.encode() not in disk_bytes(root)
+    data = disk_bytes(root)
+    assert b"[secret:vault:" in data and TOKEN.encode() not in data  # references stored, never the token
 
 
 # -- concurrency ------------------------------------------------------------------------------------
@@ -405,7 +422,7 @@ def test_two_runners_on_one_session_never_interleave(store: SecureStore) -> None
     assert verify_store(store).ok
 
 
-def test_an_oversized_event_is_refused_whole(root: Path) -> None:
+def test_an_oversized_event_is_refused_whole(root: Path | str) -> None:
     config = StoreConfig(limits=Limits(max_value_bytes=64 * 1024))
     with open_store(root, config=config) as store:
         async def main() -> None:
@@ -432,7 +449,7 @@ def crash(store: SecureStore, key: str, delta: dict[str, Any]) -> None:
     raise Crash("crash between the turn and the shared state")
 
 
-def test_shared_state_cut_off_by_a_crash_is_applied_on_the_next_read(root: Path,
+def test_shared_state_cut_off_by_a_crash_is_applied_on_the_next_read(root: Path | str,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     with open_store(root) as store:
         service = SecureStoreSessionService(store)
@@ -475,7 +492,7 @@ def crash_child(root: str) -> None:
 
 @pytest.mark.crash
 @pytest.mark.parametrize("kill_after", [1, 6, 11])
-def test_every_acknowledged_event_survives_kill_9(root: Path, kill_after: int) -> None:
+def test_every_acknowledged_event_survives_kill_9(root: Path | str, kill_after: int) -> None:
     child = subprocess.Popen([sys.executable, __file__, "crash-child", str(root)], stdout=subprocess.PIPE,
                              text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert child.stdout is not None
@@ -504,6 +521,7 @@ def test_every_acknowledged_event_survives_kill_9(root: Path, kill_after: int) -
 
 
 # -- the example ------------------------------------------------------------------------------------------
+# Directory only: the example program makes its store (and key files) in the directory it is given.
 def test_the_example_runs_offline_and_verifies(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("GOOGLE_API_KEY", "GEMINI_API_KEY")}
     done = subprocess.run([sys.executable, str(REPO / "examples" / "adk_example.py"), str(tmp_path / "store")],

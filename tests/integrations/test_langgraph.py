@@ -39,8 +39,11 @@ from securestore import (
     verify_store,
 )
 from securestore.integrations.langgraph import JsonStateSerializer, Retention, SecureStoreSaver
-from tests.support.cancel import cancel_inside_fsync
+from securestore.core.policy import encode_name
 from tests.support.keys import KEYS, MASTER_KEY
+from tests.support.pg_stores import all_stored, cancel_inside_a_write
+
+pytestmark = pytest.mark.both_backends  # each test with a store runs on a directory and on PostgreSQL
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "ghp_" + "Zq7X" * 9  # a GitHub token shape the detectors find
@@ -83,18 +86,26 @@ def cfg(thread: str) -> dict[str, Any]:
     return {"configurable": {"thread_id": thread}}
 
 
-def open_store(root: Path, config: StoreConfig | None = None) -> SecureStore:
+def open_store(root: Path | str, config: StoreConfig | None = None) -> SecureStore:
     return securestore.open_store(root, config, master_key=MASTER_KEY, environ=KEYS)
 
 
-def files_under(root: Path) -> Iterator[tuple[Path, bytes]]:
-    for path in root.rglob("*"):
-        if path.is_file():
-            yield path, path.read_bytes()
+def files_under(root: Path | str) -> Iterator[tuple[str, bytes]]:
+    """Every place the store keeps bytes (files, or rows on PostgreSQL), names included."""
+    yield from all_stored(root).items()
+
+
+def assert_not_stored(root: Path | str, *values: str) -> None:
+    """No value in any byte the store keeps; the references stored in their place are seen."""
+    stored = dict(files_under(root))
+    assert any(b"[secret:vault:" in data for data in stored.values())  # the scan reads what was written
+    for path, data in stored.items():
+        for value in values:
+            assert value.encode() not in data, path
 
 
 # -- a real graph, sync and async ---------------------------------------------------------------
-def test_a_sync_graph_checkpoints_reopens_resumes_and_shows_its_history(root: Path) -> None:
+def test_a_sync_graph_checkpoints_reopens_resumes_and_shows_its_history(root: Path | str) -> None:
     with open_store(root) as store:
         graph = build_graph(SecureStoreSaver(store))
         out = graph.invoke({"messages": [HumanMessage(content="hi")]}, cfg("t1"))
@@ -116,7 +127,7 @@ def test_a_sync_graph_checkpoints_reopens_resumes_and_shows_its_history(root: Pa
         assert verify_store(store).ok
 
 
-def test_an_async_graph_uses_the_async_methods_and_resumes_from_a_new_handle(root: Path) -> None:
+def test_an_async_graph_uses_the_async_methods_and_resumes_from_a_new_handle(root: Path | str) -> None:
     async def main() -> None:
         async with await aio.open_store(root, master_key=MASTER_KEY, environ=KEYS) as store:
             graph = build_graph(SecureStoreSaver(store))
@@ -137,7 +148,7 @@ def test_an_async_graph_uses_the_async_methods_and_resumes_from_a_new_handle(roo
     asyncio.run(main())
 
 
-def test_a_cancelled_aput_completes_in_its_thread_and_is_recorded(root: Path) -> None:
+def test_a_cancelled_aput_completes_in_its_thread_and_is_recorded(root: Path | str) -> None:
     from langgraph.checkpoint.base import empty_checkpoint
 
     async def main() -> None:
@@ -146,7 +157,7 @@ def test_a_cancelled_aput_completes_in_its_thread_and_is_recorded(root: Path) ->
             config: Any = {"configurable": {"thread_id": "cx", "checkpoint_ns": ""}}
             first = await saver.aput(config, empty_checkpoint(), {}, {})
             checkpoint = empty_checkpoint()
-            outcome, note = await cancel_inside_fsync(store, saver.aput(first, checkpoint, {}, {}))
+            outcome, note = await cancel_inside_a_write(store, root, saver.aput(first, checkpoint, {}, {}))
             assert (outcome.operation, outcome.session, outcome.completed, outcome.error) == (
                 "langgraph.put", "langgraph:cx", True, None)
             assert "completed" in note
@@ -157,7 +168,7 @@ def test_a_cancelled_aput_completes_in_its_thread_and_is_recorded(root: Path) ->
     asyncio.run(main())
 
 
-def test_list_none_pages_the_listing_index_and_skips_foreign_sessions(root: Path) -> None:
+def test_list_none_pages_the_listing_index_and_skips_foreign_sessions(root: Path | str) -> None:
     with open_store(root) as store:
         saver = SecureStoreSaver(store)
         graph = build_graph(saver)
@@ -171,7 +182,7 @@ def test_list_none_pages_the_listing_index_and_skips_foreign_sessions(root: Path
         assert saver.thread_ids() == ["y", "x"]  # most recently written first
 
 
-def test_special_writes_overwrite_and_regular_ones_are_idempotent(root: Path) -> None:
+def test_special_writes_overwrite_and_regular_ones_are_idempotent(root: Path | str) -> None:
     with open_store(root) as store:
         saver = SecureStoreSaver(store)
         from langgraph.checkpoint.base import empty_checkpoint
@@ -189,7 +200,7 @@ def run_secret_conversation(store: SecureStore, *, resolve: bool = False) -> Non
                  cfg("s1"))
 
 
-def test_secrets_in_state_come_back_as_references_by_default_and_never_reach_the_disk(root: Path) -> None:
+def test_secrets_in_state_come_back_as_references_by_default_and_never_reach_the_disk(root: Path | str) -> None:
     with open_store(root) as store:
         run_secret_conversation(store)
         seen: list[list[Any]] = []
@@ -200,11 +211,10 @@ def test_secrets_in_state_come_back_as_references_by_default_and_never_reach_the
         graph.invoke({"messages": [HumanMessage(content="go on")]}, cfg("s1"))
         assert TOKEN not in repr(seen) and "[secret:vault:" in seen[-1][0]  # the model got the reference
         assert verify_store(store).ok
-    for path, data in files_under(root):
-        assert TOKEN.encode() not in data and PASSWORD.encode() not in data, path
+    assert_not_stored(root, TOKEN, PASSWORD)
 
 
-def test_resolve_secrets_gives_the_graph_the_values_back_in_memory_only(root: Path) -> None:
+def test_resolve_secrets_gives_the_graph_the_values_back_in_memory_only(root: Path | str) -> None:
     with open_store(root) as store:
         run_secret_conversation(store)
         seen: list[list[Any]] = []
@@ -215,12 +225,11 @@ def test_resolve_secrets_gives_the_graph_the_values_back_in_memory_only(root: Pa
         graph.invoke({"messages": [HumanMessage(content="go on")]}, cfg("s1"))
         assert seen[-1][0] == f"my token is {TOKEN}"
         assert verify_store(store).ok
-    for path, data in files_under(root):
-        assert TOKEN.encode() not in data and PASSWORD.encode() not in data, path
+    assert_not_stored(root, TOKEN, PASSWORD)
 
 
 # -- the serializer: only listed types are revived ---------------------------------------------
-def test_a_planted_payload_naming_a_class_is_never_imported_or_called(root: Path, tmp_path: Path) -> None:
+def test_a_planted_payload_naming_a_class_is_never_imported_or_called(root: Path | str, tmp_path: Path) -> None:
     marker = tmp_path / "imported"
     (tmp_path / "planted_mod.py").write_text(
         f"import pathlib\npathlib.Path({str(marker)!r}).write_text('imported')\n"
@@ -299,7 +308,7 @@ def test_the_serializer_round_trips_what_langgraph_stores_and_refuses_the_rest()
         SecureStoreSaver.__new__(SecureStoreSaver).__init__(None, serde=JsonPlusSerializer())  # type: ignore[arg-type]
 
 
-def test_a_state_type_the_serializer_cannot_revive_is_refused_at_write_time(root: Path) -> None:
+def test_a_state_type_the_serializer_cannot_revive_is_refused_at_write_time(root: Path | str) -> None:
     class Odd(TypedDict):
         thing: Any
 
@@ -319,11 +328,12 @@ def test_a_state_type_the_serializer_cannot_revive_is_refused_at_write_time(root
 
 
 # -- retention ----------------------------------------------------------------------------------
-def journal_bytes(root: Path) -> int:
-    return sum(len(data) for path, data in files_under(root / "sessions") if path.name.startswith("journal"))
+def journal_bytes(root: Path | str) -> int:
+    return sum(len(data) for path, data in files_under(root)
+               if path.startswith("sessions/") and path.rsplit("/", 1)[-1].startswith("journal"))
 
 
-def test_keep_last_bounds_a_thread_frees_the_disk_keeps_secrets_and_is_audited(root: Path) -> None:
+def test_keep_last_bounds_a_thread_frees_the_disk_keeps_secrets_and_is_audited(root: Path | str) -> None:
     with open_store(root) as store:
         # the token is in the first message, kept by every checkpoint; resolve mode throughout, so the
         # graph writes the values back (re-redacted) and every checkpoint's reference stays resolvable
@@ -344,15 +354,14 @@ def test_keep_last_bounds_a_thread_frees_the_disk_keeps_secrets_and_is_audited(r
             assert len(list(saver.list(cfg("s1")))) <= 3 + 2
         assert graph.get_state(cfg("s1")).values["messages"][0].content == f"my token is {TOKEN}"
         assert verify_store(store).ok
-        session_dir = next((root / "sessions").iterdir())
-        log = [orjson.loads(line) for line in (session_dir / "audit" / "log.jsonl").read_bytes().splitlines()]
+        session_log = dict(files_under(root))[f"sessions/{encode_name(saver.session_key('s1'))}/audit/log.jsonl"]
+        log = [orjson.loads(line) for line in session_log.splitlines()]
         # the retention turn sealed the journal and dropped the old segments: recorded before it happened
         assert any(r.get("op") == "journal.seal" and any(a["sha256"] is None for a in r.get("also", [])) for r in log)
-    for path, data in files_under(root):
-        assert TOKEN.encode() not in data and PASSWORD.encode() not in data, path
+    assert_not_stored(root, TOKEN, PASSWORD)
 
 
-def test_max_age_drops_old_checkpoints_but_keeps_each_namespace_head(root: Path) -> None:
+def test_max_age_drops_old_checkpoints_but_keeps_each_namespace_head(root: Path | str) -> None:
     now = [2_000_000_000.0]
     with open_store(root) as store:
         saver = SecureStoreSaver(store, retention=Retention(max_age_seconds=3600, every=1000), clock=lambda: now[0])
@@ -369,7 +378,7 @@ def test_max_age_drops_old_checkpoints_but_keeps_each_namespace_head(root: Path)
         assert verify_store(store).ok
 
 
-def test_max_age_reads_the_store_clock_by_default(root: Path) -> None:
+def test_max_age_reads_the_store_clock_by_default(root: Path | str) -> None:
     from langgraph.checkpoint.base import empty_checkpoint
 
     now_ms = [4_070_908_800_000]  # 2099-01-01: far from the wall clock, so only the store's clock can age these
@@ -386,7 +395,7 @@ def test_max_age_reads_the_store_clock_by_default(root: Path) -> None:
         assert verify_store(store).ok
 
 
-def open_store_at(root: Path, clock: Any) -> SecureStore:
+def open_store_at(root: Path | str, clock: Any) -> SecureStore:
     return securestore.open_store(root, master_key=MASTER_KEY, environ=KEYS, clock=clock)
 
 
@@ -398,7 +407,7 @@ class DeltaState(TypedDict):
     items: Annotated[list[str], DeltaChannel(extend, snapshot_frequency=4)]
 
 
-def test_prune_keeps_what_a_delta_channel_is_rebuilt_from(root: Path) -> None:
+def test_prune_keeps_what_a_delta_channel_is_rebuilt_from(root: Path | str) -> None:
     def add(state: DeltaState) -> dict[str, Any]:
         return {"items": [f"n{len(state['items'])}"]}
 
@@ -446,14 +455,14 @@ class AckSaver(SecureStoreSaver):
 
 def child_main(argv: list[str]) -> None:
     root, thread, turns = argv[0], argv[1], int(argv[2])
-    with open_store(Path(root)) as store:
+    with open_store(root) as store:  # a directory or a postgresql:// URL
         graph = build_graph(AckSaver(store))
         for turn in itertools.count() if turns < 0 else range(turns):
             graph.invoke({"messages": [HumanMessage(content=f"{thread} turn {turn}")]}, cfg(thread))
     print("done", flush=True)
 
 
-def spawn(root: Path, thread: str, turns: int) -> subprocess.Popen[str]:
+def spawn(root: Path | str, thread: str, turns: int) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-c", CHILD.format(repo=str(REPO)), str(root), thread, str(turns)],
                             stdout=subprocess.PIPE, text=True, cwd=str(REPO))
 
@@ -462,7 +471,7 @@ def acked(lines: list[str]) -> list[str]:
     return [line.split()[2] for line in lines if line.startswith("ack ")]
 
 
-def test_two_processes_writing_one_thread_are_serialised_and_lose_nothing(root: Path) -> None:
+def test_two_processes_writing_one_thread_are_serialised_and_lose_nothing(root: Path | str) -> None:
     children = [spawn(root, "shared", 5), spawn(root, "shared", 5)]
     outputs = [child.communicate(timeout=120)[0].splitlines() for child in children]
     assert [child.returncode for child in children] == [0, 0]
@@ -474,7 +483,7 @@ def test_two_processes_writing_one_thread_are_serialised_and_lose_nothing(root: 
         assert verify_store(store).ok
 
 
-def test_a_writer_that_cannot_get_the_thread_lock_gets_lock_held_error(root: Path) -> None:
+def test_a_writer_that_cannot_get_the_thread_lock_gets_lock_held_error(root: Path | str) -> None:
     with open_store(root, StoreConfig(lock_timeout_seconds=0)) as store:
         graph = build_graph(SecureStoreSaver(store))
         graph.invoke({"messages": [HumanMessage(content="hi")]}, cfg("busy"))
@@ -485,7 +494,7 @@ def test_a_writer_that_cannot_get_the_thread_lock_gets_lock_held_error(root: Pat
         assert verify_store(store).ok
 
 
-def test_a_state_over_the_value_cap_is_refused_with_a_clear_error(root: Path) -> None:
+def test_a_state_over_the_value_cap_is_refused_with_a_clear_error(root: Path | str) -> None:
     with open_store(root, StoreConfig(limits=Limits(max_value_bytes=8192))) as store:
         graph = build_graph(SecureStoreSaver(store))
         with pytest.raises(LimitExceededError) as caught:
@@ -496,7 +505,7 @@ def test_a_state_over_the_value_cap_is_refused_with_a_clear_error(root: Path) ->
         assert verify_store(store).ok
 
 
-def test_a_bad_thread_id_is_refused_by_the_store_key_policy(root: Path) -> None:
+def test_a_bad_thread_id_is_refused_by_the_store_key_policy(root: Path | str) -> None:
     with open_store(root) as store:
         graph = build_graph(SecureStoreSaver(store, key_prefix="lg-"))
         with pytest.raises(securestore.SecretInKeyError):
@@ -505,7 +514,7 @@ def test_a_bad_thread_id_is_refused_by_the_store_key_policy(root: Path) -> None:
 
 # -- crash --------------------------------------------------------------------------------------
 @pytest.mark.crash
-def test_kill_9_between_steps_keeps_every_acknowledged_checkpoint(root: Path) -> None:
+def test_kill_9_between_steps_keeps_every_acknowledged_checkpoint(root: Path | str) -> None:
     child = spawn(root, "crash", -1)
     assert child.stdout is not None
     lines: list[str] = []
@@ -526,6 +535,7 @@ def test_kill_9_between_steps_keeps_every_acknowledged_checkpoint(root: Path) ->
 
 
 # -- the example --------------------------------------------------------------------------------
+# Directory only: the example program makes its store (and key files) in the directory it is given.
 def test_the_example_runs_and_verifies(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")}
     done = subprocess.run([sys.executable, str(REPO / "examples" / "langgraph_example.py"), str(tmp_path / "store")],
@@ -534,7 +544,7 @@ def test_the_example_runs_and_verifies(tmp_path: Path) -> None:
     assert "audit verify: ok" in done.stdout
 
 
-def test_hold_sessions_keeps_the_thread_lock_until_close(root: Path) -> None:
+def test_hold_sessions_keeps_the_thread_lock_until_close(root: Path | str) -> None:
     with open_store(root, StoreConfig(lock_timeout_seconds=0)) as store:
         with SecureStoreSaver(store, hold_sessions=True) as saver:
             graph = build_graph(saver)
@@ -548,7 +558,7 @@ def test_hold_sessions_keeps_the_thread_lock_until_close(root: Path) -> None:
         assert verify_store(store).ok
 
 
-def test_typed_secrets_in_a_registered_model_are_vaulted_not_stringified(root: Path) -> None:
+def test_typed_secrets_in_a_registered_model_are_vaulted_not_stringified(root: Path | str) -> None:
     from langgraph.checkpoint.base import empty_checkpoint
     from pydantic import BaseModel, SecretStr
 
@@ -566,5 +576,4 @@ def test_typed_secrets_in_a_registered_model_are_vaulted_not_stringified(root: P
         assert loaded.user == "bob" and loaded.api.get_secret_value().startswith("[secret:vault:")
         resolved = SecureStoreSaver(store, allowed_types=[Creds], resolve_secrets=True).get_tuple(stored)
         assert resolved.checkpoint["channel_values"]["creds"].api.get_secret_value() == value
-    for path, data in files_under(root):
-        assert value.encode() not in data, path
+    assert_not_stored(root, value)

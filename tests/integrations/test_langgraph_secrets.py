@@ -1,7 +1,8 @@
 """SecureStoreSaver and secrets that hide in corners: a credential-named state field written
 through pending writes, bytes in state, typed values under credential-named keys, rewrites
 (retention, prune, copy) that cannot re-arm every reference, and writes stored before their
-checkpoint. Every test that stores a secret scans every byte under the store root for it."""
+checkpoint. Every test that stores a secret scans every byte the store keeps for it (files or
+rows: each test runs on a directory and on PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -22,22 +23,25 @@ from securestore import IntegrityError, SecureStore, UsageError, verify_store
 from securestore.errors import KeyMaterialError, SecretUnavailableError
 from securestore.integrations.langgraph import JsonStateSerializer, Retention, SecureStoreSaver
 from tests.support.keys import KEYS, MASTER_KEY
+from tests.support.pg_stores import all_stored
+
+pytestmark = pytest.mark.both_backends
 
 TOKEN = "ghp_" + "Zq7X" * 9  # a GitHub token shape the detectors find
 PASSWORD = "Tr0ub4dor-9xq2-LLm7"  # found only by the key it is stored under
 DEPLOY = "dt-value-123456-deploy"
 
 
-def open_store(root: Path, *, master: bool = True, environ: dict[str, str] | None = None) -> SecureStore:
+def open_store(root: Path | str, *, master: bool = True, environ: dict[str, str] | None = None) -> SecureStore:
     return securestore.open_store(root, master_key=MASTER_KEY if master else None, environ=environ or KEYS)
 
 
-def assert_nowhere_on_disk(root: Path, *secrets: str) -> None:
-    """No secret, nor its base64 or JSON-escaped form, in any byte under the store root."""
-    for path in root.rglob("*"):
-        if not path.is_file():
-            continue
-        data = path.read_bytes()
+def assert_nowhere_on_disk(root: Path | str, *secrets: str) -> None:
+    """No secret, nor its base64 or JSON-escaped form, in any byte the store keeps: any file
+    under a directory store's root, or any row of a PostgreSQL store (names included)."""
+    stored = all_stored(root)
+    assert any(b"[secret:" in data for data in stored.values())  # the scan sees the references stored
+    for path, data in stored.items():
         for secret in secrets:
             raw = secret.encode()
             for form in (raw, base64.b64encode(raw)[:-4] or base64.b64encode(raw), secret.encode("unicode_escape")):
@@ -77,7 +81,7 @@ def login_graph(saver: SecureStoreSaver) -> Any:
     return builder.compile(checkpointer=saver)
 
 
-def test_a_credential_named_state_field_is_vaulted_in_its_pending_write(root: Path) -> None:
+def test_a_credential_named_state_field_is_vaulted_in_its_pending_write(root: Path | str) -> None:
     with open_store(root) as store:
         graph = login_graph(SecureStoreSaver(store))
         graph.invoke({"question": "hi"}, {"configurable": {"thread_id": "t"}})
@@ -92,7 +96,7 @@ def test_a_credential_named_state_field_is_vaulted_in_its_pending_write(root: Pa
     assert_nowhere_on_disk(root, PASSWORD)
 
 
-def test_writes_in_the_old_list_format_and_dunder_channels_still_load(root: Path) -> None:
+def test_writes_in_the_old_list_format_and_dunder_channels_still_load(root: Path | str) -> None:
     with open_store(root) as store:
         saver = SecureStoreSaver(store)
         stored = put(saver, cfg("old"), {"s": 1}, 0)
@@ -107,7 +111,7 @@ def test_writes_in_the_old_list_format_and_dunder_channels_still_load(root: Path
 
 
 # -- F2: bytes in state, metadata and writes ----------------------------------------------------
-def test_bytes_that_are_text_are_scanned_everywhere_and_binary_round_trips(root: Path) -> None:
+def test_bytes_that_are_text_are_scanned_everywhere_and_binary_round_trips(root: Path | str) -> None:
     values = {"blob": TOKEN.encode(), "form": bytearray(b"password=" + PASSWORD.encode()), "bin": b"\x00\xff\xfe"}
     with open_store(root) as store:
         saver = SecureStoreSaver(store)
@@ -133,7 +137,7 @@ TAGGED: dict[str, Any] = {
 }
 
 
-def test_tagged_values_under_credential_keys_load_as_references_or_values(root: Path) -> None:
+def test_tagged_values_under_credential_keys_load_as_references_or_values(root: Path | str) -> None:
     with open_store(root) as store:
         put(SecureStoreSaver(store), cfg("k"), {"s": TAGGED}, 0)
         plain = SecureStoreSaver(store).get_tuple(cfg("k")).checkpoint["channel_values"]["s"]
@@ -152,7 +156,7 @@ class Vaulted(TypedDict, total=False):
 
 
 @pytest.mark.parametrize("resolve", [False, True])
-def test_a_thread_with_bytes_under_a_password_field_stays_resumable(root: Path, resolve: bool) -> None:
+def test_a_thread_with_bytes_under_a_password_field_stays_resumable(root: Path | str, resolve: bool) -> None:
     seen: list[Any] = []
 
     def node(state: Vaulted) -> dict[str, Any]:
@@ -203,7 +207,7 @@ def resolved_value(store: SecureStore) -> Any:
     return SecureStoreSaver(store, resolve_secrets=True).get_tuple(cfg("t")).checkpoint["channel_values"]["s"]
 
 
-def test_prune_or_copy_without_the_master_key_is_refused_and_changes_nothing(root: Path) -> None:
+def test_prune_or_copy_without_the_master_key_is_refused_and_changes_nothing(root: Path | str) -> None:
     with open_store(root) as store:
         secret_thread(store)
     with open_store(root, master=False) as nokey:
@@ -222,7 +226,7 @@ def test_prune_or_copy_without_the_master_key_is_refused_and_changes_nothing(roo
     assert_nowhere_on_disk(root, PASSWORD)
 
 
-def test_one_unresolvable_reference_refuses_the_rewrite_instead_of_losing_the_others(root: Path) -> None:
+def test_one_unresolvable_reference_refuses_the_rewrite_instead_of_losing_the_others(root: Path | str) -> None:
     with_env = {**KEYS, "DEPLOY_TOKEN": DEPLOY}
     with open_store(root) as store:
         saver = secret_thread(store, env_ref=True)
@@ -239,7 +243,7 @@ def test_one_unresolvable_reference_refuses_the_rewrite_instead_of_losing_the_ot
 
 
 def test_retention_inside_put_is_skipped_with_a_warning_when_it_would_lose_secrets(
-        root: Path, caplog: pytest.LogCaptureFixture) -> None:
+        root: Path | str, caplog: pytest.LogCaptureFixture) -> None:
     with open_store(root) as store:
         secret_thread(store, env_ref=True)
         # keep_last=2 keeps the checkpoint holding the env reference: it would be rewritten as text
@@ -255,7 +259,7 @@ def test_retention_inside_put_is_skipped_with_a_warning_when_it_would_lose_secre
 
 
 # -- F8: writes stored before their checkpoint survive a rewrite ---------------------------------
-def test_a_rewrite_keeps_writes_that_arrived_before_their_checkpoint(root: Path) -> None:
+def test_a_rewrite_keeps_writes_that_arrived_before_their_checkpoint(root: Path | str) -> None:
     with open_store(root) as store:
         saver = SecureStoreSaver(store)
         checkpoints = []

@@ -31,9 +31,11 @@ from agents.testing import ScriptedModel, assistant_message, function_call
 from securestore import Limits, LimitExceededError, LockHeldError, SecureStore, StoreConfig, UsageError, verify_store
 from securestore import aio
 from securestore.integrations.openai_agents import Repair, SecureStoreSession
-from tests.support.cancel import cancel_inside_fsync
 from tests.support.keys import KEYS, MASTER_KEY
+from tests.support.pg_stores import all_stored_bytes, cancel_inside_a_write
 from tests.support.stores import REPO
+
+pytestmark = pytest.mark.both_backends  # each test with a store runs on a directory and on PostgreSQL
 
 set_tracing_disabled(True)  # the trace exporter would try to reach OpenAI
 
@@ -63,12 +65,12 @@ def agent(model: ScriptedModel, tool: Any = lookup) -> Agent[Any]:
     return Agent(name="support", instructions="help", model=model, tools=[tool])
 
 
-def open_sync(root: Path, config: StoreConfig = NO_LOCK_WAIT) -> SecureStore:
+def open_sync(root: Path | str, config: StoreConfig = NO_LOCK_WAIT) -> SecureStore:
     return SecureStore(root, config, master_key=MASTER_KEY, environ=KEYS)
 
 
 @pytest.fixture
-def sync_store(root: Path) -> Iterator[SecureStore]:
+def sync_store(root: Path | str) -> Iterator[SecureStore]:
     with open_sync(root) as handle:
         yield handle
 
@@ -77,15 +79,9 @@ def kinds(items: list[Any]) -> list[str]:
     return [item.get("type") or item["role"] for item in items]
 
 
-def disk_bytes(root: Path) -> bytes:
-    """Every byte of every file under the store root."""
-    chunks = []
-    for directory, _, files in os.walk(root):
-        for name in files:
-            path = Path(directory, name)
-            if path.is_file() and not path.is_symlink():
-                chunks.append(path.read_bytes())
-    return b"".join(chunks)
+def disk_bytes(root: Path | str) -> bytes:
+    """Every byte the store keeps: each file under its root, or each row on PostgreSQL (names included)."""
+    return all_stored_bytes(root)
 
 
 def child_env() -> dict[str, str]:
@@ -103,7 +99,7 @@ def without_ids(items: list[Any]) -> list[Any]:
 
 # -- the Session contract ---------------------------------------------------------------------------
 
-def test_runs_store_what_sqlite_session_stores_in_the_same_order(root: Path, tmp_path: Path) -> None:
+def test_runs_store_what_sqlite_session_stores_in_the_same_order(root: Path | str, tmp_path: Path) -> None:
     async def conversation(session: Session) -> tuple[list[Any], list[Any]]:
         model = scripted("The DB is down.", "You asked about 4711.")
         await Runner.run(agent(model, plain_lookup), "what's up with 4711?", session=session)
@@ -203,7 +199,7 @@ def test_pop_item_and_clear_session(sync_store: SecureStore) -> None:
     asyncio.run(main())
 
 
-def test_a_new_store_handle_sees_the_history_after_a_restart(root: Path) -> None:
+def test_a_new_store_handle_sees_the_history_after_a_restart(root: Path | str) -> None:
     async def first() -> None:
         async with await aio.open_store(root, master_key=MASTER_KEY, environ=KEYS) as store:
             async with SecureStoreSession("restart", store) as session:
@@ -240,7 +236,7 @@ def test_a_closed_session_refuses_use_and_releases_its_lock(sync_store: SecureSt
 # -- secrets ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("resolve", [False, True])
-def test_what_the_model_sees_of_a_secret_and_nothing_reaches_the_disk(root: Path, resolve: bool) -> None:
+def test_what_the_model_sees_of_a_secret_and_nothing_reaches_the_disk(root: Path | str, resolve: bool) -> None:
     async def main() -> None:
         with open_sync(root) as store:
             async with SecureStoreSession("secrets", store, resolve_secrets=resolve) as session:
@@ -258,13 +254,14 @@ def test_what_the_model_sees_of_a_secret_and_nothing_reaches_the_disk(root: Path
             assert API_KEY not in stored and PASSWORD not in stored and "[secret:vault:" in stored
             assert verify_store(store).ok
         on_disk = disk_bytes(root)
+        assert b"[secret:vault:" in on_disk  # the scan sees the references stored in their place
         assert API_KEY.encode() not in on_disk and PASSWORD.encode() not in on_disk
         assert json.dumps(API_KEY).encode() not in on_disk
 
     asyncio.run(main())
 
 
-def test_resolving_secrets_needs_a_master_key(root: Path) -> None:
+def test_resolving_secrets_needs_a_master_key(root: Path | str) -> None:
     with SecureStore(root, NO_LOCK_WAIT, environ=KEYS) as store:
         with pytest.raises(UsageError, match="master key"):
             SecureStoreSession("s", store, resolve_secrets=True)
@@ -295,14 +292,15 @@ def json_fields(item: dict[str, Any]) -> Any:
     return value[0]["text"] if isinstance(value, list) else value
 
 
-def assert_not_on_disk(root: Path, *values: str) -> None:
+def assert_not_on_disk(root: Path | str, *values: str) -> None:
     on_disk = disk_bytes(root)
+    assert b"[secret:vault:" in on_disk  # the scan sees the references stored in their place
     for value in values:
         assert value.encode() not in on_disk and json.dumps(value).encode() not in on_disk
 
 
 @pytest.mark.parametrize("shape", JSON_SHAPES)
-def test_a_secret_in_json_arguments_or_outputs_is_vaulted_with_the_whole_string(root: Path, shape: str) -> None:
+def test_a_secret_in_json_arguments_or_outputs_is_vaulted_with_the_whole_string(root: Path | str, shape: str) -> None:
     text = JSON_SHAPES[shape]
 
     async def main() -> None:
@@ -338,7 +336,7 @@ def test_json_text_without_a_secret_and_plain_text_are_kept_as_written(sync_stor
 
 
 @pytest.mark.parametrize("resolve", [False, True])
-def test_a_runner_tool_call_with_a_secret_in_its_json_arguments(root: Path, resolve: bool) -> None:
+def test_a_runner_tool_call_with_a_secret_in_its_json_arguments(root: Path | str, resolve: bool) -> None:
     received: list[str] = []
 
     async def configure(_: Any, arguments: str) -> str:
@@ -400,7 +398,7 @@ def test_two_runners_on_one_session_in_one_process_get_lock_held_error(sync_stor
     assert verify_store(sync_store).ok
 
 
-def test_a_runner_in_another_process_holding_the_session_blocks_this_one(root: Path) -> None:
+def test_a_runner_in_another_process_holding_the_session_blocks_this_one(root: Path | str) -> None:
     child = spawn(root, "hold")
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "ready"
@@ -425,13 +423,13 @@ def test_a_runner_in_another_process_holding_the_session_blocks_this_one(root: P
 
 # -- cancellation, caps ------------------------------------------------------------------------------
 
-def test_a_cancelled_add_items_completes_and_the_outcome_is_recorded(root: Path) -> None:
+def test_a_cancelled_add_items_completes_and_the_outcome_is_recorded(root: Path | str) -> None:
     async def main() -> None:
         async with await aio.open_store(root, NO_LOCK_WAIT, master_key=MASTER_KEY, environ=KEYS) as store:
             async with SecureStoreSession("cancel", store) as session:
                 batch = [{"type": "function_call", "call_id": "c1", "name": "lookup", "arguments": "{}"},
                          {"type": "function_call_output", "call_id": "c1", "output": "ok"}]
-                outcome, note = await cancel_inside_fsync(store, session.add_items(batch))
+                outcome, note = await cancel_inside_a_write(store, root, session.add_items(batch))
                 assert (outcome.operation, outcome.session, outcome.completed) == ("append_items", "cancel", True)
                 assert "completed" in note
                 assert await session.get_items() == batch  # the whole batch, durable
@@ -440,7 +438,7 @@ def test_a_cancelled_add_items_completes_and_the_outcome_is_recorded(root: Path)
     asyncio.run(main())
 
 
-def test_an_item_over_the_value_cap_is_refused_whole(root: Path) -> None:
+def test_an_item_over_the_value_cap_is_refused_whole(root: Path | str) -> None:
     config = StoreConfig(lock_timeout_seconds=0, limits=Limits(max_value_bytes=4096))
 
     async def main() -> None:
@@ -626,6 +624,7 @@ def test_anonymous_tool_searches_pair_in_order(sync_store: SecureStore) -> None:
 
 
 # -- the example ------------------------------------------------------------------------------------
+# Directory only: the example program makes its store (and key files) in the directory it is given.
 
 def test_the_example_runs_without_an_api_key_and_continues_in_a_named_store(tmp_path: Path) -> None:
     example = [sys.executable, str(REPO / "examples" / "openai_agents_example.py")]
@@ -638,7 +637,7 @@ def test_the_example_runs_without_an_api_key_and_continues_in_a_named_store(tmp_
 
 # -- crashes -----------------------------------------------------------------------------------------
 
-def spawn(root: Path, mode: str) -> subprocess.Popen[str]:
+def spawn(root: Path | str, mode: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, __file__, str(root), mode], stdin=subprocess.PIPE,  # noqa: S603
                             stdout=subprocess.PIPE, text=True, env=child_env(), cwd=REPO)
 
@@ -657,7 +656,7 @@ def batches_of(lines: list[str]) -> tuple[list[list[Any]], list[Any] | None]:
     return acked, writing
 
 
-def check_after_kill(root: Path, lines: list[str], before: list[Any]) -> list[Any]:
+def check_after_kill(root: Path | str, lines: list[str], before: list[Any]) -> list[Any]:
     acked, writing = batches_of(lines)
     expected = before + [item for batch in acked for item in batch]
     with open_sync(root) as store:
@@ -669,7 +668,7 @@ def check_after_kill(root: Path, lines: list[str], before: list[Any]) -> list[An
 
 
 @pytest.mark.crash
-def test_a_runner_killed_mid_run_loses_no_acknowledged_add_items(root: Path) -> None:
+def test_a_runner_killed_mid_run_loses_no_acknowledged_add_items(root: Path | str) -> None:
     # kill -9 wherever the free-running child happens to be, after at least 12 acknowledged writes
     child = spawn(root, "run")
     assert child.stdout is not None

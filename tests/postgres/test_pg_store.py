@@ -52,3 +52,17 @@ def test_one_writer_per_session_across_handles(server: PostgresServer, tmp_path:
         with first.create_session("s"):
             with pytest.raises(LockHeldError, match="held by server process"):
                 second.open_session("s")
+
+
+def test_the_audit_trail_drill_is_refused_on_a_database(server: PostgresServer, tmp_path: Path) -> None:
+    from securestore.api import AuditTrailDrill
+    from securestore.errors import UsageError
+
+    url = set_up_database(server)
+    init_store(url, seed_out=str(tmp_path / "seed"), signing_key=SIGNING_KEY)
+    with open_store(url, master_key=MASTER_KEY, environ=KEYS) as store:
+        store.put("s", "k", 1)
+        with pytest.raises(UsageError, match=r"^refused: the audit trail drill rewrites a directory store's"):
+            with AuditTrailDrill(store, "s"):
+                pass
+        assert verify_store(store).ok

@@ -84,8 +84,8 @@ def tree_snapshot(path: Path) -> dict[str, tuple[int, bytes | None]]:
 def all_bytes(path: Path | str) -> bytes:
     """Every byte a store keeps: each file's content (each row's, for a PostgreSQL store)."""
     if isinstance(path, str) and path.startswith("postgresql://"):
-        from tests.support.pg_stores import stored_bytes
-        return stored_bytes(path)
+        from tests.support.pg_stores import all_stored_bytes
+        return all_stored_bytes(path)  # each file whole: a value split across rows is still found
     return b"\n".join(data for _, data in tree_snapshot(Path(path)).values() if data)
 
 

@@ -58,7 +58,8 @@ def rotated(systems: list[System], rnd: int) -> list[System]:
 
 
 def run_rounds(systems: list[System], ops: dict[str, int], rounds: int,
-               log: Callable[[str], None]) -> SideBySide:
+               log: Callable[[str], None], *, baseline: str = BASELINE) -> SideBySide:
+    """`baseline` is the system measured against the others: its failure ends the run."""
     result = SideBySide(ops, rounds)
     for rnd in range(rounds + 1):  # round 0 warms up and is dropped
         log(f"round {rnd}/{rounds}{' (warm-up, discarded)' if rnd == 0 else ''}")
@@ -76,7 +77,7 @@ def run_rounds(systems: list[System], ops: dict[str, int], rounds: int,
                     finally:
                         prepared.cleanup()
                 except Exception as error:  # a peer that breaks is reported, the run goes on
-                    if system.name == BASELINE:
+                    if system.name == baseline:
                         raise
                     result.failed[(workload, system.name)] = f"{type(error).__name__}: {str(error)[:100]}"
                     result.cells.pop((workload, system.name), None)

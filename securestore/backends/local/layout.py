@@ -9,7 +9,7 @@ from ...core.transcript import segment_name
 from ...errors import IntegrityError
 
 LAYOUT_VERSION = 2  # 2: the transcript is a chain of journal segments (1: snapshot + journal)
-BACKEND = "fs"
+BACKEND = "fs"  # the tree layout's engine: manifests say it on every storage backend (a copy moves them)
 # Where a store was made (its identity says so); the engine and its files are the same in both.
 BACKENDS = frozenset({"fs", "postgres"})
 

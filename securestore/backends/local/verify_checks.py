@@ -145,11 +145,19 @@ class Checker:
             self.report.failures.append(log.failure)
         self.report.incomplete.extend(log.incomplete)
         if log.torn_bytes:
-            self.report.warnings.append(f"{log.label}: torn final record ({log.torn_bytes} bytes), repaired on next write")
+            self.torn(log.label, "record", log.torn_bytes, ", repaired on next write")
         if log.torn_checkpoint_bytes:
-            self.report.warnings.append(f"{log.label}: torn final checkpoint ({log.torn_checkpoint_bytes} bytes), "
-                                        "repaired on next write")
+            self.torn(log.label, "checkpoint", log.torn_checkpoint_bytes, ", repaired on next write")
         return log
+
+    def torn(self, label: str, what: str, size: int, repair: str = "") -> None:
+        """A partial last line: a crash's mark on disk (a warning), tampering where every append
+        is one transaction (PostgreSQL: no crash leaves one there)."""
+        if not self.store.root.atomic_appends:
+            self.report.warnings.append(f"{label}: torn final {what} ({size} bytes){repair}")
+            return
+        self.report.failures.append(Failure(label, None, 0, 0, "torn-record", f"whole {what}s only (every append is "
+                                            "one transaction)", f"a partial final {what} of {size} bytes"))
 
     @staticmethod
     def in_flight(log: LogReport, target: str) -> set[str | None]:
@@ -296,7 +304,7 @@ class Checker:
             manifest_bytes = directory.read(MANIFEST_FILE, self.limits.max_manifest_bytes)
             manifest_lines, torn = split_lines(manifest_bytes)
             if torn:
-                self.report.warnings.append(f"{target}/{MANIFEST_FILE}: torn final revision ({len(torn)} bytes)")
+                self.torn(f"{target}/{MANIFEST_FILE}", "revision", len(torn))
             # The store log names the session by its first revision; its own log covers the rest.
             self.expect(store_log, target, line_hash(manifest_lines[0]) if manifest_lines else None)
             history = read_manifest(directory, self.limits, target)
@@ -351,7 +359,7 @@ def check_journal(checker: Checker, log: LogReport, directory: TreeDir, target: 
         lines, torn = split_lines(data or b"")
         if name == head.active:
             if torn:
-                checker.report.warnings.append(f"{target}/{name}: torn final record ({len(torn)} bytes)")
+                checker.torn(f"{target}/{name}", "record", len(torn))
             checker.lines_match(log, name, data or b"", lines)
         else:
             sealed = None if data is None else sha256_hex(data) if torn else lines_digest(map(line_hash, lines))

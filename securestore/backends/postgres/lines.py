@@ -7,22 +7,24 @@ from collections.abc import Generator, Iterable, Iterator
 
 from .link import PgLink
 
-_BATCH = 256  # rows per round trip (an audit record or a journal line is one row)
+_BATCH = 256  # the most rows per round trip (an audit record or a journal line is one row)
+_FIRST = 8  # a backward walk's first batch: a read of the last few lines fetches a few rows
 
 
 def chunks_backward(link: PgLink, label: str, node: int, audit: bool, end: int) -> Iterator[tuple[int, bytes]]:
     """(pos, data) of the chunks holding bytes before `end`, last first, each cut at `end`."""
     statement = link.sql.audit_backward if audit else link.sql.chunks_backward
-    before = 1 << 31
+    before, limit = 1 << 31, _FIRST
     while True:
         with link.reading(label) as connection:
             rows = connection.execute(statement, {"node": node, "before": before, "end": end,
-                                                  "limit": _BATCH}).fetchall()
+                                                  "limit": limit}).fetchall()
         for seq, pos, data in rows:
             yield int(pos), bytes(data)[: max(0, end - int(pos))]
             before = int(seq)
-        if len(rows) < _BATCH:
+        if len(rows) < limit:
             return
+        limit = min(limit * 2, _BATCH)  # a longer walk: fewer round trips
 
 
 def chunks_forward(link: PgLink, label: str, node: int, audit: bool, start: int,

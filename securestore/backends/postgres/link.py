@@ -3,11 +3,14 @@ handle runs on it, one at a time: a writer's lock and the writes it guards live 
 the same connection, so a lost connection can never leave writes going on under a lock the
 server already gave to someone else.
 
-Each write is one transaction. `durable=True` commits synchronously (the commit returns once
-the WAL is flushed); `durable=False` commits asynchronously, which WAL order makes safe: any
-later synchronous commit flushes it too. A connection lost while a write commits leaves its
-outcome unknown: the handle is latched unusable (like a failed fsync on disk) and the next
-open settles the dangling intent by observation. A connection lost while no lock is held and
+Each write is one transaction: one statement on the autocommit connection (`write`: its own
+implicit transaction, one round trip) or a block of them (`writing`). `durable=True` commits
+synchronously (the commit returns once the WAL is flushed); `durable=False` commits
+asynchronously, which WAL order makes safe: any later synchronous commit flushes it too. A
+connection lost while a write commits leaves its outcome unknown: the handle is latched
+unusable (like a failed fsync on disk) and the next open settles the dangling intent by
+observation. A one-statement write sends its statement and its commit together, so a connection
+lost during it always latches. A connection lost while no lock is held and
 nothing is in flight is replaced on the next operation.
 
 A handle is its own one-connection pool, so it does what a pool's health check does: a
@@ -113,12 +116,26 @@ class PgLink:
                 raise self._translate(exc, "write", label, connection) from None
             self.unflushed = not durable  # a synchronous commit flushes every earlier one too
 
+    def write(self, label: str, statement: bytes, params: dict[str, Any], *, durable: bool) -> Any:
+        """Run a one-statement write (statements.py: it ends in COMMIT_TAIL) as its own transaction,
+        committed (durably, with `durable`) when this returns; the first column of its one row."""
+        with self.released:
+            self.ctx.check_usable()
+            connection = self._live()
+            try:
+                row = connection.execute(statement, {**params, "commit": "on" if durable else "off"}).fetchone()
+            except psycopg.Error as exc:
+                if (connection.broken or connection.closed) and not self.held:  # sent with its commit
+                    self._latch(f"the commit of {label} may or may not have happened ({describe_error(exc)})")
+                raise self._translate(exc, "write", label, connection) from None
+            self.unflushed = not durable  # a durable one took an xid: its flushed commit flushed the others
+            return None if row is None else row[0]
+
     def barrier(self, label: str) -> None:
         """Make every earlier asynchronous commit durable (an fsync's counterpart)."""
         if not self.unflushed:
             return
-        with self.writing(label, durable=True) as connection:
-            connection.execute(self.sql.barrier)
+        self.write(label, self.sql.barrier, {}, durable=True)
 
     def _translate(self, exc: psycopg.Error, action: str, label: str, connection: Connection) -> Exception:
         if isinstance(exc, psycopg.errors.UniqueViolation):

@@ -11,7 +11,7 @@ from collections.abc import Generator, Iterator
 from typing import Any
 
 from ...audit.checkpoint import CHECKPOINTS_FILE
-from ...errors import AlreadyExistsError, NotFoundError, StorageError, UnsafeFileError
+from ...errors import AlreadyExistsError, IntegrityError, NotFoundError, StorageError, UnsafeFileError
 from ...fs import EntryInfo, FsContext, check_name
 from ..tree import LINE_CHUNK
 from .link import PgLink
@@ -25,6 +25,8 @@ _MODES = {"d": 0o700, "f": 0o600}
 
 
 class PgDir:
+    atomic_appends = True  # a partial last line is never a crash's: see truncate
+
     def __init__(self, link: PgLink, node: int, name: str, label: str, *, owns_link: bool = False) -> None:
         self.link = link
         self.owns_link = owns_link  # the root: closing it closes the store handle's connection
@@ -70,11 +72,10 @@ class PgDir:
 
     def make_dir(self, name: str, *, durable: bool = True) -> PgDir:
         label = self.child_label(name)
-        with self.link.writing(label, durable=durable) as connection:
-            row = connection.execute(self.sql.make_dir, {**self._key(name), "now": self._now()}).fetchone()
-        if row is None:
+        made = self.link.write(label, self.sql.make_dir, {**self._key(name), "now": self._now()}, durable=durable)
+        if made is None:
             raise AlreadyExistsError(f"{label} already exists")
-        return PgDir(self.link, int(row[0]), name, label)
+        return PgDir(self.link, int(made), name, label)
 
     def open_or_make_dir(self, name: str) -> PgDir:
         try:
@@ -134,9 +135,8 @@ class PgDir:
         into = target or self
         check_name(dst)
         params = {**self._key(src), "into": into.node, "dst": dst}
-        with self.link.writing(into.child_label(dst), durable=True) as connection:  # names dst if it exists
-            found = connection.execute(self.sql.rename, params).rowcount
-        if found == 0:
+        found = self.link.write(into.child_label(dst), self.sql.rename, params, durable=True)  # names dst if it exists
+        if not found:
             raise NotFoundError(f"{self.child_label(src)} does not exist")
 
     # -- whole files ---------------------------------------------------------------------------
@@ -163,8 +163,7 @@ class PgDir:
         if self._is_audit(name):
             raise UnsafeFileError(f"refused to replace {label}: the audit trail only grows")
         params = {**self._key(name), "size": len(data), "data": data, "now": self._now()}
-        with self.link.writing(label, durable=durable) as connection:
-            written = connection.execute(self.sql.replace, params).rowcount
+        written = self.link.write(label, self.sql.replace, params, durable=durable)
         if written != 1:
             raise UnsafeFileError(f"refused {label}: expected a file, found a directory")
 
@@ -172,9 +171,7 @@ class PgDir:
         label = self.child_label(name)
         params = {**self._key(name), "size": len(data), "data": data, "now": self._now(),
                   "audit": self._is_audit(name)}
-        with self.link.writing(label, durable=True) as connection:
-            row = connection.execute(self.sql.create, params).fetchone()
-        if row is None or int(row[0]) != 1:
+        if self.link.write(label, self.sql.create, params, durable=True) != 1:
             raise AlreadyExistsError(f"{label} already exists")
 
     def write_private(self, name: str, data: bytes) -> None:
@@ -193,23 +190,18 @@ class PgDir:
 
     def ensure_file(self, name: str) -> None:
         params = {**self._key(name), "size": 0, "data": b"", "now": self._now(), "audit": self._is_audit(name)}
-        with self.link.writing(self.child_label(name), durable=False) as connection:
-            connection.execute(self.sql.create, params)
+        self.link.write(self.child_label(name), self.sql.create, params, durable=False)
 
     def unlink(self, name: str, *, durable: bool = True) -> None:
         label = self.child_label(name)
-        with self.link.writing(label, durable=durable) as connection:
-            row = connection.execute(self.sql.unlink, self._key(name)).fetchone()
-        if row is None or int(row[0]) == 0:
+        if not self.link.write(label, self.sql.unlink, self._key(name), durable=durable):
             raise NotFoundError(f"{label} does not exist")
 
     # -- appended lines ------------------------------------------------------------------------
     def append(self, name: str, data: bytes, *, durable: bool) -> None:
         label = self.child_label(name)
-        with self.link.writing(label, durable=durable) as connection:
-            row = connection.execute(self.sql.append, {**self._key(name), "size": len(data), "data": data,
-                                                       "now": self._now()}).fetchone()
-        if row is None:
+        params = {**self._key(name), "size": len(data), "data": data, "now": self._now()}
+        if self.link.write(label, self.sql.append, params, durable=durable) is None:
             raise NotFoundError(f"{label} does not exist")
 
     def appended_size(self, name: str) -> int | None:
@@ -221,16 +213,10 @@ class PgDir:
         self.link.barrier(self.child_label(name))
 
     def truncate(self, name: str, length: int) -> None:
-        label = self.child_label(name)
-        with self.link.writing(label, durable=True) as connection:
-            row = connection.execute(self.sql.find, self._key(name)).fetchone()
-            if row is None:
-                raise NotFoundError(f"{label} does not exist")
-            params = {"node": int(row[0]), "size": length, "now": self._now()}
-            if connection.execute(self.sql.truncate_node, params).rowcount != 1:
-                raise StorageError(f"refused to truncate {label}: it is shorter than {length} bytes")
-            connection.execute(self.sql.truncate_drop, params)
-            connection.execute(self.sql.truncate_cut, params)
+        """Only ever asked to cut a torn last line, which no crash leaves here: refused."""
+        raise IntegrityError(f"refused to cut {self.child_label(name)}: it ends with a partial record, which no crash "
+                             "leaves in PostgreSQL (every append is one transaction), so it was written from outside "
+                             "the store; run `securestore audit verify` and restore the database from a backup")
 
     def _file(self, name: str) -> tuple[int, int, int, bool] | None:
         """(node, generation, size, audit) of a file; None if absent."""
