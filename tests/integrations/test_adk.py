@@ -406,9 +406,26 @@ def test_a_stale_copy_is_refused_and_nothing_is_written(store: SecureStore) -> N
     asyncio.run(main())
 
 
+class ReadsMeetFirst(SecureStoreSessionService):
+    """The first `parties` get_session calls return together: two runners hold the same
+    revision before either writes, whatever the scheduler does (no timing assumed)."""
+
+    def __init__(self, store: SecureStore, parties: int) -> None:
+        super().__init__(store)
+        self.meet: asyncio.Barrier | None = asyncio.Barrier(parties)
+        self.waiting = parties
+
+    async def get_session(self, **kwargs: Any) -> Any:
+        got = await super().get_session(**kwargs)
+        if self.meet is not None and self.waiting > 0:
+            self.waiting -= 1
+            await self.meet.wait()
+        return got
+
+
 def test_two_runners_on_one_session_never_interleave(store: SecureStore) -> None:
     async def main() -> None:
-        service = SecureStoreSessionService(store)
+        service = ReadsMeetFirst(store, parties=2)
         await service.create_session(app_name=APP, user_id="u1", session_id="s1")
         results = await asyncio.gather(turn(runner(service), "alpha"), turn(runner(service), "beta"),
                                        return_exceptions=True)
