@@ -27,10 +27,12 @@ import psycopg
 from psycopg import sql
 
 from securestore.audit.checkpoint import peek_note
+from securestore.backends.postgres.tree import AUDIT_FILES
 from securestore.core.policy import encode_name
 
+from .stores import tree_snapshot
+
 Snapshot = dict[str, tuple[int, bytes | None]]  # path -> (mode, content of a file; None for a directory)
-AUDIT_FILES = frozenset({("audit", "log.jsonl"), ("audit", "checkpoints.jsonl")})  # as PgDir's AUDIT_FILES
 ROOT = 0  # the parent of the store root's entries (schema.py)
 RETIRED = -1  # the parent of a deleted session's audit files
 
@@ -83,13 +85,7 @@ class RawBase:
 
     def copy(self, src: str, dst: str) -> None:
         """Copy a file, or a directory and everything under it, to `dst` (replacing a file)."""
-        if self.is_file(src):
-            self.write(dst, self.read(src))
-            return
-        if not self.is_dir(dst):
-            self.make_dir(dst)
-        for name in self.list(src):
-            self.copy(f"{src}/{name}", f"{dst}/{name}")
+        self.copy_from(self, src, dst)
 
     def copy_from(self, other: RawBase, src: str, dst: str) -> None:
         """Copy `src` of another store's tree (either backend) to `dst` of this one."""
@@ -169,16 +165,7 @@ class FsRaw(RawBase):
 
     def snapshot(self, path: str = "", *, skip: frozenset[str] = frozenset()) -> Snapshot:
         """Every entry under `path`: (mode, content for files). Never follows links."""
-        base = self._p(path)
-        out: Snapshot = {}
-        for dirpath, dirnames, filenames in os.walk(base):
-            dirnames[:] = [name for name in dirnames if str((Path(dirpath) / name).relative_to(base)) not in skip]
-            for name in dirnames + filenames:
-                full = Path(dirpath) / name
-                st = full.lstat()
-                data = full.read_bytes() if stat.S_ISREG(st.st_mode) else None
-                out[str(full.relative_to(base))] = (stat.S_IMODE(st.st_mode), data)
-        return out
+        return tree_snapshot(self._p(path), skip=skip)
 
     def escaped(self) -> list[str]:
         """What lies beside the store root (nothing a store writes may land there)."""

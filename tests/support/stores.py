@@ -69,10 +69,12 @@ def store_with_history(root: Path, ages_days: dict[str, float]) -> None:
                 session.append_items([{"key": key}])
 
 
-def tree_snapshot(path: Path) -> dict[str, tuple[int, bytes | None]]:
-    """Every entry under `path`: (mode, content for files). Uses lstat: never follows links."""
+def tree_snapshot(path: Path, *, skip: frozenset[str] = frozenset()) -> dict[str, tuple[int, bytes | None]]:
+    """Every entry under `path` but the directories named in `skip` (paths relative to it):
+    (mode, content for files). Uses lstat: never follows links."""
     out: dict[str, tuple[int, bytes | None]] = {}
     for dirpath, dirnames, filenames in os.walk(path):
+        dirnames[:] = [name for name in dirnames if str((Path(dirpath) / name).relative_to(path)) not in skip]
         for name in dirnames + filenames:
             full = Path(dirpath) / name
             st = full.lstat()
