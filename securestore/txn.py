@@ -16,6 +16,7 @@ target is observed, finished or undone.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
@@ -42,6 +43,10 @@ class AuditSink(Protocol):
 
     def check_usable(self) -> None:
         """Raise if an earlier durability failure made this handle unusable."""
+
+    def attempt(self) -> AbstractContextManager[None]:
+        """The act's scope: where writes commit together (a database transaction), a failed act
+        is undone back to here, so the intent and its failed outcome still commit."""
 
     def load(self) -> None: ...
 
@@ -93,7 +98,8 @@ def apply(log: AuditSink, change: Change) -> None:
         durable=True,
     ))
     try:
-        change.act()
+        with log.attempt():
+            change.act()
     except DurabilityError:
         raise  # the handle is dead; the next open reconciles by observation
     except SecureStoreError:

@@ -292,23 +292,21 @@ class Session:
     def commit_turn(self) -> None:
         """Commit the open turn's batch: ONE journal record, a durable turn boundary. Outside a
         turn it seals the journal's active segment (nothing is copied; see README "On disk")."""
-        in_turn = self._staged is not None
-        if self._staged is not None:
-            ops, sink = self._staged, self._sink
-            vault_op = sink.vault_op() if sink is not None else None
-            batch = ([vault_op] if vault_op else []) + ops
-            try:
-                if ops:
-                    with self._audit_rejection("session.turn", Subject.TRANSCRIPT):  # a cap the whole turn exceeds
-                        self._open.commit(batch)
-            except BaseException:
-                self._abort_turn()
-                raise
-            self._end_turn()
-            if ops:
-                self._hooks.on_write(self._open)
-        if not in_turn or self._open.seal_due():
-            self._open.seal()
+        in_turn, ops = self._staged is not None, self._staged or []
+        with self._open.group():
+            if in_turn:
+                try:
+                    if ops:
+                        with self._audit_rejection("session.turn", Subject.TRANSCRIPT):  # a cap the turn exceeds
+                            self._open.commit(_with_vault_op(self._sink, ops))
+                except BaseException:
+                    self._abort_turn()
+                    raise
+                self._end_turn()
+            if not in_turn or self._open.seal_due():
+                self._open.seal()
+        if ops:
+            self._hooks.on_write(self._open)  # once committed: the index is not part of the write
         if self._in_turn_block:
             self.begin_turn()
 
@@ -340,17 +338,17 @@ class Session:
             self._staged.append(op)
             self._applied(op, manifest)
             return
-        vault_op = sink.vault_op() if sink is not None else None
-        try:
-            self._open.commit(([vault_op] if vault_op else []) + [op], alone=True)
-        except BaseException:
-            if sink is not None:
-                sink.rollback()
-            raise
-        self._applied(op, manifest)
-        if self._open.seal_due():
-            self._open.seal()
-        self._hooks.on_write(self._open)  # after the new revision is in memory (title, workspace)
+        with self._open.group():
+            try:
+                self._open.commit(_with_vault_op(sink, [op]), alone=True)
+            except BaseException:
+                if sink is not None:
+                    sink.rollback()
+                raise
+            self._applied(op, manifest)
+            if self._open.seal_due():
+                self._open.seal()
+        self._hooks.on_write(self._open)  # once committed and in memory (title, workspace)
 
     def _applied(self, op: Op, manifest: Manifest | None) -> None:
         if op["op"] in TRANSCRIPT_OPS and self._staged is not None:  # committed ops: counted by the commit
@@ -367,3 +365,9 @@ class Session:
         opened = self._open
         return resolver(describe_key(opened.key, opened.name), self._hooks.environ, opened.has_master_key,
                         opened.stored_vault, opened.vault_in_memory)
+
+
+def _with_vault_op(sink: VaultSink | None, ops: list[Op]) -> list[Op]:
+    """A batch: the vault's new secrets first (if any), then the ops."""
+    vault_op = sink.vault_op() if sink is not None else None
+    return ([vault_op] if vault_op else []) + ops

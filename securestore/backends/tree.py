@@ -12,7 +12,8 @@ returns"; `durable=False`, "may be lost in a crash, never torn into something el
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
+from contextlib import AbstractContextManager
 from typing import Protocol, Self
 
 from ..fs import EntryInfo, FsContext
@@ -40,6 +41,14 @@ class TreeDir(Protocol):
     def __enter__(self) -> Self: ...
     def __exit__(self, *exc: object) -> None: ...
     def child_label(self, name: str) -> str: ...
+    def group(self, label: str) -> AbstractContextManager[None]:
+        """Every write of this handle inside the block commits together at its end (PostgreSQL:
+        one transaction, one WAL flush); on disk, nothing changes."""
+    def attempt(self, label: str) -> AbstractContextManager[None]:
+        """The scope of an act inside a group: if it fails, what it wrote is undone (a savepoint)
+        and the group's earlier writes (its intent) still commit; on disk, nothing changes."""
+    def after_group(self, work: Callable[[], None]) -> None:
+        """Run `work` once the open group has committed and let go of its locks (on disk: now)."""
 
     # -- directories
     def open_dir(self, name: str) -> Self: ...

@@ -4,7 +4,8 @@ that implements it (which see `Dir` only as `base.DirCore`: no import circle).""
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from typing import cast
 
 from .base import DirCore, EntryInfo
@@ -24,6 +25,16 @@ def _me(ops: DirOps) -> DirCore:
 
 class DirOps:
     atomic_appends = False  # a crash can cut an append short: a torn last line is repaired, not blamed
+
+    def group(self, label: str) -> AbstractContextManager[None]:
+        return nullcontext()  # on disk each write is ordered and made durable by its own fsyncs
+
+    def attempt(self, label: str) -> AbstractContextManager[None]:
+        return nullcontext()  # a failed act leaves what it wrote; the outcome records what is there
+
+    def after_group(self, work: Callable[[], None]) -> None:
+        work()  # no group on disk: now
+
     def walk(self) -> Iterator[tuple[str, EntryInfo]]:
         return walk(_me(self))
 

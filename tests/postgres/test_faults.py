@@ -5,8 +5,9 @@ killed with SIGKILL mid-workload, and the server itself stopped with `pg_ctl sto
 Each writer (tests/support/pg_workload.py) records every write that returned, fsynced, before
 it goes on. After each round: every acknowledged write is in the store, nothing is there that
 no writer tried, a killed writer's session locks are free at once (they died with its
-connection), the auditor sees no tampering before any writer reopened (at most a change in
-flight), the next open settles every dangling intent, and `audit verify --seed` passes.
+connection), the auditor sees no tampering before any writer reopened, a write cut inside its
+act left nothing at all (its intent, act and outcome are one transaction: not even a dangling
+intent), the next open settles anything left in flight, and `audit verify --seed` passes.
 Figures for the note: `python -m pytest -q -s -n 0 -p no:cacheprovider tests/postgres/test_faults.py`
 prints a `[pg-faults]` line per test."""
 
@@ -163,8 +164,8 @@ def test_sigkilled_writers_lose_no_acknowledged_write_and_leave_no_lock(store_ur
         reopen_and_check(store_url, history, figures, f"kill round {round_}")
         figures.rounds += 1
 
-    # A last round kills every writer inside an act, its intent committed: each leaves a dangling
-    # intent for certain, and the next open must settle all of them.
+    # A last round kills every writer inside an act, its intent already written in the same
+    # transaction: the kill takes the intent with the act, so the auditor finds nothing in flight.
     workers = start_workers(store_url, KILL_ROUNDS, WORKERS, SEED, tmp_path, env, mix="sessions")
     spawned.extend(workers)
     for worker in workers:
@@ -180,7 +181,7 @@ def test_sigkilled_writers_lose_no_acknowledged_write_and_leave_no_lock(store_ur
         pin.close()
     _record(history, workers)
     dangling = audit_before_any_writer(store_url, "kill inside the acts")
-    assert dangling == WORKERS, f"{dangling} dangling intents after {WORKERS} writers were killed inside an act"
+    assert dangling == 0, f"{dangling} dangling intents after {WORKERS} writers were killed inside an act"
     figures.dangling_seen += dangling
     reopen_and_check(store_url, history, figures, "kill inside the acts")
     figures.rounds += 1
@@ -215,7 +216,7 @@ def test_server_crash_mid_workload_loses_no_acknowledged_write(server: PostgresS
             server.start(durable=True)  # WAL recovery
         _record(history, workers)
         dangling = audit_before_any_writer(store_url, f"crash round {round_}")
-        assert dangling == WORKERS or not inside_acts, f"{dangling} dangling intents after a crash inside the acts"
+        assert dangling == 0 or not inside_acts, f"{dangling} dangling intents after a crash inside the acts"
         figures.dangling_seen += dangling
         reopen_and_check(store_url, history, figures, f"crash round {round_}")
         figures.rounds += 1

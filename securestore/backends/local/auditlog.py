@@ -11,6 +11,7 @@ Files in a log's directory:
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 
 import orjson
@@ -119,6 +120,9 @@ class AuditLog:
 
     def check_usable(self) -> None:
         self.dir.ctx.check_usable()
+
+    def attempt(self) -> AbstractContextManager[None]:
+        return self.dir.attempt(self.label)
 
     def _signer(self) -> SignerKey:
         if self.signer is None:

@@ -250,11 +250,18 @@ def note(root: TreeDir, summary: SessionSummary | None, *, name: str, created: b
                 _append(index, UPDATES_LOG, summary_line(summary))
                 if created:
                     _append(index, CREATED_LOG, created_line(summary))
-        # After the shared lock is let go: compaction takes it exclusively.
-        if summary is None:
-            scrub_deleted(index, name, compaction, timeout)  # its key, title and workspace go now
-        else:
-            compact_if_due(index, compaction)
+        # Once the shared lock is let go (on disk now; in a group, once it commits): compaction
+        # takes it exclusively. (A directory of a group's backend holds nothing open: `index`
+        # stays usable after this block.)
+        index.after_group(lambda: _tidy(index, name, deleted=summary is None, compaction=compaction,
+                                        timeout=timeout))
+
+
+def _tidy(index: TreeDir, name: str, *, deleted: bool, compaction: CompactionPolicy, timeout: float) -> None:
+    if deleted:
+        scrub_deleted(index, name, compaction, timeout)  # its key, title and workspace go now
+    else:
+        compact_if_due(index, compaction)
 
 
 def _append(index: TreeDir, log: str, line: bytes, *, durable: bool = False) -> None:

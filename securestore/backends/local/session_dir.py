@@ -10,7 +10,7 @@ reads the manifest once and never replays the journal.
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack
 from typing import Any
 
 from ... import txn
@@ -101,13 +101,18 @@ class SessionDir:
         """Seal the log (a signed checkpoint over everything written), then let go."""
         try:
             if self.log.head is not None and not self.log.torn and not self.deleted and not self.dir.ctx.failed:
-                if self.log.seal() is not None and self._after_seal is not None:
-                    self._after_seal()
+                with self.group():
+                    if self.log.seal() is not None and self._after_seal is not None:
+                        self._after_seal()
         finally:
             self.state.close()
             self.log.dir.close()
             self.lock.release()
             self.dir.close()
+
+    def group(self) -> AbstractContextManager[None]:
+        """The writes inside commit together (see TreeDir.group)."""
+        return self.dir.group(f"a write of session {self.name}")
 
     @property
     def limits(self) -> Limits:

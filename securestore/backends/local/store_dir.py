@@ -119,7 +119,10 @@ class StoreDir:
     def writer(self, *, commit_heads: bool = True) -> Iterator[AuditLog]:
         self.writable()
         log = self.env.new_log(self.audit_dir)
-        with self.root.lock(STORE_LOCK, self.lock_timeout(None), self.env.clock()) as store_lock:
+        # One group: on PostgreSQL the change, its records and the seal are one transaction (and
+        # the store lock is let go after it commits); on disk, nothing changes.
+        with self.root.group("a store change"), \
+                self.root.lock(STORE_LOCK, self.lock_timeout(None), self.env.clock()) as store_lock:
             self.recovered += self._reconcile(log)
             self.recovered += note_stale_lock(store_lock, log, STORE_LOCK)
             self.count = SessionCount(self.root, self.sessions, log, self.env.limits.max_sessions)

@@ -13,6 +13,15 @@ observation. A one-statement write sends its statement and its commit together, 
 lost during it always latches. A connection lost while no lock is held and
 nothing is in flight is replaced on the next operation.
 
+A group (`group`, what `TreeDir.group` is here) makes every write inside it one transaction,
+committed once at its end (synchronously if any write in it was durable): a store change, its
+audit records and its act included, costs one WAL flush. While a group is open no other thread
+of the handle sends anything (its statements would join the transaction), and a lock released
+inside it is released after the commit (two-phase: nobody reads what is not yet committed). An
+`attempt` inside a group is a savepoint: a failed act rolls back to it, so its intent and its
+recorded outcome still commit (the contract of txn.apply). A group whose transaction failed is
+rolled back and the handle latched: its memory (the audit chain's head) is ahead of the database.
+
 A handle is its own one-connection pool, so it does what a pool's health check does: a
 connection idle for IDLE_CHECK_SECONDS is pinged before it is used (servers, poolers and
 firewalls drop idle connections), and a dead one is replaced before anything is sent on it,
@@ -23,15 +32,17 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+from psycopg.pq import TransactionStatus
 
-from ...errors import AlreadyExistsError, DurabilityError, StorageError, UnsafeFileError
+from ...errors import AlreadyExistsError, DurabilityError, SecureStoreError, StorageError, UnsafeFileError
 from ...fs import FsContext
 from .connect import connect, describe_error
+from .group import Group, Queued
 from .statements import Statements, compile_statements
 from .url import PgTarget
 
@@ -50,6 +61,7 @@ class PgLink:
         self.unflushed = False  # an asynchronous commit since the last synchronous one
         self._connection: Connection | None = None
         self._used_at = 0.0  # ctx.os.monotonic() when the connection was last handed out
+        self.group: Group | None = None  # the open group, owned by one thread
 
     def close(self) -> None:
         with self.released:
@@ -62,6 +74,8 @@ class PgLink:
         return int.from_bytes(digest[:8], "big", signed=True)
 
     def _live(self) -> Connection:
+        while self.group is not None and self.group.owner != threading.get_ident():
+            self.released.wait()  # another thread's group: its transaction is not ours to join
         connection = self._connection
         now = self.ctx.os.monotonic()
         idle, self._used_at = now - self._used_at, now
@@ -70,6 +84,8 @@ class PgLink:
                 return connection
         if self.held:  # the locks went with the old connection: whatever they guarded is unsafe now
             self._latch("the connection holding this handle's locks was lost")
+        if self.group is not None and self.group.begun:
+            self._latch(f"the connection was lost during {self.group.label}: nothing of it was committed")
         if connection is not None:
             connection.close()
         self._connection = connect(self.target, application_name=self.application_name)
@@ -93,6 +109,8 @@ class PgLink:
         with self.released:
             connection = self._live()
             try:
+                if self.group is not None and self.group.pending:
+                    self.group.flush(connection)  # a read sees the group's writes
                 yield connection
             except psycopg.Error as exc:
                 raise self._translate(exc, "read", label, connection) from None
@@ -103,6 +121,17 @@ class PgLink:
         with self.released:
             self.ctx.check_usable()
             connection = self._live()
+            group = self.group
+            if group is not None:  # a block inside a group: a savepoint of the group's transaction
+                group.commit_mode(durable)
+                try:
+                    group.begin()
+                    group.flush(connection)  # psycopg must see the transaction open
+                    with connection.transaction():
+                        yield connection
+                except psycopg.Error as exc:
+                    raise self._translate(exc, "write", label, connection) from None
+                return
             committing = False
             try:
                 with connection.transaction():
@@ -116,12 +145,26 @@ class PgLink:
                 raise self._translate(exc, "write", label, connection) from None
             self.unflushed = not durable  # a synchronous commit flushes every earlier one too
 
-    def write(self, label: str, statement: bytes, params: dict[str, Any], *, durable: bool) -> Any:
+    def write(self, label: str, statement: bytes, params: dict[str, Any], *, durable: bool,
+              check: Callable[[Any], None] | None = None) -> Any:
         """Run a one-statement write (statements.py: it ends in COMMIT_TAIL) as its own transaction,
-        committed (durably, with `durable`) when this returns; the first column of its one row."""
+        committed (durably, with `durable`) when this returns; the first column of its one row,
+        which `check` (if given) vets. Inside a group it joins the group's transaction, and a write
+        with a `check` is queued (group.py): its check runs when its answer arrives."""
         with self.released:
             self.ctx.check_usable()
             connection = self._live()
+            group = self.group
+            if group is not None:
+                group.begin()
+                item = Queued(statement, {**params, "commit": group.commit_mode(durable)}, check)
+                if check is not None:
+                    group.pending.append(item)
+                    return None
+                try:
+                    return group.flush(connection, item)
+                except psycopg.Error as exc:
+                    raise self._translate(exc, "write", label, connection) from None
             try:
                 row = connection.execute(statement, {**params, "commit": "on" if durable else "off"}).fetchone()
             except psycopg.Error as exc:
@@ -129,10 +172,109 @@ class PgLink:
                     self._latch(f"the commit of {label} may or may not have happened ({describe_error(exc)})")
                 raise self._translate(exc, "write", label, connection) from None
             self.unflushed = not durable  # a durable one took an xid: its flushed commit flushed the others
-            return None if row is None else row[0]
+            value = None if row is None else row[0]
+            if check is not None:
+                check(value)
+            return value
+
+    @contextmanager
+    def grouped(self, label: str) -> Iterator[None]:
+        """Every write inside is one transaction, committed when the block ends (see above)."""
+        with self.released:
+            if self.group is not None and self.group.owner == threading.get_ident():
+                yield  # nested: the outer group commits
+                return
+            self.ctx.check_usable()
+            self._live()  # waits for another thread's group to end
+            group = self.group = Group(threading.get_ident(), label)
+            try:
+                yield
+            except BaseException:
+                self._end_group(group)
+                raise
+            self._end_group(group)
+            for work in group.then:
+                work()
+
+    def after_group(self, work: Callable[[], None]) -> None:
+        """Run `work` once this thread's group has committed and let go of its locks (now, if
+        no group is open): e.g. a compaction that takes exclusively a lock the group holds shared."""
+        group = self.group
+        if group is not None and group.owner == threading.get_ident():
+            group.then.append(work)
+        else:
+            work()
+
+    def _end_group(self, group: Group) -> None:
+        """Commit the group, even when the code inside raised (what it wrote, such as an intent
+        and its failed outcome, is what a directory store keeps); when its transaction cannot
+        commit, roll it back and latch the handle (its memory is ahead of the database)."""
+        connection = self._connection
+        try:
+            if not group.begun or connection is None:
+                return
+            if connection.broken or connection.closed:
+                self._latch(f"the connection was lost during {group.label}: nothing of it was committed")
+            if group.poisoned or connection.pgconn.transaction_status == TransactionStatus.INERROR:
+                self._roll_back(group, connection, "failed")
+            group.pending.append(Queued(b"SET LOCAL synchronous_commit TO " + (b"on" if group.durable else b"off")))
+            group.pending.append(Queued(b"COMMIT"))
+            try:
+                group.flush(connection)
+            except psycopg.Error as exc:
+                if connection.broken or connection.closed:
+                    self._latch(f"the commit of {group.label} may or may not have happened ({describe_error(exc)})")
+                self._roll_back(group, connection, f"failed ({describe_error(exc)})")  # COMMIT never ran
+            except SecureStoreError as exc:  # a check of a write that rode with COMMIT
+                self._latch(f"{group.label} committed, but not all of it applied ({exc})")
+            self.unflushed = not group.durable
+        finally:
+            self.group = None
+            for release in group.after_commit.values():
+                release()
+            self.released.notify_all()
+
+    def _roll_back(self, group: Group, connection: Connection, why: str) -> None:
+        group.pending.clear()
+        try:
+            connection.execute(b"ROLLBACK")
+        except psycopg.Error:
+            pass  # a connection that cannot roll back drops the transaction with itself
+        self._latch(f"{group.label} {why}: nothing of it was committed")
+
+    @contextmanager
+    def attempt(self, label: str) -> Iterator[None]:
+        """Inside a group: a savepoint that a failed act rolls back to (its intent stays), and
+        the act's writes checked before it counts as done."""
+        group = self.group
+        if group is None or group.owner != threading.get_ident():
+            yield
+            return
+        marker, rollback = group.savepoint()
+        try:
+            yield
+            with self.released:
+                connection = self._live()
+                try:
+                    group.flush(connection)
+                except psycopg.Error as exc:
+                    raise self._translate(exc, "write", label, connection) from None
+        except BaseException:
+            with self.released:
+                current = self._connection
+                if not group.drop_from(marker) and current is not None and not current.broken and not current.closed:
+                    group.pending.clear()  # queued after the savepoint: undone with it
+                    try:
+                        current.execute(rollback)
+                    except psycopg.Error as exc:
+                        raise self._translate(exc, "write", label, current) from None
+            raise
 
     def barrier(self, label: str) -> None:
         """Make every earlier asynchronous commit durable (an fsync's counterpart)."""
+        if self.group is not None:  # the group's commit is the barrier
+            self.group.durable = True
+            return
         if not self.unflushed:
             return
         self.write(label, self.sql.barrier, {}, durable=True)

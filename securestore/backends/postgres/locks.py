@@ -8,6 +8,8 @@ by what the server knows of its connection (pid, application name, client addres
 
 from __future__ import annotations
 
+import threading
+
 from ...errors import LockHeldError
 from .link import PgLink
 
@@ -26,6 +28,9 @@ class AdvisoryLock:
     def release(self) -> None:
         link = self.link
         with link.released:
+            if link.group is not None and link.group.owner == threading.get_ident():
+                link.group.after_commit[self.key] = self.release  # two-phase: let go once it commits
+                return
             if link.held.pop(self.key, None) is None:
                 return
             try:
@@ -54,6 +59,10 @@ def take(link: PgLink, key: int, label: str, *, exclusive: bool, timeout: float)
     statement = "SELECT pg_try_advisory_lock(%s)" if exclusive else "SELECT pg_try_advisory_lock_shared(%s)"
     while True:
         with link.released:
+            group = link.group
+            if group is not None and key in group.after_commit and link.held.get(key) == mode:
+                del group.after_commit[key]  # let go in this group, not yet released: taken again
+                return AdvisoryLock(link, key, label, mode)
             if key not in link.held:
                 link.ctx.check_usable()
                 with link.reading(label) as connection:

@@ -7,7 +7,8 @@ generations live on the node row, so `size_of` and the tails are single-row or i
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 from ...audit.checkpoint import CHECKPOINTS_FILE
@@ -35,6 +36,7 @@ class PgDir:
         self.label = label
         self.ctx: FsContext = link.ctx
         self.sql = link.sql
+        self._appended: dict[str, int] = {}  # file -> its size after this handle's last append
 
     def close(self) -> None:
         if self.owns_link:  # any other directory holds nothing open: the link does
@@ -48,6 +50,15 @@ class PgDir:
 
     def child_label(self, name: str) -> str:
         return f"{self.label}/{name}" if self.label else name
+
+    def group(self, label: str) -> AbstractContextManager[None]:
+        return self.link.grouped(label)
+
+    def attempt(self, label: str) -> AbstractContextManager[None]:
+        return self.link.attempt(label)
+
+    def after_group(self, work: Callable[[], None]) -> None:
+        self.link.after_group(work)
 
     def _now(self) -> int:
         return self.ctx.os.now_ns() // 1_000_000
@@ -135,9 +146,8 @@ class PgDir:
         into = target or self
         check_name(dst)
         params = {**self._key(src), "into": into.node, "dst": dst}
-        found = self.link.write(into.child_label(dst), self.sql.rename, params, durable=True)  # names dst if it exists
-        if not found:
-            raise NotFoundError(f"{self.child_label(src)} does not exist")
+        self.link.write(into.child_label(dst), self.sql.rename, params, durable=True,  # names dst if it exists
+                        check=_expect(1, NotFoundError, f"{self.child_label(src)} does not exist"))
 
     # -- whole files ---------------------------------------------------------------------------
     def read(self, name: str, cap: int, *, ours: bool = True) -> bytes:
@@ -163,16 +173,15 @@ class PgDir:
         if self._is_audit(name):
             raise UnsafeFileError(f"refused to replace {label}: the audit trail only grows")
         params = {**self._key(name), "size": len(data), "data": data, "now": self._now()}
-        written = self.link.write(label, self.sql.replace, params, durable=durable)
-        if written != 1:
-            raise UnsafeFileError(f"refused {label}: expected a file, found a directory")
+        self.link.write(label, self.sql.replace, params, durable=durable,
+                        check=_expect(1, UnsafeFileError, f"refused {label}: expected a file, found a directory"))
 
     def write_new(self, name: str, data: bytes) -> None:
         label = self.child_label(name)
         params = {**self._key(name), "size": len(data), "data": data, "now": self._now(),
                   "audit": self._is_audit(name)}
-        if self.link.write(label, self.sql.create, params, durable=True) != 1:
-            raise AlreadyExistsError(f"{label} already exists")
+        self.link.write(label, self.sql.create, params, durable=True,
+                        check=_expect(1, AlreadyExistsError, f"{label} already exists"))
 
     def write_private(self, name: str, data: bytes) -> None:
         self.write_new(name, data)
@@ -201,12 +210,15 @@ class PgDir:
     def append(self, name: str, data: bytes, *, durable: bool) -> None:
         label = self.child_label(name)
         params = {**self._key(name), "size": len(data), "data": data, "now": self._now()}
-        if self.link.write(label, self.sql.append, params, durable=durable) is None:
-            raise NotFoundError(f"{label} does not exist")
+        size = self.link.write(label, self.sql.append, params, durable=durable,
+                               check=_expect(None, NotFoundError, f"{label} does not exist"))
+        if size is not None:  # (None: queued in a group, its size not known yet)
+            self._appended[name] = int(size)
 
     def appended_size(self, name: str) -> int | None:
-        found = self.size_of(name)
-        return None if found is None else found[1]
+        """The size `name` had after this handle's last append to it (None if it made none), as
+        an append descriptor's size on disk: no round trip."""
+        return self._appended.get(name)
 
     def flush(self, name: str) -> None:
         self.ctx.check_usable()
@@ -273,3 +285,11 @@ class PgDir:
 
     def lock_holder(self, name: str, *, live: bool = False) -> str | None:
         return holder(self.link, self.link.lock_key(self.node, name), self.child_label(name))
+
+
+def _expect(wanted: int | None, error: type[Exception], message: str) -> Callable[[Any], None]:
+    """A write's check: its answer must be `wanted` (None: anything but None), or `error`."""
+    def check(answer: Any) -> None:
+        if (answer is None) if wanted is None else (answer != wanted):
+            raise error(message)
+    return check

@@ -1,0 +1,95 @@
+"""A group: the writes of one store change as one transaction, sent in as few round trips as
+the change allows (see `PgLink.grouped`).
+
+A write whose result is only checked (a file was there to append to, a row was replaced) is
+queued and sent with whatever goes next, in one pipeline: BEGIN and the intent ride with the
+act, the outcome rides with COMMIT. Its check runs when its result arrives. A failed check
+means the tree is not what the engine wrote on (changed from outside), so the group is
+poisoned: it is rolled back, never committed, whatever ran after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+Connection = psycopg.Connection[tuple[Any, ...]]
+
+
+@dataclass(frozen=True, eq=False)
+class Queued:
+    statement: bytes
+    params: dict[str, Any] | None = None
+    check: Callable[[Any], None] | None = None  # raises if the first column of the row is wrong
+
+
+class Group:
+    """An open group: its thread, its transaction's state, and what its commit owes."""
+
+    def __init__(self, owner: int, label: str) -> None:
+        self.owner, self.label = owner, label
+        self.begun = False
+        self.durable = False  # some write in it was durable: the commit waits for the flush
+        self.poisoned = False  # a queued write's check failed: roll back, never commit
+        self.savepoints = 0
+        self.pending: list[Queued] = []  # sent ahead of (with) the next statement that needs an answer
+        self.after_commit: dict[int, Callable[[], None]] = {}  # lock key -> its release, held back until the commit
+        self.then: list[Callable[[], None]] = []  # work that must not join the transaction (after_group)
+
+    def begin(self) -> None:
+        if not self.begun:
+            self.begun = True
+            self.pending.insert(0, Queued(b"BEGIN"))
+
+    def commit_mode(self, durable: bool) -> str:
+        """The synchronous_commit a statement sets: 'on' once any write of the group was durable."""
+        self.durable = self.durable or durable
+        return "on" if self.durable else "off"
+
+    def savepoint(self) -> tuple[Queued, bytes]:
+        """A new savepoint, queued; and the statement that rolls back to it (names are never
+        reused, so a rollback can never land on an older one)."""
+        self.savepoints += 1
+        name = b"act%d" % self.savepoints
+        marker = Queued(b"SAVEPOINT " + name)
+        self.pending.append(marker)
+        return marker, b"ROLLBACK TO SAVEPOINT " + name
+
+    def drop_from(self, marker: Queued) -> bool:
+        """Unsend `marker` and everything queued after it; False if it was already sent."""
+        for index, item in enumerate(self.pending):
+            if item is marker:
+                del self.pending[index:]
+                return True
+        return False
+
+    def flush(self, connection: Connection, last: Queued | None = None) -> Any:
+        """Send everything queued (and `last`) in one round trip, run the checks, and return the
+        first column of `last`'s row (None without `last`)."""
+        items, self.pending = self.pending, []
+        if last is not None:
+            items.append(last)
+        if not items:
+            return None
+        if len(items) == 1:
+            cursors = [connection.execute(items[0].statement, items[0].params)]
+        else:
+            with connection.pipeline():
+                cursors = [connection.execute(item.statement, item.params) for item in items]
+        answer = None
+        for item, cursor in zip(items, cursors):
+            if item.check is None and item is not last:
+                continue
+            row = cursor.fetchone()
+            value = None if row is None else row[0]
+            if item.check is not None:
+                try:
+                    item.check(value)
+                except BaseException:
+                    self.poisoned = True
+                    raise
+            answer = value
+        return answer

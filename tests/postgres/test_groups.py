@@ -1,0 +1,178 @@
+"""A store change on PostgreSQL is one transaction (PgLink.grouped): its intent, its act and its
+outcome commit together, with one WAL flush. Nobody sees an intent before its act has
+committed with it; an act that fails inside the database rolls back to its savepoint, so its
+intent and its failed outcome still commit and the handle goes on; and threads sharing one
+handle never send into each other's transaction."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import orjson
+import psycopg
+import pytest
+
+from securestore import SecureStore, StoreConfig, verify_store
+from securestore.api.verify import VerifyOptions
+from securestore.audit.keys import parse_seed
+from securestore.backends.postgres.root import open_pg_root
+from securestore.backends.postgres.url import parse_target
+from securestore.errors import LockHeldError, StorageError
+from securestore.fs import FsContext
+from tests.support.keys import KEYS, MASTER_KEY, SIGNING
+from tests.support.pg_stores import set_up_database, stored_contents
+from tests.support.pg_workload import pin_acts
+from tests.support.postgres import PostgresServer
+from tests.support.raw_tree import session_path
+from tests.support.stores import make_pg_store, seed_path
+
+_FAIL_MARK = "make-the-act-fail"
+# A fault inside the database, in the act only: the journal line carrying the mark is refused
+# (audit records go to another table, so the intent and the outcome are not touched).
+_INJECT = f"""
+CREATE FUNCTION securestore.refuse_marked() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF position('{_FAIL_MARK}'::bytea in NEW.data) > 0 THEN
+        RAISE EXCEPTION 'injected fault' USING ERRCODE = 'disk_full';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER refuse_marked BEFORE INSERT ON securestore.chunks
+    FOR EACH ROW EXECUTE FUNCTION securestore.refuse_marked();
+"""
+
+
+@pytest.fixture
+def url(pg_server: PostgresServer, tmp_path: Path) -> str:
+    return make_pg_store(set_up_database(pg_server), tmp_path)
+
+
+def _open(url: str) -> SecureStore:
+    return SecureStore(url, StoreConfig(lock_timeout_seconds=5.0), master_key=MASTER_KEY, environ=KEYS)
+
+
+def _verify(url: str) -> tuple[int, list[str]]:
+    options = VerifyOptions(seed=parse_seed(seed_path(url).read_bytes())[1], public_key=SIGNING.verifier)
+    with _open(url) as auditor:
+        report = verify_store(auditor, options=options)
+    return report.exit_code, [finding.check for finding in report.failures + report.incomplete]
+
+
+def _session_log(url: str, key: str) -> list[dict[str, object]]:
+    data = stored_contents(url)[f"{session_path(key)}/audit/log.jsonl"]
+    return [orjson.loads(line) for line in data.splitlines()]
+
+
+def test_nobody_sees_an_intent_before_its_act_commits_with_it(url: str) -> None:
+    with _open(url) as store, store.open_session("s", create=True) as session:
+        session.append_items([{"n": 1}])
+    before = _session_log(url, "s")
+    done = threading.Event()
+
+    def write() -> None:
+        with _open(url) as writer, writer.open_session("s") as held:
+            held.append_items([{"n": 2}])  # its act waits on a pinned row
+        done.set()
+
+    pin = pin_acts(url)
+    thread = threading.Thread(target=write)
+    try:
+        thread.start()
+        with psycopg.connect(url, autocommit=True) as watcher:
+            deadline = time.monotonic() + 30
+            while watcher.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                  "AND datname = current_database()").fetchone() != (1,):
+                assert time.monotonic() < deadline and thread.is_alive(), "the write never reached its act"
+                time.sleep(0.01)
+        assert _session_log(url, "s") == before  # its intent is written, but only inside its transaction
+    finally:
+        pin.rollback()
+        pin.close()
+        thread.join(timeout=60)
+    assert done.is_set()
+    after = _session_log(url, "s")[len(before):]
+    assert [record["kind"] for record in after] == ["intent", "outcome"]
+    assert after[1]["result"] == "committed"
+    assert _verify(url) == (0, [])
+
+
+def test_an_act_that_fails_in_the_database_keeps_its_intent_and_outcome(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as owner:
+        owner.execute(_INJECT)
+    with _open(url) as store, store.open_session("s", create=True) as session:
+        session.append_items([{"n": 1}])
+        with pytest.raises(StorageError, match="injected fault") as failed:
+            session.append_items([{"n": 2, "note": _FAIL_MARK}])
+        assert "\n" not in str(failed.value)
+        session.append_items([{"n": 3}])  # the handle goes on: the failure was rolled back to the act
+        assert session.items() == [{"n": 1}, {"n": 3}]
+    records = _session_log(url, "s")
+    intents = [r for r in records if r["kind"] == "intent" and r["op"] == "journal.append"]
+    outcomes = {r["txn"]: r["result"] for r in records if r["kind"] == "outcome"}
+    assert [outcomes[r["seq"]] for r in intents] == ["committed", "failed", "committed"]
+    assert _verify(url) == (0, [])
+
+
+def test_threads_sharing_a_handle_never_write_into_each_others_transaction(url: str) -> None:
+    errors: list[BaseException] = []
+    with _open(url) as store:
+        for key in ("a", "b", "c"):
+            store.create_session(key).close()
+
+        def write(key: str) -> None:
+            try:
+                with store.open_session(key) as session:
+                    for n in range(25):
+                        session.append_items([{"n": n}])
+                        with session.turn():
+                            session.append_items([{"t": n}])
+                            session.slot("ext").put(n)
+            except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=write, args=(key,)) for key in ("a", "b", "c")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert errors == []
+        for key in ("a", "b", "c"):
+            items = store.read_items(key)
+            assert items == [item for n in range(25) for item in ({"n": n}, {"t": n})]
+    assert _verify(url) == (0, [])
+
+
+def test_a_group_waiting_for_a_lock_lets_no_other_thread_into_its_transaction(pg_server: PostgresServer) -> None:
+    """Thread A's group waits for a lock thread B of the same handle holds (its wait lets go of
+    the handle); B's own write meanwhile must wait for A's group, not join A's transaction: when
+    B's write returns, it is committed, whatever A does after."""
+    url = set_up_database(pg_server)
+    root = open_pg_root(parse_target(url, {}), FsContext())
+    with root, root.make_dir("d") as directory:
+        directory.ensure_file("a")
+        directory.ensure_file("b")
+        held_by_b = directory.lock_plain("k", exclusive=True, timeout=1.0)
+        a_waits, outcome = threading.Event(), {}
+
+        def thread_a() -> None:
+            with pytest.raises(LockHeldError), directory.group("thread A's write"):
+                directory.append("a", b"from A\n", durable=True)
+                a_waits.set()
+                directory.lock_plain("k", exclusive=True, timeout=2.0)  # B holds it: A waits, then gives up
+
+        def thread_b() -> None:
+            a_waits.wait(timeout=30)
+            directory.append("b", b"from B\n", durable=True)
+            with psycopg.connect(url, autocommit=True) as other:  # B's write returned: committed?
+                outcome["b seen"] = b"from B" in bytes(other.execute(
+                    "SELECT coalesce(string_agg(data, ''::bytea), '') FROM securestore.chunks").fetchone()[0])
+            held_by_b.release()
+
+        threads = [threading.Thread(target=thread_a), threading.Thread(target=thread_b)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert outcome == {"b seen": True}
