@@ -64,15 +64,18 @@ _TEXT = {
              "(SELECT string_agg(data, ''::bytea ORDER BY seq) FROM {s}.audit_records WHERE node = n.id) "
              "ELSE (SELECT string_agg(data, ''::bytea ORDER BY seq) FROM {s}.chunks WHERE node = n.id) END "
              "FROM {s}.nodes n WHERE n.parent = %(parent)s AND n.name = %(name)s"),
-    # Replace a (non-audit) file whole: a new generation, one chunk; older chunks dropped.
+    # Replace a (non-audit) file whole: a new generation, its bytes in %(count)s chunks (so a
+    # read of its end, such as a listing's first page, fetches a chunk, not the whole file);
+    # older chunks dropped. One row per chunk inserted: %(count)s of them, or 0 for a directory.
     "replace": ("WITH n AS (INSERT INTO {s}.nodes (parent, name, kind, size, next_seq, mtime_ms) "
-                "VALUES (%(parent)s, %(name)s, 'f', %(size)s, 1, %(now)s) ON CONFLICT (parent, name) DO UPDATE "
-                "SET gen = nextval('{s}.generations'), size = EXCLUDED.size, next_seq = {s}.nodes.next_seq + 1, "
-                "mtime_ms = EXCLUDED.mtime_ms WHERE {s}.nodes.kind = 'f' AND NOT {s}.nodes.audit "
-                "RETURNING id, next_seq), "
-                "d AS (DELETE FROM {s}.chunks c USING n WHERE c.node = n.id AND c.seq < n.next_seq), "
-                "i AS (INSERT INTO {s}.chunks (node, seq, pos, data) SELECT id, next_seq, 0, %(data)s FROM n "
-                "RETURNING 1) SELECT (SELECT count(*) FROM i), {tail}"),
+                "VALUES (%(parent)s, %(name)s, 'f', %(size)s, %(count)s, %(now)s) ON CONFLICT (parent, name) "
+                "DO UPDATE SET gen = nextval('{s}.generations'), size = EXCLUDED.size, "
+                "next_seq = {s}.nodes.next_seq + %(count)s, mtime_ms = EXCLUDED.mtime_ms "
+                "WHERE {s}.nodes.kind = 'f' AND NOT {s}.nodes.audit RETURNING id, next_seq), "
+                "d AS (DELETE FROM {s}.chunks c USING n WHERE c.node = n.id AND c.seq <= n.next_seq - %(count)s), "
+                "i AS (INSERT INTO {s}.chunks (node, seq, pos, data) SELECT n.id, n.next_seq - %(count)s + p.k, "
+                "p.pos, p.data FROM n, unnest(%(parts)s::bytea[], %(positions)s::bigint[]) WITH ORDINALITY "
+                "AS p(data, pos, k) RETURNING 1) SELECT (SELECT count(*) FROM i), {tail}"),
     # Create a file that must not exist yet (the audit trail's files are made this way).
     "create": ("WITH n AS (INSERT INTO {s}.nodes (parent, name, kind, audit, size, next_seq, mtime_ms) "
                "VALUES (%(parent)s, %(name)s, 'f', %(audit)s, %(size)s, 1, %(now)s) "

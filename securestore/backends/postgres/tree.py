@@ -22,6 +22,7 @@ from .locks import AdvisoryLock, holder, take
 # The audit trail's files: their rows go to `audit_records`, which only ever grows.
 AUDIT_FILES = frozenset({("audit", "log.jsonl"), ("audit", CHECKPOINTS_FILE)})
 _KINDS = {"d": "dir", "f": "file"}
+REPLACE_CHUNK = 16 * 1024  # a file replaced whole is kept in chunks of this size
 _MODES = {"d": 0o700, "f": 0o600}
 
 
@@ -172,9 +173,11 @@ class PgDir:
         label = self.child_label(name)
         if self._is_audit(name):
             raise UnsafeFileError(f"refused to replace {label}: the audit trail only grows")
-        params = {**self._key(name), "size": len(data), "data": data, "now": self._now()}
-        self.link.write(label, self.sql.replace, params, durable=durable,
-                        check=_expect(1, UnsafeFileError, f"refused {label}: expected a file, found a directory"))
+        positions = list(range(0, len(data), REPLACE_CHUNK)) or [0]
+        params = {**self._key(name), "size": len(data), "now": self._now(), "count": len(positions),
+                  "parts": [data[at: at + REPLACE_CHUNK] for at in positions], "positions": positions}
+        self.link.write(label, self.sql.replace, params, durable=durable, check=_expect(
+            len(positions), UnsafeFileError, f"refused {label}: expected a file, found a directory"))
 
     def write_new(self, name: str, data: bytes) -> None:
         label = self.child_label(name)
