@@ -38,6 +38,7 @@ class Group:
         self.pending: list[Queued] = []  # sent ahead of (with) the next statement that needs an answer
         self.after_commit: dict[int, Callable[[], None]] = {}  # lock key -> its release, held back until the commit
         self.then: list[Callable[[], None]] = []  # work that must not join the transaction (after_group)
+        self.xact_locks: dict[int, bool] = {}  # lock keys taken inside the transaction (released by its end)
 
     def begin(self) -> None:
         if not self.begun:

@@ -177,6 +177,19 @@ class PgLink:
                 check(value)
             return value
 
+    def ask_in_group(self, label: str, statement: bytes, params: dict[str, Any]) -> Any:
+        """`statement` inside this thread's open group's transaction (begun if need be), sent
+        with what the group has queued; the first column of its row."""
+        with self.released:
+            connection = self._live()
+            group = self.group
+            assert group is not None and group.owner == threading.get_ident()  # nosec B101 - callers check
+            group.begin()
+            try:
+                return group.flush(connection, Queued(statement, params))
+            except psycopg.Error as exc:
+                raise self._translate(exc, "lock", label, connection) from None
+
     @contextmanager
     def grouped(self, label: str) -> Iterator[None]:
         """Every write inside is one transaction, committed when the block ends (see above)."""

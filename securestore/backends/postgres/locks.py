@@ -1,4 +1,6 @@
-"""Locks as PostgreSQL session-level advisory locks on the store handle's connection.
+"""Locks as PostgreSQL advisory locks on the store handle's connection: session-level, or,
+when taken inside a group (link.py), transaction-level: the group's commit lets go of them,
+with no statement of its own.
 
 A lock dies with its connection, so a killed writer leaves nothing to recover: there are no
 stale locks here, and none is ever broken. Two handles in different processes or hosts
@@ -18,8 +20,9 @@ _EXCLUSIVE = "exclusive"
 
 
 class AdvisoryLock:
-    def __init__(self, link: PgLink, key: int, label: str, mode: str) -> None:
+    def __init__(self, link: PgLink, key: int, label: str, mode: str, *, in_group: bool = False) -> None:
         self.link, self.key, self.label, self.mode = link, key, label, mode
+        self.in_group = in_group  # a transaction-level lock of a group: its commit lets go of it
 
     @property
     def recovered_from_text(self) -> str | None:
@@ -28,6 +31,8 @@ class AdvisoryLock:
     def release(self) -> None:
         link = self.link
         with link.released:
+            if self.in_group:
+                return  # released by the group's commit (or rollback), never before: two-phase
             if link.group is not None and link.group.owner == threading.get_ident():
                 link.group.after_commit[self.key] = self.release  # two-phase: let go once it commits
                 return
@@ -57,19 +62,30 @@ def take(link: PgLink, key: int, label: str, *, exclusive: bool, timeout: float)
     delay = 0.002
     mode = _EXCLUSIVE if exclusive else _SHARED
     statement = "SELECT pg_try_advisory_lock(%s)" if exclusive else "SELECT pg_try_advisory_lock_shared(%s)"
+    in_group_statement = b"SELECT pg_try_advisory_xact_lock%s(%%(key)s)" % (b"" if exclusive else b"_shared")
     while True:
         with link.released:
             group = link.group
+            mine = group is not None and group.owner == threading.get_ident()
             if group is not None and key in group.after_commit and link.held.get(key) == mode:
+                if mine and group.xact_locks.get(key):
+                    return AdvisoryLock(link, key, label, mode, in_group=True)  # held until the commit
                 del group.after_commit[key]  # let go in this group, not yet released: taken again
                 return AdvisoryLock(link, key, label, mode)
             if key not in link.held:
                 link.ctx.check_usable()
-                with link.reading(label) as connection:
-                    row = connection.execute(statement, (key,)).fetchone()
-                if row is not None and row[0]:
-                    link.held[key] = mode
-                    return AdvisoryLock(link, key, label, mode)
+                if mine and group is not None:  # inside the group's transaction: no unlock to send
+                    if link.ask_in_group(label, in_group_statement, {"key": key}):
+                        link.held[key] = mode
+                        group.xact_locks[key] = True
+                        group.after_commit[key] = lambda: _forget(link, key)
+                        return AdvisoryLock(link, key, label, mode, in_group=True)
+                else:
+                    with link.reading(label) as connection:
+                        row = connection.execute(statement, (key,)).fetchone()
+                    if row is not None and row[0]:
+                        link.held[key] = mode
+                        return AdvisoryLock(link, key, label, mode)
             remaining = deadline - clock.monotonic()
             if remaining <= 0:
                 who = "this process" if key in link.held else (holder(link, key, label) or "another writer")
@@ -79,6 +95,11 @@ def take(link: PgLink, key: int, label: str, *, exclusive: bool, timeout: float)
                 continue
         clock.sleep(min(delay, max(0.0, remaining)))
         delay = min(delay * 2, 0.1)
+
+
+def _forget(link: PgLink, key: int) -> None:
+    link.held.pop(key, None)  # the commit or rollback that ended its transaction released it
+    link.released.notify_all()
 
 
 def holder(link: PgLink, key: int, label: str) -> str | None:
