@@ -303,10 +303,10 @@ class Session:
                     self._abort_turn()
                     raise
                 self._end_turn()
+            if ops:
+                self._hooks.on_write(self._open)  # after the new revision is in memory (title, workspace)
             if not in_turn or self._open.seal_due():
                 self._open.seal()
-        if ops:
-            self._hooks.on_write(self._open)  # once committed: the index is not part of the write
         if self._in_turn_block:
             self.begin_turn()
 
@@ -348,7 +348,7 @@ class Session:
             self._applied(op, manifest)
             if self._open.seal_due():
                 self._open.seal()
-        self._hooks.on_write(self._open)  # once committed and in memory (title, workspace)
+            self._hooks.on_write(self._open)  # after the new revision is in memory (title, workspace)
 
     def _applied(self, op: Op, manifest: Manifest | None) -> None:
         if op["op"] in TRANSCRIPT_OPS and self._staged is not None:  # committed ops: counted by the commit

@@ -13,7 +13,7 @@ from .lines import iter_lines, lines_backward, read_tail, size_of
 from .locks import FileLock, is_alive, lock, lock_owner, lock_plain
 from .rewrite import rewrite_in_place
 from .trees import walk
-from .unpublished import write_private
+from .unpublished import ensure_file, write_private
 from .wipe import replace_wiping, shred
 
 _CHUNK = 1 << 16
@@ -40,6 +40,9 @@ class DirOps:
 
     def write_private(self, name: str, data: bytes) -> None:
         write_private(_me(self), name, data)
+
+    def ensure_file(self, name: str) -> None:
+        ensure_file(_me(self), name)
 
     def rewrite_in_place(self, name: str, data: bytes) -> None:
         rewrite_in_place(_me(self), name, data)

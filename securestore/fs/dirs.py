@@ -237,26 +237,12 @@ class Dir(DirOps):
             raise AlreadyExistsError(f"{self.child_label(name)} already exists")
         self.write_atomic(name, data)
 
-    def ensure_file(self, name: str) -> None:
-        """Create an empty 0600 file unless it exists: O_EXCL, so of racing creators exactly one
-        creates it and none can replace a file another already wrote to."""
-        self.ctx.check_usable()
-        check_name(name)
-        try:
-            fd = self.ctx.os.open(name, CREATE_FLAGS, FILE_MODE, dir_fd=self.fd)
-        except FileExistsError:
-            return
-        except OSError as exc:
-            raise translate(exc, "create", self.child_label(name)) from None
-        try:
-            fill_new_file(self.ctx, fd, b"", self.child_label(name), durable=False)
-        finally:
-            self.ctx.close_quietly(fd)
-
-    def append(self, name: str, data: bytes, *, durable: bool) -> None:
+    def append(self, name: str, data: bytes, *, durable: bool, create: bool = False) -> None:
         self.ctx.check_usable()
         fd = self._appending.fds.get(name)
         if fd is None:
+            if create:
+                self.ensure_file(name)
             fd, _ = self.open_checked(name, APPEND_FLAGS, "file", "open for append")
             self._appending.keep(name, fd)
         label = self.child_label(name)

@@ -138,6 +138,19 @@ def test_rebuild_is_audited_and_recovers_a_lost_index(clocked, root: Path | str)
     assert verify_store(store).ok
 
 
+def test_a_lost_update_log_is_started_again_by_the_next_write(clocked, root: Path | str) -> None:  # noqa: ANN001
+    store, clock = clocked
+    fill(store, 3, clock)
+    raw = raw_tree(root)
+    raw.delete("index/updates.log")
+    raw.delete("index/created.log")
+    clock["now"] += 1000
+    with store.open_session("s001") as session:
+        session.append_items([{"after": "the loss"}])
+    assert not store.index_stale  # the write's note made the logs again, with its own line
+    assert [s.key for s in store.list_sessions(page_size=10).sessions] == ["s001"]
+
+
 def test_an_oversize_index_is_a_clear_error(root: Path) -> None:
     config = StoreConfig(limits=Limits(max_index_bytes=1024))
     with SecureStore(root, config, master_key=MASTER_KEY, environ=KEYS) as store:

@@ -30,8 +30,10 @@ class Catalog:
 
     # -- after writes ----------------------------------------------------------------------------
     def note_write(self, session: SessionBackend, *, created: bool = False) -> None:
-        """After a committed write. The write stands even if this fails. A write that left the
-        transcript alone restates the listed item count instead of reading the transcript."""
+        """After a write (inside its group: on PostgreSQL, in its transaction). The write stands
+        even if this fails, unless the failure aborted that transaction (then nothing of either
+        was committed and the handle is latched). A write that left the transcript alone
+        restates the listed item count instead of reading the transcript."""
         items = session.count_if_loaded()
         if items is None:
             try:

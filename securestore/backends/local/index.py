@@ -43,7 +43,7 @@ from ...core.listing import (
     summary_line,
     tombstone_line,
 )
-from ...errors import NotFoundError, SecureStoreError, UsageError
+from ...errors import SecureStoreError, UsageError
 from ...fs import FsContext
 from ..tree import TreeDir
 from .auditlog import AuditLog
@@ -232,7 +232,9 @@ def note(root: TreeDir, summary: SessionSummary | None, *, name: str, created: b
     so the listed item count stands (NotListed when there is none to keep). Then compacts the
     update log when it is due (see index_compact.py)."""
     with root.open_or_make_dir(INDEX_DIR) as index:
-        with index.lock_plain(INDEX_LOCK, exclusive=False, timeout=timeout), \
+        # A group: inside a write's group the note commits with the write (one transaction on
+        # PostgreSQL); on its own, it is one.
+        with index.group("the listing index"), index.lock_plain(INDEX_LOCK, exclusive=False, timeout=timeout), \
                 index.open_or_make_dir(ENTRIES_DIR) as entries:
             if summary is None:
                 # The tombstone is durable before the entry goes: the session's older lines carry
@@ -265,11 +267,7 @@ def _tidy(index: TreeDir, name: str, *, deleted: bool, compaction: CompactionPol
 
 
 def _append(index: TreeDir, log: str, line: bytes, *, durable: bool = False) -> None:
-    try:
-        index.append(log, line, durable=durable)
-    except NotFoundError:  # the first line of a new index
-        index.ensure_file(log)
-        index.append(log, line, durable=durable)
+    index.append(log, line, durable=durable, create=True)  # (created: the first line of a new index)
 
 
 def rebuild(log: AuditLog, root: TreeDir, summaries: list[SessionSummary], ctx: FsContext, timeout: float) -> None:

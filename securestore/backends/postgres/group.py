@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 
 Connection = psycopg.Connection[tuple[Any, ...]]
+Cursor = psycopg.Cursor[tuple[Any, ...]]
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,12 +77,21 @@ class Group:
         if not items:
             return None
         if len(items) == 1:
-            cursors = [connection.execute(items[0].statement, items[0].params)]
+            sent = [(items[0], connection.execute(items[0].statement, items[0].params))]
         else:
             with connection.pipeline():
-                cursors = [connection.execute(item.statement, item.params) for item in items]
+                sent = self.send(connection, items)
+        return self.settle(sent, last)
+
+    @staticmethod
+    def send(connection: Connection, items: list[Queued]) -> list[tuple[Queued, Cursor]]:
+        """Queue `items` on a connection in pipeline mode (their answers come with its next sync)."""
+        return [(item, connection.execute(item.statement, item.params)) for item in items]
+
+    def settle(self, sent: list[tuple[Queued, Cursor]], last: Queued | None = None) -> Any:
+        """Run the checks of sent items whose answers have arrived; `last`'s answer."""
         answer = None
-        for item, cursor in zip(items, cursors):
+        for item, cursor in sent:
             if item.check is None and item is not last:
                 continue
             row = cursor.fetchone()

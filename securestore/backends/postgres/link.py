@@ -62,6 +62,7 @@ class PgLink:
         self._connection: Connection | None = None
         self._used_at = 0.0  # ctx.os.monotonic() when the connection was last handed out
         self.group: Group | None = None  # the open group, owned by one thread
+        self.root_dirs: dict[str, int] = {}  # the store's top directories, looked up once (tree.py)
 
     def close(self) -> None:
         with self.released:
@@ -108,10 +109,16 @@ class PgLink:
     def reading(self, label: str) -> Iterator[Connection]:
         with self.released:
             connection = self._live()
+            group = self.group
             try:
-                if self.group is not None and self.group.pending:
-                    self.group.flush(connection)  # a read sees the group's writes
-                yield connection
+                if group is None or not group.pending:
+                    yield connection
+                    return
+                items, group.pending = group.pending, []
+                with connection.pipeline():  # the group's queued writes go with the read: it sees them
+                    sent = group.send(connection, items)
+                    yield connection
+                group.settle(sent)
             except psycopg.Error as exc:
                 raise self._translate(exc, "read", label, connection) from None
 

@@ -30,6 +30,7 @@ class Statements:
     replace: bytes
     create: bytes
     append: bytes
+    append_creating: bytes
     chunks_backward: bytes
     chunks_forward: bytes
     audit_backward: bytes
@@ -93,6 +94,14 @@ _TEXT = {
                "c AS (INSERT INTO {s}.chunks (node, seq, pos, data) SELECT id, next_seq, pos, %(data)s "
                "FROM n WHERE NOT audit) "
                "SELECT (SELECT size FROM n), {tail}"),
+    # Append to a (non-audit) file, creating it first if it does not exist.
+    "append_creating": ("WITH n AS (INSERT INTO {s}.nodes (parent, name, kind, size, next_seq, mtime_ms) "
+                        "VALUES (%(parent)s, %(name)s, 'f', %(size)s, 1, %(now)s) ON CONFLICT (parent, name) "
+                        "DO UPDATE SET size = {s}.nodes.size + EXCLUDED.size, next_seq = {s}.nodes.next_seq + 1, "
+                        "mtime_ms = EXCLUDED.mtime_ms WHERE {s}.nodes.kind = 'f' AND NOT {s}.nodes.audit "
+                        "RETURNING id, next_seq, size - %(size)s AS pos, size), "
+                        "c AS (INSERT INTO {s}.chunks (node, seq, pos, data) SELECT id, next_seq, pos, %(data)s "
+                        "FROM n) SELECT (SELECT size FROM n), {tail}"),
     "chunks_backward": ("SELECT seq, pos, data FROM {s}.chunks WHERE node = %(node)s AND seq < %(before)s "
                         "AND pos < %(end)s ORDER BY seq DESC LIMIT %(limit)s"),
     "chunks_forward": ("SELECT seq, pos, data FROM {s}.chunks WHERE node = %(node)s AND seq > %(after)s "

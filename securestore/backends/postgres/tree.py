@@ -18,11 +18,16 @@ from ..tree import LINE_CHUNK
 from .link import PgLink
 from .lines import backward_lines, chunks_backward, chunks_forward, forward_lines
 from .locks import AdvisoryLock, holder, take
+from .schema import ROOT
 
 # The audit trail's files: their rows go to `audit_records`, which only ever grows.
 AUDIT_FILES = frozenset({("audit", "log.jsonl"), ("audit", CHECKPOINTS_FILE)})
 _KINDS = {"d": "dir", "f": "file"}
 REPLACE_CHUNK = 16 * 1024  # a file replaced whole is kept in chunks of this size
+# The store's top directories that a handle looks up once, as a directory store's handle keeps
+# them open (StoreDir): made by init, never removed or replaced. Not `index`: a lost index is
+# rebuilt in a new directory, which every handle must find.
+STABLE_ROOT_DIRS = frozenset({"audit", "sessions"})
 _MODES = {"d": 0o700, "f": 0o600}
 
 
@@ -74,12 +79,17 @@ class PgDir:
     # -- directories ---------------------------------------------------------------------------
     def open_dir(self, name: str) -> PgDir:
         label = self.child_label(name)
+        known = self.link.root_dirs.get(name) if self.node == ROOT else None
+        if known is not None:
+            return PgDir(self.link, known, name, label)
         with self.link.reading(label) as connection:
             row = connection.execute(self.sql.find, self._key(name)).fetchone()
         if row is None:
             raise NotFoundError(f"{label} does not exist")
         if row[1] != "d":
             raise UnsafeFileError(f"refused {label}: expected a directory, found a file")
+        if self.node == ROOT and name in STABLE_ROOT_DIRS:
+            self.link.root_dirs[name] = int(row[0])
         return PgDir(self.link, int(row[0]), name, label)
 
     def make_dir(self, name: str, *, durable: bool = True) -> PgDir:
@@ -210,13 +220,20 @@ class PgDir:
             raise NotFoundError(f"{label} does not exist")
 
     # -- appended lines ------------------------------------------------------------------------
-    def append(self, name: str, data: bytes, *, durable: bool) -> None:
+    def append(self, name: str, data: bytes, *, durable: bool, create: bool = False) -> None:
         label = self.child_label(name)
         params = {**self._key(name), "size": len(data), "data": data, "now": self._now()}
-        size = self.link.write(label, self.sql.append, params, durable=durable,
-                               check=_expect(None, NotFoundError, f"{label} does not exist"))
-        if size is not None:  # (None: queued in a group, its size not known yet)
+        if create and self._is_audit(name):
+            raise UnsafeFileError(f"refused to create {label} by appending: the audit trail's files are made whole")
+        check = _expect(None, UnsafeFileError, f"refused {label}: expected a file, found a directory") if create \
+            else _expect(None, NotFoundError, f"{label} does not exist")
+
+        def checked(size: Any) -> None:  # (in a group, when its answer arrives)
+            check(size)
             self._appended[name] = int(size)
+
+        self.link.write(label, self.sql.append_creating if create else self.sql.append, params, durable=durable,
+                        check=checked)
 
     def appended_size(self, name: str) -> int | None:
         """The size `name` had after this handle's last append to it (None if it made none), as
