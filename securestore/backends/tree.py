@@ -100,3 +100,24 @@ class TreeDir(Protocol):
     def lock_plain(self, name: str, *, exclusive: bool, timeout: float) -> TreeLock: ...
     def lock_holder(self, name: str, *, live: bool = False) -> str | None:
         """Who holds (or last held, unless `live`) the lock `name`, described."""
+
+
+FIRST_TAIL = 4096  # what a tail read takes first: the last lines of an append-only file are short
+
+
+def read_tail_until(directory: TreeDir, name: str, nbytes: int,
+                    enough: Callable[[bytes], bool]) -> tuple[int, bytes]:
+    """`directory.read_tail(name, nbytes)` in two steps: the last FIRST_TAIL bytes first, kept
+    when they are the whole file or `enough(tail)` says what the caller needs is in them (on
+    PostgreSQL a few rows instead of a walk back through `nbytes`; on disk a small pread)."""
+    if nbytes > FIRST_TAIL:
+        size, tail = directory.read_tail(name, FIRST_TAIL)
+        if size <= len(tail) or enough(tail):
+            return size, tail
+    return directory.read_tail(name, nbytes)
+
+
+def holds_last_line(tail: bytes) -> bool:
+    """Does `tail` hold a whole last line (the newline before it too) and whatever follows it?"""
+    last = tail.rfind(b"\n")
+    return last > 0 and tail.rfind(b"\n", 0, last) >= 0

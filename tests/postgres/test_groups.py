@@ -176,3 +176,43 @@ def test_a_group_waiting_for_a_lock_lets_no_other_thread_into_its_transaction(pg
         for thread in threads:
             thread.join(timeout=60)
         assert outcome == {"b seen": True}
+
+
+def test_a_lock_inside_a_group_waits_on_the_server_and_a_wait_that_runs_out_leaves_the_group_usable(
+        pg_server: PostgresServer) -> None:
+    url = set_up_database(pg_server)
+    with open_pg_root(parse_target(url, {}), FsContext()) as first, first.make_dir("d") as setup:
+        setup.ensure_file("f")
+    holder_done, results = threading.Event(), {}
+    holder_has_it = threading.Event()
+
+    def holder() -> None:
+        with open_pg_root(parse_target(url, {}), FsContext()) as root, root.open_dir("d") as directory:
+            with directory.group("the holder's change"):
+                directory.lock_plain("k", exclusive=True, timeout=5.0)
+                holder_has_it.set()
+                results["waiter timed out"] = waiter_times_out.wait(timeout=30)
+                holder_done.set()  # the commit follows at once: the lock goes with it
+
+    def waiter() -> None:
+        holder_has_it.wait(timeout=30)
+        with open_pg_root(parse_target(url, {}), FsContext()) as root, root.open_dir("d") as directory:
+            with directory.group("a change that gives up"):
+                with pytest.raises(LockHeldError, match=r"d/k is held by server process \d+"):
+                    directory.lock_plain("k", exclusive=True, timeout=0.2)
+                directory.append("f", b"written after the wait ran out\n", durable=True)
+            waiter_times_out.set()
+            with directory.group("a change that waits"):
+                directory.lock_plain("k", exclusive=True, timeout=30.0)
+                results["granted after the holder's commit"] = holder_done.is_set()
+                directory.append("f", b"written under the lock\n", durable=True)
+            results["f"] = directory.read("f", 1024)
+
+    waiter_times_out = threading.Event()
+    threads = [threading.Thread(target=holder), threading.Thread(target=waiter)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert results == {"waiter timed out": True, "granted after the holder's commit": True,
+                       "f": b"written after the wait ran out\nwritten under the lock\n"}

@@ -18,7 +18,7 @@ import orjson
 
 from ...core.canonical import canonical_bytes
 from ...errors import IntegrityError, KeyMaterialError, OperationalError
-from ..tree import TreeDir
+from ..tree import TreeDir, holds_last_line, read_tail_until
 from .layout import AUDIT_DIR
 from ...audit.chain import (
     GENESIS_PREV,
@@ -160,7 +160,7 @@ class AuditLog:
 
     def load(self) -> None:
         """Find the chain head from the last complete line; remember a torn fragment."""
-        size, tail = self.dir.read_tail(LOG_FILE, 2 * self.max_line + 2)
+        size, tail = read_tail_until(self.dir, LOG_FILE, 2 * self.max_line + 2, self._decides)
         cut = tail.rfind(b"\n")
         self.torn = tail[cut + 1 :]
         if cut < 0:
@@ -205,19 +205,30 @@ class AuditLog:
                 continue
         return records
 
-    @staticmethod
-    def _pending_in(lines: list[bytes]) -> Intent | None:
+    @classmethod
+    def _pending_in(cls, lines: list[bytes]) -> Intent | None:
         """The last intent or outcome decides; recovery and rejection records after it do not."""
+        return cls._deciding(lines)[1]
+
+    @staticmethod
+    def _deciding(lines: list[bytes]) -> tuple[bool, Intent | None]:
+        """(whether a record in `lines` decides, the open intent)."""
         for line in reversed(lines):
             try:
                 record = parse_record(line)
             except RecordError:
-                return None  # a partial first line of the window: nothing further back is read
+                return False, None  # a partial first line of the window: nothing further back is read
             if isinstance(record, Intent):
-                return record
+                return True, record
             if isinstance(record, (Outcome, Genesis)):
-                return None
-        return None
+                return True, None
+        return False, None
+
+    @classmethod
+    def _decides(cls, tail: bytes) -> bool:
+        """Does this end of the log hold its last record and what decides the open intent?"""
+        cut = tail.rfind(b"\n")
+        return holds_last_line(tail) and cls._deciding(tail[:cut].split(b"\n")[1:])[0]
 
     def drop_torn_tail(self) -> bytes:
         """Truncate a torn final fragment (crash mid-append); return what was discarded."""
@@ -309,7 +320,7 @@ class AuditLog:
     def last_checkpoint(self, *, repair: bool = True) -> StoredCheckpoint | None:
         """The newest complete checkpoint line; a torn final fragment is cut off first (the
         writer only: `repair`)."""
-        size, tail = self.dir.read_tail(CHECKPOINTS_FILE, _CHECKPOINT_CAP)
+        size, tail = read_tail_until(self.dir, CHECKPOINTS_FILE, _CHECKPOINT_CAP, holds_last_line)
         cut = tail.rfind(b"\n")
         if repair and cut + 1 < len(tail):  # a crash mid-append left an unsigned fragment: drop it
             self.dir.truncate(CHECKPOINTS_FILE, size - (len(tail) - cut - 1))

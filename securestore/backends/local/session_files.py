@@ -11,7 +11,7 @@ from ...core.policy import encode_name, name_matches_key
 from ...core.records import Manifest, SlotEnvelope, StoreIdentity, decode_model
 from ...core.secrets.vault import Vault, load_vault, unwrap_data_key
 from ...errors import IntegrityError, LayoutVersionError, ResumeMismatchError
-from ..tree import TreeDir
+from ..tree import TreeDir, holds_last_line, read_tail_until
 from .layout import BACKEND, LAYOUT_VERSION, MANIFEST_FILE, VAULT_FILE, VAULT_KEY_CAP, VAULT_KEY_FILE, slot_file
 
 
@@ -29,7 +29,7 @@ def last_line_hash(directory: TreeDir, name: str, max_line: int) -> str | None:
     """Hash of the last complete line of an append-only file (None: no file, or no line)."""
     if directory.entry(name) is None:
         return None
-    _, tail = directory.read_tail(name, max_line + 1)
+    _, tail = read_tail_until(directory, name, max_line + 1, holds_last_line)
     lines, _ = split_lines(tail)
     return line_hash(lines[-1]) if lines and (len(lines) > 1 or len(tail) <= max_line) else None
 

@@ -19,7 +19,7 @@ from ...core.journal import Op, parse_journal
 from ...core.records import SegmentRef, TranscriptHead, encode_model
 from ...core.transcript import lines_digest
 from ...errors import IntegrityError, LimitExceededError
-from ..tree import TreeDir
+from ..tree import TreeDir, holds_last_line, read_tail_until
 from .auditlog import AuditLog
 from .env import LocalEnv, observe_file
 from .layout import SNAPSHOT_FILE, active_segment
@@ -174,7 +174,7 @@ def drop_segments(directory: TreeDir, files: list[str]) -> None:
 def cut_torn_tail(directory: TreeDir, name: str, limits: Limits, *, journal: bool) -> dict[str, Any] | None:
     """Cut a partial last line (or, in a journal, a complete final record with a bad
     checksum: torn all the same); the recovery record saying so, or None if it was whole."""
-    size, tail = directory.read_tail(name, limits.max_record_bytes + 2)
+    size, tail = read_tail_until(directory, name, limits.max_record_bytes + 2, holds_last_line)
     lines, fragment = split_lines(tail)
     cut = len(fragment)
     if not fragment and lines and journal and (len(lines) > 1 or len(tail) == size):

@@ -35,6 +35,7 @@ class Group:
         self.begun = False
         self.durable = False  # some write in it was durable: the commit waits for the flush
         self.poisoned = False  # a queued write's check failed: roll back, never commit
+        self.mode_sent: str | None = None  # the synchronous_commit the last write statement set
         self.savepoints = 0
         self.pending: list[Queued] = []  # sent ahead of (with) the next statement that needs an answer
         self.after_commit: dict[int, Callable[[], None]] = {}  # lock key -> its release, held back until the commit
@@ -47,9 +48,17 @@ class Group:
             self.pending.insert(0, Queued(b"BEGIN"))
 
     def commit_mode(self, durable: bool) -> str:
-        """The synchronous_commit a statement sets: 'on' once any write of the group was durable."""
+        """The synchronous_commit a statement sets: 'on' once any write of the group was durable
+        (the transaction's setting is the last one a statement made)."""
         self.durable = self.durable or durable
-        return "on" if self.durable else "off"
+        self.mode_sent = "on" if self.durable else "off"
+        return self.mode_sent
+
+    def commit(self) -> list[Queued]:
+        """What ends the transaction: COMMIT, after a SET if the last mode set is not its own."""
+        if self.durable == (self.mode_sent == "on"):
+            return [Queued(b"COMMIT")]
+        return [Queued(b"SET LOCAL synchronous_commit TO " + (b"on" if self.durable else b"off")), Queued(b"COMMIT")]
 
     def savepoint(self) -> tuple[Queued, bytes]:
         """A new savepoint, queued; and the statement that rolls back to it (names are never

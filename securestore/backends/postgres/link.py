@@ -130,7 +130,7 @@ class PgLink:
             connection = self._live()
             group = self.group
             if group is not None:  # a block inside a group: a savepoint of the group's transaction
-                group.commit_mode(durable)
+                group.durable = group.durable or durable  # (no statement of ours sets the mode: the commit does)
                 try:
                     group.begin()
                     group.flush(connection)  # psycopg must see the transaction open
@@ -184,16 +184,32 @@ class PgLink:
                 check(value)
             return value
 
-    def ask_in_group(self, label: str, statement: bytes, params: dict[str, Any]) -> Any:
-        """`statement` inside this thread's open group's transaction (begun if need be), sent
-        with what the group has queued; the first column of its row."""
+    def lock_in_group(self, label: str, key: int, *, exclusive: bool, wait: float) -> bool:
+        """Take advisory lock `key` for this thread's open group's transaction (begun if need
+        be), waiting up to `wait` seconds on the server (0: a try); False if not granted. A wait
+        that runs out is rolled back to its own savepoint: the group goes on."""
+        suffix = b"" if exclusive else b"_shared"
         with self.released:
             connection = self._live()
             group = self.group
             assert group is not None and group.owner == threading.get_ident()  # nosec B101 - callers check
             group.begin()
             try:
-                return group.flush(connection, Queued(statement, params))
+                if group.flush(connection, Queued(b"SELECT pg_try_advisory_xact_lock%s(%%(key)s)" % suffix,
+                                                  {"key": key})):
+                    return True  # free: no wait to set up
+                if wait <= 0:
+                    return False
+                _, rollback = group.savepoint()
+                group.pending.append(Queued(b"SELECT set_config('lock_timeout', %(wait)s, true)",
+                                            {"wait": f"{max(1, int(wait * 1000))}ms"}))
+                try:
+                    group.flush(connection, Queued(b"SELECT pg_advisory_xact_lock%s(%%(key)s)" % suffix, {"key": key}))
+                except psycopg.errors.LockNotAvailable:
+                    connection.execute(rollback)  # the timeout aborted only what followed the savepoint
+                    return False
+                group.pending.append(Queued(b"SET LOCAL lock_timeout TO DEFAULT"))  # rides with the next statement
+                return True
             except psycopg.Error as exc:
                 raise self._translate(exc, "lock", label, connection) from None
 
@@ -237,8 +253,7 @@ class PgLink:
                 self._latch(f"the connection was lost during {group.label}: nothing of it was committed")
             if group.poisoned or connection.pgconn.transaction_status == TransactionStatus.INERROR:
                 self._roll_back(group, connection, "failed")
-            group.pending.append(Queued(b"SET LOCAL synchronous_commit TO " + (b"on" if group.durable else b"off")))
-            group.pending.append(Queued(b"COMMIT"))
+            group.pending.extend(group.commit())
             try:
                 group.flush(connection)
             except psycopg.Error as exc:

@@ -55,14 +55,15 @@ class AdvisoryLock:
 
 
 def take(link: PgLink, key: int, label: str, *, exclusive: bool, timeout: float) -> AdvisoryLock:
-    """Try, then retry with backoff until `timeout`: never a blocking wait, which would hold
-    the connection every other operation of this handle needs."""
+    """Outside a group: try, then retry with backoff until `timeout`, never a blocking wait,
+    which would hold the connection every other operation of this handle needs. Inside one (the
+    connection is the group's anyway): the server's own wait, granted the moment the holder's
+    transaction ends (link.lock_in_group)."""
     clock = link.ctx.os
     deadline = clock.monotonic() + timeout
     delay = 0.002
     mode = _EXCLUSIVE if exclusive else _SHARED
     statement = "SELECT pg_try_advisory_lock(%s)" if exclusive else "SELECT pg_try_advisory_lock_shared(%s)"
-    in_group_statement = b"SELECT pg_try_advisory_xact_lock%s(%%(key)s)" % (b"" if exclusive else b"_shared")
     while True:
         with link.released:
             group = link.group
@@ -75,11 +76,13 @@ def take(link: PgLink, key: int, label: str, *, exclusive: bool, timeout: float)
             if key not in link.held:
                 link.ctx.check_usable()
                 if mine and group is not None:  # inside the group's transaction: no unlock to send
-                    if link.ask_in_group(label, in_group_statement, {"key": key}):
+                    if link.lock_in_group(label, key, exclusive=exclusive,
+                                          wait=max(0.0, deadline - clock.monotonic())):
                         link.held[key] = mode
                         group.xact_locks[key] = True
                         group.after_commit[key] = lambda: _forget(link, key)
                         return AdvisoryLock(link, key, label, mode, in_group=True)
+                    raise LockHeldError(f"{label} is held by {holder(link, key, label) or 'another writer'}")
                 else:
                     with link.reading(label) as connection:
                         row = connection.execute(statement, (key,)).fetchone()
