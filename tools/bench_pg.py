@@ -145,8 +145,8 @@ def build_all(cluster: Cluster, base: Path, profile: dict[str, Any], cap: int | 
 
 
 def write_xacts(system: PgSystem, cluster: Cluster) -> dict[str, float]:
-    """Transactions that took an xid (each commit flushed: synchronous_commit=on) per write op,
-    from the server's next xid around PROBE_OPS operations (autovacuum can add a stray one)."""
+    """Transaction ids taken per write op (a transaction that wrote, and each savepoint in it that
+    wrote), from the server's next xid around PROBE_OPS operations (autovacuum can add a stray one)."""
     counts: dict[str, float] = {}
     with psycopg.connect(cluster.url(), autocommit=True) as conn:
         def next_xid() -> int:
@@ -327,7 +327,9 @@ def run(args: argparse.Namespace, profile: dict[str, Any], server: Any, base: Pa
                 + ", ".join(f"{w} {n}" for w, n in profile["ops"].items()) + "); securestore/peer = median of "
                 "per-round ratios of round medians, min-max over rounds in brackets, above 1 = securestore slower:\n",
                 medians_table(result, names, label))
-    print_lines(f"Write transactions per operation (xids taken, each commit flushed; {PROBE_OPS} ops per workload):\n",
+    print_lines(f"Transaction ids taken per operation ({PROBE_OPS} ops per workload): a writing transaction's own, plus "
+                "one per savepoint that wrote in it (securestore runs each act in a savepoint of its change's "
+                "transaction); each top-level commit is one WAL flush:\n",
                 xacts_table(xacts, names, label))
     print_lines("Notes:", [f"  {s.name}: {note}" for s in systems for note in s.notes]
                 + [f"  {name} failed on {label[w]}: {why}" for (w, name), why in result.failed.items()]

@@ -335,9 +335,8 @@ def create_one(store: Any, key: str, i: int) -> None:
 class SecureStorePg(PgSystem):
     name = "securestore (postgres)"
     prefix = "securestore"
-    durability = ("audit-before-act as one transaction per change: the intent, the act and the outcome commit "
-                  "together with one WAL flush; the listing index is noted after it, in its own asynchronous "
-                  "commits (the transactions table below counts them)")
+    durability = ("audit-before-act as one transaction per change: the intent, the act (in a savepoint) and the "
+                  "outcome commit together with the listing index's note, one WAL flush")
     mappings = {  # as bench/systems.py maps the filesystem store
         **{w: m for w, m in SecureStoreSystem.mappings.items() if w in PG_WRITES + (READ50,)},
         CREATE_EMPTY: "create_session(key) + append_items([item]) + close (fresh database + store per round)",
