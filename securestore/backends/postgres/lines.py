@@ -8,17 +8,22 @@ from collections.abc import Generator, Iterable, Iterator
 from .link import PgLink
 
 _BATCH = 256  # the most rows per round trip (an audit record or a journal line is one row)
-_FIRST = 8  # a backward walk's first batch: a read of the last few lines fetches a few rows
+FIRST_ROWS = 8  # a backward walk's first batch: a read of the last few lines fetches a few rows
 
 
-def chunks_backward(link: PgLink, label: str, node: int, audit: bool, end: int) -> Iterator[tuple[int, bytes]]:
-    """(pos, data) of the chunks holding bytes before `end`, last first, each cut at `end`."""
+def chunks_backward(link: PgLink, label: str, node: int, audit: bool, end: int,
+                    first: list[tuple[int, int, bytes]] | None = None) -> Iterator[tuple[int, bytes]]:
+    """(pos, data) of the chunks holding bytes before `end`, last first, each cut at `end`.
+    `first`: the first FIRST_ROWS rows, already read (PgDir.tail_start)."""
     statement = link.sql.audit_backward if audit else link.sql.chunks_backward
-    before, limit = 1 << 31, _FIRST
+    before, limit = 1 << 31, FIRST_ROWS
     while True:
-        with link.reading(label) as connection:
-            rows = connection.execute(statement, {"node": node, "before": before, "end": end,
-                                                  "limit": limit}).fetchall()
+        if first is not None:
+            rows, first = first, None
+        else:
+            with link.reading(label) as connection:
+                rows = connection.execute(statement, {"node": node, "before": before, "end": end,
+                                                      "limit": limit}).fetchall()
         for seq, pos, data in rows:
             yield int(pos), bytes(data)[: max(0, end - int(pos))]
             before = int(seq)

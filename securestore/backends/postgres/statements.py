@@ -31,6 +31,7 @@ class Statements:
     create: bytes
     append: bytes
     append_creating: bytes
+    tail_first: bytes
     chunks_backward: bytes
     chunks_forward: bytes
     audit_backward: bytes
@@ -102,6 +103,15 @@ _TEXT = {
                         "RETURNING id, next_seq, size - %(size)s AS pos, size), "
                         "c AS (INSERT INTO {s}.chunks (node, seq, pos, data) SELECT id, next_seq, pos, %(data)s "
                         "FROM n) SELECT (SELECT size FROM n), {tail}"),
+    # A file's row and the last rows of its bytes before %(end)s, in one round trip: the start of
+    # every backward read (a log's head, a listing's first page, the latest items).
+    "tail_first": ("SELECT n.id, n.gen, n.size, n.audit, n.kind, r.seq, r.pos, r.data FROM {s}.nodes n "
+                   "LEFT JOIN LATERAL ((SELECT a.seq, a.pos, a.data FROM {s}.audit_records a WHERE n.audit "
+                   "AND n.kind = 'f' AND a.node = n.id AND a.pos < LEAST(n.size, %(end)s) ORDER BY a.seq DESC "
+                   "LIMIT %(limit)s) UNION ALL (SELECT c.seq, c.pos, c.data FROM {s}.chunks c WHERE NOT n.audit "
+                   "AND n.kind = 'f' AND c.node = n.id AND c.pos < LEAST(n.size, %(end)s) ORDER BY c.seq DESC "
+                   "LIMIT %(limit)s)) r ON true WHERE n.parent = %(parent)s AND n.name = %(name)s "
+                   "ORDER BY r.seq DESC"),
     "chunks_backward": ("SELECT seq, pos, data FROM {s}.chunks WHERE node = %(node)s AND seq < %(before)s "
                         "AND pos < %(end)s ORDER BY seq DESC LIMIT %(limit)s"),
     "chunks_forward": ("SELECT seq, pos, data FROM {s}.chunks WHERE node = %(node)s AND seq > %(after)s "

@@ -16,7 +16,7 @@ from ...errors import AlreadyExistsError, IntegrityError, NotFoundError, Storage
 from ...fs import EntryInfo, FsContext, check_name
 from ..tree import LINE_CHUNK
 from .link import PgLink
-from .lines import backward_lines, chunks_backward, chunks_forward, forward_lines
+from .lines import FIRST_ROWS, backward_lines, chunks_backward, chunks_forward, forward_lines
 from .locks import AdvisoryLock, holder, take
 from .schema import ROOT
 
@@ -24,6 +24,8 @@ from .schema import ROOT
 AUDIT_FILES = frozenset({("audit", "log.jsonl"), ("audit", CHECKPOINTS_FILE)})
 _KINDS = {"d": "dir", "f": "file"}
 REPLACE_CHUNK = 16 * 1024  # a file replaced whole is kept in chunks of this size
+_NO_END = 1 << 62  # a read of a file's tail: up to its size, whatever that is
+Rows = list[tuple[int, int, bytes]]  # (seq, pos, data) of a file's rows
 # The store's top directories that a handle looks up once, as a directory store's handle keeps
 # them open (StoreDir): made by init, never removed or replaced. Not `index`: a lost index is
 # rebuilt in a new directory, which every handle must find.
@@ -270,11 +272,25 @@ class PgDir:
             raise NotFoundError(f"{self.child_label(name)} does not exist")
         return found
 
+    def _tail_start(self, name: str, end: int) -> tuple[int, int, bool, Rows]:
+        """(node, size, audit, the last FIRST_ROWS rows before `end`) of a file: one round trip."""
+        label = self.child_label(name)
+        with self.link.reading(label) as connection:
+            rows = connection.execute(self.sql.tail_first, {**self._key(name), "end": end,
+                                                            "limit": FIRST_ROWS}).fetchall()
+        if not rows:
+            raise NotFoundError(f"{label} does not exist")
+        node, _, size, audit, kind = rows[0][:5]
+        if kind != "f":
+            raise UnsafeFileError(f"refused {label}: expected a file, found a directory")
+        return int(node), int(size), bool(audit), [(int(r[5]), int(r[6]), bytes(r[7])) for r in rows
+                                                   if r[5] is not None]
+
     def read_tail(self, name: str, nbytes: int) -> tuple[int, bytes]:
-        node, _, size, audit = self._existing(name)
+        node, size, audit, first = self._tail_start(name, _NO_END)
         parts: list[bytes] = []
         have = 0
-        for pos, data in chunks_backward(self.link, self.child_label(name), node, audit, size):
+        for pos, data in chunks_backward(self.link, self.child_label(name), node, audit, size, first):
             parts.append(data)
             have = size - pos
             if have >= nbytes:
@@ -284,8 +300,8 @@ class PgDir:
 
     def lines_backward(self, name: str, end: int, max_line: int,
                        chunk: int = LINE_CHUNK) -> Generator[tuple[int, bytes], None, None]:
-        node, _, size, audit = self._existing(name)
-        chunks = chunks_backward(self.link, self.child_label(name), node, audit, min(end, size))
+        node, size, audit, first = self._tail_start(name, end)
+        chunks = chunks_backward(self.link, self.child_label(name), node, audit, min(end, size), first)
         return backward_lines(chunks, min(end, size), max_line)
 
     def iter_lines(self, name: str, max_line: int, chunk_size: int = LINE_CHUNK, *,
