@@ -192,7 +192,8 @@ class PgLink:
         with self.released:
             connection = self._live()
             group = self.group
-            assert group is not None and group.owner == threading.get_ident()  # nosec B101 - callers check
+            if group is None or group.owner != threading.get_ident():
+                raise RuntimeError("lock_in_group outside this thread's group")  # a programming error, not input
             group.begin()
             try:
                 if group.flush(connection, Queued(b"SELECT pg_try_advisory_xact_lock%s(%%(key)s)" % suffix,
