@@ -308,8 +308,9 @@ class PgLink:
 
     def barrier(self, label: str) -> None:
         """Make every earlier asynchronous commit durable (an fsync's counterpart)."""
-        if self.group is not None:  # the group's commit is the barrier
-            self.group.durable = True
+        group = self.group
+        if group is not None and group.owner == threading.get_ident():  # the group's commit is the barrier
+            group.durable = True
             return
         if not self.unflushed:
             return
