@@ -13,7 +13,7 @@ import pytest
 from tests.support.keys import MASTER_KEY
 from tests.support.pg_stores import set_up_database
 from tests.support.raw_tree import raw_tree, session_path
-from tests.support.stores import make_store, run_cli
+from tests.support.stores import make_store, run_cli, run_cli_here
 from tests.support.corpus import secret_corpus
 from securestore.backends.local.layout import slot_file
 from securestore.core.policy import encode_name
@@ -93,8 +93,8 @@ def test_root_flag_overrides_environment(tmp_path: Path) -> None:
 )
 @pytest.mark.both_backends
 def test_exit_codes_and_one_line_errors(env: dict[str, str], args: list[str], code: int, words: str) -> None:
-    run_cli("init", "--seed-out", seed_file(env), env=env)
-    result = run_cli(*args, env=env)
+    run_cli_here("init", "--seed-out", seed_file(env), env=env)
+    result = run_cli_here(*args, env=env)
     assert result.returncode == code, result.stderr
     _one_line_error(result)
     assert words in result.stderr
@@ -102,33 +102,33 @@ def test_exit_codes_and_one_line_errors(env: dict[str, str], args: list[str], co
 
 @pytest.mark.both_backends
 def test_integrity_failure_exits_1_and_names_the_record(cli_root: Path | str, env: dict[str, str]) -> None:
-    run_cli("init", "--seed-out", seed_file(env), env=env)
-    run_cli("put", "sess", "slot", '{"a": 1}', env=env)
+    run_cli_here("init", "--seed-out", seed_file(env), env=env)
+    run_cli_here("put", "sess", "slot", '{"a": 1}', env=env)
     raw, slot = raw_tree(cli_root), f"{session_path('sess')}/state/{slot_file(encode_name('slot'))}"
     raw.write(slot, raw.read(slot).replace(b"1", b"2"))
-    result = run_cli("audit", "verify", env=env)
+    result = run_cli_here("audit", "verify", env=env)
     assert result.returncode == 1
     assert "data-mismatch" in result.stdout and "seq" in result.stdout
-    as_json = json.loads(run_cli("audit", "verify", "--json", env=env).stdout)
+    as_json = json.loads(run_cli_here("audit", "verify", "--json", env=env).stdout)
     assert as_json["ok"] is False and as_json["failures"][0]["check"] == "data-mismatch"
 
 
 def test_unsafe_store_is_an_integrity_error(cli_root: Path | str, env: dict[str, str]) -> None:
-    run_cli("init", "--seed-out", seed_file(env), env=env)
+    run_cli_here("init", "--seed-out", seed_file(env), env=env)
     os.chmod(cli_root, 0o777)
-    result = run_cli("sessions", "list", env=env)
+    result = run_cli_here("sessions", "list", env=env)
     assert result.returncode == 1
     _one_line_error(result)
 
 
 @pytest.mark.both_backends
 def test_secrets_never_reach_stderr(env: dict[str, str]) -> None:
-    run_cli("init", "--seed-out", seed_file(env), env=env)
+    run_cli_here("init", "--seed-out", seed_file(env), env=env)
     secret = secret_corpus()[3].secret
     for args in (["put", f"user-{secret}", "slot", "1"],
                  ["put", "sess", "slot", json.dumps({secret: 1})],
                  ["put", "sess", "slot", json.dumps({"x": secret, "__proto__": 1})]):
-        result = run_cli(*args, env=env)
+        result = run_cli_here(*args, env=env)
         assert result.returncode == 3
         assert secret not in result.stderr and secret not in result.stdout
 
@@ -136,27 +136,27 @@ def test_secrets_never_reach_stderr(env: dict[str, str]) -> None:
 @pytest.mark.both_backends
 def test_missing_master_key_drops_values(env: dict[str, str]) -> None:
     env = {name: value for name, value in env.items() if name != "SECURESTORE_MASTER_KEY"}
-    run_cli("init", "--seed-out", seed_file(env), env=env)
+    run_cli_here("init", "--seed-out", seed_file(env), env=env)
     secret = secret_corpus()[5].secret
-    assert run_cli("put", "s", "slot", json.dumps(f"token {secret}"), env=env).returncode == 0
-    assert "[secret:redacted:" in run_cli("get", "s", "slot", env=env).stdout
-    result = run_cli("get", "s", "slot", "--resolve", env=env)
+    assert run_cli_here("put", "s", "slot", json.dumps(f"token {secret}"), env=env).returncode == 0
+    assert "[secret:redacted:" in run_cli_here("get", "s", "slot", env=env).stdout
+    result = run_cli_here("get", "s", "slot", "--resolve", env=env)
     assert result.returncode == 4 and "dropped" in result.stderr
 
 
 def test_master_key_file_must_be_private_and_outside_the_root(tmp_path: Path, cli_root: Path) -> None:
     key_file = tmp_path / "keys" / "master.key"
     key_file.parent.mkdir(mode=0o700)
-    assert run_cli("--root", str(cli_root), "init", "--generate-master-key", str(key_file),
+    assert run_cli_here("--root", str(cli_root), "init", "--generate-master-key", str(key_file),
                    "--seed-out", str(tmp_path / "seed")).returncode == 0
     assert oct(key_file.stat().st_mode & 0o777) == "0o600"
-    ok = run_cli("--root", str(cli_root), "--master-key-file", str(key_file), "put", "s", "x", '"v"')
+    ok = run_cli_here("--root", str(cli_root), "--master-key-file", str(key_file), "put", "s", "x", '"v"')
     assert ok.returncode == 0
     key_file.chmod(0o644)
-    loose = run_cli("--root", str(cli_root), "--master-key-file", str(key_file), "put", "s", "x", '"v"')
+    loose = run_cli_here("--root", str(cli_root), "--master-key-file", str(key_file), "put", "s", "x", '"v"')
     assert loose.returncode == 4 and "lets others read it" in loose.stderr
     fresh = tmp_path / "fresh"
-    result = run_cli("--root", str(fresh), "init", "--generate-master-key", str(fresh / "master.key"),
+    result = run_cli_here("--root", str(fresh), "init", "--generate-master-key", str(fresh / "master.key"),
                      "--seed-out", str(tmp_path / "fresh.seed"))
     assert result.returncode == 4 and "outside the store root" in result.stderr
     assert not fresh.exists()  # refused before anything was created
@@ -180,41 +180,41 @@ def test_python_dash_m_and_help() -> None:
 
 @pytest.mark.both_backends
 def test_principal_is_recorded_and_must_not_be_a_credential(cli_root: Path | str, env: dict[str, str]) -> None:
-    run_cli("init", "--seed-out", seed_file(env), env=env)
-    assert run_cli("--principal", "agent:support-bot", "put", "s", "x", "1", env=env).returncode == 0
+    run_cli_here("init", "--seed-out", seed_file(env), env=env)
+    assert run_cli_here("--principal", "agent:support-bot", "put", "s", "x", "1", env=env).returncode == 0
     log = raw_tree(cli_root).read(f"{session_path('s')}/audit/log.jsonl").decode()
     assert '"principal":"agent:support-bot"' in log
     secret = secret_corpus()[3].secret
-    result = run_cli("--principal", f"bot {secret}", "put", "s", "x", "1", env=env)
+    result = run_cli_here("--principal", f"bot {secret}", "put", "s", "x", "1", env=env)
     assert result.returncode == 2 and "credential" in result.stderr
     assert secret not in result.stderr
 
 
 @pytest.mark.both_backends
 def test_session_commands(cli_root: Path | str, env: dict[str, str]) -> None:
-    run_cli("init", "--seed-out", seed_file(env), env=env)
+    run_cli_here("init", "--seed-out", seed_file(env), env=env)
     secret = secret_corpus()[0].secret
-    assert run_cli("session", "append", "chat", '{"role": "user", "content": "hi"}', env=env).returncode == 0
-    assert run_cli("session", "append", "chat", json.dumps({"role": "tool", "content": f"key={secret}"}),
+    assert run_cli_here("session", "append", "chat", '{"role": "user", "content": "hi"}', env=env).returncode == 0
+    assert run_cli_here("session", "append", "chat", json.dumps({"role": "tool", "content": f"key={secret}"}),
                    env=env).returncode == 0
-    assert run_cli("session", "append", "chat", "-", env=env, stdin=b'{"role": "assistant"}').returncode == 0
-    items = json.loads(run_cli("session", "items", "chat", "--json", env=env).stdout)
+    assert run_cli_here("session", "append", "chat", "-", env=env, stdin=b'{"role": "assistant"}').returncode == 0
+    items = json.loads(run_cli_here("session", "items", "chat", "--json", env=env).stdout)
     assert [i["role"] for i in items] == ["user", "tool", "assistant"]
     assert secret not in json.dumps(items)
-    latest = json.loads(run_cli("session", "items", "chat", "--limit", "1", "--json", env=env).stdout)
+    latest = json.loads(run_cli_here("session", "items", "chat", "--limit", "1", "--json", env=env).stdout)
     assert latest == [{"role": "assistant"}]
-    resolved = run_cli("session", "items", "chat", "--resolve", env=env).stdout.splitlines()
+    resolved = run_cli_here("session", "items", "chat", "--resolve", env=env).stdout.splitlines()
     assert json.loads(resolved[1])["content"] == f"key={secret}"
-    show = json.loads(run_cli("session", "show", "chat", "--json", env=env).stdout)
+    show = json.loads(run_cli_here("session", "show", "chat", "--json", env=env).stdout)
     assert (show["items"], show["revisions"], show["lock_holder"]) == (3, 1, None)
-    assert "items     3" in run_cli("session", "show", "chat", env=env).stdout
-    history = json.loads(run_cli("session", "history", "chat", "--json", env=env).stdout)
+    assert "items     3" in run_cli_here("session", "show", "chat", env=env).stdout
+    history = json.loads(run_cli_here("session", "history", "chat", "--json", env=env).stdout)
     assert [r["rev"] for r in history] == [1] and history[0]["key"] == "chat"
-    bad = run_cli("session", "append", "chat", "[1, 2]", env=env)
+    bad = run_cli_here("session", "append", "chat", "[1, 2]", env=env)
     assert bad.returncode == 3 and "not a JSON object" in bad.stderr
-    assert run_cli("session", "items", "chat", "--limit", "-1", env=env).returncode == 2
-    assert run_cli("session", "show", "missing", env=env).returncode == 4
-    assert run_cli("audit", "verify", env=env).returncode == 0
+    assert run_cli_here("session", "items", "chat", "--limit", "-1", env=env).returncode == 2
+    assert run_cli_here("session", "show", "missing", env=env).returncode == 4
+    assert run_cli_here("audit", "verify", env=env).returncode == 0
 
 
 # A password no detector recognizes: what the CLI must not echo does not depend on detection.
@@ -223,18 +223,18 @@ PASSWORD = "hunter2-Correct-Horse-9"
 
 @pytest.mark.both_backends
 def test_put_and_append_read_a_value_file(tmp_path: Path, env: dict[str, str]) -> None:
-    run_cli("init", "--seed-out", seed_file(env), env=env)
+    run_cli_here("init", "--seed-out", seed_file(env), env=env)
     secret = secret_corpus()[0].secret
     value = {"role": "tool", "content": f"AWS_ACCESS_KEY_ID={secret} password={PASSWORD}"}
     value_file = tmp_path / "value.json"
     value_file.write_text(json.dumps(value))
-    stored = run_cli("put", "s", "slot", f"@{value_file}", env=env)
+    stored = run_cli_here("put", "s", "slot", f"@{value_file}", env=env)
     assert stored.returncode == 0, stored.stderr
-    assert json.loads(run_cli("get", "s", "slot", "--resolve", env=env).stdout) == value
-    assert secret not in run_cli("get", "s", "slot", env=env).stdout  # vaulted like any other input
-    appended = run_cli("session", "append", "chat", f"@{value_file}", env=env)
+    assert json.loads(run_cli_here("get", "s", "slot", "--resolve", env=env).stdout) == value
+    assert secret not in run_cli_here("get", "s", "slot", env=env).stdout  # vaulted like any other input
+    appended = run_cli_here("session", "append", "chat", f"@{value_file}", env=env)
     assert appended.returncode == 0, appended.stderr
-    assert json.loads(run_cli("session", "items", "chat", "--resolve", "--json", env=env).stdout) == [value]
+    assert json.loads(run_cli_here("session", "items", "chat", "--resolve", "--json", env=env).stdout) == [value]
     for result in (stored, appended):
         assert secret not in result.stdout + result.stderr and PASSWORD not in result.stdout + result.stderr
 
@@ -277,19 +277,19 @@ def _too_large(tmp_path: Path) -> str:
     ids=["symlink", "fifo", "foreign", "too-large", "directory", "missing", "empty"],
 )
 def test_value_file_refusals(tmp_path: Path, env: dict[str, str], make, words: str) -> None:  # noqa: ANN001
-    run_cli("init", "--seed-out", seed_file(env), env=env)
+    run_cli_here("init", "--seed-out", seed_file(env), env=env)
     path = make(tmp_path)
     for args in (["put", "s", "slot", f"@{path}"], ["session", "append", "s", f"@{path}"]):
-        result = run_cli(*args, env=env)
+        result = run_cli_here(*args, env=env)
         assert result.returncode == 2, result.stderr
         _one_line_error(result)
         assert words in result.stderr
-    assert run_cli("get", "s", "slot", env=env).returncode == 4  # nothing was written
+    assert run_cli_here("get", "s", "slot", env=env).returncode == 4  # nothing was written
 
 
 def test_help_says_secrets_belong_on_stdin_or_in_a_file() -> None:
     for args in (["put", "--help"], ["session", "append", "--help"], ["--help"]):
-        shown = " ".join(run_cli(*args).stdout.split())
+        shown = " ".join(run_cli_here(*args).stdout.split())
         assert "standard input (-) or in a file (@FILE), never on the command line" in shown
 
 
@@ -317,8 +317,8 @@ def test_errors_never_echo_a_value_the_user_passed(env: dict[str, str], kind: st
                                                    words: str) -> None:
     secret = secret_corpus()[3].secret if kind == "real-format" else PASSWORD
     if words in ("cursor", "must be a number"):
-        run_cli("init", "--seed-out", seed_file(env), env=env)
-    result = run_cli(*[arg.format(secret) for arg in args], env=env)
+        run_cli_here("init", "--seed-out", seed_file(env), env=env)
+    result = run_cli_here(*[arg.format(secret) for arg in args], env=env)
     assert result.returncode == 2, result.stderr
     _one_line_error(result)
     assert words in result.stderr
@@ -332,7 +332,7 @@ def test_principal_holding_a_credential_is_refused_without_echo(env: dict[str, s
     recognizable = [p for p in secret_corpus() if contains_secret(f"agent {p.secret}")][:6]
     assert len(recognizable) == 6
     for planted in recognizable:
-        result = run_cli("--principal", f"agent {planted.secret}", "put", "s", "x", "1", env=env)
+        result = run_cli_here("--principal", f"agent {planted.secret}", "put", "s", "x", "1", env=env)
         assert result.returncode == 2 and "--principal rejected" in result.stderr, (planted.name, result.stderr)
         _one_line_error(result)
         assert planted.secret not in result.stderr + result.stdout

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from tests.support.keys import KEYS, MASTER_KEY
 from tests.support.raw_tree import raw_tree, session_path
-from tests.support.stores import WRITER_CHILD, run_cli
+from tests.support.stores import WRITER_CHILD, run_cli_here
 
 from securestore import Limits, SecureStore, StoreConfig, UsageError, verify_store
 from securestore.audit.chain import parse_record
@@ -163,16 +163,16 @@ def test_an_oversize_index_is_a_clear_error(root: Path) -> None:
 def test_cli_sessions_list_and_index_rebuild(root: Path) -> None:
     env = {"SECURESTORE_ROOT": str(root)}
     for key, ws in (("a", "x"), ("b", "y"), ("c", "x")):
-        run_cli("session", "append", key, json.dumps({"ws": ws}), env=env)
-    page = json.loads(run_cli("sessions", "list", "--json", "--limit", "2", env=env).stdout)
+        run_cli_here("session", "append", key, json.dumps({"ws": ws}), env=env)
+    page = json.loads(run_cli_here("sessions", "list", "--json", "--limit", "2", env=env).stdout)
     assert [s["key"] for s in page["sessions"]] == ["c", "b"] and page["next_cursor"]
-    rest = json.loads(run_cli("sessions", "list", "--json", "--cursor", page["next_cursor"], env=env).stdout)
+    rest = json.loads(run_cli_here("sessions", "list", "--json", "--cursor", page["next_cursor"], env=env).stdout)
     assert [s["key"] for s in rest["sessions"]] == ["a"]
-    created = run_cli("sessions", "list", "--order", "created", env=env).stdout.splitlines()
+    created = run_cli_here("sessions", "list", "--order", "created", env=env).stdout.splitlines()
     assert [line.split("\t")[0] for line in created] == ["c", "b", "a"]
-    assert run_cli("index", "rebuild", env=env).returncode == 0
-    assert run_cli("sessions", "list", "--cursor", "zz", env=env).returncode == 2
-    assert run_cli("audit", "verify", env=env).returncode == 0
+    assert run_cli_here("index", "rebuild", env=env).returncode == 0
+    assert run_cli_here("sessions", "list", "--cursor", "zz", env=env).returncode == 2
+    assert run_cli_here("audit", "verify", env=env).returncode == 0
 
 
 def test_listing_a_fresh_store_writes_nothing(store: SecureStore, root: Path | str) -> None:

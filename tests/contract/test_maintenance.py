@@ -15,7 +15,7 @@ from securestore.audit.chain import parse_record
 from securestore.config import MaintenancePolicy
 from tests.support.keys import KEYS, MASTER_KEY
 from tests.support.raw_tree import raw_tree
-from tests.support.stores import HISTORY_NOW, WRITER_CHILD, run_cli, session_dir, store_with_history
+from tests.support.stores import HISTORY_NOW, WRITER_CHILD, run_cli_here, session_dir, store_with_history
 
 pytestmark = pytest.mark.both_backends
 
@@ -86,14 +86,14 @@ def test_stale_leftovers_are_reported_then_reclaimed(root: Path) -> None:
 def test_cli_maintain(root: Path) -> None:
     store_with_history(root, {"ancient": 400, "fresh": 0})
     env = {"SECURESTORE_ROOT": str(root)}
-    warn = run_cli("maintain", env=env)
+    warn = run_cli_here("maintain", env=env)
     assert warn.returncode == 0 and "evict ancient (prune" in warn.stdout and "nothing changed" in warn.stdout
-    assert len(run_cli("sessions", "list", "--json", env=env).stdout.split('"key"')) == 3
-    enforce = run_cli("maintain", "--enforce", "--json", "--protect", "fresh*", env=env)
+    assert len(run_cli_here("sessions", "list", "--json", env=env).stdout.split('"key"')) == 3
+    enforce = run_cli_here("maintain", "--enforce", "--json", "--protect", "fresh*", env=env)
     assert enforce.returncode == 0 and '"mode": "enforce"' in enforce.stdout
-    listed = run_cli("sessions", "list", "--json", env=env).stdout
+    listed = run_cli_here("sessions", "list", "--json", env=env).stdout
     assert "ancient" not in listed and "fresh" in listed
-    assert run_cli("maintain", "--max-sessions", "0", env=env).returncode == 2
+    assert run_cli_here("maintain", "--max-sessions", "0", env=env).returncode == 2
 
 
 def test_maintenance_can_run_after_writes(root: Path) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from tests.support.keys import KEYS, MASTER_KEY, SIGNING
 from tests.support.raw_tree import raw_tree
-from tests.support.stores import STORE_TRAIL, all_bytes, run_cli, seed_of, session_dir, tree_snapshot
+from tests.support.stores import STORE_TRAIL, all_bytes, run_cli_here, seed_of, session_dir, tree_snapshot
 from tests.support.corpus import secret_corpus
 from tests.support.faults import Crash, die
 from tests.support.legacy import LONG_KEY, legacy_map, write
@@ -112,9 +112,9 @@ def test_already_migrated(store: SecureStore, tmp_path: Path) -> None:
 def test_cli_inspect(root: Path, tmp_path: Path) -> None:
     source = write(tmp_path / "sessions.json", legacy_map())
     env = {"SECURESTORE_ROOT": str(root)}
-    human = run_cli("migrate", "inspect", str(source), env=env)
+    human = run_cli_here("migrate", "inspect", str(source), env=env)
     assert human.returncode == 0 and "state: ready" in human.stdout and "3 sessions" in human.stdout
-    as_json = json.loads(run_cli("migrate", "inspect", str(source), "--json", env=env).stdout)
+    as_json = json.loads(run_cli_here("migrate", "inspect", str(source), "--json", env=env).stdout)
     assert as_json["state"] == "ready" and as_json["sessions"] == 3
     assert secret_corpus()[0].secret not in human.stdout + human.stderr
 
@@ -192,11 +192,11 @@ def test_progress_is_shown_only_on_a_terminal() -> None:
 def test_cli_run_and_rollback(root: Path, tmp_path: Path) -> None:
     source = write(tmp_path / "sessions.json", legacy_map())
     env = {"SECURESTORE_ROOT": str(root)}
-    done = run_cli("migrate", "run", str(source), env=env)
+    done = run_cli_here("migrate", "run", str(source), env=env)
     assert done.returncode == 0 and "imported 3 sessions" in done.stdout and "duplicate key" in done.stderr
-    assert run_cli("migrate", "run", str(source), env=env).returncode == 4  # the source is gone now
-    assert run_cli("migrate", "rollback", str(source), env=env).returncode == 0
-    assert source.exists() and run_cli("audit", "verify", env=env).returncode == 0
+    assert run_cli_here("migrate", "run", str(source), env=env).returncode == 4  # the source is gone now
+    assert run_cli_here("migrate", "rollback", str(source), env=env).returncode == 0
+    assert source.exists() and run_cli_here("audit", "verify", env=env).returncode == 0
 
 
 # -- what inspect and import report never shows a credential (review finding M3) -----------------
@@ -249,7 +249,7 @@ def test_inspect_never_shows_a_secret_from_keys_file_names_or_paths(store: Secur
         outputs.append(json.dumps(result.to_json()))
         env = {"SECURESTORE_ROOT": str(root)}
         for extra in ((), ("--json",)):
-            cli = run_cli("migrate", "inspect", str(source), *extra, env=env)
+            cli = run_cli_here("migrate", "inspect", str(source), *extra, env=env)
             assert cli.returncode == 0, cli.stderr
             outputs.append(cli.stdout + cli.stderr)
     everything = "\n".join(outputs)
@@ -277,11 +277,11 @@ def test_import_errors_and_duplicates_never_show_a_secret(root: Path, tmp_path: 
         assert "legacy key \"agent:p\": transcript item 0: value rejected at $[?]" in texts[-1]
         reference = _reference(store, s["slack-bot"])
     for source in [*sources, only_precheck]:
-        cli = run_cli("migrate", "run", str(source), env=env)
+        cli = run_cli_here("migrate", "run", str(source), env=env)
         assert cli.returncode != 0
         texts.append(cli.stdout + cli.stderr)
     (tmp_path / "dir" / f"{s['stripe-live']}.json").unlink()  # now it imports, with a duplicate
-    done = run_cli("migrate", "run", str(tmp_path / "dir"), env=env)
+    done = run_cli_here("migrate", "run", str(tmp_path / "dir"), env=env)
     assert done.returncode == 0, done.stderr
     assert f"kept {reference}.json, dropped b.json" in done.stderr
     texts.append(done.stdout + done.stderr)
@@ -452,7 +452,7 @@ def test_rollback_refuses_an_edited_record_and_changes_nothing(root: Path, tmp_p
         assert store.get("unrelated", "notes") == "keep me" and len(store.scan_sessions()[0]) == 4
     assert {k: v for k, v in raw_tree(root).snapshot().items() if not k.startswith("audit")} == before
     assert not source.exists()
-    refused = run_cli("migrate", "rollback", str(source), env={"SECURESTORE_ROOT": str(root)})
+    refused = run_cli_here("migrate", "rollback", str(source), env={"SECURESTORE_ROOT": str(root)})
     assert refused.returncode == 1 and "does not match the store audit trail" in refused.stderr
 
 

@@ -20,7 +20,7 @@ from tests.support.stores import (
     all_bytes,
     make_store,
     session_dir,
-    run_cli,
+    run_cli_here,
     seed_of,
     seed_path,
 )
@@ -274,38 +274,38 @@ def test_the_heartbeat_skips_a_session_a_live_writer_holds(root: Path | str) -> 
 def test_cli_proofs_check_without_the_store_and_fail_when_altered(make_root, tmp_path: Path) -> None:  # noqa: ANN001
     root = make_root("store", init=False)
     env = {"SECURESTORE_ROOT": str(root), "SECURESTORE_MASTER_KEY": MASTER_KEY}
-    assert run_cli("init", "--seed-out", str(tmp_path / "seed"), env=env).returncode == 0
+    assert run_cli_here("init", "--seed-out", str(tmp_path / "seed"), env=env).returncode == 0
     for i in range(5):
-        assert run_cli("session", "append", "chat", json.dumps({"n": i}), env=env).returncode == 0
+        assert run_cli_here("session", "append", "chat", json.dumps({"n": i}), env=env).returncode == 0
     public = tmp_path / "audit.pub"
-    public.write_text(run_cli("audit", "public-key", env=env).stdout)
+    public.write_text(run_cli_here("audit", "public-key", env=env).stdout)
     anchor = tmp_path / "anchor.json"
-    assert run_cli("audit", "anchor", "--out", str(anchor), env=env).returncode == 0
-    assert run_cli("session", "append", "chat", '{"n": 9}', env=env).returncode == 0
+    assert run_cli_here("audit", "anchor", "--out", str(anchor), env=env).returncode == 0
+    assert run_cli_here("session", "append", "chat", '{"n": 9}', env=env).returncode == 0
     proof = tmp_path / "inclusion.json"
-    assert run_cli("audit", "prove", "chat", "3", "--out", str(proof), env=env).returncode == 0
+    assert run_cli_here("audit", "prove", "chat", "3", "--out", str(proof), env=env).returncode == 0
     elsewhere = {"SECURESTORE_ROOT": str(tmp_path / "absent")}
-    ok = run_cli("audit", "check-proof", str(proof), "--public-key", str(public), env=elsewhere)
+    ok = run_cli_here("audit", "check-proof", str(proof), "--public-key", str(public), env=elsewhere)
     assert ok.returncode == 0 and ok.stdout.startswith("OK: record seq 3")
     forged = json.loads(proof.read_text())
     forged["record"] = forged["record"].replace('"epoch":0', '"epoch":0 ')
     tampered = tmp_path / "tampered.json"
     tampered.write_text(json.dumps(forged))
-    assert run_cli("audit", "check-proof", str(tampered), "--public-key", str(public), env=elsewhere).returncode == 1
+    assert run_cli_here("audit", "check-proof", str(tampered), "--public-key", str(public), env=elsewhere).returncode == 1
     anchored_size = json.loads(anchor.read_text())["logs"][1]["note"].split("\n")[1]
     consistency = tmp_path / "consistency.json"
-    assert run_cli("audit", "consistency", "chat", anchored_size, "--out", str(consistency), env=env).returncode == 0
-    assert run_cli("audit", "check-proof", str(consistency), "--anchor", str(anchor), env=elsewhere).returncode == 0
+    assert run_cli_here("audit", "consistency", "chat", anchored_size, "--out", str(consistency), env=env).returncode == 0
+    assert run_cli_here("audit", "check-proof", str(consistency), "--anchor", str(anchor), env=elsewhere).returncode == 0
     seed = ["--seed", str(tmp_path / "seed"), "--public-key", str(public), "--anchor", str(anchor)]
-    verified = run_cli("audit", "verify", "--json", *seed, env=env)
+    verified = run_cli_here("audit", "verify", "--json", *seed, env=env)
     body = json.loads(verified.stdout)
     assert verified.returncode == 0 and body["exit_code"] == 0 and all(log["mac_checked"] for log in body["logs"])
     raw, audit = raw_tree(root), f"{session_path('chat')}/audit"
     raw.write(f"{audit}/log.jsonl", b"".join(raw.lines(f"{audit}/log.jsonl")[:3]))
     raw.write(f"{audit}/checkpoints.jsonl", b"".join(raw.lines(f"{audit}/checkpoints.jsonl")[:1]))
-    cut = run_cli("audit", "verify", *seed, env=env)
+    cut = run_cli_here("audit", "verify", *seed, env=env)
     assert cut.returncode in {1, 5} and "TRUNCATED" in cut.stdout or "TAMPERED" in cut.stdout
-    assert run_cli("audit", "prove", "chat", "99", env=env).returncode == 2
+    assert run_cli_here("audit", "prove", "chat", "99", env=env).returncode == 2
 
 
 @pytest.mark.fs_only  # tests/support/attacks.py builds its scenarios as directories (copies of a store tree)

@@ -4,6 +4,8 @@ and the writer child as real processes."""
 from __future__ import annotations
 
 import atexit
+import contextlib
+import io
 import os
 import shutil
 import stat
@@ -17,6 +19,7 @@ import orjson
 
 from securestore import AuditPolicy, SecureStore, StoreConfig, init_store
 from securestore.api.keys import SIGNING_KEY_ENV
+from securestore.cli import main as cli_main
 from securestore.audit.checkpoint import peek_note
 from securestore.audit.keys import parse_seed
 from securestore.core.policy import encode_name
@@ -123,6 +126,27 @@ def run_cli(*args: str, env: dict[str, str] | None = None, stdin: bytes | None =
         input=stdin.decode() if stdin is not None else None,
         capture_output=True, text=True, env=full_env, timeout=120, check=False,
     )
+
+
+def run_cli_here(*args: str, env: dict[str, str] | None = None,
+                 stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    """run_cli in this process: the same environment (child_env's, with the signing key), the
+    same stdin, stdout and stderr captured, the exit code `main` returns. For tests whose point is
+    what a command does, not the process boundary (`python -m securestore` itself, a fresh
+    interpreter's first run and escapes on a real stdout keep run_cli)."""
+    full_env = child_env()
+    full_env[SIGNING_KEY_ENV] = SIGNING_KEY
+    full_env.update(env or {})
+    out, err = io.StringIO(), io.StringIO()
+    given = io.TextIOWrapper(io.BytesIO(stdin or b""), encoding="utf-8")
+    saved = sys.stdin
+    sys.stdin = given
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = cli_main(list(args), full_env)
+    finally:
+        sys.stdin = saved
+    return subprocess.CompletedProcess(["securestore", *args], code, out.getvalue(), err.getvalue())
 
 
 def spawn_writer(root: Path, mode: str) -> subprocess.Popen[str]:
