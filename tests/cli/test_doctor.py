@@ -10,11 +10,11 @@ from pathlib import Path
 from securestore import SecureStore
 from securestore.api import diagnose
 from tests.support.keys import KEYS, MASTER_KEY
-from tests.support.stores import run_cli, session_dir, spawn_writer, tree_snapshot
+from tests.support.stores import run_cli_here, session_dir, spawn_writer, tree_snapshot
 
 
 def _doctor(root: Path, *extra: str) -> tuple[int, dict[str, dict[str, str]]]:
-    result = run_cli("--root", str(root), "doctor", "--json", *extra, env={"SECURESTORE_MASTER_KEY": MASTER_KEY})
+    result = run_cli_here("--root", str(root), "doctor", "--json", *extra, env={"SECURESTORE_MASTER_KEY": MASTER_KEY})
     report = json.loads(result.stdout)
     assert report["exit_code"] == result.returncode
     return result.returncode, {f["check"]: f for f in report["findings"]}
@@ -36,7 +36,7 @@ def test_a_healthy_store_exits_0_and_doctor_writes_nothing(root: Path) -> None:
     assert set(found) >= {"root", "modes", "disk", "fsync", "keys", "locks", "audit", "intents", "seals", "index",
                           "last-seal"}
     assert tree_snapshot(root) == before
-    text = run_cli("--root", str(root), "doctor", env={"SECURESTORE_MASTER_KEY": MASTER_KEY})
+    text = run_cli_here("--root", str(root), "doctor", env={"SECURESTORE_MASTER_KEY": MASTER_KEY})
     assert text.returncode == 0 and text.stdout.strip().endswith("result: healthy")
 
 
@@ -56,7 +56,7 @@ def test_a_live_writer_is_fine_and_a_dead_ones_lock_record_needs_attention(root:
 
 def test_a_missing_master_key_needs_attention(root: Path) -> None:
     _fill(root)
-    result = run_cli("--root", str(root), "doctor", "--json", env={})
+    result = run_cli_here("--root", str(root), "doctor", "--json", env={})
     assert result.returncode == 4
     found = {f["check"]: f for f in json.loads(result.stdout)["findings"]}
     assert found["keys"]["status"] == "attention" and "no master key" in found["keys"]["detail"]

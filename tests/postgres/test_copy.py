@@ -34,7 +34,7 @@ from tests.support.keys import KEYS, MASTER_KEY
 from tests.support.legacy import legacy_map, write
 from tests.support.pg_stores import fresh_database, set_up_database
 from tests.support.postgres import PostgresServer
-from tests.support.stores import HISTORY_NOW, make_pg_store, make_store, run_cli, seed_path, tree_snapshot
+from tests.support.stores import HISTORY_NOW, make_pg_store, make_store, run_cli_here, seed_path, tree_snapshot
 
 CONFIG = StoreConfig(snapshot_every_records=2, audit=AuditPolicy(epoch_records=3, epoch_seconds=86_400),
                      lock_timeout_seconds=0.3)
@@ -107,7 +107,7 @@ def _rich_store(root: Path | str, tmp_path: Path) -> Path:
 
 
 def _cli_verify(root: Path | str, seed: Path, anchor: Path) -> None:
-    verified = run_cli("audit", "verify", "--root", str(root), "--seed", str(seed), "--anchor", str(anchor))
+    verified = run_cli_here("audit", "verify", "--root", str(root), "--seed", str(seed), "--anchor", str(anchor))
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "result: OK, the trail is intact and the data matches it" in verified.stdout
 
@@ -122,7 +122,7 @@ def test_disk_to_postgres_and_back_keeps_every_byte_and_verifies_with_the_origin
     assert to_pg.copy_verify.ok and to_pg.copy_verify.seed and to_pg.sessions == 1
     back = tmp_path / "back"
     # The CLI, the other way: one line, exit 0.
-    moved = run_cli("migrate", "copy", "--from", url, "--to", str(back), "--seed", str(seed), "--anchor", str(anchor))
+    moved = run_cli_here("migrate", "copy", "--from", url, "--to", str(back), "--seed", str(seed), "--anchor", str(anchor))
     assert moved.returncode == 0, moved.stderr
     assert moved.stdout.count("\n") == 1 and moved.stdout.startswith(f"copied store {to_pg.store_id} from {url} ")
     # Byte for byte (modes too) the store that left, every audit log, checkpoint and key file included.
@@ -241,7 +241,7 @@ def test_a_source_that_does_not_verify_is_refused_and_nothing_is_written(
                                              r".*\); nothing was written to "):
         _copy(src, dst)
     _untouched(dst)
-    refused = run_cli("migrate", "copy", "--from", str(src), "--to", str(dst), "--seed", str(seed_path(src)))
+    refused = run_cli_here("migrate", "copy", "--from", str(src), "--to", str(dst), "--seed", str(seed_path(src)))
     assert refused.returncode == 1 and refused.stdout == ""
     assert refused.stderr.count("\n") == 1 and "does not verify" in refused.stderr
     _untouched(dst)
@@ -361,18 +361,18 @@ def test_json_output_and_the_key_directory_serves_the_copy(tmp_path: Path) -> No
     same key directory serves it (a plain verify trusts the public key kept there)."""
     src, dst = tmp_path / "src", tmp_path / "dst"
     env = {"SECURESTORE_KEY_DIR": str(tmp_path / "keys"), "SECURESTORE_AUDIT_SIGNING_KEY": ""}
-    made = run_cli("init", "--root", str(src), env=env)
+    made = run_cli_here("init", "--root", str(src), env=env)
     assert made.returncode == 0, made.stderr
-    put = run_cli("put", "s", "ext.state", "1", "--root", str(src), env=env)
+    put = run_cli_here("put", "s", "ext.state", "1", "--root", str(src), env=env)
     assert put.returncode == 0, put.stderr
-    moved = run_cli("migrate", "copy", "--from", str(src), "--to", str(dst), "--json", env=env)
+    moved = run_cli_here("migrate", "copy", "--from", str(src), "--to", str(dst), "--json", env=env)
     assert moved.returncode == 0, moved.stderr
     report = json.loads(moved.stdout)
     assert report["ok"] and report["copy_verify"]["trust_root"] == "keyring" and report["sessions"] == 1
     assert stat.S_IMODE(dst.stat().st_mode) == 0o700
-    verified = run_cli("audit", "verify", "--root", str(dst), env=env)
+    verified = run_cli_here("audit", "verify", "--root", str(dst), env=env)
     assert verified.returncode == 0, verified.stdout + verified.stderr
-    got = run_cli("get", "s", "ext.state", "--root", str(dst), env=env)
+    got = run_cli_here("get", "s", "ext.state", "--root", str(dst), env=env)
     assert got.returncode == 0 and got.stdout.strip() == "1"
-    unnamed = run_cli("migrate", "copy", "--from", str(src), env=env)
+    unnamed = run_cli_here("migrate", "copy", "--from", str(src), env=env)
     assert unnamed.returncode == 2 and "--to" in unnamed.stderr
