@@ -84,7 +84,7 @@ class StoreConfig(BaseModel):
     rejection_audit: RejectionAuditPolicy = RejectionAuditPolicy()
     # There is no age after which a live lock holder is declared stale: a holder is only
     # replaced when it is provably dead, so this timeout can never undercut a live holder.
-    lock_timeout_seconds: float = Field(default=10.0, ge=0.0, le=600.0)
+    lock_timeout_seconds: float = Field(default=10.0, ge=0.0, le=600.0, allow_inf_nan=False)
     # The active journal segment is sealed (and the next one started, nothing copied) after
     # this many records or bytes: they bound what an open replays to count the transcript.
     snapshot_every_records: int | None = Field(default=1000, ge=1)

@@ -11,7 +11,7 @@ import pytest
 from securestore import SecureStore, StoreConfig
 from tests.support import examples
 from tests.support.keys import KEYS, MASTER_KEY
-from tests.support.pg_stores import set_up_database
+from tests.support.pg_stores import MADE, drop_databases_made_since, set_up_database
 from tests.support.postgres import PostgresServer, make_server, remove_server
 from tests.support.stores import make_pg_store, make_store
 
@@ -41,6 +41,14 @@ def pg_server() -> Iterator[PostgresServer]:
         yield server
     finally:
         remove_server(server)
+
+
+@pytest.fixture(autouse=True)
+def drop_test_databases() -> Iterator[None]:
+    """The databases a test made are dropped after it (a module's shared ones are made before)."""
+    count = len(MADE)
+    yield
+    drop_databases_made_since(count)
 
 
 @pytest.fixture

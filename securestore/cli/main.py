@@ -91,6 +91,9 @@ def _add_global_options(parser: argparse.ArgumentParser, *, default: object) -> 
                         help=f"the audit signing key (outside the root; default ${SIGNING_KEY_FILE_ENV}, else the "
                              "store's key directory)")
     parser.add_argument("--principal", default=default, help="who the writes are made for (recorded in the audit log)")
+    parser.add_argument("--lock-timeout", default=default, type=float, metavar="SECONDS",
+                        help="how long a write waits for a session held by another writer before it fails "
+                             "(0 to 600; default 10)")
 
 
 def _leaf_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
@@ -121,11 +124,15 @@ def _with_store(handler: StoreHandler) -> Handler:
 
 
 def _open(args: argparse.Namespace) -> SecureStore:
+    given = {name: value for name, value in (("principal", args.principal),
+                                             ("lock_timeout_seconds", args.lock_timeout)) if value is not None}
     try:
-        config = StoreConfig(principal=args.principal) if args.principal else StoreConfig()
+        config = StoreConfig(**given)
     except ValidationError as exc:
         # pydantic's own text repeats the input value; report the rule only.
-        raise UsageError(f"--principal rejected: {exc.errors()[0]['msg']}") from None
+        error = exc.errors()[0]
+        option = "--principal" if error["loc"][0] == "principal" else "--lock-timeout"
+        raise UsageError(f"{option} rejected: {error['msg']}") from None
     return SecureStore(args.root, config, master_key_file=args.master_key_file, signing_key_file=args.signing_key_file,
                        environ=args.environ)
 

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.keys import MASTER_KEY
+from tests.support.keys import KEYS, MASTER_KEY
 from tests.support.pg_stores import set_up_database
 from tests.support.raw_tree import raw_tree, session_path
 from tests.support.stores import make_store, run_cli, run_cli_here
 from tests.support.corpus import secret_corpus
+from securestore import SecureStore
 from securestore.backends.local.layout import slot_file
 from securestore.core.policy import encode_name
 
@@ -191,6 +192,22 @@ def test_principal_is_recorded_and_must_not_be_a_credential(cli_root: Path | str
 
 
 @pytest.mark.both_backends
+def test_lock_timeout_bounds_the_wait_for_a_held_session(cli_root: Path | str, env: dict[str, str]) -> None:
+    run_cli_here("init", "--seed-out", seed_file(env), env=env)
+    assert run_cli_here("put", "s", "x", "1", env=env).returncode == 0
+    with SecureStore(cli_root, master_key=MASTER_KEY, environ=KEYS) as store, store.open_session("s"):
+        blocked = run_cli_here("put", "s", "x", "2", "--lock-timeout", "0.25", env=env)
+        assert blocked.returncode == 4, blocked.stderr
+        _one_line_error(blocked)
+        assert 'session "s" is held by' in blocked.stderr and "waited 0.25 s" in blocked.stderr
+    for value, words in (("nan", "a finite number"), ("-1", "greater than or equal to 0"),
+                         ("601", "less than or equal to 600")):
+        rejected = run_cli_here("--lock-timeout", value, "put", "s", "x", "3", env=env)
+        assert rejected.returncode == 2 and f"--lock-timeout rejected: Input should be {words}" in rejected.stderr
+    assert json.loads(run_cli_here("get", "s", "x", env=env).stdout) == 1
+
+
+@pytest.mark.both_backends
 def test_session_commands(cli_root: Path | str, env: dict[str, str]) -> None:
     run_cli_here("init", "--seed-out", seed_file(env), env=env)
     secret = secret_corpus()[0].secret
@@ -308,6 +325,7 @@ def test_help_says_secrets_belong_on_stdin_or_in_a_file() -> None:
         (["session", "append", "s", '{{"a": 1}}', '{{"password": "{}"}}'], "unrecognized arguments"),
         (["init", "--generate={}", "--seed-out", "x"], "ambiguous option: --generate could match"),
         (["--principal", "x" * 300 + "{}", "put", "s", "x", "1"], "--principal rejected"),
+        (["--lock-timeout", "{}", "put", "s", "x", "1"], "invalid float value"),
         # These two reach an open store.
         (["sessions", "list", "--cursor", "{}"], "cursor"),
         (["audit", "prove", "s", "{}"], "must be a number"),

@@ -1,5 +1,7 @@
 """The first run, as a new user types it: `init` with no flags makes the store and its keys, and
-every later command (and `open_store`) finds them by store id, with no flag and no variable."""
+every later command (and `open_store`) finds them by store id, with no flag and no variable.
+The first test runs each command in a new interpreter, as a user would; the others run the CLI in
+this process (run_cli_here, the same `main` with the same environment)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import pytest
 import securestore
 from securestore import KeyMaterialError
 from securestore.api import KEY_DIR_ENV
-from tests.support.stores import all_bytes, run_cli
+from tests.support.stores import all_bytes, run_cli, run_cli_here
 
 PASSWORD = "hunter2-" + "Qx7" * 6  # a credential field's value: vaulted, never on disk in clear
 
@@ -76,25 +78,25 @@ def test_configured_keys_override_the_key_directory(user: dict[str, str], tmp_pa
     from tests.support.keys import MASTER_KEY, SIGNING_KEY
 
     configured = {**user, "SECURESTORE_AUDIT_SIGNING_KEY": SIGNING_KEY, "SECURESTORE_MASTER_KEY": MASTER_KEY}
-    _ok(run_cli("init", env=configured))
+    _ok(run_cli_here("init", env=configured))
     assert not (tmp_path / "config" / "securestore" / "keys").exists()  # nothing to keep: both were given
-    _ok(run_cli("put", "s", "slot", json.dumps({"password": PASSWORD}), env=configured))
-    assert json.loads(_ok(run_cli("get", "s", "slot", "--resolve", env=configured))) == {"password": PASSWORD}
+    _ok(run_cli_here("put", "s", "slot", json.dumps({"password": PASSWORD}), env=configured))
+    assert json.loads(_ok(run_cli_here("get", "s", "slot", "--resolve", env=configured))) == {"password": PASSWORD}
 
 
 def test_a_key_directory_inside_the_root_is_refused_and_nothing_is_written(user: dict[str, str],
                                                                            tmp_path: Path) -> None:
     root = tmp_path / "store"
-    result = run_cli("--root", str(root), "init", env={**user, KEY_DIR_ENV: str(root / "keys")})
+    result = run_cli_here("--root", str(root), "init", env={**user, KEY_DIR_ENV: str(root / "keys")})
     assert result.returncode == 4 and "inside the store root" in result.stderr
     assert not (root / "store.json").exists() and not (root / "keys").exists()
 
 
 def test_a_key_directory_others_can_read_is_refused(user: dict[str, str], tmp_path: Path) -> None:
-    seed = _ok(run_cli("init", env=user))
+    seed = _ok(run_cli_here("init", env=user))
     keys = tmp_path / "config" / "securestore" / "keys" / seed.split()[1]
     keys.chmod(0o755)
-    result = run_cli("get", "s", "slot", env=user)
+    result = run_cli_here("get", "s", "slot", env=user)
     assert result.returncode == 4
     assert f"refused key directory {keys}: mode 0755, expected 0700" in result.stderr
 
@@ -103,7 +105,7 @@ def test_a_failed_init_leaves_no_key_directory(user: dict[str, str], tmp_path: P
     root = tmp_path / "data" / "securestore"
     root.mkdir(parents=True, mode=0o700)
     (root / "unrelated").write_text("x")
-    result = run_cli("init", env=user)
+    result = run_cli_here("init", env=user)
     assert result.returncode != 0 and "not empty" in result.stderr
     keys = tmp_path / "config" / "securestore" / "keys"
     assert not keys.exists() or list(keys.iterdir()) == []
@@ -111,21 +113,21 @@ def test_a_failed_init_leaves_no_key_directory(user: dict[str, str], tmp_path: P
 
 def test_global_options_after_the_subcommand_and_the_version(user: dict[str, str], tmp_path: Path) -> None:
     root = tmp_path / "elsewhere"
-    _ok(run_cli("init", "--root", str(root), env=user))
-    _ok(run_cli("put", "s", "slot", "1", "--root", str(root), env=user))
-    assert _ok(run_cli("get", "s", "slot", "--root", str(root), env=user)).strip() == "1"
+    _ok(run_cli_here("init", "--root", str(root), env=user))
+    _ok(run_cli_here("put", "s", "slot", "1", "--root", str(root), env=user))
+    assert _ok(run_cli_here("get", "s", "slot", "--root", str(root), env=user)).strip() == "1"
     # Given before the subcommand, it is not undone by the subcommand's own (absent) copy.
-    assert _ok(run_cli("--root", str(root), "get", "s", "slot", env=user)).strip() == "1"
-    assert _ok(run_cli("--version", env=user)).strip() == f"securestore {securestore.VERSION}"
+    assert _ok(run_cli_here("--root", str(root), "get", "s", "slot", env=user)).strip() == "1"
+    assert _ok(run_cli_here("--version", env=user)).strip() == f"securestore {securestore.VERSION}"
 
 
 def test_errors_name_the_key_typed_quoted_and_escaped(user: dict[str, str]) -> None:
-    _ok(run_cli("init", env=user))
-    missing = run_cli("get", 'my "chat"', "slot", env=user)
+    _ok(run_cli_here("init", env=user))
+    missing = run_cli_here("get", 'my "chat"', "slot", env=user)
     assert missing.returncode == 4
     assert 'session "my \\"chat\\"" does not exist' in missing.stderr
-    _ok(run_cli("put", "s", "slot", "1", env=user))
-    result = run_cli("get", "s", "other", env=user)
+    _ok(run_cli_here("put", "s", "slot", "1", env=user))
+    result = run_cli_here("get", "s", "other", env=user)
     assert 'session "s" has no slot "other"' in result.stderr
     assert "k-" not in result.stderr and "k-" not in missing.stderr  # never the encoded directory name
 
@@ -136,10 +138,10 @@ def test_errors_name_the_key_typed_quoted_and_escaped(user: dict[str, str]) -> N
     ["audit", "seal"], ["audit", "public-key"], ["index", "rebuild"], ["maintain"], ["sessions", "delete", "s"],
 ])
 def test_every_command_that_prints_prints_json(user: dict[str, str], command: list[str]) -> None:
-    init = json.loads(_ok(run_cli("init", "--json", env=user)))
+    init = json.loads(_ok(run_cli_here("init", "--json", env=user)))
     assert init["seed"].startswith("securestore-audit-seed-v1 ") and init["key_directory"]
-    _ok(run_cli("put", "s", "slot", "1", env=user))
-    json.loads(_ok(run_cli(*command, "--json", env=user)))
+    _ok(run_cli_here("put", "s", "slot", "1", env=user))
+    json.loads(_ok(run_cli_here(*command, "--json", env=user)))
 
 
 def test_a_key_home_others_can_write_is_refused_at_init_and_later(user: dict[str, str], tmp_path: Path) -> None:
@@ -147,14 +149,14 @@ def test_a_key_home_others_can_write_is_refused_at_init_and_later(user: dict[str
     shared.mkdir(mode=0o700)
     shared.chmod(0o777)  # anyone may rename entries here: a key directory could be hidden or swapped
     unsafe = {**user, KEY_DIR_ENV: str(shared / "keys")}
-    result = run_cli("init", env=unsafe)
+    result = run_cli_here("init", env=unsafe)
     assert result.returncode == 4 and f"{shared} is writable by others (mode 0777)" in result.stderr
     assert not (shared / "keys").exists() and not (tmp_path / "data" / "securestore" / "store.json").exists()
 
     shared.chmod(0o1777)  # sticky, like /tmp: only the owner renames an entry
-    seed = _ok(run_cli("init", env=unsafe))
+    seed = _ok(run_cli_here("init", env=unsafe))
     shared.chmod(0o777)
-    result = run_cli("get", "s", "slot", env=unsafe)
+    result = run_cli_here("get", "s", "slot", env=unsafe)
     assert result.returncode == 4 and "writable by others" in result.stderr
     assert (shared / "keys" / seed.split()[1]).is_dir()  # refused, not removed
 
@@ -167,6 +169,6 @@ def test_configured_keys_work_whatever_the_unused_key_home_looks_like(user: dict
     shared.chmod(0o777)
     configured = {**user, KEY_DIR_ENV: str(shared / "keys"), "SECURESTORE_AUDIT_SIGNING_KEY": SIGNING_KEY,
                   "SECURESTORE_MASTER_KEY": MASTER_KEY}
-    _ok(run_cli("init", env=configured))  # no key directory is made, so its parents do not matter
-    _ok(run_cli("put", "s", "slot", "1", env={**configured, "SECURESTORE_MASTER_KEY": ""}))
+    _ok(run_cli_here("init", env=configured))  # no key directory is made, so its parents do not matter
+    _ok(run_cli_here("put", "s", "slot", "1", env={**configured, "SECURESTORE_MASTER_KEY": ""}))
     assert not (shared / "keys").exists()

@@ -1,7 +1,9 @@
 """What reaches a terminal: text an attacker stored or planted (metadata through the API or a
 legacy import, directory names, a lock file's host) is shown escaped, one row per session and
 one line per error, and `--json` parses back to the exact values without carrying the raw
-characters a terminal would act on."""
+characters a terminal would act on. Most tests run the CLI in this process (run_cli_here: the text
+it prints, before any encoding, so a raw surrogate is seen too); test_forged_lock_host runs it in a
+new interpreter, through a real stdout and stderr."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from typing import Any
 import orjson
 
 from tests.support.keys import KEYS, MASTER_KEY
-from tests.support.stores import REPO, make_store, run_cli, session_dir
+from tests.support.stores import REPO, make_store, run_cli, run_cli_here, session_dir
 from securestore import SecureStore
 from securestore.cli.render import dump_json, format_verify, terminal_safe
 from securestore.api.verify import VerifyReport
@@ -37,7 +39,8 @@ EVERY_CLASS = " | ".join(SAMPLES.values())
 # checked by counting rows and columns instead (the output's own layout uses them).
 RAW = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029\ud800-\udfff]")
 # run_cli reads text with universal newlines, which turns a raw CR into a newline: the row
-# counts catch it, and these visible escapes prove the characters were shown, not dropped.
+# counts catch it (run_cli_here keeps a raw CR, which RAW catches). These visible escapes prove
+# the characters were shown, not dropped.
 VISIBLE = ("\\x1b]52;c;", "\\x0a", "\\x09", "\\x0d", "\\x00", "\\x7f", "\\x9b", "\\u202e", "\\u2066", "\\u2028")
 
 
@@ -85,34 +88,34 @@ def test_api_metadata_is_escaped_everywhere(tmp_path: Path) -> None:
     env = cli_env(root)
     titles = {"all": EVERY_CLASS, "key\u2028row": "plain"} | {f"class-{n}": t for n, t in SAMPLES.items()}
 
-    listing = run_cli("sessions", "list", env=env)
+    listing = run_cli_here("sessions", "list", env=env)
     assert listing.returncode == 0, listing.stderr
     assert_no_raw(listing)
     assert len(rows(listing.stdout)) == len(titles)  # one row per session
     assert all(row.count("\t") == 3 for row in rows(listing.stdout))  # key, items, updated, title
     assert all(escape in listing.stdout for escape in VISIBLE) and "key\\u2028row\t" in listing.stdout
-    assert {s["key"]: s["title"] for s in json_output(run_cli("sessions", "list", "--json", env=env))["sessions"]} \
+    assert {s["key"]: s["title"] for s in json_output(run_cli_here("sessions", "list", "--json", env=env))["sessions"]} \
         == titles
 
-    show = run_cli("session", "show", "all", env=env)
+    show = run_cli_here("session", "show", "all", env=env)
     assert show.returncode == 0 and len(rows(show.stdout)) == 13, show.stdout  # 13 fields, one line each
     assert_no_raw(show)
     assert rows(show.stdout)[-1] == "lock      free" and all(escape in show.stdout for escape in VISIBLE)
-    assert json_output(run_cli("session", "show", "all", "--json", env=env))["metadata"] == hostile_metadata()
+    assert json_output(run_cli_here("session", "show", "all", "--json", env=env))["metadata"] == hostile_metadata()
 
-    history = run_cli("session", "history", "all", env=env)
+    history = run_cli_here("session", "history", "all", env=env)
     assert_no_raw(history)
     assert len(rows(history.stdout)) == 1 and history.stdout.count("\t") == 2
-    assert json_output(run_cli("session", "history", "all", "--json", env=env))[0]["metadata"] == hostile_metadata()
+    assert json_output(run_cli_here("session", "history", "all", "--json", env=env))[0]["metadata"] == hostile_metadata()
 
-    items = run_cli("session", "items", "all", env=env)
+    items = run_cli_here("session", "items", "all", env=env)
     assert_no_raw(items)
     assert [json.loads(line) for line in rows(items.stdout)] == [item]
-    assert json_output(run_cli("session", "items", "all", "--json", env=env)) == [item]
-    assert json_output(run_cli("get", "all", "x", env=env)) == value
+    assert json_output(run_cli_here("session", "items", "all", "--json", env=env)) == [item]
+    assert json_output(run_cli_here("get", "all", "x", env=env)) == value
 
     for command in (["index", "rebuild"], ["audit", "seal"], ["audit", "verify"], ["maintain"]):
-        result = run_cli(*command, env=env)
+        result = run_cli_here(*command, env=env)
         assert result.returncode == 0, result.stderr
         assert_no_raw(result)
 
@@ -126,26 +129,26 @@ def test_legacy_import_metadata_is_escaped(tmp_path: Path) -> None:
     source = tmp_path / "sessions.json"
     source.write_text(json.dumps(entries))
 
-    inspect = run_cli("migrate", "inspect", str(source), env=env)
+    inspect = run_cli_here("migrate", "inspect", str(source), env=env)
     assert inspect.returncode == 0 and "state: ready" in inspect.stdout
     assert_no_raw(inspect)
-    imported = run_cli("migrate", "run", str(source), env=env)
+    imported = run_cli_here("migrate", "run", str(source), env=env)
     assert imported.returncode == 0 and "imported 8 sessions" in imported.stdout, imported.stderr
     assert_no_raw(imported)
 
-    listing = run_cli("sessions", "list", env=env)
+    listing = run_cli_here("sessions", "list", env=env)
     assert_no_raw(listing)
     assert len(rows(listing.stdout)) == 8 and all(row.count("\t") == 3 for row in rows(listing.stdout))
     assert all(escape in listing.stdout for escape in VISIBLE)
-    listed = json_output(run_cli("sessions", "list", "--json", env=env))["sessions"]
+    listed = json_output(run_cli_here("sessions", "list", "--json", env=env))["sessions"]
     assert {s["key"]: (s["title"], s["workspace"]) for s in listed} == {key: (e["label"], e["cwd"])
                                                                       for key, e in entries.items()}
-    show = run_cli("session", "show", "legacy:all", env=env)
+    show = run_cli_here("session", "show", "legacy:all", env=env)
     assert_no_raw(show)
     assert len(rows(show.stdout)) == 12  # no labels line: 12 fields, one line each
-    shown = json_output(run_cli("session", "show", "legacy:all", "--json", env=env))["metadata"]
+    shown = json_output(run_cli_here("session", "show", "legacy:all", "--json", env=env))["metadata"]
     assert (shown["title"], shown["workspace"], shown["agent"], shown["model"]) == (EVERY_CLASS,) * 4
-    items = run_cli("session", "items", "legacy:hide", env=env)
+    items = run_cli_here("session", "items", "legacy:hide", env=env)
     assert_no_raw(items)
     assert [json.loads(line)["content"] for line in rows(items.stdout)] == [SAMPLES["hide"]]
 
@@ -158,13 +161,13 @@ def test_planted_file_names_in_a_legacy_directory(tmp_path: Path) -> None:
     planted = "x\x1b]52;c;ZXZpbA==\x07\nrefused y: forged\u202e.json"
     (source / planted).write_text('{"broken": ')
     (source / "fine.json").write_text(json.dumps({"title": "ok"}))
-    inspect = run_cli("migrate", "inspect", str(source), env=env)
+    inspect = run_cli_here("migrate", "inspect", str(source), env=env)
     assert inspect.returncode == 0
     assert_no_raw(inspect)
     refused = [row for row in rows(inspect.stdout) if row.startswith("refused ")]
     assert len(refused) == 1  # the planted name did not add a row of its own
     assert refused[0].startswith("refused x\\x1b]52;c;ZXZpbA==\\x07\\x0arefused y: forged\\u202e.json: not valid JSON")
-    as_json = json_output(run_cli("migrate", "inspect", str(source), "--json", env=env))
+    as_json = json_output(run_cli_here("migrate", "inspect", str(source), "--json", env=env))
     assert as_json["rejected"][0]["source"] == planted
 
 
@@ -179,25 +182,25 @@ def test_planted_directory_names_in_verify_maintain_and_errors(tmp_path: Path) -
     inner = "p\x1b]52;c;ZXZpbA==\x07\nforged\u202e"
     os.mkdir(session_dir(root, "victim") / inner, 0o755)
 
-    verify = run_cli("audit", "verify", env=env)
+    verify = run_cli_here("audit", "verify", env=env)
     assert verify.returncode == 1
     assert_no_raw(verify)
     lines = rows(verify.stdout)
     assert [line for line in lines if line.startswith("result: ")] == [lines[-1]]
     assert lines[-1].startswith("result: TAMPERED")
-    as_json = json_output(run_cli("audit", "verify", "--json", env=env), exit_code=1)
+    as_json = json_output(run_cli_here("audit", "verify", "--json", env=env), exit_code=1)
     logs = {failure["log"] for failure in as_json["failures"]}
     assert {f"sessions/{hide}", "sessions/y\udc9b2J\udcff"} <= logs
 
-    maintain = run_cli("maintain", env=env)
+    maintain = run_cli_here("maintain", env=env)
     assert maintain.returncode == 0
     assert_no_raw(maintain)
     assert len(rows(maintain.stderr)) == 1 and "\\x1b]52;c;" in maintain.stderr and "\\u202e" in maintain.stderr
-    skipped = json_output(run_cli("maintain", "--json", env=env))["skipped"]
+    skipped = json_output(run_cli_here("maintain", "--json", env=env))["skipped"]
     assert len(skipped) == 1 and inner in skipped[0]
 
     (session_dir(root, "victim") / "state" / f"z{inner}").symlink_to("/etc/passwd")
-    error = run_cli("session", "show", "victim", env=env)
+    error = run_cli_here("session", "show", "victim", env=env)
     assert error.returncode == 1
     one_line_error(error)
     assert "\\x1b]52;c;" in error.stderr and "symbolic link" in error.stderr
@@ -222,12 +225,12 @@ def test_forged_lock_host(tmp_path: Path) -> None:
     fd = os.open(lock, os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # a live holder: the writer waits out its lock timeout
-        blocked = run_cli("put", "locked", "x", "1", env=env)
+        blocked = run_cli("put", "locked", "x", "1", "--lock-timeout", "0.2", env=env)
     finally:
         os.close(fd)
     assert blocked.returncode == 4
     one_line_error(blocked)
-    assert "held by pid 1 on h" in blocked.stderr
+    assert "held by pid 1 on h" in blocked.stderr and "waited 0.2 s" in blocked.stderr
 
 
 def test_format_verify_escapes_every_line() -> None:

@@ -38,7 +38,7 @@ def test_second_writer_gets_lock_held_naming_the_holder(root: Path) -> None:
         with SecureStore(root, NO_WAIT, master_key=MASTER_KEY, environ=KEYS) as store:
             with pytest.raises(LockHeldError, match=f'session "s" is held by pid {holder.pid} on ') as info:
                 store.open_session("s")
-            assert info.value.exit_code == 4
+            assert info.value.exit_code == 4 and "waited 0 s: retry once it closes the session" in str(info.value)
             assert f"pid {holder.pid}" in store.describe_session("s").lock_holder  # type: ignore[operator]
     finally:
         holder.kill()

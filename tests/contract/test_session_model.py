@@ -4,6 +4,7 @@ trail always verifies."""
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,8 @@ class Aborted(Exception):
 class SessionMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.root = Path(tempfile.mkdtemp(prefix="ss-model-")) / "store"
+        self.directory = Path(tempfile.mkdtemp(prefix="ss-model-"))
+        self.root = self.directory / "store"
         make_store(self.root)
         # A small seal threshold so that segments are sealed mid-sequence.
         self.store = SecureStore(self.root, StoreConfig(snapshot_every_records=4), master_key=MASTER_KEY, environ=KEYS)
@@ -118,15 +120,18 @@ class SessionMachine(RuleBasedStateMachine):
         assert self.session.get_metadata(resolve=True)["title"] == self.title
 
     def teardown(self) -> None:
-        if self.staged is not None:
-            self.session._abort_turn()  # noqa: SLF001
-        self.session.close()
-        with self.store.open_session("model") as reopened:  # what is on disk is what was committed
-            committed = self.staged[0] if self.staged is not None else self.items
-            assert reopened.items(resolve=True) == committed
-        report = verify_store(self.store)
-        assert report.ok, report.failures[0].describe()
-        self.store.close()
+        try:
+            if self.staged is not None:
+                self.session._abort_turn()  # noqa: SLF001
+            self.session.close()
+            with self.store.open_session("model") as reopened:  # what is on disk is what was committed
+                committed = self.staged[0] if self.staged is not None else self.items
+                assert reopened.items(resolve=True) == committed
+            report = verify_store(self.store)
+            assert report.ok, report.failures[0].describe()
+            self.store.close()
+        finally:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
 
 SessionMachine.TestCase.settings = settings(max_examples=examples(40), stateful_step_count=30, deadline=None)

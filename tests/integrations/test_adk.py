@@ -226,8 +226,8 @@ def test_recent_events_read_costs_the_events_asked_for_not_the_session(root: Pat
         async def fill() -> None:
             service = SecureStoreSessionService(store)
             session = await service.create_session(app_name=APP, user_id="u1", session_id="long")
-            for i in range(300):
-                await service.append_event(session, event_at(1000.0 + i, f"message {i} " + "x" * 2000))
+            for i in range(100):
+                await service.append_event(session, event_at(1000.0 + i, f"message {i} " + "x" * 6000))
         asyncio.run(fill())
 
     def bytes_for(config: GetSessionConfig | None) -> int:
@@ -241,7 +241,7 @@ def test_recent_events_read_costs_the_events_asked_for_not_the_session(root: Pat
 
     everything = bytes_for(None)
     recent = bytes_for(GetSessionConfig(num_recent_events=5))
-    assert everything > 300 * 2000
+    assert everything > 100 * 6000
     assert recent < everything / 8  # the tail's last read chunk, whatever the session's length
 
 
@@ -285,24 +285,24 @@ def test_list_sessions_order_filters_state_and_pages(root: Path | str) -> None:
         assert verify_store(store).ok
 
 
-def fill_240_sessions(root: Path | str) -> None:
+def fill_120_sessions(root: Path | str) -> None:
     with open_store(root) as store:
         async def fill() -> None:
             service = SecureStoreSessionService(store)
-            for i in range(240):
+            for i in range(120):
                 await service.create_session(app_name=APP, user_id=f"u{i % 3}", session_id=f"s{i}",
                                              state={"user:n": i % 3} if i < 3 else None)
         asyncio.run(fill())
 
 
 def test_list_sessions_builds_valid_sessions_from_the_index(root: Path | str) -> None:
-    fill_240_sessions(root)
+    fill_120_sessions(root)
     with open_store(root) as store:
         service = SecureStoreSessionService(store)
         mine = asyncio.run(service.list_sessions(app_name=APP, user_id="u1"))
         every = asyncio.run(service.list_sessions(app_name=APP))
         page, _ = asyncio.run(service.list_sessions_page(app_name=APP, page_size=5))
-    assert len(mine.sessions) == 80 and len(every.sessions) == 240 and len(page) == 5
+    assert len(mine.sessions) == 40 and len(every.sessions) == 120 and len(page) == 5
     assert mine.sessions[0].state == {"user:n": 1}
     # Built without validation, yet valid ADK sessions: they round-trip and copy like validated ones.
     assert all(AdkSession.model_validate(s.model_dump()) == s for s in every.sessions)
@@ -312,7 +312,7 @@ def test_list_sessions_builds_valid_sessions_from_the_index(root: Path | str) ->
 
 @pytest.mark.fs_only  # counts the files opened through the fs layer's OS calls: a PostgreSQL store opens none
 def test_list_sessions_opens_no_session_file(root: Path) -> None:
-    fill_240_sessions(root)
+    fill_120_sessions(root)
     opened: list[str] = []
     api = instrumented(REAL_OS, lambda name, args: opened.append(str(args[0])) if name == "open" else None)
     with open_store(root, os_api=api) as store:
@@ -324,7 +324,7 @@ def test_list_sessions_opens_no_session_file(root: Path) -> None:
         opened.clear()
         page, _ = asyncio.run(service.list_sessions_page(app_name=APP, page_size=5))
         paged = len(opened)
-    assert len(mine.sessions) == 80 and len(every.sessions) == 240
+    assert len(mine.sessions) == 40 and len(every.sessions) == 120
     # Reading the index and the app and user state sessions: a constant, not one per session.
     assert full < 40, opened
     assert len(page) == 5 and paged < 60

@@ -628,11 +628,22 @@ def test_anonymous_tool_searches_pair_in_order(sync_store: SecureStore) -> None:
 
 def test_the_example_runs_without_an_api_key_and_continues_in_a_named_store(tmp_path: Path) -> None:
     example = [sys.executable, str(REPO / "examples" / "openai_agents_example.py")]
-    for argv, items in (([], 6), ([str(tmp_path / "store")], 6), ([str(tmp_path / "store")], 12)):
-        done = subprocess.run(example + argv, env=child_env(), capture_output=True, text=True, timeout=300,  # noqa: S603
-                              check=False)
-        assert done.returncode == 0, done.stdout + done.stderr
-        assert f"stored conversation ({items} items" in done.stdout and "[secret:vault:" in done.stdout
+
+    def start(argv: list[str]) -> subprocess.Popen[str]:
+        return subprocess.Popen(example + argv, env=child_env(), stdout=subprocess.PIPE,  # noqa: S603
+                                stderr=subprocess.STDOUT, text=True)
+
+    def finished(run: subprocess.Popen[str], items: int) -> None:
+        output, _ = run.communicate(timeout=300)
+        assert run.returncode == 0, output
+        assert f"stored conversation ({items} items" in output and "[secret:vault:" in output
+
+    # Its own temporary store and a named one are independent: they run side by side.
+    with start([]) as own, start([str(tmp_path / "store")]) as named:
+        finished(own, 6)
+        finished(named, 6)
+    with start([str(tmp_path / "store")]) as again:
+        finished(again, 12)  # the named store continues
 
 
 # -- crashes -----------------------------------------------------------------------------------------

@@ -4,16 +4,18 @@ secret reaches the server's log; the CLI takes a URL for --root and never prints
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from securestore.cli import main
 from tests.support.pg_stores import fresh_database
 from tests.support.postgres import PostgresServer, make_server, remove_server
 
@@ -32,10 +34,13 @@ def server() -> Iterator[PostgresServer]:
 
 
 def cli(tmp_path: Path, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """The CLI run in this process (its `main`, with this environment), output captured."""
     env = dict(os.environ, XDG_DATA_HOME=str(tmp_path / "data"), XDG_CONFIG_HOME=str(tmp_path / "config"))
     env.pop("SECURESTORE_ROOT", None)
-    done = subprocess.run([sys.executable, "-m", "securestore", *argv], env=env, capture_output=True, text=True,
-                          timeout=120, check=False)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(argv), env)
+    done = subprocess.CompletedProcess(["securestore", *argv], code, out.getvalue(), err.getvalue())
     if check:
         assert done.returncode == 0, (argv, done.stdout, done.stderr)
     return done

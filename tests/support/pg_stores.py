@@ -28,12 +28,29 @@ from .cancel import cancel_inside_fsync
 from .postgres import PostgresServer
 
 
+# Every database the tests made, in order: conftest's drop_test_databases drops a test's own
+# after it (the throwaway servers keep their data in memory).
+MADE: list[tuple[PostgresServer, str]] = []
+
+
 def fresh_database(server: PostgresServer) -> str:
     """A new, empty database on `server`; its URL (superuser, loopback, no password)."""
     name = "t_" + uuid.uuid4().hex[:16]
     with psycopg.connect(server.dsn, autocommit=True) as connection:
         connection.execute(f'CREATE DATABASE "{name}"')
+    MADE.append((server, name))
     return f"postgresql://postgres@127.0.0.1:{server.port}/{name}"
+
+
+def drop_databases_made_since(count: int) -> None:
+    """Drop the databases made after the first `count` (a test's own), on servers still running."""
+    while len(MADE) > count:
+        server, name = MADE.pop()
+        try:
+            with psycopg.connect(server.dsn, autocommit=True, connect_timeout=5) as connection:
+                connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        except psycopg.OperationalError:
+            pass  # the test's own server, stopped with it: nothing left to free
 
 
 def stored_bytes(url: str) -> bytes:

@@ -87,8 +87,8 @@ class SessionDir:
                 writer_lock = cleanup.enter_context(directory.lock(SESSION_LOCK, timeout, env.clock()))
             except LockHeldError as exc:  # name the session as the caller knows it, not its directory
                 holder = str(exc).partition(" is held by ")[2] or "another writer"
-                raise LockHeldError(f"session {describe_key(key, name)} is held by {holder} (one writer at a time: "
-                                    "retry once it closes the session)") from None
+                raise LockHeldError(f"session {describe_key(key, name)} is held by {holder} (one writer at a time; "
+                                    f"waited {timeout:g} s: retry once it closes the session)") from None
             # The directory may have been deleted or replaced while we waited for the lock.
             if not sessions.holds(name, directory):
                 raise NotFoundError(f"session {describe_key(key, name)} was deleted")
