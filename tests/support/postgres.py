@@ -75,6 +75,16 @@ def _server_user() -> str | None:
     return "pgtest"
 
 
+def _memory_dir() -> str | None:
+    """/dev/shm when it is writable and roomy (a container's default 64 MiB is not), else None."""
+    try:
+        room = os.statvfs("/dev/shm")
+    except OSError:
+        return None
+    roomy = room.f_bavail * room.f_frsize >= 2 << 30  # a cluster, and the databases of the tests at hand
+    return "/dev/shm" if roomy and os.access("/dev/shm", os.W_OK | os.X_OK) else None
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -91,8 +101,7 @@ def make_server(*, durable: bool = False, settings: Mapping[str, str] | None = N
     # A server with fsync off keeps nothing across a crash anyway: in memory (tmpfs), its CREATE
     # DATABASE per store costs ~15 ms instead of ~150 ms. The durable servers of the fault tests
     # stay on the disk, where fsync means something.
-    memory = "/dev/shm" if not durable and os.access("/dev/shm", os.W_OK | os.X_OK) else None
-    directory = Path(tempfile.mkdtemp(prefix="securestore-pg-", dir=memory))
+    directory = Path(tempfile.mkdtemp(prefix="securestore-pg-", dir=None if durable else _memory_dir()))
     if user:
         shutil.chown(directory, user, user)
     server = PostgresServer(directory, _free_port(), user)

@@ -1,9 +1,12 @@
-"""Line reads over a file's rows: its chunks fetched in batches (forward or backward, by the
-(node, seq) key), and split into lines exactly as `fs/lines.py` splits a file's bytes."""
+"""Line reads over a file's rows: its chunks fetched in batches (forward or backward, in
+offset order), and split into lines exactly as `fs/lines.py` splits a file's bytes."""
 
 from __future__ import annotations
 
 from collections.abc import Generator, Iterable, Iterator
+from typing import Any
+
+import psycopg
 
 from .link import PgLink
 
@@ -11,22 +14,48 @@ _BATCH = 256  # the most rows per round trip (an audit record or a journal line 
 FIRST_ROWS = 8  # a backward walk's first batch: a read of the last few lines fetches a few rows
 
 
+def walk_rows(link: PgLink, label: str, statement: bytes, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """The rows of a walk's statement (its rows in offset order, at most a batch of them),
+    planned with sorting ruled out: the (node, offset) index then gives them in order, reading
+    only them. The planner guesses a file's rows as the average over all files, a few, and
+    with that guess reading the whole file and sorting it looked as cheap: on the store log,
+    whose records grow with every session, that was a scan of the whole log on every create.
+    The settings (set_config local) last until the transaction ends (its own when none is open),
+    so nothing leaks to other clients of a pooled server connection."""
+    with link.reading(label) as connection:
+        group = link.group
+        own = not (group is not None and group.begun) and \
+            connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        try:
+            with connection.pipeline():
+                if own:
+                    connection.execute(b"BEGIN")
+                # (No JIT: a plan that had to sort anyway would cost past its threshold.)
+                connection.execute(b"SELECT set_config('enable_sort', 'off', true), set_config('jit', 'off', true)")
+                cursor = connection.execute(statement, params)
+                if own:
+                    connection.execute(b"COMMIT")
+        except psycopg.Error:
+            if own and connection.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+                connection.execute(b"ROLLBACK")
+            raise
+        return cursor.fetchall()
+
+
 def chunks_backward(link: PgLink, label: str, node: int, audit: bool, end: int,
                     first: list[tuple[int, int, bytes]] | None = None) -> Iterator[tuple[int, bytes]]:
     """(pos, data) of the chunks holding bytes before `end`, last first, each cut at `end`.
     `first`: the first FIRST_ROWS rows, already read (PgDir.tail_start)."""
     statement = link.sql.audit_backward if audit else link.sql.chunks_backward
-    before, limit = 1 << 31, FIRST_ROWS
+    before, limit = end, FIRST_ROWS  # the offset of the last row yielded
     while True:
         if first is not None:
             rows, first = first, None
         else:
-            with link.reading(label) as connection:
-                rows = connection.execute(statement, {"node": node, "before": before, "end": end,
-                                                      "limit": limit}).fetchall()
-        for seq, pos, data in rows:
+            rows = walk_rows(link, label, statement, {"node": node, "before": before, "limit": limit})
+        for _, pos, data in rows:
             yield int(pos), bytes(data)[: max(0, end - int(pos))]
-            before = int(seq)
+            before = int(pos)
         if len(rows) < limit:
             return
         limit = min(limit * 2, _BATCH)  # a longer walk: fewer round trips
@@ -37,18 +66,16 @@ def chunks_forward(link: PgLink, label: str, node: int, audit: bool, start: int,
     """(pos, data) of the chunks holding bytes from `start` up to the `size` read when the
     walk began (anything appended later is not part of it), first to last."""
     statement = link.sql.audit_forward if audit else link.sql.chunks_forward
-    after = -1
+    after = -1  # the offset of the last row yielded
     while True:
-        with link.reading(label) as connection:
-            rows = connection.execute(statement, {"node": node, "after": after, "start": start,
-                                                  "limit": _BATCH}).fetchall()
-        for seq, pos, data in rows:
+        rows = walk_rows(link, label, statement, {"node": node, "after": after, "start": start, "limit": _BATCH})
+        for _, pos, data in rows:
             pos, data = int(pos), bytes(data)
             if pos >= size:
                 return
             cut = data[max(0, start - pos): size - pos]
             yield max(pos, start), cut
-            after = int(seq)
+            after = pos
         if len(rows) < _BATCH:
             return
 

@@ -68,7 +68,7 @@ _TEXT = {
              "FROM {s}.nodes n WHERE n.parent = %(parent)s AND n.name = %(name)s"),
     # Replace a (non-audit) file whole: a new generation, its bytes in %(count)s chunks (so a
     # read of its end, such as a listing's first page, fetches a chunk, not the whole file);
-    # older chunks dropped. One row per chunk inserted: %(count)s of them, or 0 for a directory.
+    # older chunks dropped (an empty file has none). One row: 1, or 0 for a directory.
     "replace": ("WITH n AS (INSERT INTO {s}.nodes (parent, name, kind, size, next_seq, mtime_ms) "
                 "VALUES (%(parent)s, %(name)s, 'f', %(size)s, %(count)s, %(now)s) ON CONFLICT (parent, name) "
                 "DO UPDATE SET gen = nextval('{s}.generations'), size = EXCLUDED.size, "
@@ -77,7 +77,7 @@ _TEXT = {
                 "d AS (DELETE FROM {s}.chunks c USING n WHERE c.node = n.id AND c.seq <= n.next_seq - %(count)s), "
                 "i AS (INSERT INTO {s}.chunks (node, seq, pos, data) SELECT n.id, n.next_seq - %(count)s + p.k, "
                 "p.pos, p.data FROM n, unnest(%(parts)s::bytea[], %(positions)s::bigint[]) WITH ORDINALITY "
-                "AS p(data, pos, k) RETURNING 1) SELECT (SELECT count(*) FROM i), {tail}"),
+                "AS p(data, pos, k) RETURNING 1) SELECT (SELECT count(*) FROM n), {tail}"),
     # Create a file that must not exist yet (the audit trail's files are made this way).
     "create": ("WITH n AS (INSERT INTO {s}.nodes (parent, name, kind, audit, size, next_seq, mtime_ms) "
                "VALUES (%(parent)s, %(name)s, 'f', %(audit)s, %(size)s, 1, %(now)s) "
@@ -91,9 +91,9 @@ _TEXT = {
                "WHERE parent = %(parent)s AND name = %(name)s AND kind = 'f' "
                "RETURNING id, next_seq, size - %(size)s AS pos, audit, size), "
                "a AS (INSERT INTO {s}.audit_records (node, seq, pos, data) SELECT id, next_seq, pos, %(data)s "
-               "FROM n WHERE audit), "
+               "FROM n WHERE audit AND %(size)s > 0), "
                "c AS (INSERT INTO {s}.chunks (node, seq, pos, data) SELECT id, next_seq, pos, %(data)s "
-               "FROM n WHERE NOT audit) "
+               "FROM n WHERE NOT audit AND %(size)s > 0) "
                "SELECT (SELECT size FROM n), {tail}"),
     # Append to a (non-audit) file, creating it first if it does not exist.
     "append_creating": ("WITH n AS (INSERT INTO {s}.nodes (parent, name, kind, size, next_seq, mtime_ms) "
@@ -102,20 +102,25 @@ _TEXT = {
                         "mtime_ms = EXCLUDED.mtime_ms WHERE {s}.nodes.kind = 'f' AND NOT {s}.nodes.audit "
                         "RETURNING id, next_seq, size - %(size)s AS pos, size), "
                         "c AS (INSERT INTO {s}.chunks (node, seq, pos, data) SELECT id, next_seq, pos, %(data)s "
-                        "FROM n) SELECT (SELECT size FROM n), {tail}"),
+                        "FROM n WHERE %(size)s > 0) SELECT (SELECT size FROM n), {tail}"),
     # A file's row and the last rows of its bytes before %(end)s, in one round trip: the start of
     # every backward read (a log's head, a listing's first page, the latest items).
+    # No row is ever empty (an empty append or file adds none), so a file's rows tile its bytes
+    # and `pos` orders them, increasing with `seq`. A walk (these three) is ordered and bounded
+    # by pos alone and runs with sorting ruled out (lines.py walk_rows): the (node, pos) index
+    # yields its rows in order, reading only them.
     "tail_first": ("SELECT n.id, n.gen, n.size, n.audit, n.kind, r.seq, r.pos, r.data FROM {s}.nodes n "
                    "LEFT JOIN LATERAL ((SELECT a.seq, a.pos, a.data FROM {s}.audit_records a WHERE n.audit "
-                   "AND n.kind = 'f' AND a.node = n.id AND a.pos < LEAST(n.size, %(end)s) ORDER BY a.seq DESC "
+                   "AND n.kind = 'f' AND a.node = n.id AND a.pos < LEAST(n.size, %(end)s) ORDER BY a.pos DESC "
                    "LIMIT %(limit)s) UNION ALL (SELECT c.seq, c.pos, c.data FROM {s}.chunks c WHERE NOT n.audit "
-                   "AND n.kind = 'f' AND c.node = n.id AND c.pos < LEAST(n.size, %(end)s) ORDER BY c.seq DESC "
-                   "LIMIT %(limit)s)) r ON true WHERE n.parent = %(parent)s AND n.name = %(name)s "
-                   "ORDER BY r.seq DESC"),
-    "chunks_backward": ("SELECT seq, pos, data FROM {s}.chunks WHERE node = %(node)s AND seq < %(before)s "
-                        "AND pos < %(end)s ORDER BY seq DESC LIMIT %(limit)s"),
-    "chunks_forward": ("SELECT seq, pos, data FROM {s}.chunks WHERE node = %(node)s AND seq > %(after)s "
-                       "AND pos + length(data) > %(start)s ORDER BY seq LIMIT %(limit)s"),
+                   "AND n.kind = 'f' AND c.node = n.id AND c.pos < LEAST(n.size, %(end)s) ORDER BY c.pos DESC "
+                   "LIMIT %(limit)s)) r ON true WHERE n.parent = %(parent)s AND n.name = %(name)s"),
+    "chunks_backward": ("SELECT seq, pos, data FROM {s}.chunks WHERE node = %(node)s AND pos < %(before)s "
+                        "ORDER BY pos DESC LIMIT %(limit)s"),
+    # From the row holding byte `start` (the last one that begins at or before it) on.
+    "chunks_forward": ("SELECT seq, pos, data FROM {s}.chunks WHERE node = %(node)s AND pos > %(after)s "
+                       "AND pos >= COALESCE((SELECT pos FROM {s}.chunks WHERE node = %(node)s AND pos <= %(start)s "
+                       "ORDER BY pos DESC LIMIT 1), 0) ORDER BY pos LIMIT %(limit)s"),
     "unlink": ("WITH n AS (DELETE FROM {s}.nodes WHERE parent = %(parent)s AND name = %(name)s AND kind = 'f' "
                "RETURNING id), c AS (DELETE FROM {s}.chunks WHERE node IN (SELECT id FROM n)) "
                "SELECT (SELECT count(*) FROM n), {tail}"),

@@ -16,7 +16,7 @@ from ...errors import AlreadyExistsError, IntegrityError, NotFoundError, Storage
 from ...fs import EntryInfo, FsContext, check_name
 from ..tree import LINE_CHUNK
 from .link import PgLink
-from .lines import FIRST_ROWS, backward_lines, chunks_backward, chunks_forward, forward_lines
+from .lines import FIRST_ROWS, backward_lines, chunks_backward, chunks_forward, forward_lines, walk_rows
 from .locks import AdvisoryLock, holder, take
 from .schema import ROOT
 
@@ -185,11 +185,11 @@ class PgDir:
         label = self.child_label(name)
         if self._is_audit(name):
             raise UnsafeFileError(f"refused to replace {label}: the audit trail only grows")
-        positions = list(range(0, len(data), REPLACE_CHUNK)) or [0]
+        positions = list(range(0, len(data), REPLACE_CHUNK))  # none for an empty file: no row is empty
         params = {**self._key(name), "size": len(data), "now": self._now(), "count": len(positions),
                   "parts": [data[at: at + REPLACE_CHUNK] for at in positions], "positions": positions}
         self.link.write(label, self.sql.replace, params, durable=durable, check=_expect(
-            len(positions), UnsafeFileError, f"refused {label}: expected a file, found a directory"))
+            1, UnsafeFileError, f"refused {label}: expected a file, found a directory"))
 
     def write_new(self, name: str, data: bytes) -> None:
         label = self.child_label(name)
@@ -275,16 +275,16 @@ class PgDir:
     def _tail_start(self, name: str, end: int) -> tuple[int, int, bool, Rows]:
         """(node, size, audit, the last FIRST_ROWS rows before `end`) of a file: one round trip."""
         label = self.child_label(name)
-        with self.link.reading(label) as connection:
-            rows = connection.execute(self.sql.tail_first, {**self._key(name), "end": end,
-                                                            "limit": FIRST_ROWS}).fetchall()
+        rows = walk_rows(self.link, label, self.sql.tail_first, {**self._key(name), "end": end, "limit": FIRST_ROWS})
         if not rows:
             raise NotFoundError(f"{label} does not exist")
         node, _, size, audit, kind = rows[0][:5]
         if kind != "f":
             raise UnsafeFileError(f"refused {label}: expected a file, found a directory")
-        return int(node), int(size), bool(audit), [(int(r[5]), int(r[6]), bytes(r[7])) for r in rows
-                                                   if r[5] is not None]
+        # Last first (sorted here: in the statement, a sort of a few rows would be ruled out).
+        found = sorted(((int(r[5]), int(r[6]), bytes(r[7])) for r in rows if r[5] is not None),
+                       key=lambda row: row[1], reverse=True)
+        return int(node), int(size), bool(audit), found
 
     def read_tail(self, name: str, nbytes: int) -> tuple[int, bytes]:
         node, size, audit, first = self._tail_start(name, _NO_END)
