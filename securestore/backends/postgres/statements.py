@@ -120,7 +120,8 @@ _TEXT = {
     # From the row holding byte `start` (the last one that begins at or before it) on.
     "chunks_forward": ("SELECT seq, pos, data FROM {s}.chunks WHERE node = %(node)s AND pos > %(after)s "
                        "AND pos >= COALESCE((SELECT pos FROM {s}.chunks WHERE node = %(node)s AND pos <= %(start)s "
-                       "ORDER BY pos DESC LIMIT 1), 0) AND pos + length(data) > %(start)s ORDER BY pos LIMIT %(limit)s"),
+                       "ORDER BY pos DESC LIMIT 1), 0) AND pos + length(data) > %(start)s "
+                       "ORDER BY pos LIMIT %(limit)s"),
     "unlink": ("WITH n AS (DELETE FROM {s}.nodes WHERE parent = %(parent)s AND name = %(name)s AND kind = 'f' "
                "RETURNING id), c AS (DELETE FROM {s}.chunks WHERE node IN (SELECT id FROM n)) "
                "SELECT (SELECT count(*) FROM n), {tail}"),
