@@ -4,8 +4,6 @@ secret reaches the server's log; the CLI takes a URL for --root and never prints
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import subprocess
@@ -15,8 +13,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from securestore.cli import main
 from tests.support.pg_stores import fresh_database
+from tests.support.stores import cli_in_process
 from tests.support.postgres import PostgresServer, make_server, remove_server
 
 SECRETS = ("sk-proj-Zq8vN2xLm4Tr7Yb1Kc9Wd3Fg6Hj0Pa5Se", "hunter2-correct-horse-battery", "AKIAZ7Q2R4T6V8X0B1C3")
@@ -37,10 +35,7 @@ def cli(tmp_path: Path, *argv: str, check: bool = True) -> subprocess.CompletedP
     """The CLI run in this process (its `main`, with this environment), output captured."""
     env = dict(os.environ, XDG_DATA_HOME=str(tmp_path / "data"), XDG_CONFIG_HOME=str(tmp_path / "config"))
     env.pop("SECURESTORE_ROOT", None)
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(argv), env)
-    done = subprocess.CompletedProcess(["securestore", *argv], code, out.getvalue(), err.getvalue())
+    done = cli_in_process(argv, env)
     if check:
         assert done.returncode == 0, (argv, done.stdout, done.stderr)
     return done

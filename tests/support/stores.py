@@ -3,6 +3,8 @@ and the writer child as real processes."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import atexit
 import contextlib
 import io
@@ -137,13 +139,19 @@ def run_cli_here(*args: str, env: dict[str, str] | None = None,
     full_env = child_env()
     full_env[SIGNING_KEY_ENV] = SIGNING_KEY
     full_env.update(env or {})
+    return cli_in_process(args, full_env, stdin)
+
+
+def cli_in_process(args: Sequence[str], environ: dict[str, str],
+                   stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    """`securestore.cli.main(args, environ)` with `stdin` given and its output captured."""
     out, err = io.StringIO(), io.StringIO()
     given = io.TextIOWrapper(io.BytesIO(stdin or b""), encoding="utf-8")
     saved = sys.stdin
     sys.stdin = given
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = cli_main(list(args), full_env)
+            code = cli_main(list(args), environ)
     finally:
         sys.stdin = saved
     return subprocess.CompletedProcess(["securestore", *args], code, out.getvalue(), err.getvalue())
