@@ -20,15 +20,17 @@ RecordRejection = Callable[[str, object, PolicyError], None]
 
 def open_session(backend: StoreDir, key: str, *, create: bool, metadata: Mapping[str, Any] | None,
                  hooks: SessionHooks, record_rejection: RecordRejection,
-                 on_create: Callable[[Session], None]) -> Session:
+                 on_create: Callable[[Session], None], exclusive: bool = False) -> Session:
+    """`exclusive`: the session must be created here (AlreadyExistsError if it exists by the
+    time the store lock is taken; the caller checked it did not before)."""
     backend.writable()
     try:
         normalized, name = session_name(key, backend.env.limits.max_key_bytes)
         deferred, created = None, False
-        if create and not backend.session_exists(name):
+        if create and (exclusive or not backend.session_exists(name)):
             initial = initial_metadata(metadata, backend.env.limits)
             deferred = metadata if initial is None else None
-            created = backend.create_session(normalized, initial or SessionMetadata())
+            created = backend.create_session(normalized, initial or SessionMetadata(), exclusive=exclusive)
     except PolicyError as error:
         record_rejection("session.create" if create else "session.open", key, error)
         raise

@@ -112,9 +112,12 @@ class SecureStore:
     # -- writes ----------------------------------------------------------------------------------
     def open_session(self, key: str, *, create: bool = False, metadata: Mapping[str, Any] | None = None) -> Session:
         """Open a session for writing (the one-writer lock is held until `close`)."""
+        return self._open(key, create=create, metadata=metadata)
+
+    def _open(self, key: str, *, create: bool, metadata: Mapping[str, Any] | None, exclusive: bool = False) -> Session:
         hooks = SessionHooks(self.environ, self.catalog.note_write)
         return open_session(self.backend, key, create=create, metadata=metadata, hooks=hooks,
-                            record_rejection=self.record_rejection, on_create=self._after_create)
+                            record_rejection=self.record_rejection, on_create=self._after_create, exclusive=exclusive)
 
     def create_session(self, key: str, metadata: Mapping[str, Any] | None = None) -> Session:
         """Create a new session (AlreadyExistsError if it exists) and open it for writing."""
@@ -123,9 +126,9 @@ class SecureStore:
         except PolicyError as error:
             self.record_rejection("session.create", key, error)
             raise
-        if self.backend.session_exists(name):
+        if self.backend.session_exists(name):  # fails fast, without the store lock (checked again under it)
             raise AlreadyExistsError(f"session {describe_key(normalized, name)} already exists")
-        return self.open_session(normalized, create=True, metadata=metadata)
+        return self._open(normalized, create=True, metadata=metadata, exclusive=True)
 
     def put(self, session: str, slot: str, value: Any, *, create: bool = True,
             expected_version: int | None = None) -> int:

@@ -88,7 +88,10 @@ class TreeDir(Protocol):
     def truncate(self, name: str, length: int) -> None: ...
     def size_of(self, name: str) -> tuple[int, int] | None:
         """(identity, size): moves whenever the file is replaced or grows; None if absent."""
-    def read_tail(self, name: str, nbytes: int) -> tuple[int, bytes]: ...
+    def read_tail(self, name: str, nbytes: int, *, enough: Callable[[bytes], bool] | None = None) -> tuple[int, bytes]:
+        """(size, the last `nbytes` bytes); with `enough`, possibly a shorter tail that it
+        accepts, the first the backend reads cheaply (on disk a small pread, on PostgreSQL a
+        few rows instead of a walk back through `nbytes`)."""
     def lines_backward(self, name: str, end: int, max_line: int,
                        chunk: int = LINE_CHUNK) -> Generator[tuple[int, bytes], None, None]: ...
     def iter_lines(self, name: str, max_line: int, chunk_size: int = LINE_CHUNK, *,
@@ -102,19 +105,10 @@ class TreeDir(Protocol):
         """Who holds (or last held, unless `live`) the lock `name`, described."""
 
 
-FIRST_TAIL = 4096  # what a tail read takes first: the last lines of an append-only file are short
-
-
 def read_tail_until(directory: TreeDir, name: str, nbytes: int,
                     enough: Callable[[bytes], bool]) -> tuple[int, bytes]:
-    """`directory.read_tail(name, nbytes)` in two steps: the last FIRST_TAIL bytes first, kept
-    when they are the whole file or `enough(tail)` says what the caller needs is in them (on
-    PostgreSQL a few rows instead of a walk back through `nbytes`; on disk a small pread)."""
-    if nbytes > FIRST_TAIL:
-        size, tail = directory.read_tail(name, FIRST_TAIL)
-        if size <= len(tail) or enough(tail):
-            return size, tail
-    return directory.read_tail(name, nbytes)
+    """The end of a file that `enough` accepts, or its last `nbytes` bytes (see read_tail)."""
+    return directory.read_tail(name, nbytes, enough=enough)
 
 
 def holds_last_line(tail: bytes) -> bool:

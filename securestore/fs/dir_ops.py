@@ -56,8 +56,8 @@ class DirOps:
     def size_of(self, name: str) -> tuple[int, int] | None:
         return size_of(_me(self), name)
 
-    def read_tail(self, name: str, nbytes: int) -> tuple[int, bytes]:
-        return read_tail(_me(self), name, nbytes)
+    def read_tail(self, name: str, nbytes: int, *, enough: Callable[[bytes], bool] | None = None) -> tuple[int, bytes]:
+        return read_tail(_me(self), name, nbytes, enough)
 
     def lines_backward(self, name: str, end: int, max_line: int,
                        chunk: int = _CHUNK) -> Generator[tuple[int, bytes], None, None]:

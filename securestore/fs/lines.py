@@ -8,7 +8,7 @@ size and the line cap, never by the file size.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 
 from ..errors import NotFoundError
 from .base import READ_FLAGS, DirCore, translate
@@ -24,10 +24,20 @@ def size_of(directory: DirCore, name: str) -> tuple[int, int] | None:
     return st.st_ino, st.st_size
 
 
-def read_tail(directory: DirCore, name: str, nbytes: int) -> tuple[int, bytes]:
-    """(file size, last `nbytes` bytes) of a regular file."""
+FIRST_TAIL = 4096  # what a tail read with `enough` takes first: the last lines of a log are short
+
+
+def read_tail(directory: DirCore, name: str, nbytes: int,
+              enough: Callable[[bytes], bool] | None = None) -> tuple[int, bytes]:
+    """(file size, last `nbytes` bytes) of a regular file; with `enough`, the last FIRST_TAIL
+    bytes when `enough` accepts them (a small pread instead of a large one)."""
     fd, st = directory.open_checked(name, READ_FLAGS, "file", "open")
     try:
+        if enough is not None and nbytes > FIRST_TAIL:
+            start = max(0, st.st_size - FIRST_TAIL)
+            data = directory.ctx.os.pread(fd, st.st_size - start, start)
+            if start == 0 or enough(data):
+                return st.st_size, data
         start = max(0, st.st_size - nbytes)
         data = directory.ctx.os.pread(fd, st.st_size - start, start)
         return st.st_size, data

@@ -30,6 +30,7 @@ from securestore import (
     verify_store,
 )
 from securestore.audit.chain import parse_record
+from securestore.core.records import SessionMetadata
 from securestore.fs import instrumented
 from securestore.fs.osapi import REAL_OS
 
@@ -78,6 +79,16 @@ def test_create_twice_is_an_error(store: SecureStore) -> None:
         store.create_session("s")
     with pytest.raises(NotFoundError):
         store.open_session("missing")
+
+
+def test_a_create_that_loses_a_race_is_refused_under_the_store_lock(store: SecureStore, root: Path | str) -> None:
+    """`create_session` checks for the session before the store lock (to fail fast) and again
+    under it: one made by another writer in between is an error, never opened as if new."""
+    store.create_session("s").close()
+    before = all_bytes(root)
+    with pytest.raises(AlreadyExistsError, match='session "s" already exists'):
+        store.backend.create_session("s", SessionMetadata(), exclusive=True)  # as if its first check had passed
+    assert all_bytes(root) == before  # no intent, no record
 
 
 def test_turn_is_one_intent_and_atomic(store: SecureStore, root: Path | str) -> None:

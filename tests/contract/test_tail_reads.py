@@ -1,6 +1,6 @@
-"""The ends of append-only files are read in two steps (backends/tree.py `read_tail_until`): a
-small window first, the caller's whole window only when the small one does not hold what the
-caller needs. Whatever the lines' lengths, the answer is the one a single read of the whole
+"""The ends of append-only files are read in two steps (`read_tail(..., enough=)`): a small
+window first (on disk FIRST_TAIL bytes, on PostgreSQL the rows of the first round trip), the
+caller's whole window only when the small one does not hold what the caller needs. Whatever the lines' lengths, the answer is the one a single read of the whole
 window gives."""
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import pytest
 
 from securestore.backends.postgres.root import open_pg_root
 from securestore.backends.postgres.url import parse_target
-from securestore.backends.tree import FIRST_TAIL, TreeDir, holds_last_line, read_tail_until
+from securestore.backends.tree import TreeDir, holds_last_line, read_tail_until
 from securestore.fs import FsContext, open_root
+from securestore.fs.lines import FIRST_TAIL
 from tests.support.pg_stores import set_up_database
 
 pytestmark = pytest.mark.both_backends

@@ -3,8 +3,7 @@ epoch boundaries, and seal with signed checkpoints. Opening reads only the tail:
 
 Files in a log's directory:
   log.jsonl          the records
-  epoch.key          the CURRENT chain key and epoch (0600); the previous key is wiped at each
-                     ratchet, so whoever reads this file later cannot MAC an earlier epoch
+  epoch.key          the CURRENT chain key and epoch (0600, epoch_file.py)
   checkpoints.jsonl  signed checkpoints, one per line, oldest first
 """
 
@@ -12,13 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
-import orjson
-
-from ...core.canonical import canonical_bytes
 from ...errors import IntegrityError, KeyMaterialError, OperationalError
 from ..tree import TreeDir, holds_last_line, read_tail_until
+from .epoch_file import EpochState
 from .layout import AUDIT_DIR
 from ...audit.chain import (
     GENESIS_PREV,
@@ -51,41 +48,6 @@ _KEY_CAP = 4096
 _CHECKPOINT_CAP = 64 * 1024
 
 
-@dataclass(frozen=True)
-class EpochState:
-    """What the writer keeps: the current chain key and where its epoch started."""
-
-    store: str
-    log: str
-    signer: str
-    rule: EpochRule
-    epoch: int
-    chain: bytes
-    first_seq: int
-    start_ts: int
-
-    def encode(self) -> bytes:
-        return canonical_bytes({
-            "v": 1, "store": self.store, "log": self.log, "signer": self.signer, "records": self.rule.records,
-            "seconds": self.rule.seconds, "epoch": self.epoch, "chain": self.chain.hex(),
-            "first_seq": self.first_seq, "start_ts": self.start_ts,
-        }) + b"\n"
-
-    @staticmethod
-    def decode(data: bytes, label: str) -> EpochState:
-        try:
-            raw = orjson.loads(data)
-            state = EpochState(
-                raw["store"], raw["log"], raw["signer"], EpochRule(int(raw["records"]), int(raw["seconds"])),
-                int(raw["epoch"]), bytes.fromhex(raw["chain"]), int(raw["first_seq"]), int(raw["start_ts"]),
-            )
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            raise IntegrityError(f"{label} is not a valid epoch key file") from None
-        if raw.get("v") != 1 or len(state.chain) != 32:
-            raise IntegrityError(f"{label} is not a valid epoch key file")
-        return state
-
-
 class AuditLog:
     """One log. The caller holds the lock that makes it the only writer."""
 
@@ -109,6 +71,10 @@ class AuditLog:
         self._mac_cache: tuple[bytes, RecordMac] | None = None  # (epoch chain key, its MAC state)
         self._closing = False
         self._creating = False
+        # What this object knows the log holds, so a seal need not read back what it wrote: the
+        # log's size when it was loaded or created, and the lines it appended since (None: unknown).
+        self._known_end: int | None = None
+        self._written: list[bytes] = []
 
     @property
     def label(self) -> str:
@@ -135,9 +101,10 @@ class AuditLog:
     def create(
         self, log_id: str, genesis: dict[str, object], *, store_id: str, chain: bytes, rule: EpochRule,
         unpublished: bool = False,
-    ) -> RecordBase:
-        """Genesis record, epoch key file and the first checkpoint, each written durably
-        (`unpublished`: in a directory not yet renamed into place; the caller syncs it first)."""
+    ) -> Checkpoint:
+        """Genesis record, epoch key file and the first checkpoint (returned), each written
+        durably (`unpublished`: in a directory not yet renamed into place; the caller syncs it
+        first)."""
         signer = self._signer()
         signer_text = signer.verifier.text()
         ts = self.clock()
@@ -151,16 +118,19 @@ class AuditLog:
         write(LOG_FILE, line)
         self.last = record
         write(CHECKPOINTS_FILE, b"")
+        self._known_end, self._written = 0, [line]
         self._creating = True
         try:
-            self.seal()  # the only checkpoint ever signed without an earlier one of ours
+            checkpoint = self.seal()  # the only checkpoint ever signed without an earlier one of ours
         finally:
             self._creating = False
-        return record
+        if checkpoint is None:
+            raise IntegrityError(f"{self.label}: its first checkpoint was not signed")
+        return checkpoint
 
     def load(self) -> None:
         """Find the chain head from the last complete line; remember a torn fragment."""
-        size, tail = read_tail_until(self.dir, LOG_FILE, 2 * self.max_line + 2, self._decides)
+        size, tail = read_tail_until(self.dir, LOG_FILE, 2 * self.max_line + 2, decides)
         cut = tail.rfind(b"\n")
         self.torn = tail[cut + 1 :]
         if cut < 0:
@@ -175,7 +145,8 @@ class AuditLog:
             raise IntegrityError(f"{self.label}: the last record fails the {exc.check} check") from None
         self.last = record
         self.head = ChainHead(record.log, record.seq + 1, record_hash(line))
-        self.open_intent = self._pending_in(tail[:cut].split(b"\n"))
+        self.open_intent = deciding(tail[:cut].split(b"\n"))[1]
+        self._known_end, self._written = (None if self.torn else size), []
 
     def _load_keys(self) -> EpochState:
         if self.keys is None:
@@ -204,31 +175,6 @@ class AuditLog:
             except RecordError:
                 continue
         return records
-
-    @classmethod
-    def _pending_in(cls, lines: list[bytes]) -> Intent | None:
-        """The last intent or outcome decides; recovery and rejection records after it do not."""
-        return cls._deciding(lines)[1]
-
-    @staticmethod
-    def _deciding(lines: list[bytes]) -> tuple[bool, Intent | None]:
-        """(whether a record in `lines` decides, the open intent)."""
-        for line in reversed(lines):
-            try:
-                record = parse_record(line)
-            except RecordError:
-                return False, None  # a partial first line of the window: nothing further back is read
-            if isinstance(record, Intent):
-                return True, record
-            if isinstance(record, (Outcome, Genesis)):
-                return True, None
-        return False, None
-
-    @classmethod
-    def _decides(cls, tail: bytes) -> bool:
-        """Does this end of the log hold its last record and what decides the open intent?"""
-        cut = tail.rfind(b"\n")
-        return holds_last_line(tail) and cls._deciding(tail[:cut].split(b"\n")[1:])[0]
 
     def drop_torn_tail(self) -> bytes:
         """Truncate a torn final fragment (crash mid-append); return what was discarded."""
@@ -296,8 +242,10 @@ class AuditLog:
             self.dir.append(LOG_FILE, line, durable=durable)
         except BaseException:
             self.head = None  # a partial line may be on disk: re-read the tail before appending
+            self._known_end = None
             raise
         self.head, self.last = next_head, record
+        self._written.append(line)
         if isinstance(record, Intent):
             self.open_intent = record
         elif isinstance(record, Outcome):
@@ -344,7 +292,7 @@ class AuditLog:
         if head is None or last is None or self.torn:
             raise IntegrityError(f"{self.label} has a torn tail; reopen the store to repair it")
         size = head.next_seq
-        stored = self.last_checkpoint()
+        stored = None if self._creating else self.last_checkpoint()
         frontier, offset = Frontier(), 0
         if stored is None:
             if size != 1 or not self._creating:
@@ -363,7 +311,13 @@ class AuditLog:
             if signed.size > size:
                 raise IntegrityError(f"{self.label} is shorter than its last checkpoint ({signed.size})")
             frontier, offset = stored.frontier.copy(), stored.offset
-        for at, line in self.dir.iter_lines(LOG_FILE, self.max_line + 1, start=offset):
+        if offset == self._known_end and frontier.size + len(self._written) == size:
+            # Every line after the checkpoint is one this object appended: hash those (it signs
+            # its own records, never read-back bytes someone else could have put there).
+            for line in self._written:
+                frontier.add(leaf_hash(line[:-1]))
+                offset += len(line)
+        for at, line in self.dir.iter_lines(LOG_FILE, self.max_line + 1, start=offset) if frontier.size < size else ():
             if frontier.size == size or not line.endswith(b"\n"):
                 break
             frontier.add(leaf_hash(line[:-1]))
@@ -382,4 +336,26 @@ class AuditLog:
         # epoch unsealed; a new log's first one is, before the rename that publishes it.
         self.dir.append(CHECKPOINTS_FILE, StoredCheckpoint(sign_note(checkpoint, signer), frontier, offset).line(),
                         durable=closing or self._creating)
+        self._known_end, self._written = offset, []
         return checkpoint
+
+
+def deciding(lines: list[bytes]) -> tuple[bool, Intent | None]:
+    """(whether a record in `lines` decides, the open intent): the last intent or outcome
+    decides; recovery and rejection records after it do not."""
+    for line in reversed(lines):
+        try:
+            record = parse_record(line)
+        except RecordError:
+            return False, None  # a partial first line of the window: nothing further back is read
+        if isinstance(record, Intent):
+            return True, record
+        if isinstance(record, (Outcome, Genesis)):
+            return True, None
+    return False, None
+
+
+def decides(tail: bytes) -> bool:
+    """Does this end of the log hold its last record and what decides the open intent?"""
+    cut = tail.rfind(b"\n")
+    return holds_last_line(tail) and deciding(tail[:cut].split(b"\n")[1:])[0]

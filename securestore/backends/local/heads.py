@@ -13,9 +13,9 @@ checkpoint file's modification time against the previous seal's stamp file.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
-from ...audit.checkpoint import CHECKPOINTS_FILE, open_note
+from ...audit.checkpoint import CHECKPOINTS_FILE, Checkpoint, open_note
 from ...audit.keys import VerifierKey
 from ...audit.errors import RecordError
 from .auditlog import AuditLog
@@ -81,12 +81,14 @@ def finish_sweep(heads: TreeDir, stamp: str) -> None:
 
 
 def commit(log: AuditLog, sessions: TreeDir, names: Iterable[str], log_for: Callable[[TreeDir], AuditLog],
-           signer: VerifierKey) -> int:
-    """Append heads records for `names` (each session's latest signed checkpoint) to the store
+           signer: VerifierKey, known: Mapping[str, Checkpoint]) -> int:
+    """Append heads records for `names` (each session's latest signed checkpoint) and for the
+    sessions in `known` (their checkpoint is at hand: just created, by this writer) to the store
     log; returns how many heads were committed. Sessions gone or without a checkpoint are
     skipped (a deletion is itself in the store log)."""
-    heads = [head for head in (read_head(sessions, name, log_for, signer) for name in sorted(set(names)))
-             if head is not None]
+    found = (head_entry(name, known[name]) if name in known else read_head(sessions, name, log_for, signer)
+             for name in sorted(set(names) | set(known)))
+    heads = [head for head in found if head is not None]
     for start in range(0, len(heads), _PER_RECORD):
         log.append({"kind": "heads", "heads": heads[start : start + _PER_RECORD]}, durable=False)
     return len(heads)
@@ -107,5 +109,9 @@ def read_head(sessions: TreeDir, name: str, log_for: Callable[[TreeDir], AuditLo
         checkpoint = open_note(stored.note, signer)
     except (SecureStoreError, RecordError):
         return None  # gone, or damaged: verify reports what is wrong with it
+    return head_entry(name, checkpoint)
+
+
+def head_entry(name: str, checkpoint: Checkpoint) -> dict[str, object]:
     return {"session": name, "log": checkpoint.log_id, "size": checkpoint.size, "root": checkpoint.root.hex(),
             "head": checkpoint.head}

@@ -11,10 +11,19 @@ from typing import Any
 
 from ... import txn
 from ...audit.chain import Intent
+from ...audit.checkpoint import Checkpoint
 from ...config import StoreConfig
 from ...core.policy import describe_key, encode_name, is_session_name
 from ...core.records import SessionMetadata, StoreIdentity, decode_model
-from ...errors import IntegrityError, KeyMaterialError, NotFoundError, OperationalError, PolicyError, SecureStoreError
+from ...errors import (
+    AlreadyExistsError,
+    IntegrityError,
+    KeyMaterialError,
+    NotFoundError,
+    OperationalError,
+    PolicyError,
+    SecureStoreError,
+)
 from ...fs import TEMP_PREFIX
 from ..tree import TreeDir
 from . import heads
@@ -92,6 +101,7 @@ class StoreDir:
         self.recovered: list[str] = []
         self.count: SessionCount  # the session count, during each store-lock hold (`writer`)
         self._heads_dir: TreeDir | None = None
+        self._genesis: dict[str, Checkpoint] = {}  # sessions created by the open store change
         self._observers = observers
 
     def close(self) -> None:
@@ -126,10 +136,11 @@ class StoreDir:
             self.recovered += self._reconcile(log)
             self.recovered += note_stale_lock(store_lock, log, STORE_LOCK)
             self.count = SessionCount(self.root, self.sessions, log, self.env.limits.max_sessions)
+            self._genesis = {}
             yield log
             if log.head is not None and not self.env.ctx.failed:
                 if commit_heads:
-                    self.commit_heads(log, heads.take_marked(self.heads_dir()))
+                    self.commit_heads(log, heads.take_marked(self.heads_dir()), self._genesis)
                 log.seal()  # each store operation ends sealed
                 self._save_count()
 
@@ -190,11 +201,11 @@ class StoreDir:
         except SecureStoreError:
             pass  # lost, like a marker lost in a crash: the next `audit seal` commits this head
 
-    def commit_heads(self, log: AuditLog, names: list[str]) -> None:
+    def commit_heads(self, log: AuditLog, names: list[str], known: Mapping[str, Checkpoint] | None = None) -> None:
         try:
             signer = self.env.signer
             if signer is not None:
-                heads.commit(log, self.sessions, names, self.env.new_log, signer.verifier)
+                heads.commit(log, self.sessions, names, self.env.new_log, signer.verifier, known or {})
         except SecureStoreError:
             if self.env.ctx.failed:
                 raise
@@ -240,19 +251,22 @@ class StoreDir:
             yield ReadOnlySession(self.env, directory, name, history)
 
     # -- store-level changes ---------------------------------------------------------------------
-    def create_session(self, key: str, metadata: SessionMetadata) -> bool:
-        """Create the session unless it exists by now (False). Under the store lock, audited."""
+    def create_session(self, key: str, metadata: SessionMetadata, *, exclusive: bool = False) -> bool:
+        """Create the session unless it exists by now (False; AlreadyExistsError if
+        `exclusive`). Under the store lock, audited."""
         name = encode_name(key)
         with self.writer() as log:
             if self.sessions.entry(name) is not None:
+                if exclusive:
+                    raise AlreadyExistsError(f"session {describe_key(key, name)} already exists")
                 return False
             try:
-                create_session(self.env, log, self.sessions, key, metadata, self.count.check_room)
+                genesis = create_session(self.env, log, self.sessions, key, metadata, self.count.check_room)
             except SecureStoreError:
                 note_leftover(self.root)  # a staging directory may remain
                 raise
             self.count.changed(+1)
-            self.mark_head(name)  # its genesis checkpoint: committed as this operation ends
+            self._genesis[name] = genesis  # its head: committed as this operation ends
         return True
 
     def delete_session(self, key: str) -> None:

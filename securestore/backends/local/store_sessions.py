@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ... import txn
+from ...audit.checkpoint import Checkpoint
 from ...core.canonical import sha256_hex
-from ...core.policy import describe_key, encode_name
+from ...core.policy import encode_name
 from ...core.records import Manifest, SessionMetadata, encode_model
-from ...errors import AlreadyExistsError, LimitExceededError
+from ...errors import LimitExceededError
 from ..tree import TreeDir
 from .auditlog import AuditLog
 from .env import LocalEnv
@@ -54,7 +55,7 @@ def manifest_line(env: LocalEnv, key: str, metadata: SessionMetadata, log_id: st
 
 
 def build_session(env: LocalEnv, parent: TreeDir, dirname: str, name: str, line: bytes, log_id: str,
-                  store_log: AuditLog) -> None:
+                  store_log: AuditLog) -> Checkpoint:
     """A complete, empty session directory: manifest, journal, state/, audit/ with genesis.
     Its log's first key derives from the store log's current key and the creating intent.
     Nobody sees it before the rename that publishes it, so its files are written in place and
@@ -64,38 +65,40 @@ def build_session(env: LocalEnv, parent: TreeDir, dirname: str, name: str, line:
         directory.write_private(JOURNAL_FILE, b"")
         directory.make_dir(STATE_DIR, durable=False).close()
         with directory.make_dir(AUDIT_DIR, durable=False) as audit_dir:
-            env.new_log(audit_dir).create(
+            genesis = env.new_log(audit_dir).create(
                 log_id, {"store": env.identity.store_id, "scope": "session", "session": name},
                 store_id=env.identity.store_id, chain=store_log.child_key(name), rule=env.epoch_rule,
                 unpublished=True)
             audit_dir.sync()
         directory.sync()
+    return genesis
 
 
 def create_session(env: LocalEnv, log: AuditLog, sessions: TreeDir, key: str, metadata: SessionMetadata,
-                   check_room: Callable[[int], None]) -> str:
-    """Create a session directory (manifest revision 1, empty journal, state/, audit/).
-    `check_room(1)` refuses it when the store is full (the caller knows the count)."""
-    name = encode_name(key)
-    if sessions.entry(name) is not None:
-        raise AlreadyExistsError(f"session {describe_key(key, name)} already exists")
+                   check_room: Callable[[int], None]) -> Checkpoint:
+    """Create a session directory (manifest revision 1, empty journal, state/, audit/); the
+    caller holds the store lock and saw no entry for it. `check_room(1)` refuses it when the
+    store is full (the caller knows the count). Returns its log's genesis checkpoint."""
     check_room(1)
     log_id = env.ctx.random_hex(16)
     name, line = manifest_line(env, key, metadata, log_id)
     staging = STAGING_PREFIX + env.ctx.random_hex(8)
 
+    built: list[Checkpoint] = []
+
     def act() -> None:
         # Build the whole session under a temporary name, then publish it with one rename.
-        build_session(env, sessions, staging, name, line, log_id, log)
+        built.append(build_session(env, sessions, staging, name, line, log_id, log))
         sessions.rename(staging, name)
 
     try:
         txn.apply(log, txn.Change("session.create", session_target(name), sha256_hex(line), len(line), act,
                                   lambda: session_identity(env, sessions, name)))
-    finally:
+    except BaseException:  # (once applied, the staging name was renamed away: nothing to look for)
         if sessions.entry(staging) is not None and not env.ctx.failed:
             sessions.remove_tree(staging)
-    return name
+        raise
+    return built[0]
 
 
 def delete_session(env: LocalEnv, log: AuditLog, sessions: TreeDir, session: SessionDir) -> None:

@@ -286,14 +286,16 @@ class PgDir:
                        key=lambda row: row[1], reverse=True)
         return int(node), int(size), bool(audit), found
 
-    def read_tail(self, name: str, nbytes: int) -> tuple[int, bytes]:
+    def read_tail(self, name: str, nbytes: int, *, enough: Callable[[bytes], bool] | None = None) -> tuple[int, bytes]:
         node, size, audit, first = self._tail_start(name, _NO_END)
         parts: list[bytes] = []
-        have = 0
-        for pos, data in chunks_backward(self.link, self.child_label(name), node, audit, size, first):
+        first_rows = len(first)  # `enough` is asked once, of what the first round trip read
+        for index, (pos, data) in enumerate(chunks_backward(self.link, self.child_label(name), node, audit, size,
+                                                            first)):
             parts.append(data)
-            have = size - pos
-            if have >= nbytes:
+            if size - pos >= nbytes:
+                break
+            if enough is not None and index + 1 == first_rows and enough(b"".join(reversed(parts))):
                 break
         tail = b"".join(reversed(parts))
         return size, tail[len(tail) - min(nbytes, len(tail)):] if nbytes else b""
