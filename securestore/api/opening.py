@@ -26,7 +26,7 @@ def open_session(backend: StoreDir, key: str, *, create: bool, metadata: Mapping
     backend.writable()
     try:
         normalized, name = session_name(key, backend.env.limits.max_key_bytes)
-        deferred, created = None, False
+        deferred, created = None, None
         if create and (exclusive or not backend.session_exists(name)):
             initial = initial_metadata(metadata, backend.env.limits)
             deferred = metadata if initial is None else None
@@ -34,9 +34,9 @@ def open_session(backend: StoreDir, key: str, *, create: bool, metadata: Mapping
     except PolicyError as error:
         record_rejection("session.create" if create else "session.open", key, error)
         raise
-    handle = Session(backend.open_session(normalized, name), hooks)
+    handle = Session(created if created is not None else backend.open_session(normalized, name), hooks)
     try:
-        if created:
+        if created is not None:
             on_create(handle)
         if deferred:
             handle.update_metadata(**deferred)

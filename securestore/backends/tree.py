@@ -98,8 +98,10 @@ class TreeDir(Protocol):
                    start: int = 0) -> Iterator[tuple[int, bytes]]: ...
 
     # -- locks
-    def lock(self, name: str, timeout: float, now_ms: int) -> TreeLock:
-        """The exclusive, owner-recorded lock of a writer (LockHeldError naming the holder)."""
+    def lock(self, name: str, timeout: float, now_ms: int, *, lasting: bool = False) -> TreeLock:
+        """The exclusive, owner-recorded lock of a writer (LockHeldError naming the holder).
+        Taken inside a group it is let go when the group commits, unless `lasting`: then it
+        is held until released (on disk, every lock is)."""
     def lock_plain(self, name: str, *, exclusive: bool, timeout: float) -> TreeLock: ...
     def lock_holder(self, name: str, *, live: bool = False) -> str | None:
         """Who holds (or last held, unless `live`) the lock `name`, described."""

@@ -67,8 +67,8 @@ class DirOps:
                    start: int = 0) -> Iterator[tuple[int, bytes]]:
         return iter_lines(_me(self), name, max_line, chunk_size, start=start)
 
-    def lock(self, name: str, timeout: float, now_ms: int) -> FileLock:
-        return lock(_me(self), name, timeout, now_ms)
+    def lock(self, name: str, timeout: float, now_ms: int, *, lasting: bool = False) -> FileLock:
+        return lock(_me(self), name, timeout, now_ms)  # (no groups on disk: every lock lasts)
 
     def lock_plain(self, name: str, *, exclusive: bool, timeout: float) -> FileLock:
         return lock_plain(_me(self), name, exclusive=exclusive, timeout=timeout)

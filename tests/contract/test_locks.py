@@ -94,6 +94,22 @@ def test_forged_owner_records(root: Path) -> None:
         assert any("stale lock" in event for event in store.recovered)
 
 
+def test_a_session_is_held_by_its_creator_from_its_creation_on(root: Path | str) -> None:
+    """The creator's lock is taken inside the store change that makes the session (and, on
+    PostgreSQL, outlives that change's transaction): no other writer gets in, ever."""
+    with SecureStore(root, NO_WAIT, master_key=MASTER_KEY, environ=KEYS) as creator, \
+            SecureStore(root, NO_WAIT, master_key=MASTER_KEY, environ=KEYS) as other:
+        with creator.create_session("s") as session, creator.create_session("t", {"title": "x"}):
+            with pytest.raises(LockHeldError, match='session "s" is held by '):
+                other.open_session("s")
+            with pytest.raises(LockHeldError, match='session "t" is held by '):
+                other.open_session("t")
+            session.append_items([{"role": "user", "content": "hi"}])
+        with other.open_session("s") as again:  # let go on close
+            assert [item["content"] for item in again.items()] == ["hi"]
+        assert verify_store(other).ok
+
+
 @pytest.mark.fs_only  # the lock file and its owner record exist only on disk
 def test_clean_release_leaves_no_owner_and_no_recovery(store: SecureStore, root: Path) -> None:
     with store.create_session("s"):

@@ -126,7 +126,17 @@ class AuditLog:
             self._creating = False
         if checkpoint is None:
             raise IntegrityError(f"{self.label}: its first checkpoint was not signed")
+        self._closing_checked, self._closing = 1, False  # one record, under a checkpoint that closes nothing
         return checkpoint
+
+    def handover(self, directory: TreeDir) -> AuditLog:
+        """This log, as a new object on `directory` (the same log, opened anew: a session's
+        directory once published), knowing what this one knows, so nothing is read back."""
+        log = AuditLog(directory, clock=self.clock, actor=self.actor, max_line=self.max_line, signer=self.signer)
+        log.head, log.last, log.keys, log.open_intent = self.head, self.last, self.keys, self.open_intent
+        log._closing_checked, log._closing = self._closing_checked, self._closing
+        log._known_end, log._written = self._known_end, list(self._written)
+        return log
 
     def load(self) -> None:
         """Find the chain head from the last complete line; remember a torn fragment."""

@@ -35,12 +35,12 @@ class Catalog:
         was committed and the handle is latched). A write that left the transcript alone
         restates the listed item count instead of reading the transcript."""
         items = session.count_if_loaded()
-        if items is None:
+        if items is None and not created:  # (a session created just now, and locked since, holds no item)
             try:
                 self._note(session.name, lambda: self._summary(session, 0), created, keep_listed_items=True)
                 return
-            except index.NotListed:  # no entry to keep the count of: a session created just now
-                pass  # holds no item yet (a writer that raced it in would have noted its own, kept above)
+            except index.NotListed:  # no entry to keep the count of (the index lost it): count them
+                pass
         count = items if items is not None else 0 if created else None
         self._note(session.name, lambda: self._summary(session, session.item_count() if count is None else count), created)
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager, ExitStack
+from dataclasses import dataclass
 from typing import Any
 
 from ... import txn
+from ...audit.checkpoint import Checkpoint
 from ...config import Limits
 from ...core.canonical import sha256_hex
 from ...core.journal import Op, encode_record
@@ -49,10 +51,20 @@ from .session_files import (
     ManifestHistory,
     check_resumable,
     last_line_hash,
+    parse_manifest,
     read_manifest,
     read_slot,
     slot_names,
 )
+
+
+@dataclass(frozen=True)
+class NewSession:
+    """What creating a session wrote, for the creator to open it without reading it back."""
+
+    manifest: bytes  # its manifest (revision 1)
+    log: AuditLog  # its audit log, on the staging directory it was built in
+    genesis: Checkpoint  # that log's first checkpoint
 
 
 class SessionDir:
@@ -94,6 +106,22 @@ class SessionDir:
                 raise NotFoundError(f"session {describe_key(key, name)} was deleted")
             state = cleanup.enter_context(directory.open_dir(STATE_DIR))
             session = cls(env, manifest.key, name, directory, state, log, writer_lock, history, after_seal)
+            cleanup.pop_all()
+            return session
+
+    @classmethod
+    def created(cls, env: LocalEnv, sessions: TreeDir, name: str, made: NewSession, timeout: float,
+                after_seal: Callable[[], None] | None = None) -> SessionDir:
+        """The session `made` a moment ago under the store lock, still held: opened with what
+        its creation wrote (its manifest, its log's head), locked before anyone else can."""
+        with ExitStack() as cleanup:
+            directory = cleanup.enter_context(sessions.open_dir(name))
+            history = parse_manifest(made.manifest, f"session {name}")
+            log = made.log.handover(cleanup.enter_context(directory.open_dir(AUDIT_DIR)))
+            # Lasting: held past the store change's commit (on PostgreSQL, whose group it is in).
+            writer_lock = cleanup.enter_context(directory.lock(SESSION_LOCK, timeout, env.clock(), lasting=True))
+            state = cleanup.enter_context(directory.open_dir(STATE_DIR))
+            session = cls(env, history.latest.key, name, directory, state, log, writer_lock, history, after_seal)
             cleanup.pop_all()
             return session
 

@@ -5,7 +5,7 @@ log sealed); sessions are opened for writing through `open_session`."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -251,23 +251,29 @@ class StoreDir:
             yield ReadOnlySession(self.env, directory, name, history)
 
     # -- store-level changes ---------------------------------------------------------------------
-    def create_session(self, key: str, metadata: SessionMetadata, *, exclusive: bool = False) -> bool:
-        """Create the session unless it exists by now (False; AlreadyExistsError if
-        `exclusive`). Under the store lock, audited."""
+    def create_session(self, key: str, metadata: SessionMetadata, *, exclusive: bool = False) -> SessionDir | None:
+        """Create the session, under the store lock and audited, and return it opened for
+        writing: its lock taken before the store lock is let go, so nobody can have written
+        or crashed in it (no recovery, nothing read back). None if it exists by now
+        (AlreadyExistsError if `exclusive`)."""
         name = encode_name(key)
-        with self.writer() as log:
-            if self.sessions.entry(name) is not None:
-                if exclusive:
-                    raise AlreadyExistsError(f"session {describe_key(key, name)} already exists")
-                return False
-            try:
-                genesis = create_session(self.env, log, self.sessions, key, metadata, self.count.check_room)
-            except SecureStoreError:
-                note_leftover(self.root)  # a staging directory may remain
-                raise
-            self.count.changed(+1)
-            self._genesis[name] = genesis  # its head: committed as this operation ends
-        return True
+        with ExitStack() as opened:
+            with self.writer() as log:
+                if self.sessions.entry(name) is not None:
+                    if exclusive:
+                        raise AlreadyExistsError(f"session {describe_key(key, name)} already exists")
+                    return None
+                try:
+                    made = create_session(self.env, log, self.sessions, key, metadata, self.count.check_room)
+                except SecureStoreError:
+                    note_leftover(self.root)  # a staging directory may remain
+                    raise
+                self.count.changed(+1)
+                self._genesis[name] = made.genesis  # its head: committed as this operation ends
+                session = opened.enter_context(closing(SessionDir.created(
+                    self.env, self.sessions, name, made, self.lock_timeout(None), after_seal=lambda: self.mark_head(name))))
+            opened.pop_all()  # the store change committed: the session is the caller's
+            return session
 
     def delete_session(self, key: str) -> None:
         """Store lock, then the session's lock (always in that order), then one audited rename."""

@@ -24,7 +24,7 @@ from .layout import (
     TRASH_PREFIX,
     session_target,
 )
-from .session_dir import SessionDir
+from .session_dir import NewSession, SessionDir
 from .session_files import split_lines
 from .sweeps import shred_vault_key
 
@@ -55,7 +55,7 @@ def manifest_line(env: LocalEnv, key: str, metadata: SessionMetadata, log_id: st
 
 
 def build_session(env: LocalEnv, parent: TreeDir, dirname: str, name: str, line: bytes, log_id: str,
-                  store_log: AuditLog) -> Checkpoint:
+                  store_log: AuditLog) -> tuple[AuditLog, Checkpoint]:
     """A complete, empty session directory: manifest, journal, state/, audit/ with genesis.
     Its log's first key derives from the store log's current key and the creating intent.
     Nobody sees it before the rename that publishes it, so its files are written in place and
@@ -65,26 +65,27 @@ def build_session(env: LocalEnv, parent: TreeDir, dirname: str, name: str, line:
         directory.write_private(JOURNAL_FILE, b"")
         directory.make_dir(STATE_DIR, durable=False).close()
         with directory.make_dir(AUDIT_DIR, durable=False) as audit_dir:
-            genesis = env.new_log(audit_dir).create(
+            session_log = env.new_log(audit_dir)
+            genesis = session_log.create(
                 log_id, {"store": env.identity.store_id, "scope": "session", "session": name},
                 store_id=env.identity.store_id, chain=store_log.child_key(name), rule=env.epoch_rule,
                 unpublished=True)
             audit_dir.sync()
         directory.sync()
-    return genesis
+    return session_log, genesis
 
 
 def create_session(env: LocalEnv, log: AuditLog, sessions: TreeDir, key: str, metadata: SessionMetadata,
-                   check_room: Callable[[int], None]) -> Checkpoint:
+                   check_room: Callable[[int], None]) -> NewSession:
     """Create a session directory (manifest revision 1, empty journal, state/, audit/); the
     caller holds the store lock and saw no entry for it. `check_room(1)` refuses it when the
-    store is full (the caller knows the count). Returns its log's genesis checkpoint."""
+    store is full (the caller knows the count)."""
     check_room(1)
     log_id = env.ctx.random_hex(16)
     name, line = manifest_line(env, key, metadata, log_id)
     staging = STAGING_PREFIX + env.ctx.random_hex(8)
 
-    built: list[Checkpoint] = []
+    built: list[tuple[AuditLog, Checkpoint]] = []
 
     def act() -> None:
         # Build the whole session under a temporary name, then publish it with one rename.
@@ -98,7 +99,7 @@ def create_session(env: LocalEnv, log: AuditLog, sessions: TreeDir, key: str, me
         if sessions.entry(staging) is not None and not env.ctx.failed:
             sessions.remove_tree(staging)
         raise
-    return built[0]
+    return NewSession(line, *built[0])
 
 
 def delete_session(env: LocalEnv, log: AuditLog, sessions: TreeDir, session: SessionDir) -> None:

@@ -54,9 +54,11 @@ class AdvisoryLock:
         self.release()
 
 
-def take(link: PgLink, key: int, label: str, *, exclusive: bool, timeout: float) -> AdvisoryLock:
-    """Outside a group: try, then retry with backoff until `timeout`, never a blocking wait,
-    which would hold the connection every other operation of this handle needs. Inside one (the
+def take(link: PgLink, key: int, label: str, *, exclusive: bool, timeout: float,
+         lasting: bool = False) -> AdvisoryLock:
+    """Outside a group (or `lasting`: a session-level lock, which outlives the group's
+    transaction): try, then retry with backoff until `timeout`, never a blocking wait, which
+    would hold the connection every other operation of this handle needs. Inside one (the
     connection is the group's anyway): the server's own wait, granted the moment the holder's
     transaction ends (link.lock_in_group)."""
     clock = link.ctx.os
@@ -75,7 +77,7 @@ def take(link: PgLink, key: int, label: str, *, exclusive: bool, timeout: float)
                 return AdvisoryLock(link, key, label, mode)
             if key not in link.held:
                 link.ctx.check_usable()
-                if mine and group is not None:  # inside the group's transaction: no unlock to send
+                if mine and group is not None and not lasting:  # the group's transaction's: no unlock to send
                     if link.lock_in_group(label, key, exclusive=exclusive,
                                           wait=max(0.0, deadline - clock.monotonic())):
                         link.held[key] = mode

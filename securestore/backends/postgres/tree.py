@@ -313,9 +313,9 @@ class PgDir:
                              max_line)
 
     # -- locks -----------------------------------------------------------------------------------
-    def lock(self, name: str, timeout: float, now_ms: int) -> AdvisoryLock:
+    def lock(self, name: str, timeout: float, now_ms: int, *, lasting: bool = False) -> AdvisoryLock:
         return take(self.link, self.link.lock_key(self.node, name), self.child_label(name), exclusive=True,
-                    timeout=timeout)
+                    timeout=timeout, lasting=lasting)
 
     def lock_plain(self, name: str, *, exclusive: bool, timeout: float) -> AdvisoryLock:
         return take(self.link, self.link.lock_key(self.node, name), self.child_label(name), exclusive=exclusive,
