@@ -49,7 +49,8 @@ _CHECKPOINT_CAP = 64 * 1024
 
 
 class AuditLog:
-    """One log. The caller holds the lock that makes it the only writer."""
+    """One log. The caller holds the lock that makes it the only writer, for as long as this
+    object lives: so what it read or wrote of the log (its head, its last checkpoint) stays true."""
 
     def __init__(
         self, directory: TreeDir, *, clock: Callable[[], int], actor: Actor, max_line: int,
@@ -75,6 +76,7 @@ class AuditLog:
         # log's size when it was loaded or created, and the lines it appended since (None: unknown).
         self._known_end: int | None = None
         self._written: list[bytes] = []
+        self._last_stored: StoredCheckpoint | None = None  # the last checkpoint, as read or written here
 
     @property
     def label(self) -> str:
@@ -136,6 +138,7 @@ class AuditLog:
         log.head, log.last, log.keys, log.open_intent = self.head, self.last, self.keys, self.open_intent
         log._closing_checked, log._closing = self._closing_checked, self._closing
         log._known_end, log._written = self._known_end, list(self._written)
+        log._last_stored = self._last_stored
         return log
 
     def load(self) -> None:
@@ -171,20 +174,6 @@ class AuditLog:
                 raise IntegrityError(f"{label} does not belong to {self.label} at its current length")
             self.keys = keys
         return self.keys
-
-    def recent(self, nbytes: int) -> list[RecordBase]:
-        """Records in the last `nbytes` of the log (for rate bounds; not a verification)."""
-        size, tail = self.dir.read_tail(LOG_FILE, nbytes)
-        lines = tail.split(b"\n")[:-1]
-        if size > len(tail) and lines:
-            lines = lines[1:]  # the first line may be cut
-        records = []
-        for line in lines:
-            try:
-                records.append(parse_record(line))
-            except RecordError:
-                continue
-        return records
 
     def drop_torn_tail(self) -> bytes:
         """Truncate a torn final fragment (crash mid-append); return what was discarded."""
@@ -278,6 +267,8 @@ class AuditLog:
     def last_checkpoint(self, *, repair: bool = True) -> StoredCheckpoint | None:
         """The newest complete checkpoint line; a torn final fragment is cut off first (the
         writer only: `repair`)."""
+        if self._last_stored is not None:  # only this writer (it holds the lock) appends checkpoints
+            return self._last_stored
         size, tail = read_tail_until(self.dir, CHECKPOINTS_FILE, _CHECKPOINT_CAP, holds_last_line)
         cut = tail.rfind(b"\n")
         if repair and cut + 1 < len(tail):  # a crash mid-append left an unsigned fragment: drop it
@@ -286,9 +277,12 @@ class AuditLog:
             return None
         line = tail[tail.rfind(b"\n", 0, cut) + 1 : cut]
         try:
-            return parse_stored(line)
+            stored = parse_stored(line)
         except RecordError:
             raise IntegrityError(f"{self.dir.child_label(CHECKPOINTS_FILE)}: the last checkpoint is damaged") from None
+        if cut + 1 == len(tail):  # (kept only when no fragment follows it: a repair would cut one)
+            self._last_stored = stored
+        return stored
 
     def seal(self, *, closing: bool = False) -> Checkpoint | None:
         """Sign a checkpoint over the whole log unless the last one already covers it (and, for
@@ -344,9 +338,10 @@ class AuditLog:
         # are durable), and heads and anchors are checked against the records, not this line. A
         # closing one is, before its epoch's key is destroyed, so a power cut leaves at most one
         # epoch unsealed; a new log's first one is, before the rename that publishes it.
-        self.dir.append(CHECKPOINTS_FILE, StoredCheckpoint(sign_note(checkpoint, signer), frontier, offset).line(),
-                        durable=closing or self._creating)
-        self._known_end, self._written = offset, []
+        stored = StoredCheckpoint(sign_note(checkpoint, signer), frontier, offset)
+        self._last_stored = None
+        self.dir.append(CHECKPOINTS_FILE, stored.line(), durable=closing or self._creating)
+        self._known_end, self._written, self._last_stored = offset, [], stored
         return checkpoint
 
 

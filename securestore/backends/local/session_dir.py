@@ -122,6 +122,7 @@ class SessionDir:
             writer_lock = cleanup.enter_context(directory.lock(SESSION_LOCK, timeout, env.clock(), lasting=True))
             state = cleanup.enter_context(directory.open_dir(STATE_DIR))
             session = cls(env, history.latest.key, name, directory, state, log, writer_lock, history, after_seal)
+            session.transcript.start_empty()
             cleanup.pop_all()
             return session
 

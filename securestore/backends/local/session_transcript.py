@@ -24,7 +24,7 @@ from .auditlog import AuditLog
 from .env import LocalEnv, observe_file
 from .layout import SNAPSHOT_FILE, active_segment
 from .session_files import split_lines
-from .transcript_files import ActiveJournal, Head, read_active, read_head, tail_items
+from .transcript_files import ActiveJournal, Head, empty_head, read_active, read_head, tail_items
 
 
 @dataclass
@@ -63,6 +63,11 @@ class SessionTranscript:
                     raise IntegrityError(f"{self.what}: a torn record survived recovery")
             self._active = active
         return self._active
+
+    def start_empty(self) -> None:
+        """Known empty without reading it: a session just created (an empty journal, no head)."""
+        head = self._head = empty_head()
+        self._active = ActiveJournal(head, head.seq, head.model.count)
 
     def is_loaded(self) -> bool:
         return self._active is not None

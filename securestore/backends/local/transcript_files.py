@@ -37,10 +37,15 @@ class Head:
         return self.model.seq
 
 
+def empty_head() -> Head:
+    """The head of a transcript that holds nothing yet (no snapshot file)."""
+    return Head(TranscriptHead(v=2, seq=0, count=0, segments=[]), active_segment(None))
+
+
 def read_head(directory: TreeDir, limits: Limits, what: str) -> Head:
     data = directory.read_optional(SNAPSHOT_FILE, limits.max_snapshot_bytes)
     if data is None:
-        return Head(TranscriptHead(v=2, seq=0, count=0, segments=[]), active_segment(None))
+        return empty_head()
     if data.startswith(b'{"items":'):  # layout 1 (canonical JSON: keys sorted, so `items` leads)
         snapshot: Snapshot = decode_model(Snapshot, data, f"{what}: snapshot")
         legacy = TranscriptHead(v=2, seq=snapshot.seq, count=len(snapshot.items), segments=[], base=snapshot.items)
