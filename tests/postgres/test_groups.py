@@ -19,7 +19,7 @@ from securestore.api.verify import VerifyOptions
 from securestore.audit.keys import parse_seed
 from securestore.backends.postgres.root import open_pg_root
 from securestore.backends.postgres.url import parse_target
-from securestore.errors import LockHeldError, StorageError
+from securestore.errors import LockHeldError, NotFoundError, StorageError
 from securestore.fs import FsContext
 from tests.support.keys import KEYS, MASTER_KEY, SIGNING
 from tests.support.pg_stores import set_up_database, stored_contents
@@ -216,3 +216,33 @@ def test_a_lock_inside_a_group_waits_on_the_server_and_a_wait_that_runs_out_leav
         thread.join(timeout=60)
     assert results == {"waiter timed out": True, "granted after the holder's commit": True,
                        "f": b"written after the wait ran out\nwritten under the lock\n"}
+
+
+def test_a_group_finds_the_directories_it_replaced_under_its_lock(pg_server: PostgresServer) -> None:
+    """A lock taken in a group reads the directory's child directories with it (locks.py
+    `lock_in_group`): a directory the group then renames away or removes, and one it puts in
+    its place, are found as they now are, in the group and after it, and so is one another
+    handle replaced before the lock was granted."""
+    url = set_up_database(pg_server)
+    with open_pg_root(parse_target(url, {}), FsContext()) as root, root.make_dir("d") as directory:
+        directory.make_dir("entries").close()
+        directory.make_dir("gone").close()
+        with directory.group("a rebuild"):
+            directory.lock_plain("lock", exclusive=True, timeout=1.0)
+            with directory.make_dir("fresh") as fresh:
+                fresh.write_new("mark", b"new\n")
+            directory.rename("entries", "old")
+            directory.rename("fresh", "entries")
+            directory.remove_tree("gone")
+            with directory.open_dir("entries") as entries:
+                assert entries.read("mark", 64) == b"new\n"
+            with pytest.raises(NotFoundError):
+                directory.open_dir("gone")
+        with open_pg_root(parse_target(url, {}), FsContext()) as other, other.open_dir("d") as elsewhere:
+            elsewhere.rename("entries", "older")
+            with elsewhere.make_dir("entries") as replaced:
+                replaced.write_new("mark", b"newer\n")
+        with directory.group("a note"):
+            directory.lock_plain("lock", exclusive=False, timeout=1.0)
+            with directory.open_dir("entries") as entries:
+                assert entries.read("mark", 64) == b"newer\n"

@@ -41,6 +41,9 @@ class Group:
         self.after_commit: dict[int, Callable[[], None]] = {}  # lock key -> its release, held back until the commit
         self.then: list[Callable[[], None]] = []  # work that must not join the transaction (after_group)
         self.xact_locks: dict[int, bool] = {}  # lock keys taken inside the transaction (released by its end)
+        # Child directories of a directory this group holds a lock in, read right after the lock
+        # was granted: they stand until the group ends (locks.py `lock_in_group`).
+        self.child_dirs: dict[int, dict[str, int]] = {}
 
     def begin(self) -> None:
         if not self.begun:
@@ -91,6 +94,15 @@ class Group:
             with connection.pipeline():
                 sent = self.send(connection, items)
         return self.settle(sent, last)
+
+    def exchange(self, connection: Connection, items: list[Queued]) -> list[Cursor]:
+        """Send everything queued and `items` in one round trip; run the checks; the cursors of
+        `items`, their answers arrived."""
+        queued, self.pending = self.pending, []
+        with connection.pipeline():
+            sent = self.send(connection, queued + items)
+        self.settle(sent)
+        return [cursor for _, cursor in sent[len(queued):]]
 
     @staticmethod
     def send(connection: Connection, items: list[Queued]) -> list[tuple[Queued, Cursor]]:

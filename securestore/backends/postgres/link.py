@@ -43,6 +43,7 @@ from ...errors import AlreadyExistsError, DurabilityError, SecureStoreError, Sto
 from ...fs import FsContext
 from .connect import connect, describe_error
 from .group import Group, Queued
+from .schema import ROOT
 from .statements import Statements, compile_statements
 from .url import PgTarget
 
@@ -63,6 +64,30 @@ class PgLink:
         self._used_at = 0.0  # ctx.os.monotonic() when the connection was last handed out
         self.group: Group | None = None  # the open group, owned by one thread
         self.root_dirs: dict[str, int] = {}  # the store's top directories, looked up once (tree.py)
+
+    def live(self) -> Connection:
+        """The connection, for a caller holding `released` (see _live)."""
+        return self._live()
+
+    def translate(self, exc: psycopg.Error, action: str, label: str, connection: Connection) -> Exception:
+        return self._translate(exc, action, label, connection)
+
+    def known_dir(self, parent: int, name: str) -> int | None:
+        """A directory's id without a lookup: a top directory of the store, or a child of a
+        directory that this thread's group holds a lock in (see locks.py `lock_in_group`)."""
+        if parent == ROOT and name in self.root_dirs:
+            return self.root_dirs[name]
+        group = self.group
+        if group is None or group.owner != threading.get_ident():
+            return None
+        return group.child_dirs.get(parent, {}).get(name)
+
+    def forget_dirs(self) -> None:
+        """This thread's group renames or removes a directory: what it read of any directory's
+        children may be stale now (rare enough to forget all of it)."""
+        group = self.group
+        if group is not None and group.owner == threading.get_ident():
+            group.child_dirs.clear()
 
     def close(self) -> None:
         with self.released:
@@ -183,36 +208,6 @@ class PgLink:
             if check is not None:
                 check(value)
             return value
-
-    def lock_in_group(self, label: str, key: int, *, exclusive: bool, wait: float) -> bool:
-        """Take advisory lock `key` for this thread's open group's transaction (begun if need
-        be), waiting up to `wait` seconds on the server (0: a try); False if not granted. A wait
-        that runs out is rolled back to its own savepoint: the group goes on."""
-        suffix = b"" if exclusive else b"_shared"
-        with self.released:
-            connection = self._live()
-            group = self.group
-            if group is None or group.owner != threading.get_ident():
-                raise RuntimeError("lock_in_group outside this thread's group")  # a programming error, not input
-            group.begin()
-            try:
-                if group.flush(connection, Queued(b"SELECT pg_try_advisory_xact_lock%s(%%(key)s)" % suffix,
-                                                  {"key": key})):
-                    return True  # free: no wait to set up
-                if wait <= 0:
-                    return False
-                _, rollback = group.savepoint()
-                group.pending.append(Queued(b"SELECT set_config('lock_timeout', %(wait)s, true)",
-                                            {"wait": f"{max(1, int(wait * 1000))}ms"}))
-                try:
-                    group.flush(connection, Queued(b"SELECT pg_advisory_xact_lock%s(%%(key)s)" % suffix, {"key": key}))
-                except psycopg.errors.LockNotAvailable:
-                    connection.execute(rollback)  # the timeout aborted only what followed the savepoint
-                    return False
-                group.pending.append(Queued(b"SET LOCAL lock_timeout TO DEFAULT"))  # rides with the next statement
-                return True
-            except psycopg.Error as exc:
-                raise self._translate(exc, "lock", label, connection) from None
 
     @contextmanager
     def grouped(self, label: str) -> Iterator[None]:

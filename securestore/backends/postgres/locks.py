@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import threading
 
+import psycopg
+
 from ...errors import LockHeldError
+from .group import Queued
 from .link import PgLink
 
+_CHILD_DIRS = 64  # a directory with more child directories than this is not read whole after a lock
 _SHARED = "shared"
 _EXCLUSIVE = "exclusive"
 
@@ -54,13 +58,13 @@ class AdvisoryLock:
         self.release()
 
 
-def take(link: PgLink, key: int, label: str, *, exclusive: bool, timeout: float,
+def take(link: PgLink, key: int, label: str, *, exclusive: bool, timeout: float, directory: int,
          lasting: bool = False) -> AdvisoryLock:
     """Outside a group (or `lasting`: a session-level lock, which outlives the group's
     transaction): try, then retry with backoff until `timeout`, never a blocking wait, which
     would hold the connection every other operation of this handle needs. Inside one (the
     connection is the group's anyway): the server's own wait, granted the moment the holder's
-    transaction ends (link.lock_in_group)."""
+    transaction ends (lock_in_group). `directory`: the node the lock is named in."""
     clock = link.ctx.os
     deadline = clock.monotonic() + timeout
     delay = 0.002
@@ -78,8 +82,8 @@ def take(link: PgLink, key: int, label: str, *, exclusive: bool, timeout: float,
             if key not in link.held:
                 link.ctx.check_usable()
                 if mine and group is not None and not lasting:  # the group's transaction's: no unlock to send
-                    if link.lock_in_group(label, key, exclusive=exclusive,
-                                          wait=max(0.0, deadline - clock.monotonic())):
+                    if lock_in_group(link, label, key, exclusive=exclusive, directory=directory,
+                                     wait=max(0.0, deadline - clock.monotonic())):
                         link.held[key] = mode
                         group.xact_locks[key] = True
                         group.after_commit[key] = lambda: _forget(link, key)
@@ -100,6 +104,48 @@ def take(link: PgLink, key: int, label: str, *, exclusive: bool, timeout: float,
                 continue
         clock.sleep(min(delay, max(0.0, remaining)))
         delay = min(delay * 2, 0.1)
+
+
+def lock_in_group(link: PgLink, label: str, key: int, *, exclusive: bool, wait: float, directory: int) -> bool:
+    """Take advisory lock `key` for this thread's open group's transaction (begun if need
+    be), waiting up to `wait` seconds on the server (0: a try); False if not granted. A wait
+    that runs out is rolled back to its own savepoint: the group goes on.
+
+    A free lock's try is sent with a read of `directory`'s child directories, in the same round
+    trip and after it (so as of the grant): the store changes a directory's child directories
+    only under a lock in it (the index's `entries`, replaced by a rebuild holding the index lock
+    exclusively), so what was read stands until the group ends, and `open_dir` need not ask."""
+    suffix = b"" if exclusive else b"_shared"
+    with link.released:
+        connection = link.live()
+        group = link.group
+        if group is None or group.owner != threading.get_ident():
+            raise RuntimeError("lock_in_group outside this thread's group")  # a programming error, not input
+        group.begin()
+        try:
+            tried, children = group.exchange(connection, [
+                Queued(b"SELECT pg_try_advisory_xact_lock%s(%%(key)s)" % suffix, {"key": key}),
+                Queued(link.sql.child_dirs, {"parent": directory, "limit": _CHILD_DIRS + 1})])
+            row = tried.fetchone()
+            if row is not None and row[0]:  # free: no wait to set up
+                found = children.fetchall()
+                if len(found) <= _CHILD_DIRS:
+                    group.child_dirs[directory] = {str(name): int(node) for name, node in found}
+                return True
+            if wait <= 0:
+                return False
+            _, rollback = group.savepoint()
+            group.pending.append(Queued(b"SELECT set_config('lock_timeout', %(wait)s, true)",
+                                        {"wait": f"{max(1, int(wait * 1000))}ms"}))
+            try:
+                group.flush(connection, Queued(b"SELECT pg_advisory_xact_lock%s(%%(key)s)" % suffix, {"key": key}))
+            except psycopg.errors.LockNotAvailable:
+                connection.execute(rollback)  # the timeout aborted only what followed the savepoint
+                return False
+            group.pending.append(Queued(b"SET LOCAL lock_timeout TO DEFAULT"))  # rides with the next statement
+            return True
+        except psycopg.Error as exc:
+            raise link.translate(exc, "lock", label, connection) from None
 
 
 def _forget(link: PgLink, key: int) -> None:

@@ -24,6 +24,7 @@ class Statements:
     file_info: bytes
     entry: bytes
     children: bytes
+    child_dirs: bytes
     make_dir: bytes
     make_file: bytes
     read: bytes
@@ -56,6 +57,7 @@ _TEXT = {
     "file_info": "SELECT id, gen, size, audit, kind FROM {s}.nodes WHERE parent = %(parent)s AND name = %(name)s",
     "entry": "SELECT kind, size, mtime_ms FROM {s}.nodes WHERE parent = %(parent)s AND name = %(name)s",
     "children": "SELECT name FROM {s}.nodes WHERE parent = %(parent)s",
+    "child_dirs": "SELECT name, id FROM {s}.nodes WHERE parent = %(parent)s AND kind = 'd' LIMIT %(limit)s",
     "make_dir": ("WITH n AS (INSERT INTO {s}.nodes (parent, name, kind, mtime_ms) "
                  "VALUES (%(parent)s, %(name)s, 'd', %(now)s) ON CONFLICT (parent, name) DO NOTHING RETURNING id) "
                  "SELECT (SELECT id FROM n), {tail}"),

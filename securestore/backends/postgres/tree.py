@@ -81,7 +81,7 @@ class PgDir:
     # -- directories ---------------------------------------------------------------------------
     def open_dir(self, name: str) -> PgDir:
         label = self.child_label(name)
-        known = self.link.root_dirs.get(name) if self.node == ROOT else None
+        known = self.link.known_dir(self.node, name)
         if known is not None:
             return PgDir(self.link, known, name, label)
         with self.link.reading(label) as connection:
@@ -148,6 +148,7 @@ class PgDir:
         """Delete `name` and everything under it, except the audit trail's files: those are
         retired (kept, out of the tree), never deleted."""
         label = self.child_label(name)
+        self.link.forget_dirs()
         with self.link.writing(label, durable=True) as connection:
             rows = connection.execute(self.sql.subtree, self._key(name)).fetchall()
             ids = [int(row[0]) for row in rows]
@@ -158,6 +159,7 @@ class PgDir:
     def rename(self, src: str, dst: str, target: PgDir | None = None) -> None:
         into = target or self
         check_name(dst)
+        self.link.forget_dirs()
         params = {**self._key(src), "into": into.node, "dst": dst}
         self.link.write(into.child_label(dst), self.sql.rename, params, durable=True,  # names dst if it exists
                         check=_expect(1, NotFoundError, f"{self.child_label(src)} does not exist"))
@@ -315,11 +317,11 @@ class PgDir:
     # -- locks -----------------------------------------------------------------------------------
     def lock(self, name: str, timeout: float, now_ms: int, *, lasting: bool = False) -> AdvisoryLock:
         return take(self.link, self.link.lock_key(self.node, name), self.child_label(name), exclusive=True,
-                    timeout=timeout, lasting=lasting)
+                    timeout=timeout, directory=self.node, lasting=lasting)
 
     def lock_plain(self, name: str, *, exclusive: bool, timeout: float) -> AdvisoryLock:
         return take(self.link, self.link.lock_key(self.node, name), self.child_label(name), exclusive=exclusive,
-                    timeout=timeout)
+                    timeout=timeout, directory=self.node)
 
     def lock_holder(self, name: str, *, live: bool = False) -> str | None:
         return holder(self.link, self.link.lock_key(self.node, name), self.child_label(name))
