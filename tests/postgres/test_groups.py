@@ -219,27 +219,39 @@ def test_a_lock_inside_a_group_waits_on_the_server_and_a_wait_that_runs_out_leav
 
 
 def test_a_group_finds_the_directories_it_replaced_under_its_lock(pg_server: PostgresServer) -> None:
-    """A lock taken in a group reads the directory's child directories with it (locks.py
-    `lock_in_group`): a directory the group then renames away or removes, and one it puts in
-    its place, are found as they now are, in the group and after it, and so is one another
-    handle replaced before the lock was granted."""
+    """A group knows the child directories of a directory it holds a lock in (read with the
+    lock: locks.py `lock_in_group`) or made, without asking: a directory the group then renames
+    away, moves in or removes, and one it puts in its place, are found as they now are, in the
+    group and after it, and so is one another handle replaced before the lock was granted."""
     url = set_up_database(pg_server)
     with open_pg_root(parse_target(url, {}), FsContext()) as root, root.make_dir("d") as directory:
         directory.make_dir("entries").close()
         directory.make_dir("gone").close()
+        with root.make_dir("elsewhere") as unlocked, unlocked.make_dir("moved") as moved:
+            moved.write_new("mark", b"moved in\n")
         with directory.group("a rebuild"):
             directory.lock_plain("lock", exclusive=True, timeout=1.0)
-            with directory.make_dir("fresh") as fresh:
+            with directory.make_dir("fresh") as fresh, fresh.make_dir("sub") as sub:
                 fresh.write_new("mark", b"new\n")
+                sub.write_new("mark", b"sub\n")
             directory.rename("entries", "old")
             directory.rename("fresh", "entries")
             directory.remove_tree("gone")
-            with directory.open_dir("entries") as entries:
-                assert entries.read("mark", 64) == b"new\n"
+            with directory.open_dir("entries") as entries, entries.open_dir("sub") as sub:
+                assert entries.read("mark", 64) == b"new\n" and sub.read("mark", 64) == b"sub\n"
+            with directory.open_dir("old") as old:
+                assert old.list() == []
             with pytest.raises(NotFoundError):
                 directory.open_dir("gone")
+            directory.rename("old", "older")
+            with pytest.raises(NotFoundError):
+                directory.open_dir("old")
+            with root.open_dir("elsewhere") as unlocked:  # (a directory whose children were not read)
+                unlocked.rename("moved", "old", target=directory)
+            with directory.open_dir("old") as old, directory.open_dir("older") as older:
+                assert old.read("mark", 64) == b"moved in\n" and older.list() == []
         with open_pg_root(parse_target(url, {}), FsContext()) as other, other.open_dir("d") as elsewhere:
-            elsewhere.rename("entries", "older")
+            elsewhere.rename("entries", "replaced")
             with elsewhere.make_dir("entries") as replaced:
                 replaced.write_new("mark", b"newer\n")
         with directory.group("a note"):

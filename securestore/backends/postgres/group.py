@@ -41,14 +41,33 @@ class Group:
         self.after_commit: dict[int, Callable[[], None]] = {}  # lock key -> its release, held back until the commit
         self.then: list[Callable[[], None]] = []  # work that must not join the transaction (after_group)
         self.xact_locks: dict[int, bool] = {}  # lock keys taken inside the transaction (released by its end)
-        # Child directories of a directory this group holds a lock in, read right after the lock
-        # was granted: they stand until the group ends (locks.py `lock_in_group`).
+        # Child directories of a directory this group holds a lock in (read right after the lock
+        # was granted: locks.py `lock_in_group`) or made (nobody else sees it before the commit),
+        # kept up to date with the group's own changes: they stand until the group ends.
         self.child_dirs: dict[int, dict[str, int]] = {}
 
     def begin(self) -> None:
         if not self.begun:
             self.begun = True
             self.pending.insert(0, Queued(b"BEGIN"))
+
+    def made_dir(self, parent: int, name: str, node: int) -> None:
+        self.child_dirs[node] = {}
+        if parent in self.child_dirs:
+            self.child_dirs[parent][name] = node
+
+    def renamed(self, parent: int, src: str, into: int, dst: str) -> None:
+        """`parent`/`src` is now `into`/`dst` (whatever it is: directory, file, or nothing)."""
+        source, target = self.child_dirs.get(parent), self.child_dirs.get(into)
+        moved = None if source is None else source.pop(src, None)
+        # (A rename here never replaces anything: `dst` was free. Only a map's hits are trusted,
+        # so one that misses a directory moved in from elsewhere is still right.)
+        if target is not None and moved is not None:
+            target[dst] = moved
+
+    def removed(self, parent: int, name: str) -> None:
+        if parent in self.child_dirs:
+            self.child_dirs[parent].pop(name, None)  # (its descendants' ids die with it, never asked again)
 
     def commit_mode(self, durable: bool) -> str:
         """The synchronous_commit a statement sets: 'on' once any write of the group was durable

@@ -77,17 +77,13 @@ class PgLink:
         directory that this thread's group holds a lock in (see locks.py `lock_in_group`)."""
         if parent == ROOT and name in self.root_dirs:
             return self.root_dirs[name]
-        group = self.group
-        if group is None or group.owner != threading.get_ident():
-            return None
-        return group.child_dirs.get(parent, {}).get(name)
+        group = self.my_group()
+        return None if group is None else group.child_dirs.get(parent, {}).get(name)
 
-    def forget_dirs(self) -> None:
-        """This thread's group renames or removes a directory: what it read of any directory's
-        children may be stale now (rare enough to forget all of it)."""
+    def my_group(self) -> Group | None:
+        """The open group, if this thread's."""
         group = self.group
-        if group is not None and group.owner == threading.get_ident():
-            group.child_dirs.clear()
+        return group if group is not None and group.owner == threading.get_ident() else None
 
     def close(self) -> None:
         with self.released:
