@@ -36,6 +36,9 @@ class TreeDir(Protocol):
     label: str
     # Every append is all or nothing (a transaction): a partial last line was written from outside.
     atomic_appends: bool
+    # A crash can leave temporary files behind (on disk: a replace writes a temp file first). On
+    # PostgreSQL every change is one transaction and nothing is written under a temporary name.
+    crash_leftovers: bool
 
     def close(self) -> None: ...
     def __enter__(self) -> Self: ...

@@ -25,6 +25,7 @@ def _me(ops: DirOps) -> DirCore:
 
 class DirOps:
     atomic_appends = False  # a crash can cut an append short: a torn last line is repaired, not blamed
+    crash_leftovers = True  # a replace's temp file, until the rename
 
     def group(self, label: str) -> AbstractContextManager[None]:
         return nullcontext()  # on disk each write is ordered and made durable by its own fsyncs

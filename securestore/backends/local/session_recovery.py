@@ -86,4 +86,6 @@ def reconcile_session(session: SessionDir) -> list[str]:
         observe=lambda intent: session.observe(intent.target, intent.op),
         finish=lambda intent: redo(session, intent),
     ))
-    return txn.reconcile(session.log, observers, cleanup, torn_files=lambda: drop_torn_lines(session))
+    # Where no crash leaves temporary files (PostgreSQL), they are looked for only after one.
+    return txn.reconcile(session.log, observers, cleanup, torn_files=lambda: drop_torn_lines(session),
+                         sweep_if=lambda evidence: evidence or session.dir.crash_leftovers)

@@ -180,7 +180,8 @@ class StoreDir:
 
         def sweep_if(evidence: bool) -> bool:
             # A ratchet interrupted before its rename leaves a temp file beside epoch.key (cheap to see).
-            stray_key = any(name.startswith(TEMP_PREFIX) for name in log.dir.list(sort=False))
+            stray_key = log.dir.crash_leftovers and any(name.startswith(TEMP_PREFIX)
+                                                        for name in log.dir.list(sort=False))
             return evidence or stray_key or root.entry(SWEEP_MARKER) is not None
 
         def cleanup() -> list[dict[str, Any]]:

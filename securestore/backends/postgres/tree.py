@@ -35,6 +35,7 @@ _MODES = {"d": 0o700, "f": 0o600}
 
 class PgDir:
     atomic_appends = True  # a partial last line is never a crash's: see truncate
+    crash_leftovers = False  # every change is one transaction; nothing has a temporary name
 
     def __init__(self, link: PgLink, node: int, name: str, label: str, *, owns_link: bool = False) -> None:
         self.link = link
