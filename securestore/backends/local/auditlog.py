@@ -77,6 +77,7 @@ class AuditLog:
         self._known_end: int | None = None
         self._written: list[bytes] = []
         self._last_stored: StoredCheckpoint | None = None  # the last checkpoint, as read or written here
+        self._current = False  # still_current() said so, and nothing was appended since
 
     @property
     def label(self) -> str:
@@ -131,18 +132,20 @@ class AuditLog:
         self._closing_checked, self._closing = 1, False  # one record, under a checkpoint that closes nothing
         return checkpoint
 
-    def handover(self, directory: TreeDir) -> AuditLog:
-        """This log, as a new object on `directory` (the same log, opened anew: a session's
-        directory once published), knowing what this one knows, so nothing is read back."""
-        log = AuditLog(directory, clock=self.clock, actor=self.actor, max_line=self.max_line, signer=self.signer)
-        log.head, log.last, log.keys, log.open_intent = self.head, self.last, self.keys, self.open_intent
-        log._closing_checked, log._closing = self._closing_checked, self._closing
-        log._known_end, log._written = self._known_end, list(self._written)
-        log._last_stored = self._last_stored
-        return log
+    def still_current(self) -> bool:
+        """For a new change by this object's writer, the lock taken again: is the log as this
+        object left it, sealed? Its size says (every change by any writer appends to it, and
+        whatever grew it could also have sealed or ratcheted it); then `load` reads nothing."""
+        if self.head is None or self.torn or self.open_intent is not None or self._written:
+            return False
+        found = self.dir.size_of(LOG_FILE)
+        self._current = found is not None and found[1] == self._known_end
+        return self._current
 
     def load(self) -> None:
         """Find the chain head from the last complete line; remember a torn fragment."""
+        if self._current:
+            return
         size, tail = read_tail_until(self.dir, LOG_FILE, 2 * self.max_line + 2, decides)
         cut = tail.rfind(b"\n")
         self.torn = tail[cut + 1 :]
@@ -245,6 +248,7 @@ class AuditLog:
             raise
         self.head, self.last = next_head, record
         self._written.append(line)
+        self._current = False
         if isinstance(record, Intent):
             self.open_intent = record
         elif isinstance(record, Outcome):
@@ -364,3 +368,14 @@ def decides(tail: bytes) -> bool:
     """Does this end of the log hold its last record and what decides the open intent?"""
     cut = tail.rfind(b"\n")
     return holds_last_line(tail) and deciding(tail[:cut].split(b"\n")[1:])[0]
+
+
+def handover(old: AuditLog, directory: TreeDir) -> AuditLog:
+    """`old`'s log, as a new object on `directory` (the same log, opened anew: a session's
+    directory once published), knowing what `old` knows, so nothing is read back."""
+    log = AuditLog(directory, clock=old.clock, actor=old.actor, max_line=old.max_line, signer=old.signer)
+    log.head, log.last, log.keys, log.open_intent = old.head, old.last, old.keys, old.open_intent
+    log._closing_checked, log._closing = old._closing_checked, old._closing
+    log._known_end, log._written = old._known_end, list(old._written)
+    log._last_stored = old._last_stored
+    return log

@@ -25,7 +25,7 @@ from ...core.secrets.sink import VaultSink
 from ...core.secrets.vault import Vault
 from ...errors import IntegrityError, LimitExceededError, LockHeldError, NotFoundError, PolicyError, VersionConflictError
 from ..tree import TreeDir, TreeLock
-from .auditlog import AuditLog
+from .auditlog import AuditLog, handover
 from .batch import Materialize, check_caps, materializations
 from .env import LocalEnv, observe_file
 from ..base import Subject
@@ -117,7 +117,7 @@ class SessionDir:
         with ExitStack() as cleanup:
             directory = cleanup.enter_context(sessions.open_dir(name))
             history = parse_manifest(made.manifest, f"session {name}")
-            log = made.log.handover(cleanup.enter_context(directory.open_dir(AUDIT_DIR)))
+            log = handover(made.log, cleanup.enter_context(directory.open_dir(AUDIT_DIR)))
             # Lasting: held past the store change's commit (on PostgreSQL, whose group it is in).
             writer_lock = cleanup.enter_context(directory.lock(SESSION_LOCK, timeout, env.clock(), lasting=True))
             state = cleanup.enter_context(directory.open_dir(STATE_DIR))

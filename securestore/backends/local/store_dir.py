@@ -101,6 +101,7 @@ class StoreDir:
         self.recovered: list[str] = []
         self.count: SessionCount  # the session count, during each store-lock hold (`writer`)
         self._heads_dir: TreeDir | None = None
+        self._kept_log: AuditLog | None = None  # the store log's object after this handle's last change
         self._genesis: dict[str, Checkpoint] = {}  # sessions created by the open store change
         self._observers = observers
 
@@ -128,14 +129,19 @@ class StoreDir:
     @contextmanager
     def writer(self, *, commit_heads: bool = True) -> Iterator[AuditLog]:
         self.writable()
-        log = self.env.new_log(self.audit_dir)
+        kept, self._kept_log = self._kept_log, None
         # One group: on PostgreSQL the change, its records and the seal are one transaction (and
         # the store lock is let go after it commits); on disk, nothing changes.
         with self.root.group("a store change"), \
                 self.root.lock(STORE_LOCK, self.lock_timeout(None), self.env.clock()) as store_lock:
+            # The log object of this handle's previous change, if the log is as it left it (so
+            # is the count it saved); otherwise the log is read afresh.
+            current = kept is not None and kept.still_current()
+            log = kept if current and kept is not None else self.env.new_log(self.audit_dir)
             self.recovered += self._reconcile(log)
             self.recovered += note_stale_lock(store_lock, log, STORE_LOCK)
-            self.count = SessionCount(self.root, self.sessions, log, self.env.limits.max_sessions)
+            self.count = SessionCount(self.root, self.sessions, log, self.env.limits.max_sessions,
+                                      known=self.count.saved if current else None)
             self._genesis = {}
             yield log
             if log.head is not None and not self.env.ctx.failed:
@@ -143,6 +149,7 @@ class StoreDir:
                     self.commit_heads(log, heads.take_marked(self.heads_dir()), self._genesis)
                 log.seal()  # each store operation ends sealed
                 self._save_count()
+                self._kept_log = log  # (not after a failure: what it holds may be ahead of the log)
 
     def _save_count(self) -> None:
         try:

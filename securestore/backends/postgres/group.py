@@ -41,10 +41,13 @@ class Group:
         self.after_commit: dict[int, Callable[[], None]] = {}  # lock key -> its release, held back until the commit
         self.then: list[Callable[[], None]] = []  # work that must not join the transaction (after_group)
         self.xact_locks: dict[int, bool] = {}  # lock keys taken inside the transaction (released by its end)
-        # Child directories of a directory this group holds a lock in (read right after the lock
-        # was granted: locks.py `lock_in_group`) or made (nobody else sees it before the commit),
-        # kept up to date with the group's own changes: they stand until the group ends.
+        # Child directories the group knows, without asking, until it ends: every child directory
+        # of a directory it holds a lock in (read right after the lock was granted: locks.py
+        # `lock_in_group`), and the directories it made (nobody else sees them before the
+        # commit), kept in step with its own renames and removals. Only hits are trusted: a
+        # name a map lacks is looked up.
         self.child_dirs: dict[int, dict[str, int]] = {}
+        self.made: set[int] = set()  # directories this group made
 
     def begin(self) -> None:
         if not self.begun:
@@ -52,18 +55,22 @@ class Group:
             self.pending.insert(0, Queued(b"BEGIN"))
 
     def made_dir(self, parent: int, name: str, node: int) -> None:
+        self.made.add(node)
         self.child_dirs[node] = {}
-        if parent in self.child_dirs:
-            self.child_dirs[parent][name] = node
+        self.child_dirs.setdefault(parent, {})[name] = node
+
+    def made_here(self, node: int) -> bool:
+        """Did this group make directory `node`? (Nobody else knows its id before the commit.)"""
+        return node in self.made
 
     def renamed(self, parent: int, src: str, into: int, dst: str) -> None:
         """`parent`/`src` is now `into`/`dst` (whatever it is: directory, file, or nothing)."""
-        source, target = self.child_dirs.get(parent), self.child_dirs.get(into)
+        source = self.child_dirs.get(parent)
         moved = None if source is None else source.pop(src, None)
         # (A rename here never replaces anything: `dst` was free. Only a map's hits are trusted,
         # so one that misses a directory moved in from elsewhere is still right.)
-        if target is not None and moved is not None:
-            target[dst] = moved
+        if moved is not None:
+            self.child_dirs.setdefault(into, {})[dst] = moved
 
     def removed(self, parent: int, name: str) -> None:
         if parent in self.child_dirs:

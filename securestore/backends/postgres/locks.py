@@ -11,6 +11,8 @@ by what the server knows of its connection (pid, application name, client addres
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import psycopg
 
@@ -81,6 +83,14 @@ def take(link: PgLink, key: int, label: str, *, exclusive: bool, timeout: float,
                 return AdvisoryLock(link, key, label, mode)
             if key not in link.held:
                 link.ctx.check_usable()
+                if mine and group is not None and lasting and group.made_here(directory):
+                    # Nobody else knows a directory this group made before its commit, so nobody
+                    # holds a lock in it: the try rides with the next statement, checked then.
+                    group.begin()
+                    group.pending.append(Queued(statement.replace("%s", "%(key)s").encode(), {"key": key},
+                                                _granted(label)))
+                    link.held[key] = mode
+                    return AdvisoryLock(link, key, label, mode)
                 if mine and group is not None and not lasting:  # the group's transaction's: no unlock to send
                     if lock_in_group(link, label, key, exclusive=exclusive, directory=directory,
                                      wait=max(0.0, deadline - clock.monotonic())):
@@ -146,6 +156,13 @@ def lock_in_group(link: PgLink, label: str, key: int, *, exclusive: bool, wait: 
             return True
         except psycopg.Error as exc:
             raise link.translate(exc, "lock", label, connection) from None
+
+
+def _granted(label: str) -> Callable[[Any], None]:
+    def check(granted: Any) -> None:
+        if not granted:
+            raise LockHeldError(f"{label} is held by another writer")
+    return check
 
 
 def _forget(link: PgLink, key: int) -> None:
