@@ -106,6 +106,9 @@ class TreeDir(Protocol):
         Taken inside a group it is let go when the group commits, unless `lasting`: then it
         is held until released (on disk, every lock is)."""
     def lock_plain(self, name: str, *, exclusive: bool, timeout: float) -> TreeLock: ...
+    def open_locked(self, name: str, lock: str, *, exclusive: bool, timeout: float) -> tuple[Self, TreeLock]:
+        """`open_or_make_dir(name)`, then its `lock_plain(lock)` (on PostgreSQL, inside a group,
+        one round trip once this handle has found the directory before)."""
     def lock_holder(self, name: str, *, live: bool = False) -> str | None:
         """Who holds (or last held, unless `live`) the lock `name`, described."""
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterator
 from contextlib import AbstractContextManager, nullcontext
-from typing import cast
+from typing import TYPE_CHECKING, Self, cast
 
 from .base import DirCore, EntryInfo
 from .lines import iter_lines, lines_backward, read_tail, size_of
@@ -73,6 +73,18 @@ class DirOps:
 
     def lock_plain(self, name: str, *, exclusive: bool, timeout: float) -> FileLock:
         return lock_plain(_me(self), name, exclusive=exclusive, timeout=timeout)
+
+    if TYPE_CHECKING:  # Dir's own
+        def open_or_make_dir(self, name: str) -> Self: ...
+        def close(self) -> None: ...
+
+    def open_locked(self, name: str, lock: str, *, exclusive: bool, timeout: float) -> tuple[Self, FileLock]:
+        directory = self.open_or_make_dir(name)
+        try:
+            return directory, directory.lock_plain(lock, exclusive=exclusive, timeout=timeout)
+        except BaseException:
+            directory.close()
+            raise
 
     def lock_holder(self, name: str, *, live: bool = False) -> str | None:
         owner = lock_owner(_me(self), name)

@@ -258,3 +258,19 @@ def test_a_group_finds_the_directories_it_replaced_under_its_lock(pg_server: Pos
             directory.lock_plain("lock", exclusive=False, timeout=1.0)
             with directory.open_dir("entries") as entries:
                 assert entries.read("mark", 64) == b"newer\n"
+
+
+def test_a_listing_index_replaced_from_outside_is_found_again(url: str) -> None:
+    """A handle remembers where it found the listing index (PgDir.open_locked) and checks it in
+    the index lock's round trip: once the index was removed from outside and rebuilt elsewhere,
+    its next write lists in the new one, never in the removed one's rows."""
+    with _open(url) as writer, _open(url) as other:
+        with writer.create_session("a") as session:
+            session.append_items([{"role": "user", "content": "first"}])
+            with open_pg_root(parse_target(url, {}), FsContext()) as root:
+                root.remove_tree("index")  # from outside the store
+            assert other.rebuild_index() == 1  # a new index directory
+            session.append_items([{"role": "user", "content": "second"}])
+        page = other.list_sessions()
+        assert [(summary.key, summary.items) for summary in page.sessions] == [("a", 2)]
+        assert _verify(url) == (0, [])

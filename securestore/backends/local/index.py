@@ -231,32 +231,33 @@ def note(root: TreeDir, summary: SessionSummary | None, *, name: str, created: b
     and `rebuild` recomputes it. `keep_listed_items`: the write left the transcript as it was,
     so the listed item count stands (NotListed when there is none to keep). Then compacts the
     update log when it is due (see index_compact.py)."""
-    with root.open_or_make_dir(INDEX_DIR) as index:
-        # A group: inside a write's group the note commits with the write (one transaction on
-        # PostgreSQL); on its own, it is one.
-        with index.group("the listing index"), index.lock_plain(INDEX_LOCK, exclusive=False, timeout=timeout), \
-                index.open_or_make_dir(ENTRIES_DIR) as entries:
-            if summary is None:
-                # The tombstone is durable before the entry goes: the session's older lines carry
-                # its summary, and a lost tombstone would list a deleted session again.
-                _append(index, UPDATES_LOG, tombstone_line(name, now_ms), durable=True)
-                if entries.entry(f"{name}.json") is not None:
-                    entries.unlink(f"{name}.json")
-            else:
-                if keep_listed_items:
-                    listed = _listed(entries, name)
-                    if listed is None or listed.key != summary.key:
-                        raise NotListed(name)
-                    summary = summary.model_copy(update={"items": listed.items})
-                entries.rewrite_in_place(f"{name}.json", entry_bytes(summary))  # readers validate it
-                _append(index, UPDATES_LOG, summary_line(summary))
-                if created:
-                    _append(index, CREATED_LOG, created_line(summary))
-        # Once the shared lock is let go (on disk now; in a group, once it commits): compaction
-        # takes it exclusively. (A directory of a group's backend holds nothing open: `index`
-        # stays usable after this block.)
-        index.after_group(lambda: _tidy(index, name, deleted=summary is None, compaction=compaction,
-                                        timeout=timeout))
+    # A group: inside a write's group the note commits with the write (one transaction on
+    # PostgreSQL); on its own, it is one.
+    with root.group("the listing index"):
+        index, held = root.open_locked(INDEX_DIR, INDEX_LOCK, exclusive=False, timeout=timeout)
+        with index:
+            with held, index.open_or_make_dir(ENTRIES_DIR) as entries:
+                if summary is None:
+                    # The tombstone is durable before the entry goes: the session's older lines carry
+                    # its summary, and a lost tombstone would list a deleted session again.
+                    _append(index, UPDATES_LOG, tombstone_line(name, now_ms), durable=True)
+                    if entries.entry(f"{name}.json") is not None:
+                        entries.unlink(f"{name}.json")
+                else:
+                    if keep_listed_items:
+                        listed = _listed(entries, name)
+                        if listed is None or listed.key != summary.key:
+                            raise NotListed(name)
+                        summary = summary.model_copy(update={"items": listed.items})
+                    entries.rewrite_in_place(f"{name}.json", entry_bytes(summary))  # readers validate it
+                    _append(index, UPDATES_LOG, summary_line(summary))
+                    if created:
+                        _append(index, CREATED_LOG, created_line(summary))
+            # Once the shared lock is let go (on disk now; in a group, once it commits): compaction
+            # takes it exclusively. (A directory of a group's backend holds nothing open: `index`
+            # stays usable after this block.)
+            index.after_group(lambda: _tidy(index, name, deleted=summary is None, compaction=compaction,
+                                            timeout=timeout))
 
 
 def _tidy(index: TreeDir, name: str, *, deleted: bool, compaction: CompactionPolicy, timeout: float) -> None:

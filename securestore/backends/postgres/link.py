@@ -64,6 +64,7 @@ class PgLink:
         self._used_at = 0.0  # ctx.os.monotonic() when the connection was last handed out
         self.group: Group | None = None  # the open group, owned by one thread
         self.root_dirs: dict[str, int] = {}  # the store's top directories, looked up once (tree.py)
+        self.locked_dirs: dict[tuple[int, str], int] = {}  # where open_locked found a directory (checked when used)
 
     def live(self) -> Connection:
         """The connection, for a caller holding `released` (see _live)."""

@@ -61,7 +61,7 @@ class AdvisoryLock:
 
 
 def take(link: PgLink, key: int, label: str, *, exclusive: bool, timeout: float, directory: int,
-         lasting: bool = False) -> AdvisoryLock:
+         lasting: bool = False, where: tuple[int, str] | None = None) -> AdvisoryLock:
     """Outside a group (or `lasting`: a session-level lock, which outlives the group's
     transaction): try, then retry with backoff until `timeout`, never a blocking wait, which
     would hold the connection every other operation of this handle needs. Inside one (the
@@ -92,7 +92,7 @@ def take(link: PgLink, key: int, label: str, *, exclusive: bool, timeout: float,
                     link.held[key] = mode
                     return AdvisoryLock(link, key, label, mode)
                 if mine and group is not None and not lasting:  # the group's transaction's: no unlock to send
-                    if lock_in_group(link, label, key, exclusive=exclusive, directory=directory,
+                    if lock_in_group(link, label, key, exclusive=exclusive, directory=directory, where=where,
                                      wait=max(0.0, deadline - clock.monotonic())):
                         link.held[key] = mode
                         group.xact_locks[key] = True
@@ -116,7 +116,12 @@ def take(link: PgLink, key: int, label: str, *, exclusive: bool, timeout: float,
         delay = min(delay * 2, 0.1)
 
 
-def lock_in_group(link: PgLink, label: str, key: int, *, exclusive: bool, wait: float, directory: int) -> bool:
+class DirectoryMoved(Exception):
+    """The directory a lock was asked in is no longer at the place it was remembered at."""
+
+
+def lock_in_group(link: PgLink, label: str, key: int, *, exclusive: bool, wait: float, directory: int,
+                  where: tuple[int, str] | None = None) -> bool:
     """Take advisory lock `key` for this thread's open group's transaction (begun if need
     be), waiting up to `wait` seconds on the server (0: a try); False if not granted. A wait
     that runs out is rolled back to its own savepoint: the group goes on.
@@ -124,7 +129,9 @@ def lock_in_group(link: PgLink, label: str, key: int, *, exclusive: bool, wait: 
     A free lock's try is sent with a read of `directory`'s child directories, in the same round
     trip and after it (so as of the grant): the store changes a directory's child directories
     only under a lock in it (the index's `entries`, replaced by a rebuild holding the index lock
-    exclusively), so what was read stands until the group ends, and `open_dir` need not ask."""
+    exclusively), so what was read stands until the group ends, and `open_dir` need not ask.
+    `where` (parent, name): where `directory` was found before, checked in that round trip
+    too (DirectoryMoved if it is not there now: the lock is then in a directory nobody uses)."""
     suffix = b"" if exclusive else b"_shared"
     with link.released:
         connection = link.live()
@@ -133,9 +140,14 @@ def lock_in_group(link: PgLink, label: str, key: int, *, exclusive: bool, wait: 
             raise RuntimeError("lock_in_group outside this thread's group")  # a programming error, not input
         group.begin()
         try:
-            tried, children = group.exchange(connection, [
+            checks = [] if where is None else [Queued(link.sql.find, {"parent": where[0], "name": where[1]})]
+            tried, children, *place = group.exchange(connection, [
                 Queued(b"SELECT pg_try_advisory_xact_lock%s(%%(key)s)" % suffix, {"key": key}),
-                Queued(link.sql.child_dirs, {"parent": directory, "limit": _CHILD_DIRS + 1})])
+                Queued(link.sql.child_dirs, {"parent": directory, "limit": _CHILD_DIRS + 1}), *checks])
+            if place:
+                now = place[0].fetchone()
+                if now is None or int(now[0]) != directory:
+                    raise DirectoryMoved(label)
             row = tried.fetchone()
             if row is not None and row[0]:  # free: no wait to set up
                 found = children.fetchall()

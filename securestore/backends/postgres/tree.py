@@ -17,7 +17,7 @@ from ...fs import EntryInfo, FsContext, check_name
 from ..tree import LINE_CHUNK
 from .link import PgLink
 from .lines import FIRST_ROWS, backward_lines, chunks_backward, chunks_forward, forward_lines, walk_rows
-from .locks import AdvisoryLock, holder, take
+from .locks import AdvisoryLock, DirectoryMoved, holder, take
 from .schema import ROOT
 
 # The audit trail's files: their rows go to `audit_records`, which only ever grows.
@@ -282,22 +282,8 @@ class PgDir:
             raise NotFoundError(f"{self.child_label(name)} does not exist")
         return found
 
-    def _tail_start(self, name: str, end: int) -> tuple[int, int, bool, Rows]:
-        """(node, size, audit, the last FIRST_ROWS rows before `end`) of a file: one round trip."""
-        label = self.child_label(name)
-        rows = walk_rows(self.link, label, self.sql.tail_first, {**self._key(name), "end": end, "limit": FIRST_ROWS})
-        if not rows:
-            raise NotFoundError(f"{label} does not exist")
-        node, _, size, audit, kind = rows[0][:5]
-        if kind != "f":
-            raise UnsafeFileError(f"refused {label}: expected a file, found a directory")
-        # Last first (sorted here: in the statement, a sort of a few rows would be ruled out).
-        found = sorted(((int(r[5]), int(r[6]), bytes(r[7])) for r in rows if r[5] is not None),
-                       key=lambda row: row[1], reverse=True)
-        return int(node), int(size), bool(audit), found
-
     def read_tail(self, name: str, nbytes: int, *, enough: Callable[[bytes], bool] | None = None) -> tuple[int, bytes]:
-        node, size, audit, first = self._tail_start(name, _NO_END)
+        node, size, audit, first = _tail_start(self, name, _NO_END)
         parts: list[bytes] = []
         first_rows = len(first)  # `enough` is asked once, of what the first round trip read
         for index, (pos, data) in enumerate(chunks_backward(self.link, self.child_label(name), node, audit, size,
@@ -312,7 +298,7 @@ class PgDir:
 
     def lines_backward(self, name: str, end: int, max_line: int,
                        chunk: int = LINE_CHUNK) -> Generator[tuple[int, bytes], None, None]:
-        node, size, audit, first = self._tail_start(name, end)
+        node, size, audit, first = _tail_start(self, name, end)
         chunks = chunks_backward(self.link, self.child_label(name), node, audit, min(end, size), first)
         return backward_lines(chunks, min(end, size), max_line)
 
@@ -331,6 +317,9 @@ class PgDir:
         return take(self.link, self.link.lock_key(self.node, name), self.child_label(name), exclusive=exclusive,
                     timeout=timeout, directory=self.node)
 
+    def open_locked(self, name: str, lock: str, *, exclusive: bool, timeout: float) -> tuple[PgDir, AdvisoryLock]:
+        return _open_locked(self, name, lock, exclusive=exclusive, timeout=timeout)
+
     def lock_holder(self, name: str, *, live: bool = False) -> str | None:
         return holder(self.link, self.link.lock_key(self.node, name), self.child_label(name))
 
@@ -341,3 +330,38 @@ def _expect(wanted: int | None, error: type[Exception], message: str) -> Callabl
         if (answer is None) if wanted is None else (answer != wanted):
             raise error(message)
     return check
+
+
+def _tail_start(directory: PgDir, name: str, end: int) -> tuple[int, int, bool, Rows]:
+    """(node, size, audit, the last FIRST_ROWS rows before `end`) of a file: one round trip."""
+    label = directory.child_label(name)
+    rows = walk_rows(directory.link, label, directory.sql.tail_first,
+                     {**directory._key(name), "end": end, "limit": FIRST_ROWS})
+    if not rows:
+        raise NotFoundError(f"{label} does not exist")
+    node, _, size, audit, kind = rows[0][:5]
+    if kind != "f":
+        raise UnsafeFileError(f"refused {label}: expected a file, found a directory")
+    # Last first (sorted here: in the statement, a sort of a few rows would be ruled out).
+    found = sorted(((int(r[5]), int(r[6]), bytes(r[7])) for r in rows if r[5] is not None),
+                   key=lambda row: row[1], reverse=True)
+    return int(node), int(size), bool(audit), found
+
+
+def _open_locked(parent: PgDir, name: str, lock: str, *, exclusive: bool,
+                 timeout: float) -> tuple[PgDir, AdvisoryLock]:
+    """Inside a group, a directory this handle found before is taken at its word and checked
+    in the lock's round trip (found elsewhere by then: looked up again); one round trip."""
+    link = parent.link
+    known = link.locked_dirs.get((parent.node, name))
+    if known is not None and link.my_group() is not None:
+        directory = PgDir(link, known, name, parent.child_label(name))
+        try:
+            return directory, take(link, link.lock_key(known, lock), directory.child_label(lock), exclusive=exclusive,
+                                   timeout=timeout, directory=known, where=(parent.node, name))
+        except DirectoryMoved:
+            del link.locked_dirs[(parent.node, name)]
+    directory = parent.open_or_make_dir(name)
+    held = directory.lock_plain(lock, exclusive=exclusive, timeout=timeout)
+    link.locked_dirs[(parent.node, name)] = directory.node
+    return directory, held
