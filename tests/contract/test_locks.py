@@ -110,6 +110,34 @@ def test_a_session_is_held_by_its_creator_from_its_creation_on(root: Path | str)
         assert verify_store(other).ok
 
 
+@pytest.mark.fs_only  # on PostgreSQL nobody sees the new session before the store change commits
+def test_a_writer_opening_a_session_the_moment_its_rename_publishes_it_waits_for_the_creator(root: Path) -> None:
+    """On disk a create's rename makes the session visible at once, before the store change
+    ends: a writer opening it right then must find it held (its creator took the lock in the
+    staging directory), never write into it under the creator's feet."""
+    seen: dict[str, object] = {}
+
+    def hook(name: str, args: tuple[Any, ...]) -> None:
+        if name == "replace" and "staging" in str(args[0]) and "published" not in seen:
+            seen["published"] = True  # the next I/O call comes after the rename
+        elif seen.get("published") is True and "interloper" not in seen:
+            seen["interloper"] = "ran"
+            with SecureStore(root, NO_WAIT, master_key=MASTER_KEY, environ=KEYS) as other:
+                try:
+                    with other.open_session("s") as session:
+                        session.append_items([{"from": "interloper"}])
+                except LockHeldError:
+                    seen["interloper"] = "held off"
+
+    with SecureStore(root, master_key=MASTER_KEY, environ=KEYS, os_api=instrumented(REAL_OS, hook)) as store:
+        with store.create_session("s") as session:
+            session.append_items([{"from": "creator"}])
+    assert seen.get("interloper") == "held off"
+    with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store:
+        assert store.read_items("s") == [{"from": "creator"}]
+        assert verify_store(store).ok
+
+
 @pytest.mark.fs_only  # the lock file and its owner record exist only on disk
 def test_clean_release_leaves_no_owner_and_no_recovery(store: SecureStore, root: Path) -> None:
     with store.create_session("s"):

@@ -77,7 +77,6 @@ class AuditLog:
         self._known_end: int | None = None
         self._written: list[bytes] = []
         self._last_stored: StoredCheckpoint | None = None  # the last checkpoint, as read or written here
-        self._current = False  # still_current() said so, and nothing was appended since
 
     @property
     def label(self) -> str:
@@ -132,20 +131,8 @@ class AuditLog:
         self._closing_checked, self._closing = 1, False  # one record, under a checkpoint that closes nothing
         return checkpoint
 
-    def still_current(self) -> bool:
-        """For a new change by this object's writer, the lock taken again: is the log as this
-        object left it, sealed? Its size says (every change by any writer appends to it, and
-        whatever grew it could also have sealed or ratcheted it); then `load` reads nothing."""
-        if self.head is None or self.torn or self.open_intent is not None or self._written:
-            return False
-        found = self.dir.size_of(LOG_FILE)
-        self._current = found is not None and found[1] == self._known_end
-        return self._current
-
     def load(self) -> None:
         """Find the chain head from the last complete line; remember a torn fragment."""
-        if self._current:
-            return
         size, tail = read_tail_until(self.dir, LOG_FILE, 2 * self.max_line + 2, decides)
         cut = tail.rfind(b"\n")
         self.torn = tail[cut + 1 :]
@@ -248,7 +235,6 @@ class AuditLog:
             raise
         self.head, self.last = next_head, record
         self._written.append(line)
-        self._current = False
         if isinstance(record, Intent):
             self.open_intent = record
         elif isinstance(record, Outcome):

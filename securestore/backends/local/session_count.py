@@ -26,19 +26,11 @@ class SessionCount:
     """One store-lock hold's view of the session count (made after reconciliation, before the
     operation appends anything). Nothing is read until the count is needed."""
 
-    def __init__(self, root: TreeDir, sessions: TreeDir, log: AuditLog, limit: int, *,
-                 known: int | None = None) -> None:
-        """`known`: the count as the same handle's previous store-lock hold left it, when the
-        store log is still as that hold left it (nothing happened since, in any process)."""
+    def __init__(self, root: TreeDir, sessions: TreeDir, log: AuditLog, limit: int) -> None:
         self._root, self._sessions, self._log, self._limit = root, sessions, log, limit
         self._entry_stamp = self._stamp()  # the head the count file must name to be trusted
-        self._count: int | None = known
-        self._read, self._changed = known is not None, False
-
-    @property
-    def saved(self) -> int | None:
-        """The count as this hold leaves it (None: not known)."""
-        return self._count
+        self._count: int | None = None
+        self._read = self._changed = False
 
     def _stamp(self) -> list[object] | None:
         head = self._log.head

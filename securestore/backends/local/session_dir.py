@@ -65,6 +65,7 @@ class NewSession:
     manifest: bytes  # its manifest (revision 1)
     log: AuditLog  # its audit log, on the staging directory it was built in
     genesis: Checkpoint  # that log's first checkpoint
+    lock: TreeLock  # its writer lock, taken before it was published
 
 
 class SessionDir:
@@ -110,18 +111,18 @@ class SessionDir:
             return session
 
     @classmethod
-    def created(cls, env: LocalEnv, sessions: TreeDir, name: str, made: NewSession, timeout: float,
+    def created(cls, env: LocalEnv, sessions: TreeDir, name: str, made: NewSession,
                 after_seal: Callable[[], None] | None = None) -> SessionDir:
         """The session `made` a moment ago under the store lock, still held: opened with what
-        its creation wrote (its manifest, its log's head), locked before anyone else can."""
+        its creation wrote (its manifest, its log's head) and the writer lock it took before
+        publishing it, so nobody else can have written it. (The caller releases `made.lock` if
+        this fails.)"""
         with ExitStack() as cleanup:
             directory = cleanup.enter_context(sessions.open_dir(name))
             history = parse_manifest(made.manifest, f"session {name}")
             log = handover(made.log, cleanup.enter_context(directory.open_dir(AUDIT_DIR)))
-            # Lasting: held past the store change's commit (on PostgreSQL, whose group it is in).
-            writer_lock = cleanup.enter_context(directory.lock(SESSION_LOCK, timeout, env.clock(), lasting=True))
             state = cleanup.enter_context(directory.open_dir(STATE_DIR))
-            session = cls(env, history.latest.key, name, directory, state, log, writer_lock, history, after_seal)
+            session = cls(env, history.latest.key, name, directory, state, log, made.lock, history, after_seal)
             session.transcript.start_empty()
             cleanup.pop_all()
             return session

@@ -101,7 +101,6 @@ class StoreDir:
         self.recovered: list[str] = []
         self.count: SessionCount  # the session count, during each store-lock hold (`writer`)
         self._heads_dir: TreeDir | None = None
-        self._kept_log: AuditLog | None = None  # the store log's object after this handle's last change
         self._genesis: dict[str, Checkpoint] = {}  # sessions created by the open store change
         self._observers = observers
 
@@ -129,19 +128,14 @@ class StoreDir:
     @contextmanager
     def writer(self, *, commit_heads: bool = True) -> Iterator[AuditLog]:
         self.writable()
-        kept, self._kept_log = self._kept_log, None
+        log = self.env.new_log(self.audit_dir)
         # One group: on PostgreSQL the change, its records and the seal are one transaction (and
         # the store lock is let go after it commits); on disk, nothing changes.
         with self.root.group("a store change"), \
                 self.root.lock(STORE_LOCK, self.lock_timeout(None), self.env.clock()) as store_lock:
-            # The log object of this handle's previous change, if the log is as it left it (so
-            # is the count it saved); otherwise the log is read afresh.
-            current = kept is not None and kept.still_current()
-            log = kept if current and kept is not None else self.env.new_log(self.audit_dir)
             self.recovered += self._reconcile(log)
             self.recovered += note_stale_lock(store_lock, log, STORE_LOCK)
-            self.count = SessionCount(self.root, self.sessions, log, self.env.limits.max_sessions,
-                                      known=self.count.saved if current else None)
+            self.count = SessionCount(self.root, self.sessions, log, self.env.limits.max_sessions)
             self._genesis = {}
             yield log
             if log.head is not None and not self.env.ctx.failed:
@@ -149,7 +143,6 @@ class StoreDir:
                     self.commit_heads(log, heads.take_marked(self.heads_dir()), self._genesis)
                 log.seal()  # each store operation ends sealed
                 self._save_count()
-                self._kept_log = log  # (not after a failure: what it holds may be ahead of the log)
 
     def _save_count(self) -> None:
         try:
@@ -261,25 +254,30 @@ class StoreDir:
     # -- store-level changes ---------------------------------------------------------------------
     def create_session(self, key: str, metadata: SessionMetadata, *, exclusive: bool = False) -> SessionDir | None:
         """Create the session, under the store lock and audited, and return it opened for
-        writing: its lock taken before the store lock is let go, so nobody can have written
-        or crashed in it (no recovery, nothing read back). None if it exists by now
-        (AlreadyExistsError if `exclusive`)."""
+        writing, with the writer lock `create_session` took before publishing it: nobody can
+        have written or crashed in it (no recovery, nothing read back). None if it exists by
+        now (AlreadyExistsError if `exclusive`, once the store change has ended sealed)."""
         name = encode_name(key)
+        exists = False
         with ExitStack() as opened:
             with self.writer() as log:
-                if self.sessions.entry(name) is not None:
-                    if exclusive:
-                        raise AlreadyExistsError(f"session {describe_key(key, name)} already exists")
-                    return None
-                try:
-                    made = create_session(self.env, log, self.sessions, key, metadata, self.count.check_room)
-                except SecureStoreError:
-                    note_leftover(self.root)  # a staging directory may remain
-                    raise
-                self.count.changed(+1)
-                self._genesis[name] = made.genesis  # its head: committed as this operation ends
-                session = opened.enter_context(closing(SessionDir.created(
-                    self.env, self.sessions, name, made, self.lock_timeout(None), after_seal=lambda: self.mark_head(name))))
+                exists = self.sessions.entry(name) is not None
+                if not exists:
+                    try:
+                        made = create_session(self.env, log, self.sessions, key, metadata, self.count.check_room,
+                                              self.lock_timeout(None))
+                    except SecureStoreError:
+                        note_leftover(self.root)  # a staging directory may remain
+                        raise
+                    opened.callback(made.lock.release)  # (until the session holds it)
+                    self.count.changed(+1)
+                    self._genesis[name] = made.genesis  # its head: committed as this operation ends
+                    session = opened.enter_context(closing(SessionDir.created(
+                        self.env, self.sessions, name, made, after_seal=lambda: self.mark_head(name))))
+            if exists:
+                if exclusive:
+                    raise AlreadyExistsError(f"session {describe_key(key, name)} already exists")
+                return None
             opened.pop_all()  # the store change committed: the session is the caller's
             return session
 

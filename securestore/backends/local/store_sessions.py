@@ -10,7 +10,7 @@ from ...core.canonical import sha256_hex
 from ...core.policy import encode_name
 from ...core.records import Manifest, SessionMetadata, encode_model
 from ...errors import LimitExceededError
-from ..tree import TreeDir
+from ..tree import TreeDir, TreeLock
 from .auditlog import AuditLog
 from .env import LocalEnv
 from .layout import (
@@ -19,6 +19,7 @@ from .layout import (
     JOURNAL_FILE,
     LAYOUT_VERSION,
     MANIFEST_FILE,
+    SESSION_LOCK,
     STAGING_PREFIX,
     STATE_DIR,
     TRASH_PREFIX,
@@ -76,26 +77,34 @@ def build_session(env: LocalEnv, parent: TreeDir, dirname: str, name: str, line:
 
 
 def create_session(env: LocalEnv, log: AuditLog, sessions: TreeDir, key: str, metadata: SessionMetadata,
-                   check_room: Callable[[int], None]) -> NewSession:
+                   check_room: Callable[[int], None], lock_timeout: float) -> NewSession:
     """Create a session directory (manifest revision 1, empty journal, state/, audit/); the
-    caller holds the store lock and saw no entry for it. `check_room(1)` refuses it when the
-    store is full (the caller knows the count)."""
+    caller holds the store lock and saw no entry for it, and gets the new session's writer lock
+    (NewSession.lock: the caller releases it). `check_room(1)` refuses it when the store is full
+    (the caller knows the count)."""
     check_room(1)
     log_id = env.ctx.random_hex(16)
     name, line = manifest_line(env, key, metadata, log_id)
     staging = STAGING_PREFIX + env.ctx.random_hex(8)
 
-    built: list[tuple[AuditLog, Checkpoint]] = []
+    built: list[tuple[AuditLog, Checkpoint, TreeLock]] = []
 
     def act() -> None:
-        # Build the whole session under a temporary name, then publish it with one rename.
-        built.append(build_session(env, sessions, staging, name, line, log_id, log))
+        # Build the whole session under a temporary name, then publish it with one rename. Its
+        # writer lock is taken first, for the creator: on disk the rename is visible at once,
+        # and a writer opening the session then must wait for the creator to let go.
+        session_log, genesis = build_session(env, sessions, staging, name, line, log_id, log)
+        with sessions.open_dir(staging) as directory:
+            # Lasting: held past the store change's commit (on PostgreSQL, whose group it is in).
+            built.append((session_log, genesis, directory.lock(SESSION_LOCK, lock_timeout, env.clock(), lasting=True)))
         sessions.rename(staging, name)
 
     try:
         txn.apply(log, txn.Change("session.create", session_target(name), sha256_hex(line), len(line), act,
                                   lambda: session_identity(env, sessions, name)))
     except BaseException:  # (once applied, the staging name was renamed away: nothing to look for)
+        for _, _, writer_lock in built:
+            writer_lock.release()
         if sessions.entry(staging) is not None and not env.ctx.failed:
             sessions.remove_tree(staging)
         raise

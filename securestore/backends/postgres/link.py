@@ -288,6 +288,9 @@ class PgLink:
                 except psycopg.Error as exc:
                     raise self._translate(exc, "write", label, connection) from None
         except BaseException:
+            # What the group knew of directories may include what the rollback undoes.
+            group.child_dirs.clear()
+            group.made.clear()
             with self.released:
                 current = self._connection
                 if not group.drop_from(marker) and current is not None and not current.broken and not current.closed:
