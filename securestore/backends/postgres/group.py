@@ -59,10 +59,6 @@ class Group:
         self.child_dirs[node] = {}
         self.child_dirs.setdefault(parent, {})[name] = node
 
-    def made_here(self, node: int) -> bool:
-        """Did this group make directory `node`? (Nobody else knows its id before the commit.)"""
-        return node in self.made
-
     def renamed(self, parent: int, src: str, into: int, dst: str) -> None:
         """`parent`/`src` is now `into`/`dst` (whatever it is: directory, file, or nothing)."""
         source = self.child_dirs.get(parent)

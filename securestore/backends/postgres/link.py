@@ -74,8 +74,8 @@ class PgLink:
         return self._translate(exc, action, label, connection)
 
     def known_dir(self, parent: int, name: str) -> int | None:
-        """A directory's id without a lookup: a top directory of the store, or a child of a
-        directory that this thread's group holds a lock in (see locks.py `lock_in_group`)."""
+        """A directory's id without a lookup: a top directory of the store, or one this thread's
+        group knows (`Group.child_dirs`)."""
         if parent == ROOT and name in self.root_dirs:
             return self.root_dirs[name]
         group = self.my_group()

@@ -83,7 +83,7 @@ def take(link: PgLink, key: int, label: str, *, exclusive: bool, timeout: float,
                 return AdvisoryLock(link, key, label, mode)
             if key not in link.held:
                 link.ctx.check_usable()
-                if mine and group is not None and lasting and group.made_here(directory):
+                if mine and group is not None and lasting and directory in group.made:
                     # Nobody else knows a directory this group made before its commit, so nobody
                     # holds a lock in it: the try rides with the next statement, checked then.
                     group.begin()
@@ -135,8 +135,8 @@ def lock_in_group(link: PgLink, label: str, key: int, *, exclusive: bool, wait: 
     suffix = b"" if exclusive else b"_shared"
     with link.released:
         connection = link.live()
-        group = link.group
-        if group is None or group.owner != threading.get_ident():
+        group = link.my_group()
+        if group is None:
             raise RuntimeError("lock_in_group outside this thread's group")  # a programming error, not input
         group.begin()
         try:

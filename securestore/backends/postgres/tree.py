@@ -100,8 +100,7 @@ class PgDir:
         made = self.link.write(label, self.sql.make_dir, {**self._key(name), "now": self._now()}, durable=durable)
         if made is None:
             raise AlreadyExistsError(f"{label} already exists")
-        group = self.link.my_group()
-        if group is not None:
+        if (group := self.link.my_group()) is not None:
             group.made_dir(self.node, name, int(made))
         return PgDir(self.link, int(made), name, label)
 
@@ -152,8 +151,7 @@ class PgDir:
         """Delete `name` and everything under it, except the audit trail's files: those are
         retired (kept, out of the tree), never deleted."""
         label = self.child_label(name)
-        group = self.link.my_group()
-        if group is not None:
+        if (group := self.link.my_group()) is not None:
             group.removed(self.node, name)
         with self.link.writing(label, durable=True) as connection:
             rows = connection.execute(self.sql.subtree, self._key(name)).fetchall()
@@ -168,8 +166,7 @@ class PgDir:
         params = {**self._key(src), "into": into.node, "dst": dst}
         self.link.write(into.child_label(dst), self.sql.rename, params, durable=True,  # names dst if it exists
                         check=_expect(1, NotFoundError, f"{self.child_label(src)} does not exist"))
-        group = self.link.my_group()
-        if group is not None:
+        if (group := self.link.my_group()) is not None:
             group.renamed(self.node, src, into.node, dst)
 
     # -- whole files ---------------------------------------------------------------------------
