@@ -10,14 +10,11 @@ poisoned: it is rolled back, never committed, whatever ran after it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
-
-Connection = psycopg.Connection[tuple[Any, ...]]
-Cursor = psycopg.Cursor[tuple[Any, ...]]
+from .wire import Rows, Wire
 
 
 @dataclass(frozen=True, eq=False)
@@ -102,7 +99,7 @@ class Group:
                 return True
         return False
 
-    def flush(self, connection: Connection, last: Queued | None = None) -> Any:
+    def flush(self, wire: Wire, last: Queued | None = None) -> Any:
         """Send everything queued (and `last`) in one round trip, run the checks, and return the
         first column of `last`'s row (None without `last`)."""
         items, self.pending = self.pending, []
@@ -110,28 +107,19 @@ class Group:
             items.append(last)
         if not items:
             return None
-        if len(items) == 1:
-            sent = [(items[0], connection.execute(items[0].statement, items[0].params))]
-        else:
-            with connection.pipeline():
-                sent = self.send(connection, items)
-        return self.settle(sent, last)
+        answers = wire.run([(item.statement, item.params) for item in items])
+        return self.settle(list(zip(items, answers)), last)
 
-    def exchange(self, connection: Connection, items: list[Queued]) -> list[Cursor]:
-        """Send everything queued and `items` in one round trip; run the checks; the cursors of
-        `items`, their answers arrived."""
+    def exchange(self, wire: Wire, items: list[Queued]) -> list[Rows]:
+        """Send everything queued and `items` in one round trip; run the checks; the answers
+        of `items`."""
         queued, self.pending = self.pending, []
-        with connection.pipeline():
-            sent = self.send(connection, queued + items)
-        self.settle(sent)
-        return [cursor for _, cursor in sent[len(queued):]]
+        everything = queued + items
+        answers = wire.run([(item.statement, item.params) for item in everything])
+        self.settle(list(zip(everything, answers)))
+        return answers[len(queued):]
 
-    @staticmethod
-    def send(connection: Connection, items: list[Queued]) -> list[tuple[Queued, Cursor]]:
-        """Queue `items` on a connection in pipeline mode (their answers come with its next sync)."""
-        return [(item, connection.execute(item.statement, item.params)) for item in items]
-
-    def settle(self, sent: list[tuple[Queued, Cursor]], last: Queued | None = None) -> Any:
+    def settle(self, sent: Sequence[tuple[Queued, Rows]], last: Queued | None = None) -> Any:
         """Run the checks of sent items whose answers have arrived; `last`'s answer."""
         answer = None
         for item, cursor in sent:

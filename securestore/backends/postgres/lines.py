@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Generator, Iterable, Iterator
 from typing import Any
 
-import psycopg
 
 from .link import PgLink
 
@@ -22,24 +21,10 @@ def walk_rows(link: PgLink, label: str, statement: bytes, params: dict[str, Any]
     whose records grow with every session, that was a scan of the whole log on every create.
     The settings (set_config local) last until the transaction ends (its own when none is open),
     so nothing leaks to other clients of a pooled server connection."""
-    with link.reading(label) as connection:
-        group = link.group
-        own = not (group is not None and group.begun) and \
-            connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-        try:
-            with connection.pipeline():
-                if own:
-                    connection.execute(b"BEGIN")
-                # (No JIT: a plan that had to sort anyway would cost past its threshold.)
-                connection.execute(b"SELECT set_config('enable_sort', 'off', true), set_config('jit', 'off', true)")
-                cursor = connection.execute(statement, params)
-                if own:
-                    connection.execute(b"COMMIT")
-        except psycopg.Error:
-            if own and connection.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
-                connection.execute(b"ROLLBACK")
-            raise
-        return cursor.fetchall()
+    # (No JIT: a plan that had to sort anyway would cost past its threshold.)
+    _, rows = link.query(label, [(b"SELECT set_config('enable_sort', 'off', true), set_config('jit', 'off', true)",
+                                  None), (statement, params)], own_transaction=True)
+    return rows.fetchall()
 
 
 def chunks_backward(link: PgLink, label: str, node: int, audit: bool, end: int,

@@ -46,6 +46,7 @@ from .group import Group, Queued
 from .schema import ROOT
 from .statements import Statements, compile_statements
 from .url import PgTarget
+from .wire import Rows, Wire
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 IDLE_CHECK_SECONDS = 30.0
@@ -61,6 +62,7 @@ class PgLink:
         self.released = threading.Condition(threading.RLock())
         self.unflushed = False  # an asynchronous commit since the last synchronous one
         self._connection: Connection | None = None
+        self._wire: Wire | None = None
         self._used_at = 0.0  # ctx.os.monotonic() when the connection was last handed out
         self.group: Group | None = None  # the open group, owned by one thread
         self.root_dirs: dict[str, int] = {}  # the store's top directories, looked up once (tree.py)
@@ -85,6 +87,13 @@ class PgLink:
         """The open group, if this thread's."""
         group = self.group
         return group if group is not None and group.owner == threading.get_ident() else None
+
+    def wire(self, connection: Connection) -> Wire:
+        """The pipeline sender of `connection` (wire.py), made once per connection."""
+        wire = self._wire
+        if wire is None or wire.connection is not connection:
+            wire = self._wire = Wire(connection, self.target.prepare_threshold)
+        return wire
 
     def close(self) -> None:
         with self.released:
@@ -127,22 +136,31 @@ class PgLink:
         raise DurabilityError(f"{self.target.display}: {why}; reopen the store (the next open settles any write in "
                               "flight)")
 
-    @contextmanager
-    def reading(self, label: str) -> Iterator[Connection]:
+    def query(self, label: str, statements: list[tuple[bytes, dict[str, Any] | None]], *,
+              own_transaction: bool = False) -> list[Rows]:
+        """The answers of `statements`, sent with whatever writes this thread's group has
+        queued (which they see) in one round trip (wire.py). `own_transaction`: outside a
+        transaction, the statements run in one of their own (their local settings end with it)."""
         with self.released:
             connection = self._live()
             group = self.group
+            pending: list[Queued] = []
+            if group is not None and group.pending:
+                pending, group.pending = group.pending, []
+            own = own_transaction and not (group is not None and group.begun) and \
+                connection.info.transaction_status == TransactionStatus.IDLE
+            items = [(item.statement, item.params) for item in pending]
+            items += [(b"BEGIN", None), *statements, (b"COMMIT", None)] if own else statements
             try:
-                if group is None or not group.pending:
-                    yield connection
-                    return
-                items, group.pending = group.pending, []
-                with connection.pipeline():  # the group's queued writes go with the read: it sees them
-                    sent = group.send(connection, items)
-                    yield connection
-                group.settle(sent)
+                answers = self.wire(connection).run(items)
             except psycopg.Error as exc:
+                if own and connection.info.transaction_status == TransactionStatus.INERROR:
+                    connection.execute(b"ROLLBACK")
                 raise self._translate(exc, "read", label, connection) from None
+            if group is not None and pending:
+                group.settle(list(zip(pending, answers)))
+            answers = answers[len(pending):]
+            return answers[1:-1] if own else answers
 
     @contextmanager
     def writing(self, label: str, *, durable: bool) -> Iterator[Connection]:
@@ -155,7 +173,7 @@ class PgLink:
                 group.durable = group.durable or durable  # (no statement of ours sets the mode: the commit does)
                 try:
                     group.begin()
-                    group.flush(connection)  # psycopg must see the transaction open
+                    group.flush(self.wire(connection))  # psycopg must see the transaction open
                     with connection.transaction():
                         yield connection
                 except psycopg.Error as exc:
@@ -191,11 +209,11 @@ class PgLink:
                     group.pending.append(item)
                     return None
                 try:
-                    return group.flush(connection, item)
+                    return group.flush(self.wire(connection), item)
                 except psycopg.Error as exc:
                     raise self._translate(exc, "write", label, connection) from None
             try:
-                row = connection.execute(statement, {**params, "commit": "on" if durable else "off"}).fetchone()
+                row = self.wire(connection).run([(statement, {**params, "commit": "on" if durable else "off"})])[0].fetchone()
             except psycopg.Error as exc:
                 if (connection.broken or connection.closed) and not self.held:  # sent with its commit
                     self._latch(f"the commit of {label} may or may not have happened ({describe_error(exc)})")
@@ -248,7 +266,7 @@ class PgLink:
                 self._roll_back(group, connection, "failed")
             group.pending.extend(group.commit())
             try:
-                group.flush(connection)
+                group.flush(self.wire(connection))
             except psycopg.Error as exc:
                 if connection.broken or connection.closed:
                     self._latch(f"the commit of {group.label} may or may not have happened ({describe_error(exc)})")
@@ -284,7 +302,7 @@ class PgLink:
             with self.released:
                 connection = self._live()
                 try:
-                    group.flush(connection)
+                    group.flush(self.wire(connection))
                 except psycopg.Error as exc:
                     raise self._translate(exc, "write", label, connection) from None
         except BaseException:

@@ -45,10 +45,9 @@ class AdvisoryLock:
             if link.held.pop(self.key, None) is None:
                 return
             try:
-                unlock = "SELECT pg_advisory_unlock_shared(%s)" if self.mode == _SHARED else \
-                    "SELECT pg_advisory_unlock(%s)"
-                with link.reading(self.label) as connection:
-                    connection.execute(unlock, (self.key,))
+                unlock = b"SELECT pg_advisory_unlock_shared(%(key)s)" if self.mode == _SHARED else \
+                    b"SELECT pg_advisory_unlock(%(key)s)"
+                link.query(self.label, [(unlock, {"key": self.key})])
             except Exception:  # noqa: BLE001 - a lost connection released it anyway
                 pass
             link.released.notify_all()
@@ -71,7 +70,7 @@ def take(link: PgLink, key: int, label: str, *, exclusive: bool, timeout: float,
     deadline = clock.monotonic() + timeout
     delay = 0.002
     mode = _EXCLUSIVE if exclusive else _SHARED
-    statement = "SELECT pg_try_advisory_lock(%s)" if exclusive else "SELECT pg_try_advisory_lock_shared(%s)"
+    statement = b"SELECT pg_try_advisory_lock(%(key)s)" if exclusive else b"SELECT pg_try_advisory_lock_shared(%(key)s)"
     while True:
         with link.released:
             group = link.group
@@ -87,7 +86,7 @@ def take(link: PgLink, key: int, label: str, *, exclusive: bool, timeout: float,
                     # Nobody else knows a directory this group made before its commit, so nobody
                     # holds a lock in it: the try rides with the next statement, checked then.
                     group.begin()
-                    group.pending.append(Queued(statement.replace("%s", "%(key)s").encode(), {"key": key},
+                    group.pending.append(Queued(statement, {"key": key},
                                                 _granted(label)))
                     link.held[key] = mode
                     return AdvisoryLock(link, key, label, mode)
@@ -100,8 +99,7 @@ def take(link: PgLink, key: int, label: str, *, exclusive: bool, timeout: float,
                         return AdvisoryLock(link, key, label, mode, in_group=True)
                     raise LockHeldError(f"{label} is held by {holder(link, key, label) or 'another writer'}")
                 else:
-                    with link.reading(label) as connection:
-                        row = connection.execute(statement, (key,)).fetchone()
+                    row = link.query(label, [(statement, {"key": key})])[0].fetchone()
                     if row is not None and row[0]:
                         link.held[key] = mode
                         return AdvisoryLock(link, key, label, mode)
@@ -141,7 +139,7 @@ def lock_in_group(link: PgLink, label: str, key: int, *, exclusive: bool, wait: 
         group.begin()
         try:
             checks = [] if where is None else [Queued(link.sql.find, {"parent": where[0], "name": where[1]})]
-            tried, children, *place = group.exchange(connection, [
+            tried, children, *place = group.exchange(link.wire(connection), [
                 Queued(b"SELECT pg_try_advisory_xact_lock%s(%%(key)s)" % suffix, {"key": key}),
                 Queued(link.sql.child_dirs, {"parent": directory, "limit": _CHILD_DIRS + 1}), *checks])
             if place:
@@ -160,7 +158,7 @@ def lock_in_group(link: PgLink, label: str, key: int, *, exclusive: bool, wait: 
             group.pending.append(Queued(b"SELECT set_config('lock_timeout', %(wait)s, true)",
                                         {"wait": f"{max(1, int(wait * 1000))}ms"}))
             try:
-                group.flush(connection, Queued(b"SELECT pg_advisory_xact_lock%s(%%(key)s)" % suffix, {"key": key}))
+                group.flush(link.wire(connection), Queued(b"SELECT pg_advisory_xact_lock%s(%%(key)s)" % suffix, {"key": key}))
             except psycopg.errors.LockNotAvailable:
                 connection.execute(rollback)  # the timeout aborted only what followed the savepoint
                 return False
@@ -186,8 +184,7 @@ def holder(link: PgLink, key: int, label: str) -> str | None:
     """The live holder of a lock, described; None if nobody holds it."""
     unsigned = key & 0xFFFFFFFFFFFFFFFF
     params = {"high": unsigned >> 32, "low": unsigned & 0xFFFFFFFF}
-    with link.reading(label) as connection:
-        row = connection.execute(link.sql.lock_holder, params).fetchone()
+    row = link.query(label, [(link.sql.lock_holder, params)])[0].fetchone()
     if row is None:
         return None
     pid, application, address = row

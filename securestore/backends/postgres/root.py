@@ -16,11 +16,11 @@ def open_pg_root(target: PgTarget, ctx: FsContext) -> PgDir:
     # The name other writers see in a LockHeldError: which process on which host holds the lock.
     link = PgLink(target, ctx, f"securestore pid {ctx.os.getpid()} on {ctx.os.hostname()}"[:63])
     try:
-        with link.reading(target.display) as connection:
-            row = connection.execute(
-                "SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname = %s AND c.relname = 'meta'", (target.schema,)).fetchone()
-            version = connection.execute(link.sql.schema_version).fetchone() if row is not None else None
+        (found,) = link.query(target.display, [(
+            b"SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            b"WHERE n.nspname = %(schema)s AND c.relname = 'meta'", {"schema": target.schema})])
+        version = None if found.fetchone() is None else \
+            link.query(target.display, [(link.sql.schema_version, None)])[0].fetchone()
         if version is None:
             raise NotFoundError(f"no securestore schema {target.schema!r} at {target.display} (run `securestore "
                                 "pg-setup URL` as the database's owner first)")

@@ -69,6 +69,10 @@ class PgDir:
     def after_group(self, work: Callable[[], None]) -> None:
         self.link.after_group(work)
 
+    def _one(self, label: str, statement: bytes, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        """The first row of a read (one round trip, with the group's queued writes)."""
+        return self.link.query(label, [(statement, params)])[0].fetchone()
+
     def _now(self) -> int:
         return self.ctx.os.now_ns() // 1_000_000
 
@@ -85,8 +89,7 @@ class PgDir:
         known = self.link.known_dir(self.node, name)
         if known is not None:
             return PgDir(self.link, known, name, label)
-        with self.link.reading(label) as connection:
-            row = connection.execute(self.sql.find, self._key(name)).fetchone()
+        row = self._one(label, self.sql.find, self._key(name))
         if row is None:
             raise NotFoundError(f"{label} does not exist")
         if row[1] != "d":
@@ -119,21 +122,19 @@ class PgDir:
         self.link.barrier(self.label or ".")
 
     def entry(self, name: str) -> EntryInfo | None:
-        with self.link.reading(self.child_label(name)) as connection:
-            row = connection.execute(self.sql.entry, self._key(name)).fetchone()
+        row = self._one(self.child_label(name), self.sql.entry, self._key(name))
         if row is None:
             return None
         kind = str(row[0])
         return EntryInfo(name, _KINDS[kind], _MODES[kind], int(row[1]), int(row[2]) * 1_000_000)
 
     def holds(self, name: str, child: PgDir) -> bool:
-        with self.link.reading(self.child_label(name)) as connection:
-            row = connection.execute(self.sql.find, self._key(name)).fetchone()
+        row = self._one(self.child_label(name), self.sql.find, self._key(name))
         return row is not None and int(row[0]) == child.node
 
     def list(self, *, sort: bool = True) -> list[str]:
-        with self.link.reading(self.label or ".") as connection:
-            names = [str(row[0]) for row in connection.execute(self.sql.children, {"parent": self.node})]
+        (rows,) = self.link.query(self.label or ".", [(self.sql.children, {"parent": self.node})])
+        names = [str(row[0]) for row in rows.fetchall()]
         return sorted(names) if sort else names
 
     def walk(self) -> Iterator[tuple[str, EntryInfo]]:
@@ -172,8 +173,7 @@ class PgDir:
     # -- whole files ---------------------------------------------------------------------------
     def read(self, name: str, cap: int, *, ours: bool = True) -> bytes:
         label = self.child_label(name)
-        with self.link.reading(label) as connection:
-            row = connection.execute(self.sql.read, {**self._key(name), "cap": cap}).fetchone()
+        row = self._one(label, self.sql.read, {**self._key(name), "cap": cap})
         if row is None:
             raise NotFoundError(f"{label} does not exist")
         if row[0] != "f":
@@ -261,8 +261,7 @@ class PgDir:
 
     def _file(self, name: str) -> tuple[int, int, int, bool] | None:
         """(node, generation, size, audit) of a file; None if absent."""
-        with self.link.reading(self.child_label(name)) as connection:
-            row = connection.execute(self.sql.file_info, self._key(name)).fetchone()
+        row = self._one(self.child_label(name), self.sql.file_info, self._key(name))
         if row is None:
             return None
         if row[4] != "f":
