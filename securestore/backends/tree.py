@@ -109,6 +109,10 @@ class TreeDir(Protocol):
     def open_locked(self, name: str, lock: str, *, exclusive: bool, timeout: float) -> tuple[Self, TreeLock]:
         """`open_or_make_dir(name)`, then its `lock_plain(lock)` (on PostgreSQL, inside a group,
         one round trip once this handle has found the directory before)."""
+    def expect_locked(self, name: str, lock: str, *, exclusive: bool) -> None:
+        """A hint, inside a group: `open_locked(name, lock)` comes later in it. On PostgreSQL the
+        lock is tried with the group's next round trip, so that call need not make one; on disk,
+        nothing."""
     def lock_holder(self, name: str, *, live: bool = False) -> str | None:
         """Who holds (or last held, unless `live`) the lock `name`, described."""
 

@@ -6,6 +6,7 @@ handle never send into each other's transaction."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from pathlib import Path
@@ -274,3 +275,39 @@ def test_a_listing_index_replaced_from_outside_is_found_again(url: str) -> None:
         page = other.list_sessions()
         assert [(summary.key, summary.items) for summary in page.sessions] == [("a", 2)]
         assert _verify(url) == (0, [])
+
+
+def test_a_write_tries_the_listing_lock_ahead_and_still_waits_for_a_holder(url: str) -> None:
+    """A session write tries the listing index's lock in its first round trip (TreeDir.expect_locked).
+    While another client holds that lock exclusively (as a compaction does), the try fails and
+    the write's listing waits for the lock, then lists the write."""
+    with _open(url) as store, store.open_session("a", create=True) as session:
+        session.append_items([{"n": 1}])  # (the handle knows where the index is from now on)
+        with psycopg.connect(url, autocommit=True) as holder:
+            index = holder.execute("SELECT id FROM securestore.nodes WHERE parent = 0 AND name = 'index'").fetchone()
+            assert index is not None
+            digest = hashlib.sha256(f"securestore\0{index[0]}\0lock".encode()).digest()
+            holder.execute("SELECT pg_advisory_lock(%s)", (int.from_bytes(digest[:8], "big", signed=True),))
+            waited = threading.Event()
+
+            def release_once_the_write_waits() -> None:
+                with psycopg.connect(url, autocommit=True) as watcher:
+                    deadline = time.monotonic() + 30
+                    while time.monotonic() < deadline:
+                        if watcher.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                                           ).fetchone() == (1,):
+                            waited.set()
+                            break
+                        time.sleep(0.01)
+                holder.execute("SELECT pg_advisory_unlock_all()")
+
+            thread = threading.Thread(target=release_once_the_write_waits)
+            thread.start()
+            try:
+                session.append_items([{"n": 2}])
+            finally:
+                thread.join(timeout=60)
+        assert waited.is_set()  # the listing waited for the holder instead of skipping it
+        page = store.list_sessions()
+        assert [(summary.key, summary.items) for summary in page.sessions] == [("a", 2)]
+    assert _verify(url) == (0, [])

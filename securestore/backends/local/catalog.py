@@ -44,6 +44,10 @@ class Catalog:
         count = items if items is not None else 0 if created else None
         self._note(session.name, lambda: self._summary(session, session.item_count() if count is None else count), created)
 
+    def expect_write(self) -> None:
+        """Inside a write's group, before it: `note_write` follows (index.expect_note)."""
+        index.expect_note(self.store.root)
+
     def note_gone(self, name: str) -> None:
         self._note(name, lambda: None, False)
 

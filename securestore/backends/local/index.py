@@ -224,6 +224,11 @@ class NotListed(Exception):
     """`note(keep_listed_items=True)` found no valid entry to take the item count from."""
 
 
+def expect_note(root: TreeDir) -> None:
+    """A `note` follows in the open group: its lock may be tried ahead (TreeDir.expect_locked)."""
+    root.expect_locked(INDEX_DIR, INDEX_LOCK, exclusive=False)
+
+
 def note(root: TreeDir, summary: SessionSummary | None, *, name: str, created: bool, timeout: float, now_ms: int,
          compaction: CompactionPolicy, keep_listed_items: bool = False) -> None:
     """Record a committed write in the listing index (summary None: the session is gone).

@@ -17,11 +17,23 @@ from typing import Any
 from .wire import Rows, Wire
 
 
+@dataclass(eq=False)
+class Anticipated:
+    """A lock in a group tried before the code that needs it asks (its statements queued, their
+    answers kept as they arrive)."""
+
+    directory: int
+    where: tuple[int, str] | None
+    exclusive: bool
+    answers: list[Rows]
+
+
 @dataclass(frozen=True, eq=False)
 class Queued:
     statement: bytes
     params: dict[str, Any] | None = None
     check: Callable[[Any], None] | None = None  # raises if the first column of the row is wrong
+    answer: Callable[[Rows], None] | None = None  # given the rows, when they arrive
 
 
 class Group:
@@ -45,6 +57,7 @@ class Group:
         # name a map lacks is looked up.
         self.child_dirs: dict[int, dict[str, int]] = {}
         self.made: set[int] = set()  # directories this group made
+        self.anticipated: dict[int, Anticipated] = {}  # lock key -> a lock tried ahead (locks.py `anticipate`)
 
     def begin(self) -> None:
         if not self.begun:
@@ -122,10 +135,12 @@ class Group:
     def settle(self, sent: Sequence[tuple[Queued, Rows]], last: Queued | None = None) -> Any:
         """Run the checks of sent items whose answers have arrived; `last`'s answer."""
         answer = None
-        for item, cursor in sent:
+        for item, rows in sent:
+            if item.answer is not None:
+                item.answer(rows)
             if item.check is None and item is not last:
                 continue
-            row = cursor.fetchone()
+            row = rows.fetchone()
             value = None if row is None else row[0]
             if item.check is not None:
                 try:

@@ -309,6 +309,7 @@ class PgLink:
             # What the group knew of directories may include what the rollback undoes.
             group.child_dirs.clear()
             group.made.clear()
+            group.anticipated.clear()
             with self.released:
                 current = self._connection
                 if not group.drop_from(marker) and current is not None and not current.broken and not current.closed:

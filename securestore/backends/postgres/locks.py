@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 
 from ...errors import LockHeldError
-from .group import Queued
+from .group import Anticipated, Queued
 from .link import PgLink
 
 _CHILD_DIRS = 64  # a directory with more child directories than this is not read whole after a lock
@@ -138,10 +138,15 @@ def lock_in_group(link: PgLink, label: str, key: int, *, exclusive: bool, wait: 
             raise RuntimeError("lock_in_group outside this thread's group")  # a programming error, not input
         group.begin()
         try:
-            checks = [] if where is None else [Queued(link.sql.find, {"parent": where[0], "name": where[1]})]
-            tried, children, *place = group.exchange(link.wire(connection), [
-                Queued(b"SELECT pg_try_advisory_xact_lock%s(%%(key)s)" % suffix, {"key": key}),
-                Queued(link.sql.child_dirs, {"parent": directory, "limit": _CHILD_DIRS + 1}), *checks])
+            queries = _lock_queries(link, key, exclusive=exclusive, directory=directory, where=where)
+            ahead = group.anticipated.pop(key, None)
+            if ahead is not None and (ahead.directory, ahead.where, ahead.exclusive) == (directory, where, exclusive):
+                if len(ahead.answers) < len(queries):
+                    group.exchange(link.wire(connection), [])  # still queued: sent now with the rest
+            if ahead is not None and len(ahead.answers) == len(queries):
+                tried, children, *place = ahead.answers
+            else:
+                tried, children, *place = group.exchange(link.wire(connection), queries)
             if place:
                 now = place[0].fetchone()
                 if now is None or int(now[0]) != directory:
@@ -166,6 +171,30 @@ def lock_in_group(link: PgLink, label: str, key: int, *, exclusive: bool, wait: 
             return True
         except psycopg.Error as exc:
             raise link.translate(exc, "lock", label, connection) from None
+
+
+def _lock_queries(link: PgLink, key: int, *, exclusive: bool, directory: int,
+                  where: tuple[int, str] | None) -> list[Queued]:
+    """Try the lock; read the directory's child directories; and check it is still at `where`."""
+    suffix = b"" if exclusive else b"_shared"
+    checks = [] if where is None else [Queued(link.sql.find, {"parent": where[0], "name": where[1]})]
+    return [Queued(b"SELECT pg_try_advisory_xact_lock%s(%%(key)s)" % suffix, {"key": key}),
+            Queued(link.sql.child_dirs, {"parent": directory, "limit": _CHILD_DIRS + 1}), *checks]
+
+
+def anticipate(link: PgLink, key: int, *, exclusive: bool, directory: int, where: tuple[int, str] | None) -> None:
+    """Queue the statements of `lock_in_group(key, ...)` in this thread's open group, to ride
+    with its next round trip; that call then uses their answers instead of making one. (A lock
+    tried this way and never asked for is let go with the transaction, like any of its locks.)"""
+    with link.released:
+        group = link.my_group()
+        if group is None or key in group.anticipated or key in link.held:
+            return
+        group.begin()
+        ahead = group.anticipated[key] = Anticipated(directory, where, exclusive, [])
+        group.pending.extend(Queued(query.statement, query.params, answer=ahead.answers.append)
+                             for query in _lock_queries(link, key, exclusive=exclusive, directory=directory,
+                                                        where=where))
 
 
 def _granted(label: str) -> Callable[[Any], None]:

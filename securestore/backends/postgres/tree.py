@@ -17,7 +17,7 @@ from ...fs import EntryInfo, FsContext, check_name
 from ..tree import LINE_CHUNK
 from .link import PgLink
 from .lines import FIRST_ROWS, backward_lines, chunks_backward, chunks_forward, forward_lines, walk_rows
-from .locks import AdvisoryLock, DirectoryMoved, holder, take
+from .locks import anticipate, AdvisoryLock, DirectoryMoved, holder, take
 from .schema import ROOT
 
 # The audit trail's files: their rows go to `audit_records`, which only ever grows.
@@ -315,6 +315,12 @@ class PgDir:
 
     def open_locked(self, name: str, lock: str, *, exclusive: bool, timeout: float) -> tuple[PgDir, AdvisoryLock]:
         return _open_locked(self, name, lock, exclusive=exclusive, timeout=timeout)
+
+    def expect_locked(self, name: str, lock: str, *, exclusive: bool) -> None:
+        known = self.link.locked_dirs.get((self.node, name))
+        if known is not None:
+            anticipate(self.link, self.link.lock_key(known, lock), exclusive=exclusive, directory=known,
+                       where=(self.node, name))
 
     def lock_holder(self, name: str, *, live: bool = False) -> str | None:
         return holder(self.link, self.link.lock_key(self.node, name), self.child_label(name))
