@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..backends.local.store_dir import StoreDir
+from ..backends.local.store_dir import Listing, StoreDir
 from ..core.policy import check_value, session_name
 from ..core.records import SessionMetadata
 from ..core.secrets import SECRET_TYPES, contains_secret, redact
@@ -20,7 +20,8 @@ RecordRejection = Callable[[str, object, PolicyError], None]
 
 def open_session(backend: StoreDir, key: str, *, create: bool, metadata: Mapping[str, Any] | None,
                  hooks: SessionHooks, record_rejection: RecordRejection,
-                 on_create: Callable[[Session], None], exclusive: bool = False) -> Session:
+                 on_create: Callable[[Session], None], exclusive: bool = False,
+                 listing: Listing | None = None) -> Session:
     """`exclusive`: the session must be created here (AlreadyExistsError if it exists by the
     time the store lock is taken; the caller checked it did not before)."""
     backend.writable()
@@ -30,7 +31,8 @@ def open_session(backend: StoreDir, key: str, *, create: bool, metadata: Mapping
         if create and (exclusive or not backend.session_exists(name)):
             initial = initial_metadata(metadata, backend.env.limits)
             deferred = metadata if initial is None else None
-            created = backend.create_session(normalized, initial or SessionMetadata(), exclusive=exclusive)
+            created = backend.create_session(normalized, initial or SessionMetadata(), exclusive=exclusive,
+                                             listing=listing)
     except PolicyError as error:
         record_rejection("session.create" if create else "session.open", key, error)
         raise

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 from ..audit.keys import SignerKey
@@ -12,7 +13,7 @@ from ..backends.local.catalog import Catalog
 from ..backends.local.env import LocalEnv
 from ..backends.local.layout import session_target
 from ..backends.local.migrate_inspect import load_plan
-from ..backends.local.store_dir import SealReport, StoreDir, StoreObservers
+from ..backends.local.store_dir import Listing, SealReport, StoreDir, StoreObservers
 from ..backends.local.store_seal import seal_store
 from ..backends.roots import disk_root, open_store_root, root_label
 from ..config import MaintenancePolicy, StoreConfig
@@ -116,8 +117,10 @@ class SecureStore:
 
     def _open(self, key: str, *, create: bool, metadata: Mapping[str, Any] | None, exclusive: bool = False) -> Session:
         hooks = SessionHooks(self.environ, self.catalog.note_write, self.catalog.expect_write)
+        listing = Listing(self.catalog.expect_write, partial(self.catalog.note_write, created=True))
         return open_session(self.backend, key, create=create, metadata=metadata, hooks=hooks,
-                            record_rejection=self.record_rejection, on_create=self._after_create, exclusive=exclusive)
+                            record_rejection=self.record_rejection, on_create=self._after_create, exclusive=exclusive,
+                            listing=listing)
 
     def create_session(self, key: str, metadata: Mapping[str, Any] | None = None) -> Session:
         """Create a new session (AlreadyExistsError if it exists) and open it for writing."""
@@ -218,7 +221,7 @@ class SecureStore:
                         delete_session=self.delete_session, reopen=lambda key: self.open_session(key).close())
 
     def _after_create(self, session: Session) -> None:
-        self.catalog.note_write(session.backend, created=True)
+        """After a create (listed inside it: `Listing`)."""
         every = self.config.maintenance.enforce_every_creates
         if every is None:
             return

@@ -311,3 +311,23 @@ def test_a_write_tries_the_listing_lock_ahead_and_still_waits_for_a_holder(url: 
         page = store.list_sessions()
         assert [(summary.key, summary.items) for summary in page.sessions] == [("a", 2)]
     assert _verify(url) == (0, [])
+
+
+def test_a_create_stands_when_its_listing_cannot_get_the_lock(url: str) -> None:
+    """A create lists its session inside its own store change (store_dir.Listing). When the
+    listing's lock stays held past the timeout, the create still commits, whole and audited, and
+    the index says it is stale until a rebuild lists the session."""
+    config = StoreConfig(lock_timeout_seconds=0.2)
+    with SecureStore(url, config, master_key=MASTER_KEY, environ=KEYS) as store:
+        store.create_session("a").close()  # (the handle knows where the index is from now on)
+        with psycopg.connect(url, autocommit=True) as holder:
+            index = holder.execute("SELECT id FROM securestore.nodes WHERE parent = 0 AND name = 'index'").fetchone()
+            assert index is not None
+            digest = hashlib.sha256(f"securestore\0{index[0]}\0lock".encode()).digest()
+            holder.execute("SELECT pg_advisory_lock(%s)", (int.from_bytes(digest[:8], "big", signed=True),))
+            with store.create_session("b") as session:
+                session.append_items([{"n": 1}])
+            assert store.index_stale
+        assert store.rebuild_index() == 2
+        assert sorted(summary.key for summary in store.list_sessions().sessions) == ["a", "b"]
+    assert _verify(url) == (0, [])

@@ -84,6 +84,14 @@ def read_identity(root: TreeDir, root_path: str) -> StoreIdentity:
     return identity
 
 
+@dataclass(frozen=True)
+class Listing:
+    """How a create lists its session inside the store change (catalog.py)."""
+
+    expect: Callable[[], None]  # the listing's lock may be tried ahead (TreeDir.expect_locked)
+    note: Callable[[SessionDir], None]  # list the session just created
+
+
 class StoreDir:
     def __init__(self, root: TreeDir, root_path: str, config: StoreConfig,
                  make_env: Callable[[StoreIdentity], LocalEnv], observers: StoreObservers) -> None:
@@ -252,15 +260,20 @@ class StoreDir:
             yield ReadOnlySession(self.env, directory, name, history)
 
     # -- store-level changes ---------------------------------------------------------------------
-    def create_session(self, key: str, metadata: SessionMetadata, *, exclusive: bool = False) -> SessionDir | None:
+    def create_session(self, key: str, metadata: SessionMetadata, *, exclusive: bool = False,
+                       listing: Listing | None = None) -> SessionDir | None:
         """Create the session, under the store lock and audited, and return it opened for
         writing, with the writer lock `create_session` took before publishing it: nobody can
         have written or crashed in it (no recovery, nothing read back). None if it exists by
-        now (AlreadyExistsError if `exclusive`, once the store change has ended sealed)."""
+        now (AlreadyExistsError if `exclusive`, once the store change has ended sealed).
+        `listing`: the session is listed inside the store change (on PostgreSQL, in its
+        transaction)."""
         name = encode_name(key)
         exists = False
         with ExitStack() as opened:
             with self.writer() as log:
+                if listing is not None:
+                    listing.expect()  # (after the store lock: never a lock held while waiting for it)
                 exists = self.sessions.entry(name) is not None
                 if not exists:
                     try:
@@ -274,6 +287,8 @@ class StoreDir:
                     self._genesis[name] = made.genesis  # its head: committed as this operation ends
                     session = opened.enter_context(closing(SessionDir.created(
                         self.env, self.sessions, name, made, after_seal=lambda: self.mark_head(name))))
+                    if listing is not None:
+                        listing.note(session)
             if exists:
                 if exclusive:
                     raise AlreadyExistsError(f"session {describe_key(key, name)} already exists")
