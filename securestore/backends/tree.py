@@ -12,13 +12,24 @@ returns"; `durable=False`, "may be lost in a crash, never torn into something el
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import Protocol, Self
+from dataclasses import dataclass
+from typing import Literal, Protocol, Self
 
 from ..fs import EntryInfo, FsContext
 
 LINE_CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class Expected:
+    """A read that comes soon (TreeDir.expect_reads): `entry(name)`, `read(name, cap)`, or the
+    start of a read of its end (`read_tail`, `lines_backward`)."""
+
+    kind: Literal["entry", "read", "tail"]
+    name: str
+    cap: int = 0
 
 
 class TreeLock(Protocol):
@@ -109,6 +120,10 @@ class TreeDir(Protocol):
     def open_locked(self, name: str, lock: str, *, exclusive: bool, timeout: float) -> tuple[Self, TreeLock]:
         """`open_or_make_dir(name)`, then its `lock_plain(lock)` (on PostgreSQL, inside a group,
         one round trip once this handle has found the directory before)."""
+    def expect_reads(self, reads: Sequence[Expected]) -> None:
+        """A hint inside a group, under the lock that guards these files: they are read soon. On
+        PostgreSQL they ride with the group's next round trip and their answers stand in for
+        those reads until the group writes anything; on disk, nothing."""
     def expect_locked(self, name: str, lock: str, *, exclusive: bool) -> None:
         """A hint, inside a group: `open_locked(name, lock)` comes later in it. On PostgreSQL the
         lock is tried with the group's next round trip, so that call need not make one; on disk,

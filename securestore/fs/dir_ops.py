@@ -4,7 +4,7 @@ that implements it (which see `Dir` only as `base.DirCore`: no import circle).""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Self, cast
 
@@ -88,6 +88,9 @@ class DirOps:
 
     def expect_locked(self, name: str, lock: str, *, exclusive: bool) -> None:
         pass  # (no round trips to save on disk)
+
+    def expect_reads(self, reads: Sequence[object]) -> None:
+        pass
 
     def lock_holder(self, name: str, *, live: bool = False) -> str | None:
         owner = lock_owner(_me(self), name)

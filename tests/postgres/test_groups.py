@@ -19,6 +19,7 @@ from securestore import SecureStore, StoreConfig, verify_store
 from securestore.api.verify import VerifyOptions
 from securestore.audit.keys import parse_seed
 from securestore.backends.postgres.root import open_pg_root
+from securestore.backends.tree import Expected
 from securestore.backends.postgres.url import parse_target
 from securestore.errors import LockHeldError, NotFoundError, StorageError
 from securestore.fs import FsContext
@@ -331,3 +332,25 @@ def test_a_create_stands_when_its_listing_cannot_get_the_lock(url: str) -> None:
         assert store.rebuild_index() == 2
         assert sorted(summary.key for summary in store.list_sessions().sessions) == ["a", "b"]
     assert _verify(url) == (0, [])
+
+
+def test_a_read_asked_ahead_never_answers_for_the_file_after_the_group_wrote(pg_server: PostgresServer) -> None:
+    """Reads asked ahead (TreeDir.expect_reads) stand in for the same reads until the group writes
+    anything: an answer that arrived before a write, or one asked before a write that was sent
+    with it, is dropped and the read asks again."""
+    url = set_up_database(pg_server)
+    with open_pg_root(parse_target(url, {}), FsContext()) as root, root.make_dir("d") as directory:
+        directory.write_new("f", b"one\n")
+        with directory.group("a change"):
+            directory.lock_plain("lock", exclusive=True, timeout=1.0)
+            directory.expect_reads([Expected("read", "f", 64), Expected("tail", "f")])
+            assert directory.read("f", 64) == b"one\n"  # (answered with the reads asked ahead)
+            directory.append("f", b"two\n", durable=True)
+            assert directory.read_tail("f", 64) == (8, b"one\ntwo\n")
+        with directory.group("another"):
+            directory.lock_plain("lock", exclusive=True, timeout=1.0)
+            directory.expect_reads([Expected("entry", "f"), Expected("tail", "f")])
+            directory.append("f", b"three\n", durable=True)  # queued after the reads, sent with them
+            assert directory.read_tail("f", 64) == (14, b"one\ntwo\nthree\n")
+            entry = directory.entry("f")
+            assert entry is not None and entry.size == 14

@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager
 from dataclasses import replace
 
 from ...errors import IntegrityError, KeyMaterialError, OperationalError
-from ..tree import TreeDir, holds_last_line, read_tail_until
+from ..tree import Expected, TreeDir, holds_last_line, read_tail_until
 from .epoch_file import EpochState
 from .layout import AUDIT_DIR
 from ...audit.chain import (
@@ -130,6 +130,11 @@ class AuditLog:
             raise IntegrityError(f"{self.label}: its first checkpoint was not signed")
         self._closing_checked, self._closing = 1, False  # one record, under a checkpoint that closes nothing
         return checkpoint
+
+    def expect_reads(self) -> None:
+        """What loading it and its first append read (TreeDir.expect_reads: ahead, on PostgreSQL)."""
+        self.dir.expect_reads([Expected("tail", LOG_FILE), Expected("read", KEY_FILE, _KEY_CAP),
+                               Expected("tail", CHECKPOINTS_FILE)])
 
     def load(self) -> None:
         """Find the chain head from the last complete line; remember a torn fragment."""

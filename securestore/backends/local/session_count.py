@@ -15,7 +15,7 @@ from __future__ import annotations
 import orjson
 
 from ...errors import LimitExceededError, SecureStoreError
-from ..tree import TreeDir
+from ..tree import Expected, TreeDir
 from .auditlog import AuditLog
 
 COUNT_FILE = "sessions.count"
@@ -35,6 +35,11 @@ class SessionCount:
     def _stamp(self) -> list[object] | None:
         head = self._log.head
         return None if head is None else [head.log_id, head.next_seq, head.prev]
+
+    @staticmethod
+    def expected() -> Expected:
+        """The read the count starts from (TreeDir.expect_reads)."""
+        return Expected("read", COUNT_FILE, _COUNT_CAP)
 
     def _trusted(self) -> int | None:
         try:

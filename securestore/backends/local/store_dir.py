@@ -25,7 +25,7 @@ from ...errors import (
     SecureStoreError,
 )
 from ...fs import TEMP_PREFIX
-from ..tree import TreeDir
+from ..tree import Expected, TreeDir
 from . import heads
 from .auditlog import AuditLog
 from .env import LocalEnv, observe_file
@@ -134,13 +134,22 @@ class StoreDir:
 
     # -- the store log ---------------------------------------------------------------------------
     @contextmanager
-    def writer(self, *, commit_heads: bool = True) -> Iterator[AuditLog]:
+    def writer(self, *, commit_heads: bool = True, expect: Callable[[], None] | None = None) -> Iterator[AuditLog]:
+        """The store lock, the store log reconciled, and one group for the change. `expect`:
+        called once the lock is held, to name what the change will read or lock
+        (TreeDir.expect_reads, expect_locked: on PostgreSQL asked with the first round trip)."""
         self.writable()
         log = self.env.new_log(self.audit_dir)
         # One group: on PostgreSQL the change, its records and the seal are one transaction (and
         # the store lock is let go after it commits); on disk, nothing changes.
         with self.root.group("a store change"), \
                 self.root.lock(STORE_LOCK, self.lock_timeout(None), self.env.clock()) as store_lock:
+            # What the change reads first, asked ahead now that the lock guards it (one round trip
+            # on PostgreSQL instead of one each).
+            log.expect_reads()
+            self.root.expect_reads([Expected("entry", SWEEP_MARKER), SessionCount.expected()])
+            if expect is not None:
+                expect()  # (after the store lock: never a lock held while waiting for it)
             self.recovered += self._reconcile(log)
             self.recovered += note_stale_lock(store_lock, log, STORE_LOCK)
             self.count = SessionCount(self.root, self.sessions, log, self.env.limits.max_sessions)
@@ -271,9 +280,12 @@ class StoreDir:
         name = encode_name(key)
         exists = False
         with ExitStack() as opened:
-            with self.writer() as log:
+            def expect() -> None:
+                self.sessions.expect_reads([Expected("entry", name)])
                 if listing is not None:
-                    listing.expect()  # (after the store lock: never a lock held while waiting for it)
+                    listing.expect()
+
+            with self.writer(expect=expect) as log:
                 exists = self.sessions.entry(name) is not None
                 if not exists:
                     try:

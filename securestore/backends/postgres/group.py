@@ -10,7 +10,7 @@ poisoned: it is rolled back, never committed, whatever ran after it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +58,27 @@ class Group:
         self.child_dirs: dict[int, dict[str, int]] = {}
         self.made: set[int] = set()  # directories this group made
         self.anticipated: dict[int, Anticipated] = {}  # lock key -> a lock tried ahead (locks.py `anticipate`)
+        self.ahead: dict[Hashable, list[Rows]] = {}  # reads answered ahead (PgLink.read_ahead), until a write
+        self.writes = 0  # writes queued or sent: a read answered before the latest one is stale
+        self.asked: set[Hashable] = set()  # reads asked ahead whose answers are not all in
+
+    def wrote(self) -> None:
+        self.writes += 1
+        self.ahead.clear()
+
+    def keep(self, key: Hashable, count: int) -> Callable[[Rows], None]:
+        """Where the answers of a read of `count` statements go, as they arrive: kept once all
+        are in, unless the group wrote since the read was queued."""
+        writes, answers = self.writes, []
+        self.asked.add(key)
+
+        def store(rows: Rows) -> None:
+            answers.append(rows)
+            if len(answers) == count:
+                self.asked.discard(key)
+                if self.writes == writes:
+                    self.ahead[key] = answers
+        return store
 
     def begin(self) -> None:
         if not self.begun:

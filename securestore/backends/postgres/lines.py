@@ -8,9 +8,12 @@ from typing import Any
 
 
 from .link import PgLink
+from .reads import query
 
 _BATCH = 256  # the most rows per round trip (an audit record or a journal line is one row)
 FIRST_ROWS = 8  # a backward walk's first batch: a read of the last few lines fetches a few rows
+# No sorting; and no JIT: a plan that had to sort anyway would cost past its threshold.
+WALK_SETTINGS = b"SELECT set_config('enable_sort', 'off', true), set_config('jit', 'off', true)"
 
 
 def walk_rows(link: PgLink, label: str, statement: bytes, params: dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -21,9 +24,7 @@ def walk_rows(link: PgLink, label: str, statement: bytes, params: dict[str, Any]
     whose records grow with every session, that was a scan of the whole log on every create.
     The settings (set_config local) last until the transaction ends (its own when none is open),
     so nothing leaks to other clients of a pooled server connection."""
-    # (No JIT: a plan that had to sort anyway would cost past its threshold.)
-    _, rows = link.query(label, [(b"SELECT set_config('enable_sort', 'off', true), set_config('jit', 'off', true)",
-                                  None), (statement, params)], own_transaction=True)
+    _, rows = query(link, label, [(WALK_SETTINGS, None), (statement, params)], own_transaction=True)
     return rows.fetchall()
 
 

@@ -46,7 +46,7 @@ from .group import Group, Queued
 from .schema import ROOT
 from .statements import Statements, compile_statements
 from .url import PgTarget
-from .wire import Rows, Wire
+from .wire import Wire
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 IDLE_CHECK_SECONDS = 30.0
@@ -136,32 +136,6 @@ class PgLink:
         raise DurabilityError(f"{self.target.display}: {why}; reopen the store (the next open settles any write in "
                               "flight)")
 
-    def query(self, label: str, statements: list[tuple[bytes, dict[str, Any] | None]], *,
-              own_transaction: bool = False) -> list[Rows]:
-        """The answers of `statements`, sent with whatever writes this thread's group has
-        queued (which they see) in one round trip (wire.py). `own_transaction`: outside a
-        transaction, the statements run in one of their own (their local settings end with it)."""
-        with self.released:
-            connection = self._live()
-            group = self.group
-            pending: list[Queued] = []
-            if group is not None and group.pending:
-                pending, group.pending = group.pending, []
-            own = own_transaction and not (group is not None and group.begun) and \
-                connection.info.transaction_status == TransactionStatus.IDLE
-            items = [(item.statement, item.params) for item in pending]
-            items += [(b"BEGIN", None), *statements, (b"COMMIT", None)] if own else statements
-            try:
-                answers = self.wire(connection).run(items)
-            except psycopg.Error as exc:
-                if own and connection.info.transaction_status == TransactionStatus.INERROR:
-                    connection.execute(b"ROLLBACK")
-                raise self._translate(exc, "read", label, connection) from None
-            if group is not None and pending:
-                group.settle(list(zip(pending, answers)))
-            answers = answers[len(pending):]
-            return answers[1:-1] if own else answers
-
     @contextmanager
     def writing(self, label: str, *, durable: bool) -> Iterator[Connection]:
         """One transaction; on return it is committed (durably, with `durable`)."""
@@ -171,6 +145,7 @@ class PgLink:
             group = self.group
             if group is not None:  # a block inside a group: a savepoint of the group's transaction
                 group.durable = group.durable or durable  # (no statement of ours sets the mode: the commit does)
+                group.wrote()
                 try:
                     group.begin()
                     group.flush(self.wire(connection))  # psycopg must see the transaction open
@@ -204,6 +179,7 @@ class PgLink:
             group = self.group
             if group is not None:
                 group.begin()
+                group.wrote()
                 item = Queued(statement, {**params, "commit": group.commit_mode(durable)}, check)
                 if check is not None:
                     group.pending.append(item)
@@ -310,6 +286,7 @@ class PgLink:
             group.child_dirs.clear()
             group.made.clear()
             group.anticipated.clear()
+            group.wrote()
             with self.released:
                 current = self._connection
                 if not group.drop_from(marker) and current is not None and not current.broken and not current.closed:
@@ -342,3 +319,4 @@ class PgLink:
             return StorageError(f"could not {action} {label}: the connection to {self.target.display} was lost "
                                 f"({describe_error(exc)}); retry")
         return StorageError(f"could not {action} {label}: {describe_error(exc)}")
+

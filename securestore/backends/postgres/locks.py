@@ -19,6 +19,7 @@ import psycopg
 from ...errors import LockHeldError
 from .group import Anticipated, Queued
 from .link import PgLink
+from .reads import query
 
 _CHILD_DIRS = 64  # a directory with more child directories than this is not read whole after a lock
 _SHARED = "shared"
@@ -47,7 +48,7 @@ class AdvisoryLock:
             try:
                 unlock = b"SELECT pg_advisory_unlock_shared(%(key)s)" if self.mode == _SHARED else \
                     b"SELECT pg_advisory_unlock(%(key)s)"
-                link.query(self.label, [(unlock, {"key": self.key})])
+                query(link, self.label, [(unlock, {"key": self.key})])
             except Exception:  # noqa: BLE001 - a lost connection released it anyway
                 pass
             link.released.notify_all()
@@ -99,7 +100,7 @@ def take(link: PgLink, key: int, label: str, *, exclusive: bool, timeout: float,
                         return AdvisoryLock(link, key, label, mode, in_group=True)
                     raise LockHeldError(f"{label} is held by {holder(link, key, label) or 'another writer'}")
                 else:
-                    row = link.query(label, [(statement, {"key": key})])[0].fetchone()
+                    row = query(link, label, [(statement, {"key": key})])[0].fetchone()
                     if row is not None and row[0]:
                         link.held[key] = mode
                         return AdvisoryLock(link, key, label, mode)
@@ -213,7 +214,7 @@ def holder(link: PgLink, key: int, label: str) -> str | None:
     """The live holder of a lock, described; None if nobody holds it."""
     unsigned = key & 0xFFFFFFFFFFFFFFFF
     params = {"high": unsigned >> 32, "low": unsigned & 0xFFFFFFFF}
-    row = link.query(label, [(link.sql.lock_holder, params)])[0].fetchone()
+    row = query(link, label, [(link.sql.lock_holder, params)])[0].fetchone()
     if row is None:
         return None
     pid, application, address = row

@@ -7,16 +7,17 @@ generations live on the node row, so `size_of` and the tails are single-row or i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
 from ...audit.checkpoint import CHECKPOINTS_FILE
 from ...errors import AlreadyExistsError, IntegrityError, NotFoundError, StorageError, UnsafeFileError
 from ...fs import EntryInfo, FsContext, check_name
-from ..tree import LINE_CHUNK
+from ..tree import LINE_CHUNK, Expected
 from .link import PgLink
-from .lines import FIRST_ROWS, backward_lines, chunks_backward, chunks_forward, forward_lines, walk_rows
+from .reads import query, read_ahead
+from .lines import FIRST_ROWS, WALK_SETTINGS, backward_lines, chunks_backward, chunks_forward, forward_lines, walk_rows
 from .locks import anticipate, AdvisoryLock, DirectoryMoved, holder, take
 from .schema import ROOT
 
@@ -71,7 +72,7 @@ class PgDir:
 
     def _one(self, label: str, statement: bytes, params: dict[str, Any]) -> tuple[Any, ...] | None:
         """The first row of a read (one round trip, with the group's queued writes)."""
-        return self.link.query(label, [(statement, params)])[0].fetchone()
+        return query(self.link, label, [(statement, params)])[0].fetchone()
 
     def _now(self) -> int:
         return self.ctx.os.now_ns() // 1_000_000
@@ -133,7 +134,7 @@ class PgDir:
         return row is not None and int(row[0]) == child.node
 
     def list(self, *, sort: bool = True) -> list[str]:
-        (rows,) = self.link.query(self.label or ".", [(self.sql.children, {"parent": self.node})])
+        (rows,) = query(self.link, self.label or ".", [(self.sql.children, {"parent": self.node})])
         names = [str(row[0]) for row in rows.fetchall()]
         return sorted(names) if sort else names
 
@@ -316,6 +317,9 @@ class PgDir:
     def open_locked(self, name: str, lock: str, *, exclusive: bool, timeout: float) -> tuple[PgDir, AdvisoryLock]:
         return _open_locked(self, name, lock, exclusive=exclusive, timeout=timeout)
 
+    def expect_reads(self, reads: Sequence[Expected]) -> None:
+        _expect_reads(self, reads)
+
     def expect_locked(self, name: str, lock: str, *, exclusive: bool) -> None:
         known = self.link.locked_dirs.get((self.node, name))
         if known is not None:
@@ -334,11 +338,28 @@ def _expect(wanted: int | None, error: type[Exception], message: str) -> Callabl
     return check
 
 
+def _expect_reads(directory: PgDir, reads: Sequence[Expected]) -> None:
+    asked: list[list[tuple[bytes, dict[str, Any] | None]]] = []
+    for read in reads:  # each exactly as the read itself will ask
+        if read.kind == "entry":
+            asked.append([(directory.sql.entry, directory._key(read.name))])
+        elif read.kind == "read":
+            asked.append([(directory.sql.read, {**directory._key(read.name), "cap": read.cap})])
+        else:
+            asked.append(_tail_query(directory, read.name, _NO_END))
+    read_ahead(directory.link, asked)
+
+
+def _tail_query(directory: PgDir, name: str, end: int) -> list[tuple[bytes, dict[str, Any] | None]]:
+    """The statements `_tail_start` runs (walk_rows: its settings, then the walk)."""
+    return [(WALK_SETTINGS, None), (directory.sql.tail_first, {**directory._key(name), "end": end, "limit": FIRST_ROWS})]
+
+
 def _tail_start(directory: PgDir, name: str, end: int) -> tuple[int, int, bool, Rows]:
     """(node, size, audit, the last FIRST_ROWS rows before `end`) of a file: one round trip."""
     label = directory.child_label(name)
-    rows = walk_rows(directory.link, label, directory.sql.tail_first,
-                     {**directory._key(name), "end": end, "limit": FIRST_ROWS})
+    _, (statement, params) = _tail_query(directory, name, end)
+    rows = walk_rows(directory.link, label, statement, params or {})
     if not rows:
         raise NotFoundError(f"{label} does not exist")
     node, _, size, audit, kind = rows[0][:5]
