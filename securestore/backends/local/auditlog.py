@@ -132,9 +132,15 @@ class AuditLog:
         return checkpoint
 
     def expect_reads(self) -> None:
-        """What loading it and its first append read (TreeDir.expect_reads: ahead, on PostgreSQL)."""
-        self.dir.expect_reads([Expected("tail", LOG_FILE), Expected("read", KEY_FILE, _KEY_CAP),
-                               Expected("tail", CHECKPOINTS_FILE)])
+        """What its next append reads that this object has not read yet (loading it, its epoch
+        key, its last checkpoint): TreeDir.expect_reads, ahead on PostgreSQL."""
+        reads = [] if self.head is not None else [Expected("tail", LOG_FILE)]
+        if self.keys is None:
+            reads.append(Expected("read", KEY_FILE, _KEY_CAP))
+        if self._closing_checked is None and self._last_stored is None:
+            reads.append(Expected("tail", CHECKPOINTS_FILE))
+        if reads:
+            self.dir.expect_reads(reads)
 
     def load(self) -> None:
         """Find the chain head from the last complete line; remember a torn fragment."""

@@ -9,8 +9,8 @@ reads the manifest once and never replays the journal.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager, ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,9 +140,14 @@ class SessionDir:
             self.lock.release()
             self.dir.close()
 
-    def group(self) -> AbstractContextManager[None]:
-        """The writes inside commit together (see TreeDir.group)."""
-        return self.dir.group(f"a write of session {self.name}")
+    @contextmanager
+    def group(self) -> Iterator[None]:
+        """The writes inside commit together (see TreeDir.group). What a write reads first that
+        this handle has not read yet is asked ahead (the session's lock guards it)."""
+        with self.dir.group(f"a write of session {self.name}"):
+            self.log.expect_reads()
+            self.transcript.expect_reads()
+            yield
 
     @property
     def limits(self) -> Limits:

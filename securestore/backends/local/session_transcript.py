@@ -19,7 +19,7 @@ from ...core.journal import Op, parse_journal
 from ...core.records import SegmentRef, TranscriptHead, encode_model
 from ...core.transcript import lines_digest
 from ...errors import IntegrityError, LimitExceededError
-from ..tree import TreeDir, holds_last_line, read_tail_until
+from ..tree import Expected, TreeDir, holds_last_line, read_tail_until
 from .auditlog import AuditLog
 from .env import LocalEnv, observe_file
 from .layout import SNAPSHOT_FILE, active_segment
@@ -63,6 +63,12 @@ class SessionTranscript:
                     raise IntegrityError(f"{self.what}: a torn record survived recovery")
             self._active = active
         return self._active
+
+    def expect_reads(self) -> None:
+        """Its head, if a write will read it first (TreeDir.expect_reads). (Not the active
+        segment: which one it is, the head says, and a guess could fetch a whole sealed one.)"""
+        if self._head is None:
+            self.dir.expect_reads([Expected("read", SNAPSHOT_FILE, self.env.limits.max_snapshot_bytes)])
 
     def start_empty(self) -> None:
         """Known empty without reading it: a session just created (an empty journal, no head)."""
