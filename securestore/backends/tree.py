@@ -24,10 +24,11 @@ LINE_CHUNK = 1 << 16
 
 @dataclass(frozen=True)
 class Expected:
-    """A read that comes soon (TreeDir.expect_reads): `entry(name)`, `read(name, cap)`, or the
-    start of a read of its end (`read_tail`, `lines_backward`)."""
+    """A read that comes soon (TreeDir.expect_reads): `entry(name)`, `read(name, cap)`, the
+    start of a read of its end (`read_tail`, `lines_backward`), or the lookup of a directory
+    (`open_dir(name)`, `holds(name, ...)`)."""
 
-    kind: Literal["entry", "read", "tail"]
+    kind: Literal["entry", "read", "tail", "dir"]
     name: str
     cap: int = 0
 

@@ -131,6 +131,10 @@ class AuditLog:
         self._closing_checked, self._closing = 1, False  # one record, under a checkpoint that closes nothing
         return checkpoint
 
+    def expect_load(self) -> None:
+        """What `load` reads (TreeDir.expect_reads)."""
+        self.dir.expect_reads([Expected("tail", LOG_FILE)])
+
     def expect_reads(self) -> None:
         """What its next append reads that this object has not read yet (loading it, its epoch
         key, its last checkpoint): TreeDir.expect_reads, ahead on PostgreSQL."""

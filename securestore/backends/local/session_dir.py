@@ -24,7 +24,7 @@ from ...core.records import Manifest, SessionMetadata, SlotEnvelope, encode_mode
 from ...core.secrets.sink import VaultSink
 from ...core.secrets.vault import Vault
 from ...errors import IntegrityError, LimitExceededError, LockHeldError, NotFoundError, PolicyError, VersionConflictError
-from ..tree import TreeDir, TreeLock
+from ..tree import Expected, TreeDir, TreeLock
 from .auditlog import AuditLog, handover
 from .batch import Materialize, check_caps, materializations
 from .env import LocalEnv, observe_file
@@ -85,7 +85,9 @@ class SessionDir:
 
     @classmethod
     def open(cls, env: LocalEnv, sessions: TreeDir, key: str | None, name: str, timeout: float,
-             after_seal: Callable[[], None] | None = None) -> SessionDir:
+             after_seal: Callable[[], None] | None = None, locked: Callable[[], None] | None = None) -> SessionDir:
+        """`locked`: called once the writer lock is held (StoreDir.open_session opens its group
+        then: the wait for the lock holds nothing of the handle)."""
         with ExitStack() as cleanup:  # on any failure, everything opened so far is closed
             try:
                 directory = cleanup.enter_context(sessions.open_dir(name))
@@ -97,11 +99,17 @@ class SessionDir:
             audit = cleanup.enter_context(directory.open_dir(AUDIT_DIR))
             log = env.new_log(audit)
             try:
-                writer_lock = cleanup.enter_context(directory.lock(SESSION_LOCK, timeout, env.clock()))
+                writer_lock = cleanup.enter_context(directory.lock(SESSION_LOCK, timeout, env.clock(), lasting=True))
             except LockHeldError as exc:  # name the session as the caller knows it, not its directory
                 holder = str(exc).partition(" is held by ")[2] or "another writer"
                 raise LockHeldError(f"session {describe_key(key, name)} is held by {holder} (one writer at a time; "
                                     f"waited {timeout:g} s: retry once it closes the session)") from None
+            if locked is not None:
+                locked()
+            # What the open and recovery read first, guarded by the lock from now on (asked ahead).
+            sessions.expect_reads([Expected("dir", name)])
+            directory.expect_reads([Expected("dir", STATE_DIR), Expected("entry", MANIFEST_FILE)])
+            log.expect_load()
             # The directory may have been deleted or replaced while we waited for the lock.
             if not sessions.holds(name, directory):
                 raise NotFoundError(f"session {describe_key(key, name)} was deleted")

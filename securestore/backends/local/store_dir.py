@@ -243,16 +243,20 @@ class StoreDir:
     def open_session(self, key: str | None, name: str, timeout: float | None = None) -> SessionDir:
         """A session opened for writing: locked, recovered, its manifest loaded."""
         self.writable()
-        session = SessionDir.open(self.env, self.sessions, key, name, self.lock_timeout(timeout),
-                                  after_seal=lambda: self.mark_head(name))
-        try:
-            session.recovered = reconcile_session(session)
-            session.recovered += note_stale_lock(session.lock, session.log, SESSION_LOCK)
-            self.recovered += session.recovered
-            session.load()
-        except BaseException:
-            session.close()
-            raise
+        # Once the writer lock is held, one group: on PostgreSQL the reads are asked in few round
+        # trips and any repair commits as one transaction (the writer lock, `lasting`, outlives it).
+        with ExitStack() as grouped:
+            session = SessionDir.open(self.env, self.sessions, key, name, self.lock_timeout(timeout),
+                                      after_seal=lambda: self.mark_head(name), locked=lambda: grouped.enter_context(
+                                          self.root.group(f"the opening of session {name}")))
+            try:
+                session.recovered = reconcile_session(session)
+                session.recovered += note_stale_lock(session.lock, session.log, SESSION_LOCK)
+                self.recovered += session.recovered
+                session.load()
+            except BaseException:
+                session.close()
+                raise
         return session
 
     @contextmanager

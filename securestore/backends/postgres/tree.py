@@ -348,6 +348,9 @@ def _expect_reads(directory: PgDir, reads: Sequence[Expected]) -> None:
     for read in reads:  # each exactly as the read itself will ask
         if read.kind == "entry":
             asked.append([(directory.sql.entry, directory._key(read.name))])
+        elif read.kind == "dir":
+            if directory.link.known_dir(directory.node, read.name) is None:
+                asked.append([(directory.sql.find, directory._key(read.name))])
         elif read.kind == "read":
             asked.append([(directory.sql.read, {**directory._key(read.name), "cap": read.cap})])
         else:
