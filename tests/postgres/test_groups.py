@@ -354,3 +354,34 @@ def test_a_read_asked_ahead_never_answers_for_the_file_after_the_group_wrote(pg_
             assert directory.read_tail("f", 64) == (14, b"one\ntwo\nthree\n")
             entry = directory.entry("f")
             assert entry is not None and entry.size == 14
+
+
+def test_a_thread_waiting_to_open_a_held_session_holds_nothing_of_its_handle(url: str) -> None:
+    """Opening a session waits for its writer lock before the open's group begins: meanwhile
+    another thread of the same handle writes to another session."""
+    config = StoreConfig(lock_timeout_seconds=60.0)
+    with SecureStore(url, config, master_key=MASTER_KEY, environ=KEYS) as store, \
+            SecureStore(url, config, master_key=MASTER_KEY, environ=KEYS) as other:
+        store.create_session("free").close()
+        held = other.create_session("held")
+        opened: list[object] = []
+        waiter = threading.Thread(target=lambda: opened.append(store.open_session("held")))
+        waiter.start()
+        try:
+            with psycopg.connect(url, autocommit=True) as watcher:  # the waiter is trying the lock
+                deadline = time.monotonic() + 30
+                while watcher.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
+                                      "'%pg_try_advisory_lock(%' AND datname = current_database()").fetchone() == (0,):
+                    assert time.monotonic() < deadline
+                    time.sleep(0.01)
+            writer = threading.Thread(target=lambda: store.put("free", "slot", 1))
+            writer.start()
+            writer.join(timeout=30)
+            assert not writer.is_alive()  # it wrote while the other thread still waited
+            assert waiter.is_alive() and not opened
+        finally:
+            held.close()
+            waiter.join(timeout=60)
+        assert len(opened) == 1
+        opened[0].close()  # type: ignore[attr-defined]
+    assert _verify(url) == (0, [])
