@@ -9,7 +9,7 @@ whole turn is visible or none of it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,11 +142,12 @@ class Session:
         for index, item in enumerate(items):
             if not isinstance(item, Mapping):
                 raise InvalidValueError(f"transcript item {index} is not a JSON object")
-        total = self._open.item_count() + len(items)
-        if total > self._limits.max_items:
-            raise LimitExceededError(f"transcript would hold {total} items (limit {self._limits.max_items})")
-        redacted, sink = self._prepare([dict(item) for item in items])
-        self._record({"op": "append", "items": redacted}, sink)
+        with self._open.group() if self._staged is None else nullcontext():  # (`_record` joins it)
+            total = self._open.item_count() + len(items)
+            if total > self._limits.max_items:
+                raise LimitExceededError(f"transcript would hold {total} items (limit {self._limits.max_items})")
+            redacted, sink = self._prepare([dict(item) for item in items])
+            self._record({"op": "append", "items": redacted}, sink)
         return self._open.item_count()
 
     def items(self, limit: int | None = None, *, resolve: bool = False) -> list[Any]:

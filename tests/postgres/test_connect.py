@@ -22,8 +22,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from securestore.backends.postgres.connect import connect, describe_error
+from securestore.backends.postgres.link import PgLink
+from securestore.backends.postgres.reads import query
 from securestore.backends.postgres.url import PgTarget, parse_target
 from securestore.errors import OperationalError, UsageError
+from securestore.fs import FsContext
 from tests.support.postgres import PostgresServer, make_server, remove_server
 
 PASSWORD = "correct-horse-battery-staple"
@@ -110,7 +113,9 @@ def _refusal(target: PgTarget) -> str:
 def test_connects_over_loopback_tcp_configured(tls: Tls) -> None:
     target = _target(f"postgresql://postgres@127.0.0.1:{tls.server.port}/postgres")
     with connect(target, application_name="securestore-test") as connection:
-        assert connection.autocommit and connection.prepare_threshold == 5
+        # psycopg prepares nothing itself (wire.py does): its DEALLOCATE ALL on a ROLLBACK would
+        # drop the wire's prepared statements.
+        assert connection.autocommit and connection.prepare_threshold is None
         assert connection.execute("select current_setting('application_name'), current_setting('tcp_keepalives_idle'),"
                                   " current_setting('tcp_keepalives_count'), current_setting('tcp_user_timeout'),"
                                   " current_setting('client_connection_check_interval')").fetchone() == (
@@ -128,10 +133,18 @@ def test_connects_over_the_unix_socket(tls: Tls) -> None:
             assert connection.execute("select 1").fetchone() == (1,)
 
 
-def test_the_prepare_threshold_none_reaches_the_connection(tls: Tls) -> None:
-    url = f"postgresql://postgres@localhost:{tls.server.port}/postgres?securestore_prepare_threshold=none"
-    with connect(_target(url), application_name="securestore-test") as connection:
-        assert connection.prepare_threshold is None
+@pytest.mark.parametrize(("threshold", "prepared"), [("none", 0), ("0", 1)])
+def test_the_prepare_threshold_reaches_the_handles_statements(tls: Tls, threshold: str, prepared: int) -> None:
+    url = f"postgresql://postgres@localhost:{tls.server.port}/postgres?securestore_prepare_threshold={threshold}"
+    link = PgLink(_target(url), FsContext(), "securestore-test")
+    try:
+        for n in range(3):
+            assert query(link, "test", [(b"SELECT %(n)s::int8 + 1", {"n": n})])[0].fetchone() == (n + 1,)
+        (answer,) = query(link, "test", [(b"SELECT count(*) FROM pg_prepared_statements WHERE "
+                                          b"from_sql = false AND statement LIKE '%%int8 + 1'", None)])
+        assert answer.fetchone() == (prepared,)  # none: never prepared (PgBouncer in transaction mode)
+    finally:
+        link.close()
 
 
 def test_password_authentication_is_real(tls: Tls) -> None:

@@ -7,6 +7,7 @@ transaction)."""
 from __future__ import annotations
 
 import dataclasses
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -153,4 +154,55 @@ def test_a_connection_lost_in_the_middle_of_a_write_ends_in_a_known_outcome(url:
     with _open(url) as store:
         store.open_session("s").close()
         assert store.read_items("s") == [{"n": 1}]
+    assert _verify(url) == (0, [])
+
+
+def _synchronous_standby(server: PostgresServer, name: str | None) -> None:
+    """Name a synchronous standby (None: none); a new connection sees it once this returns."""
+    with psycopg.connect(server.dsn, autocommit=True) as admin:
+        admin.execute("ALTER SYSTEM SET synchronous_standby_names = %s" % ("''" if name is None else f"'{name}'"))
+        admin.execute("SELECT pg_reload_conf()")
+    deadline = time.monotonic() + 30
+    while True:
+        with psycopg.connect(server.dsn, autocommit=True) as fresh:
+            if fresh.execute("SHOW synchronous_standby_names").fetchone() == (name or "",):
+                return
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def test_a_store_change_interrupted_while_it_commits_latches_the_handle(url: str, server: PostgresServer) -> None:
+    """Ctrl-C while a store change's COMMIT is in flight (here it waits for a synchronous standby
+    that never answers): whether it committed is unknown, so the handle is latched, in one line,
+    and the store verifies whatever the outcome was."""
+    with _open(url) as store:
+        store.create_session("b").close()
+    main = threading.get_ident()
+
+    def interrupt_while_it_commits() -> None:
+        with psycopg.connect(url, autocommit=True) as watcher:
+            deadline = time.monotonic() + 30
+            while watcher.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'"
+                                  ).fetchone() == (0,):
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.01)
+        signal.pthread_kill(main, signal.SIGINT)
+
+    _synchronous_standby(server, "nobody")
+    try:
+        with _open(url) as store:
+            thread = threading.Thread(target=interrupt_while_it_commits)
+            thread.start()
+            try:
+                with pytest.raises(KeyboardInterrupt):
+                    store.delete_session("b")
+            finally:
+                thread.join(timeout=60)
+                _synchronous_standby(server, None)
+            with pytest.raises(DurabilityError, match="interrupted while committing") as latched:
+                store.create_session("c")
+            assert "\n" not in str(latched.value)
+    finally:
+        _synchronous_standby(server, None)
     assert _verify(url) == (0, [])

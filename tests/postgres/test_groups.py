@@ -385,3 +385,26 @@ def test_a_thread_waiting_to_open_a_held_session_holds_nothing_of_its_handle(url
         assert len(opened) == 1
         opened[0].close()  # type: ignore[attr-defined]
     assert _verify(url) == (0, [])
+
+
+@pytest.mark.parametrize("threshold", ["0", "5"])
+def test_a_failed_act_keeps_the_handles_prepared_statements(url: str, threshold: str) -> None:
+    """The rollback to a failed act's savepoint must not drop the statements the handle prepared
+    (psycopg, had it prepared any itself, would answer a ROLLBACK with DEALLOCATE ALL): the
+    handle goes on, and so do its reads and writes."""
+    with psycopg.connect(url, autocommit=True) as owner:
+        owner.execute(_INJECT)
+    config = StoreConfig(lock_timeout_seconds=5.0)
+    with SecureStore(f"{url}?securestore_prepare_threshold={threshold}", config, master_key=MASTER_KEY,
+                     environ=KEYS) as store:
+        for n in range(7):  # deletes and writes: statements run often enough to be prepared
+            store.create_session(f"gone{n}").close()
+            store.delete_session(f"gone{n}")
+        with store.open_session("s", create=True) as session:
+            for n in range(6):
+                session.append_items([{"n": n}])
+            with pytest.raises(StorageError, match="injected fault"):
+                session.append_items([{"n": "x", "note": _FAIL_MARK}])
+            session.append_items([{"n": 6}])
+            assert session.items() == [{"n": n} for n in range(7)]
+    assert _verify(url) == (0, [])

@@ -64,8 +64,11 @@ def _parameters(target: PgTarget, application_name: str, connect_timeout: int) -
                 "keepalives_interval": KEEPALIVE_INTERVAL_S, "keepalives_count": KEEPALIVE_COUNT,
                 "tcp_user_timeout": USER_TIMEOUT_MS}
     options = " ".join([SERVER_OPTIONS, *([str(given["options"])] if given.get("options") else [])])
+    # psycopg prepares nothing itself: wire.py prepares (per the target's threshold), and
+    # psycopg, once it has prepared anything, answers a ROLLBACK with DEALLOCATE ALL, which
+    # would drop the wire's prepared statements under it.
     return defaults | given | {"options": options, "application_name": application_name, "autocommit": True,
-                               "prepare_threshold": target.prepare_threshold}
+                               "prepare_threshold": None}
 
 
 def _configure(target: PgTarget, connection: psycopg.Connection[Any]) -> None:

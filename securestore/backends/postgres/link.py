@@ -249,6 +249,9 @@ class PgLink:
                 self._roll_back(group, connection, f"failed ({describe_error(exc)})")  # COMMIT never ran
             except SecureStoreError as exc:  # a check of a write that rode with COMMIT
                 self._latch(f"{group.label} committed, but not all of it applied ({exc})")
+            except BaseException:  # interrupted (Ctrl-C) while COMMIT was in flight: it may have happened
+                self.ctx.failed = f"{group.label} was interrupted while committing: it may or may not have happened"
+                raise
             self.unflushed = not group.durable
         finally:
             self.group = None

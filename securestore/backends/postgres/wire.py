@@ -158,6 +158,9 @@ class Wire:
             failure = failure or self._failure(result)
             out.append(Rows([]))
         self._preparing.clear()
+        if isinstance(failure, errors.InvalidSqlStatementName):  # dropped under us (DEALLOCATE, DISCARD)
+            self._prepared.clear()
+            self._uses.clear()
         if failure is not None:
             raise failure
         return out
