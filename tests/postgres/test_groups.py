@@ -19,9 +19,10 @@ from securestore import SecureStore, StoreConfig, verify_store
 from securestore.api.verify import VerifyOptions
 from securestore.audit.keys import parse_seed
 from securestore.backends.postgres.root import open_pg_root
+from securestore.backends.local.sweeps import SWEEP_MARKER
 from securestore.backends.tree import Expected
 from securestore.backends.postgres.url import parse_target
-from securestore.errors import LockHeldError, NotFoundError, StorageError
+from securestore.errors import DurabilityError, LockHeldError, NotFoundError, StorageError
 from securestore.fs import FsContext
 from tests.support.keys import KEYS, MASTER_KEY, SIGNING
 from tests.support.pg_stores import set_up_database, stored_contents
@@ -408,3 +409,39 @@ def test_a_failed_act_keeps_the_handles_prepared_statements(url: str, threshold:
             session.append_items([{"n": 6}])
             assert session.items() == [{"n": n} for n in range(7)]
     assert _verify(url) == (0, [])
+
+
+def test_a_create_that_sweeps_lists_its_session_at_once(url: str) -> None:
+    """A create whose store change sweeps (a sweep marker is there) holds the listing index's lock
+    exclusively in its transaction; its own listing, in the same transaction, is covered by that
+    lock instead of waiting for it, and every handle lists the session."""
+    with SecureStore(url, StoreConfig(lock_timeout_seconds=2.0), master_key=MASTER_KEY, environ=KEYS) as store:
+        store.create_session("a").close()
+        with open_pg_root(parse_target(url, {}), FsContext()) as root:
+            root.ensure_file(SWEEP_MARKER)  # as a failed multi-step change leaves it (sweeps.note_leftover)
+        store.create_session("b").close()
+        assert not store.index_stale
+    with _open(url) as other:
+        assert sorted(summary.key for summary in other.list_sessions(order="created").sessions) == ["a", "b"]
+    assert _verify(url) == (0, [])
+
+
+def test_a_write_sent_with_a_lock_wait_that_times_out_is_still_checked(pg_server: PostgresServer) -> None:
+    """A write queued in a group rides with the next round trip, a lock wait's too; when that
+    wait times out (a handled failure), the write's check still runs: here it fails (a rename of
+    a file that is not there), so the group is poisoned and nothing of it commits."""
+    url = set_up_database(pg_server)
+    with open_pg_root(parse_target(url, {}), FsContext()) as root, root.make_dir("d") as directory:
+        with directory.group("a first change"):
+            index, _ = directory.open_locked("idx", "lock", exclusive=False, timeout=1.0)  # (found from now on)
+        with psycopg.connect(url, autocommit=True) as holder:
+            holder.execute("SELECT pg_advisory_lock(%s)", (directory.link.lock_key(index.node, "lock"),))
+            with pytest.raises(DurabilityError, match="nothing of it was committed"):
+                with directory.group("a change"):
+                    directory.lock_plain("other", exclusive=True, timeout=1.0)
+                    directory.expect_locked("idx", "lock", exclusive=False)  # tried ahead: not granted
+                    assert directory.entry("nothing") is None
+                    directory.rename("missing", "elsewhere")  # queued: its check fails when it is answered
+                    with pytest.raises(NotFoundError):
+                        directory.open_locked("idx", "lock", exclusive=False, timeout=0.3)  # waits, times out
+        assert directory.list() == ["idx"]

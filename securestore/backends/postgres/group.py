@@ -14,6 +14,8 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
+
 from .wire import Rows, Wire
 
 
@@ -141,17 +143,25 @@ class Group:
             items.append(last)
         if not items:
             return None
-        answers = wire.run([(item.statement, item.params) for item in items])
-        return self.settle(list(zip(items, answers)), last)
+        return self.settle(list(zip(items, self._run(wire, items))), last)
 
     def exchange(self, wire: Wire, items: list[Queued]) -> list[Rows]:
         """Send everything queued and `items` in one round trip; run the checks; the answers
         of `items`."""
         queued, self.pending = self.pending, []
         everything = queued + items
-        answers = wire.run([(item.statement, item.params) for item in everything])
+        answers = self._run(wire, everything)
         self.settle(list(zip(everything, answers)))
         return answers[len(queued):]
+
+    def _run(self, wire: Wire, items: list[Queued]) -> list[Rows]:
+        try:
+            return wire.run([(item.statement, item.params) for item in items])
+        except psycopg.Error:
+            # What ran before the failure is checked all the same (a write whose check fails
+            # poisons the group even when the failure after it is handled, as a lock timeout is).
+            self.settle(list(zip(items, wire.answered)))
+            raise
 
     def settle(self, sent: Sequence[tuple[Queued, Rows]], last: Queued | None = None) -> Any:
         """Run the checks of sent items whose answers have arrived; `last`'s answer."""

@@ -76,6 +76,9 @@ def take(link: PgLink, key: int, label: str, *, exclusive: bool, timeout: float,
         with link.released:
             group = link.group
             mine = group is not None and group.owner == threading.get_ident()
+            if mine and group is not None and group.xact_locks.get(key) and link.held.get(key) == _EXCLUSIVE:
+                # This transaction holds it exclusively (a sweep, then a create's listing): that covers any ask.
+                return AdvisoryLock(link, key, label, mode, in_group=True)
             if group is not None and key in group.after_commit and link.held.get(key) == mode:
                 if mine and group.xact_locks.get(key):
                     return AdvisoryLock(link, key, label, mode, in_group=True)  # held until the commit

@@ -87,6 +87,7 @@ class Wire:
         self._prepared: dict[tuple[bytes, tuple[int, ...]], bytes] = {}  # confirmed by the server
         self._preparing: dict[tuple[bytes, tuple[int, ...]], bytes] = {}  # sent in the pipeline in flight
         self._names = 0
+        self.answered: list[Rows] = []  # after a failure: the answers of the statements before it
 
     def run(self, items: Sequence[tuple[bytes, Mapping[str, Any] | None]]) -> list[Rows]:
         """Send `items` in one round trip; their answers, in order. The first statement that
@@ -148,14 +149,14 @@ class Wire:
                 position += 1
                 if made.status == _ExecStatus.COMMAND_OK:  # (not if an earlier failure aborted it)
                     self._prepared[prepared[0]] = prepared[1]
-                failure = failure or self._failure(made)
+                failure = failure or self._failed(made, out)
             result = answers[position]
             position += 1
             if result.status == _ExecStatus.TUPLES_OK:
                 self._tx.set_pgresult(result)
                 out.append(Rows(self._tx.load_rows(0, result.ntuples, tuple)))
                 continue
-            failure = failure or self._failure(result)
+            failure = failure or self._failed(result, out)
             out.append(Rows([]))
         self._preparing.clear()
         if isinstance(failure, errors.InvalidSqlStatementName):  # dropped under us (DEALLOCATE, DISCARD)
@@ -165,12 +166,16 @@ class Wire:
             raise failure
         return out
 
-    def _failure(self, result: pq.abc.PGresult) -> psycopg.Error | None:
+    def _failed(self, result: pq.abc.PGresult, before: list[Rows]) -> psycopg.Error | None:
+        """The error `result` is, if any; then `answered` keeps the answers `before` it."""
+        failure: psycopg.Error | None = None
         if result.status == _ExecStatus.FATAL_ERROR:
-            return errors.error_from_result(result, encoding=self.connection.info.encoding)
-        if result.status == _ExecStatus.PIPELINE_ABORTED:
-            return errors.PipelineAborted("pipeline aborted")
-        return None
+            failure = errors.error_from_result(result, encoding=self.connection.info.encoding)
+        elif result.status == _ExecStatus.PIPELINE_ABORTED:
+            failure = errors.PipelineAborted("pipeline aborted")
+        if failure is not None:
+            self.answered = list(before)
+        return failure
 
 
 def _collect(pgconn: pq.abc.PGconn, expected: int) -> PQGen[list[pq.abc.PGresult]]:
