@@ -160,8 +160,7 @@ class SecureStore:
         except PolicyError as error:
             self.record_rejection("session.delete", session, error)
             raise
-        self.backend.delete_session(key)
-        self.catalog.note_gone(encode_name(key))
+        self.backend.delete_session(key, gone=self.catalog.note_gone)
 
     def record_rejection(self, op: str, session: object, error: PolicyError) -> None:
         """Audit a policy rejection in the store log (rate-bounded); never masks the error.

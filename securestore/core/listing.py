@@ -77,7 +77,16 @@ def tombstone_line(name: str, now_ms: int) -> bytes:
 
 
 def created_line(summary: SessionSummary) -> bytes:
-    return orjson.dumps({"c": summary.created_ms, "n": summary.name}, option=orjson.OPT_SORT_KEYS) + b"\n"
+    return creation_line(summary.name, summary.created_ms)
+
+
+def creation_line(name: str, created_ms: int) -> bytes:
+    return orjson.dumps({"c": created_ms, "n": name}, option=orjson.OPT_SORT_KEYS) + b"\n"
+
+
+def is_tombstone_of(line: bytes, name: str) -> bool:
+    """Is this update-log line (no newline) the tombstone of `name`? (Keys sorted: `d` leads.)"""
+    return line.startswith(b'{"d":1,"n":"' + name.encode() + b'",')
 
 
 def entry_bytes(summary: SessionSummary) -> bytes:

@@ -398,3 +398,40 @@ def test_a_planted_compaction_record_neither_stops_nor_repeats_compaction_for_go
     else:
         # rewritten by the first one; after it, one compaction per ~2 KiB of lines, not per write
         assert 1 <= compactions <= 6 and raw.size(stamp) < 64
+
+
+def test_a_delete_leaves_the_listing_under_the_store_lock_and_a_re_created_session_stays_listed(
+        root: Path | str) -> None:
+    """A delete's tombstone is written inside its store change, so a re-create of the same key
+    (under the store lock too) is always listed after it; and the delete's scrub, even one that
+    runs late, removes only the lines up to the tombstone, never the re-created session's."""
+    from securestore.backends.local.index import INDEX_DIR
+    from securestore.backends.local.index_compact import CompactionPolicy, scrub_deleted
+    from securestore.errors import LockHeldError
+
+    with SecureStore(root, master_key=MASTER_KEY, environ=KEYS) as store, \
+            SecureStore(root, StoreConfig(lock_timeout_seconds=0.2), master_key=MASTER_KEY, environ=KEYS) as other:
+        with store.create_session("x") as session:
+            session.append_items([{"n": 0}])
+        created = store.describe_session("x").created_ms
+        noted, tried = store.catalog.note_gone, []
+
+        def note_gone(name: str, created_ms: int | None = None) -> None:
+            try:
+                other.create_session("y").close()
+                tried.append("created meanwhile")
+            except LockHeldError:
+                tried.append("store lock held")
+            noted(name, created_ms)
+
+        store.catalog.note_gone = note_gone  # type: ignore[method-assign]
+        store.delete_session("x")
+        assert tried == ["store lock held"]
+        with other.create_session("x") as again:
+            again.append_items([{"n": 1}])
+        with store.backend.root.open_dir(INDEX_DIR) as index:  # a scrub of the deleted one, run late
+            assert scrub_deleted(index, encode_name("x"), CompactionPolicy(1 << 20, 1 << 22), 1.0, created)
+        for order in ("updated", "created"):
+            assert [s.key for s in store.list_sessions(order=order).sessions] == ["x"]  # type: ignore[arg-type]
+        assert store.list_sessions().sessions[0].items == 1
+        assert verify_store(store).ok

@@ -48,20 +48,22 @@ class Catalog:
         """Inside a write's group, before it: `note_write` follows (index.expect_note)."""
         index.expect_note(self.store.root)
 
-    def note_gone(self, name: str) -> None:
-        self._note(name, lambda: None, False)
+    def note_gone(self, name: str, created_ms: int | None = None) -> None:
+        """The session left (`created_ms`: when the one that left was created, so a re-created
+        one's line in the created log stays)."""
+        self._note(name, lambda: None, False, gone_created_ms=created_ms)
 
     def note_imported(self, names: list[str]) -> None:
         for name in names:
             self._note(name, partial(self.summary_from_disk, name), True)
 
     def _note(self, name: str, summary: Callable[[], SessionSummary | None], created: bool,
-              keep_listed_items: bool = False) -> None:
+              keep_listed_items: bool = False, gone_created_ms: int | None = None) -> None:
         store = self.store
         try:  # derived data: whatever goes wrong here, the committed write stands
             index.note(store.root, summary(), name=name, created=created, keep_listed_items=keep_listed_items,
                        timeout=store.config.lock_timeout_seconds, now_ms=store.env.clock(),
-                       compaction=self.compaction)
+                       compaction=self.compaction, gone_created_ms=gone_created_ms)
         except SecureStoreError:  # a lock timeout, a damaged transcript to count: never the caller's failure
             if store.env.ctx.failed:
                 raise

@@ -230,8 +230,9 @@ def expect_note(root: TreeDir) -> None:
 
 
 def note(root: TreeDir, summary: SessionSummary | None, *, name: str, created: bool, timeout: float, now_ms: int,
-         compaction: CompactionPolicy, keep_listed_items: bool = False) -> None:
-    """Record a committed write in the listing index (summary None: the session is gone).
+         compaction: CompactionPolicy, keep_listed_items: bool = False, gone_created_ms: int | None = None) -> None:
+    """Record a committed write in the listing index (summary None: the session is gone; when
+    the session that left was created, if known: `gone_created_ms`).
     Not fsynced and not separately audited: it restates audited state, readers validate it,
     and `rebuild` recomputes it. `keep_listed_items`: the write left the transcript as it was,
     so the listed item count stands (NotListed when there is none to keep). Then compacts the
@@ -262,12 +263,13 @@ def note(root: TreeDir, summary: SessionSummary | None, *, name: str, created: b
             # takes it exclusively. (A directory of a group's backend holds nothing open: `index`
             # stays usable after this block.)
             index.after_group(lambda: _tidy(index, name, deleted=summary is None, compaction=compaction,
-                                            timeout=timeout))
+                                            timeout=timeout, created_ms=gone_created_ms))
 
 
-def _tidy(index: TreeDir, name: str, *, deleted: bool, compaction: CompactionPolicy, timeout: float) -> None:
+def _tidy(index: TreeDir, name: str, *, deleted: bool, compaction: CompactionPolicy, timeout: float,
+          created_ms: int | None) -> None:
     if deleted:
-        scrub_deleted(index, name, compaction, timeout)  # its key, title and workspace go now
+        scrub_deleted(index, name, compaction, timeout, created_ms)  # its key, title and workspace go now
     else:
         compact_if_due(index, compaction)
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ...core.listing import parse_index_line
+from ...core.listing import creation_line, is_tombstone_of, parse_index_line
 from ...errors import LockHeldError, NotFoundError, SecureStoreError
 from ..tree import TreeDir
 
@@ -59,10 +59,14 @@ def compact_if_due(index: TreeDir, policy: CompactionPolicy) -> bool:
     return True
 
 
-def scrub_deleted(index: TreeDir, name: str, policy: CompactionPolicy, timeout: float) -> bool:
-    """Remove every line of the deleted session `name` from both logs now, waiting for the lock
-    up to `timeout`; True if done. A byte filter, not a parse: `"n":"<name>"` with bare quotes
-    only occurs as a line's own name field (a quote inside a JSON string is escaped)."""
+def scrub_deleted(index: TreeDir, name: str, policy: CompactionPolicy, timeout: float,
+                  created_ms: int | None = None) -> bool:
+    """Remove the deleted session `name`'s lines from both logs now, waiting for the lock up to
+    `timeout`; True if done. In the update log, every line of the name up to its last
+    tombstone: a line after it is a session re-created under the same key since. In the created
+    log, its creation line (`created_ms`; unknown: every line of the name). A byte filter, not a
+    parse: `"n":"<name>"` with bare quotes only occurs as a line's own name field (a quote
+    inside a JSON string is escaped)."""
     needle = b'"n":"' + name.encode() + b'"'
     try:
         held = index.lock_plain(INDEX_LOCK, exclusive=True, timeout=timeout)
@@ -76,7 +80,14 @@ def scrub_deleted(index: TreeDir, name: str, policy: CompactionPolicy, timeout: 
             data = index.read(log, stamp[1])
             lines = data.split(b"\n")
             lines.pop()  # empty, or a torn final line: dropped either way
-            kept = [line for line in lines if needle not in line]
+            if log == UPDATES_LOG:
+                ends = [at for at, line in enumerate(lines) if is_tombstone_of(line, name)]
+                kept = [line for at, line in enumerate(lines) if not ends or at > ends[-1] or needle not in line]
+            elif created_ms is not None:
+                mine = creation_line(name, created_ms)[:-1]
+                kept = [line for line in lines if line != mine]
+            else:
+                kept = [line for line in lines if needle not in line]
             if len(kept) != len(lines) or data[-1:] not in (b"", b"\n"):
                 index.write_atomic(log, b"".join(line + b"\n" for line in kept))
     return True

@@ -312,10 +312,13 @@ class StoreDir:
             opened.pop_all()  # the store change committed: the session is the caller's
             return session
 
-    def delete_session(self, key: str) -> None:
-        """Store lock, then the session's lock (always in that order), then one audited rename."""
+    def delete_session(self, key: str, *, gone: Callable[[str, int], None] | None = None) -> None:
+        """Store lock, then the session's lock (always in that order), then one audited rename.
+        `gone(name, created_ms)`: the session leaves the listing inside the store change, so a
+        re-create of the same key (under the store lock too) is always listed after it."""
+        name = encode_name(key)
         with self.writer() as log:
-            session = self.open_session(key, encode_name(key))
+            session = self.open_session(key, name)
             try:
                 delete_session(self.env, log, self.sessions, session)
             except SecureStoreError:
@@ -324,6 +327,8 @@ class StoreDir:
             finally:
                 session.close()
             self.count.changed(-1)
+            if gone is not None:
+                gone(name, session.manifest.created_ms)
 
     def record_rejection(self, op: str, target: str | None, error: PolicyError) -> None:
         """A rejection in the store log. A record, not an operation: it commits no session heads."""

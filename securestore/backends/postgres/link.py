@@ -132,7 +132,7 @@ class PgLink:
         return True
 
     def _latch(self, why: str) -> None:
-        self.ctx.failed = why
+        self.ctx.failed = self.ctx.failed or why  # the first cause is the one to report
         raise DurabilityError(f"{self.target.display}: {why}; reopen the store (the next open settles any write in "
                               "flight)")
 
