@@ -100,3 +100,16 @@ def test_an_interrupted_round_trip_closes_the_connection(connection: Connection,
     finally:
         thread.join(timeout=60)
     assert connection.closed  # its protocol state is unknown: never used again
+
+
+def test_after_a_failure_the_answers_before_it_are_kept_and_only_for_that_round_trip(connection: Connection) -> None:
+    """`answered`: what ran before the failure, so its checks still run (group.py); a round
+    trip that fails before any statement ran (a closed connection) leaves none of an earlier one."""
+    wire = Wire(connection, 5)
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        wire.run([(b"SELECT %(n)s::int8", {"n": 7}), (b"SELECT 1 / 0", None), (b"SELECT 2", None)])
+    assert [answer.fetchone() for answer in wire.answered] == [(7,)]
+    connection.close()
+    with pytest.raises(psycopg.OperationalError):
+        wire.run([(b"SELECT 3", None)])
+    assert wire.answered == []

@@ -60,7 +60,7 @@ class Group:
         self.child_dirs: dict[int, dict[str, int]] = {}
         self.made: set[int] = set()  # directories this group made
         self.anticipated: dict[int, Anticipated] = {}  # lock key -> a lock tried ahead (locks.py `anticipate`)
-        self.ahead: dict[Hashable, list[Rows]] = {}  # reads answered ahead (PgLink.read_ahead), until a write
+        self.ahead: dict[Hashable, list[Rows]] = {}  # reads answered ahead (reads.read_ahead), until a write
         self.writes = 0  # writes queued or sent: a read answered before the latest one is stale
         self.asked: set[Hashable] = set()  # reads asked ahead whose answers are not all in
 

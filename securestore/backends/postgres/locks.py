@@ -167,7 +167,8 @@ def lock_in_group(link: PgLink, label: str, key: int, *, exclusive: bool, wait: 
             group.pending.append(Queued(b"SELECT set_config('lock_timeout', %(wait)s, true)",
                                         {"wait": f"{max(1, int(wait * 1000))}ms"}))
             try:
-                group.flush(link.wire(connection), Queued(b"SELECT pg_advisory_xact_lock%s(%%(key)s)" % suffix, {"key": key}))
+                group.flush(link.wire(connection),
+                            Queued(b"SELECT pg_advisory_xact_lock%s(%%(key)s)" % suffix, {"key": key}))
             except psycopg.errors.LockNotAvailable:
                 connection.execute(rollback)  # the timeout aborted only what followed the savepoint
                 return False
@@ -196,9 +197,9 @@ def anticipate(link: PgLink, key: int, *, exclusive: bool, directory: int, where
             return
         group.begin()
         ahead = group.anticipated[key] = Anticipated(directory, where, exclusive, [])
-        group.pending.extend(Queued(query.statement, query.params, answer=ahead.answers.append)
-                             for query in _lock_queries(link, key, exclusive=exclusive, directory=directory,
-                                                        where=where))
+        group.pending.extend(Queued(item.statement, item.params, answer=ahead.answers.append)
+                             for item in _lock_queries(link, key, exclusive=exclusive, directory=directory,
+                                                       where=where))
 
 
 def _granted(label: str) -> Callable[[Any], None]:

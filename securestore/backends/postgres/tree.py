@@ -18,7 +18,7 @@ from ..tree import LINE_CHUNK, Expected
 from .link import PgLink
 from .reads import query, read_ahead
 from .lines import FIRST_ROWS, WALK_SETTINGS, backward_lines, chunks_backward, chunks_forward, forward_lines, walk_rows
-from .locks import anticipate, AdvisoryLock, DirectoryMoved, holder, take
+from .locks import AdvisoryLock, DirectoryMoved, anticipate, holder, take
 from .schema import ROOT
 
 # The audit trail's files: their rows go to `audit_records`, which only ever grows.

@@ -93,6 +93,7 @@ class Wire:
         """Send `items` in one round trip; their answers, in order. The first statement that
         failed is raised (as psycopg raises it) once every answer has arrived; the ones after
         it in the same transaction were not run."""
+        self.answered = []  # (set again only by a statement's failure: never an earlier run's)
         connection = self.connection
         if connection.closed or connection.broken:
             raise psycopg.OperationalError("the connection is closed")
