@@ -259,11 +259,11 @@ class SecureStore:
             with backend.writer() as log:
                 record = migrate_records.rollback(backend.env, log, backend.root, backend.sessions, path)
                 backend.count.forget()
+                for name in record.sessions:  # (inside the change: a re-create is listed after it)
+                    self.catalog.note_gone(name)
         except SecureStoreError:
             backend.settle_now()
             raise
-        for name in record.sessions:
-            self.catalog.note_gone(name)
         return list(record.sessions)
 
     # -- the listing index -------------------------------------------------------------------------

@@ -171,6 +171,32 @@ def test_rollback_restores_the_source_and_moves_sessions_aside(root: Path, tmp_p
     assert len(raw_tree(root).list("migrated-aside")) == 1
 
 
+def test_a_rollback_leaves_the_listing_under_the_store_lock(root: Path, tmp_path: Path) -> None:
+    """The sessions a rollback moves aside leave the listing inside its store change: a re-create
+    of one of their keys (under the store lock too) is always listed after the tombstones."""
+    from securestore.errors import LockHeldError
+
+    source = write(tmp_path / "sessions.json", legacy_map())
+    with _run_store(root) as store, \
+            SecureStore(root, StoreConfig(lock_timeout_seconds=0.2), master_key=MASTER_KEY, environ=KEYS) as other:
+        store.migrate(str(source))
+        noted, tried = store.catalog.note_gone, []
+
+        def note_gone(name: str, created_ms: int | None = None) -> None:
+            try:
+                other.create_session(f"meanwhile-{len(tried)}").close()
+                tried.append("created meanwhile")
+            except LockHeldError:
+                tried.append("store lock held")
+            noted(name, created_ms)
+
+        store.catalog.note_gone = note_gone  # type: ignore[method-assign]
+        moved = store.rollback_migration(str(source))
+        assert tried == ["store lock held"] * len(moved) and len(moved) == 3
+        assert store.list_sessions().sessions == []
+        assert verify_store(store).ok
+
+
 def test_progress_is_shown_only_on_a_terminal() -> None:
     import io
 
