@@ -22,13 +22,16 @@ from ..fs import EntryInfo, FsContext
 LINE_CHUNK = 1 << 16
 
 
+ReadKind = Literal["entry", "read", "tail", "dir"]
+
+
 @dataclass(frozen=True)
 class Expected:
     """A read that comes soon (TreeDir.expect_reads): `entry(name)`, `read(name, cap)`, the
     start of a read of its end (`read_tail`, `lines_backward`), or the lookup of a directory
     (`open_dir(name)`, `holds(name, ...)`)."""
 
-    kind: Literal["entry", "read", "tail", "dir"]
+    kind: ReadKind
     name: str
     cap: int = 0
 

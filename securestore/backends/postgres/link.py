@@ -322,4 +322,3 @@ class PgLink:
             return StorageError(f"could not {action} {label}: the connection to {self.target.display} was lost "
                                 f"({describe_error(exc)}); retry")
         return StorageError(f"could not {action} {label}: {describe_error(exc)}")
-

@@ -36,22 +36,19 @@ def query(link: PgLink, label: str, statements: Statements, *,
             found = group.ahead.pop(key, None)
             if found is not None:
                 return found
-        pending: list[Queued] = []
-        if group is not None and group.pending:
-            pending, group.pending = group.pending, []
-        own = own_transaction and not (group is not None and group.begun) and \
-            connection.info.transaction_status == TransactionStatus.IDLE
-        items = [(item.statement, item.params) for item in pending]
-        items += [(b"BEGIN", None), *statements, (b"COMMIT", None)] if own else statements
+        if group is not None and (group.begun or group.pending):  # in its transaction, after what it queued
+            try:
+                return group.exchange(link.wire(connection), [Queued(*statement) for statement in statements])
+            except psycopg.Error as exc:
+                raise link.translate(exc, "read", label, connection) from None
+        own = own_transaction and connection.info.transaction_status == TransactionStatus.IDLE
+        items = [(b"BEGIN", None), *statements, (b"COMMIT", None)] if own else statements
         try:
             answers = link.wire(connection).run(items)
         except psycopg.Error as exc:
             if own and connection.info.transaction_status == TransactionStatus.INERROR:
                 connection.execute(b"ROLLBACK")
             raise link.translate(exc, "read", label, connection) from None
-        if group is not None and pending:
-            group.settle(list(zip(pending, answers)))
-        answers = answers[len(pending):]
         return answers[1:-1] if own else answers
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from ...audit.checkpoint import CHECKPOINTS_FILE
 from ...errors import AlreadyExistsError, IntegrityError, NotFoundError, StorageError, UnsafeFileError
 from ...fs import EntryInfo, FsContext, check_name
-from ..tree import LINE_CHUNK, Expected
+from ..tree import LINE_CHUNK, Expected, ReadKind
 from .link import PgLink
 from .reads import query, read_ahead
 from .lines import FIRST_ROWS, WALK_SETTINGS, backward_lines, chunks_backward, chunks_forward, forward_lines, walk_rows
@@ -70,9 +70,10 @@ class PgDir:
     def after_group(self, work: Callable[[], None]) -> None:
         self.link.after_group(work)
 
-    def _one(self, label: str, statement: bytes, params: dict[str, Any]) -> tuple[Any, ...] | None:
-        """The first row of a read (one round trip, with the group's queued writes)."""
-        return query(self.link, label, [(statement, params)])[0].fetchone()
+    def _one(self, label: str, kind: ReadKind, name: str, cap: int = 0) -> tuple[Any, ...] | None:
+        """The first row of a read (one round trip, with the group's queued writes; or answered
+        from what was asked ahead: `_statements` makes both ask the same)."""
+        return query(self.link, label, _statements(self, kind, name, cap))[-1].fetchone()
 
     def _now(self) -> int:
         return self.ctx.os.now_ns() // 1_000_000
@@ -90,7 +91,7 @@ class PgDir:
         known = self.link.known_dir(self.node, name)
         if known is not None:
             return PgDir(self.link, known, name, label)
-        row = self._one(label, self.sql.find, self._key(name))
+        row = self._one(label, "dir", name)
         if row is None:
             raise NotFoundError(f"{label} does not exist")
         if row[1] != "d":
@@ -123,14 +124,14 @@ class PgDir:
         self.link.barrier(self.label or ".")
 
     def entry(self, name: str) -> EntryInfo | None:
-        row = self._one(self.child_label(name), self.sql.entry, self._key(name))
+        row = self._one(self.child_label(name), "entry", name)
         if row is None:
             return None
         kind = str(row[0])
         return EntryInfo(name, _KINDS[kind], _MODES[kind], int(row[1]), int(row[2]) * 1_000_000)
 
     def holds(self, name: str, child: PgDir) -> bool:
-        row = self._one(self.child_label(name), self.sql.find, self._key(name))
+        row = self._one(self.child_label(name), "dir", name)
         return row is not None and int(row[0]) == child.node
 
     def list(self, *, sort: bool = True) -> list[str]:
@@ -174,7 +175,7 @@ class PgDir:
     # -- whole files ---------------------------------------------------------------------------
     def read(self, name: str, cap: int, *, ours: bool = True) -> bytes:
         label = self.child_label(name)
-        row = self._one(label, self.sql.read, {**self._key(name), "cap": cap})
+        row = self._one(label, "read", name, cap)
         if row is None:
             raise NotFoundError(f"{label} does not exist")
         if row[0] != "f":
@@ -263,7 +264,7 @@ class PgDir:
 
     def _file(self, name: str) -> tuple[int, int, int, bool] | None:
         """(node, generation, size, audit) of a file; None if absent."""
-        row = self._one(self.child_label(name), self.sql.file_info, self._key(name))
+        row = query(self.link, self.child_label(name), [(self.sql.file_info, self._key(name))])[0].fetchone()
         if row is None:
             return None
         if row[4] != "f":
@@ -344,18 +345,16 @@ def _expect(wanted: int | None, error: type[Exception], message: str) -> Callabl
 
 
 def _expect_reads(directory: PgDir, reads: Sequence[Expected]) -> None:
-    asked: list[list[tuple[bytes, dict[str, Any] | None]]] = []
-    for read in reads:  # each exactly as the read itself will ask
-        if read.kind == "entry":
-            asked.append([(directory.sql.entry, directory._key(read.name))])
-        elif read.kind == "dir":
-            if directory.link.known_dir(directory.node, read.name) is None:
-                asked.append([(directory.sql.find, directory._key(read.name))])
-        elif read.kind == "read":
-            asked.append([(directory.sql.read, {**directory._key(read.name), "cap": read.cap})])
-        else:
-            asked.append(_tail_query(directory, read.name, _NO_END))
-    read_ahead(directory.link, asked)
+    read_ahead(directory.link, [_statements(directory, read.kind, read.name, read.cap) for read in reads
+                                if read.kind != "dir" or directory.link.known_dir(directory.node, read.name) is None])
+
+
+def _statements(directory: PgDir, kind: ReadKind, name: str, cap: int) -> list[tuple[bytes, dict[str, Any] | None]]:
+    """What a read of `name` asks: an entry, a directory's lookup, a whole file, or its end."""
+    if kind == "tail":
+        return _tail_query(directory, name, _NO_END)
+    statement = {"entry": directory.sql.entry, "dir": directory.sql.find, "read": directory.sql.read}[kind]
+    return [(statement, {**directory._key(name), "cap": cap} if kind == "read" else directory._key(name))]
 
 
 def _tail_query(directory: PgDir, name: str, end: int) -> list[tuple[bytes, dict[str, Any] | None]]:
