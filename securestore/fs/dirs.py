@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 
 from ..errors import AlreadyExistsError, NotFoundError, StorageError, UnsafeFileError
 from .appending import Appending
@@ -253,6 +254,10 @@ class Dir(DirOps):
         except BaseException:
             self._appending.stop(name)  # the next append opens and checks the file again
             raise
+
+    def append_after_commit(self, name: str, line: bytes, *, lock: str, timeout: float,
+                            failed: Callable[[str], None]) -> None:
+        self.append(name, line, durable=False, create=True)  # (a disk group commits nothing: the caller holds `lock`)
 
     def appended_size(self, name: str) -> int | None:
         """The size of a file this handle keeps open for appending (None if it does not)."""

@@ -16,17 +16,15 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from securestore import SecureStore, StoreConfig, verify_store
-from securestore.api.verify import VerifyOptions
-from securestore.audit.keys import parse_seed
+from securestore import SecureStore, StoreConfig
 from securestore.backends.postgres.link import IDLE_CHECK_SECONDS
 from securestore.errors import DurabilityError, SecureStoreError, StorageError
 from securestore.fs.osapi import REAL_OS
-from tests.support.keys import KEYS, MASTER_KEY, SIGNING
+from tests.support.keys import KEYS, MASTER_KEY
 from tests.support.pg_stores import set_up_database
 from tests.support.pg_workload import pin_acts
-from tests.support.postgres import PostgresServer, make_server, remove_server
-from tests.support.stores import make_pg_store, seed_path
+from tests.support.postgres import PostgresServer, make_server, remove_server, set_synchronous_standby
+from tests.support.stores import make_pg_store, verify_with_seed
 
 
 class Clock:
@@ -69,13 +67,6 @@ def _terminate(url: str, *, waiting_on_a_lock: bool = False) -> int:
         return len(admin.execute(sql).fetchall())  # type: ignore[arg-type]
 
 
-def _verify(url: str) -> tuple[int, list[str]]:
-    options = VerifyOptions(seed=parse_seed(seed_path(url).read_bytes())[1], public_key=SIGNING.verifier)
-    with _open(url) as auditor:
-        report = verify_store(auditor, options=options)
-    return report.exit_code, [finding.check for finding in report.failures + report.incomplete]
-
-
 def test_an_idle_connection_the_server_dropped_is_replaced_before_use(url: str) -> None:
     clock = Clock()
     with _open(url, clock) as store:
@@ -84,7 +75,7 @@ def test_an_idle_connection_the_server_dropped_is_replaced_before_use(url: str) 
         clock.now += IDLE_CHECK_SECONDS + 1
         store.put("s", "k", 2)  # the check found it dead: a new connection, nothing lost
         assert store.get("s", "k") == 2
-    assert _verify(url) == (0, [])
+    assert verify_with_seed(url) == (0, [])
 
 
 def test_a_connection_dropped_before_the_check_is_due_fails_once_in_one_line_and_the_retry_works(url: str) -> None:
@@ -97,7 +88,7 @@ def test_a_connection_dropped_before_the_check_is_due_fails_once_in_one_line_and
         assert "was lost" in message and message.endswith("; retry") and "\n" not in message
         store.put("s", "k", 2)
         assert store.get("s", "k") == 2
-    assert _verify(url) == (0, [])
+    assert verify_with_seed(url) == (0, [])
 
 
 @pytest.mark.parametrize("idle", [False, True])
@@ -118,7 +109,7 @@ def test_a_connection_lost_while_a_session_lock_is_held_latches_the_handle(url: 
             store.put("t", "k", 1)  # the whole handle, not only that session
     with _open(url) as store:
         assert store.read_items("s") == [{"n": 1}, {"n": 2}]
-    assert _verify(url) == (0, [])
+    assert verify_with_seed(url) == (0, [])
 
 
 def test_a_connection_lost_in_the_middle_of_a_write_ends_in_a_known_outcome(url: str) -> None:
@@ -150,25 +141,11 @@ def test_a_connection_lost_in_the_middle_of_a_write_ends_in_a_known_outcome(url:
     assert "\n" not in str(errors[0]) and "nothing of it was committed" in str(errors[0])
     # The intent, the act and the outcome are one transaction: the lost connection took all
     # three, so there is not even a dangling intent to settle.
-    assert _verify(url) == (0, [])
+    assert verify_with_seed(url) == (0, [])
     with _open(url) as store:
         store.open_session("s").close()
         assert store.read_items("s") == [{"n": 1}]
-    assert _verify(url) == (0, [])
-
-
-def _synchronous_standby(server: PostgresServer, name: str | None) -> None:
-    """Name a synchronous standby (None: none); a new connection sees it once this returns."""
-    with psycopg.connect(server.dsn, autocommit=True) as admin:
-        admin.execute("ALTER SYSTEM SET synchronous_standby_names = %s" % ("''" if name is None else f"'{name}'"))
-        admin.execute("SELECT pg_reload_conf()")
-    deadline = time.monotonic() + 30
-    while True:
-        with psycopg.connect(server.dsn, autocommit=True) as fresh:
-            if fresh.execute("SHOW synchronous_standby_names").fetchone() == (name or "",):
-                return
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    assert verify_with_seed(url) == (0, [])
 
 
 def test_a_store_change_interrupted_while_it_commits_latches_the_handle(url: str, server: PostgresServer) -> None:
@@ -189,7 +166,7 @@ def test_a_store_change_interrupted_while_it_commits_latches_the_handle(url: str
                 time.sleep(0.01)
         signal.pthread_kill(main, signal.SIGINT)
 
-    _synchronous_standby(server, "nobody")
+    set_synchronous_standby(server, "nobody")
     try:
         with _open(url) as store:
             thread = threading.Thread(target=interrupt_while_it_commits)
@@ -199,10 +176,10 @@ def test_a_store_change_interrupted_while_it_commits_latches_the_handle(url: str
                     store.delete_session("b")
             finally:
                 thread.join(timeout=60)
-                _synchronous_standby(server, None)
+                set_synchronous_standby(server, None)
             with pytest.raises(DurabilityError, match="interrupted while committing") as latched:
                 store.create_session("c")
             assert "\n" not in str(latched.value)
     finally:
-        _synchronous_standby(server, None)
-    assert _verify(url) == (0, [])
+        set_synchronous_standby(server, None)
+    assert verify_with_seed(url) == (0, [])

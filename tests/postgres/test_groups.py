@@ -15,52 +15,29 @@ import orjson
 import psycopg
 import pytest
 
-from securestore import SecureStore, StoreConfig, verify_store
-from securestore.api.verify import VerifyOptions
-from securestore.audit.keys import parse_seed
+from securestore import SecureStore, StoreConfig
 from securestore.backends.postgres.root import open_pg_root
 from securestore.backends.local.sweeps import SWEEP_MARKER
 from securestore.backends.tree import Expected
 from securestore.backends.postgres.url import parse_target
 from securestore.errors import DurabilityError, LockHeldError, NotFoundError, StorageError
 from securestore.fs import FsContext
-from tests.support.keys import KEYS, MASTER_KEY, SIGNING
-from tests.support.pg_stores import set_up_database, stored_contents
+from tests.support.keys import KEYS, MASTER_KEY
+from tests.support.pg_stores import refuse_chunks, set_up_database, stored_contents
 from tests.support.pg_workload import pin_acts
 from tests.support.postgres import PostgresServer
 from tests.support.raw_tree import session_path
-from tests.support.stores import make_pg_store, seed_path
+from tests.support.stores import make_pg_store, open_with_keys, verify_with_seed
 
 _FAIL_MARK = "make-the-act-fail"
 # A fault inside the database, in the act only: the journal line carrying the mark is refused
 # (audit records go to another table, so the intent and the outcome are not touched).
-_INJECT = f"""
-CREATE FUNCTION securestore.refuse_marked() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF position('{_FAIL_MARK}'::bytea in NEW.data) > 0 THEN
-        RAISE EXCEPTION 'injected fault' USING ERRCODE = 'disk_full';
-    END IF;
-    RETURN NEW;
-END $$;
-CREATE TRIGGER refuse_marked BEFORE INSERT ON securestore.chunks
-    FOR EACH ROW EXECUTE FUNCTION securestore.refuse_marked();
-"""
+_INJECT = refuse_chunks("refuse_marked", f"position('{_FAIL_MARK}'::bytea in NEW.data) > 0")
 
 
 @pytest.fixture
 def url(pg_server: PostgresServer, tmp_path: Path) -> str:
     return make_pg_store(set_up_database(pg_server), tmp_path)
-
-
-def _open(url: str) -> SecureStore:
-    return SecureStore(url, StoreConfig(lock_timeout_seconds=5.0), master_key=MASTER_KEY, environ=KEYS)
-
-
-def _verify(url: str) -> tuple[int, list[str]]:
-    options = VerifyOptions(seed=parse_seed(seed_path(url).read_bytes())[1], public_key=SIGNING.verifier)
-    with _open(url) as auditor:
-        report = verify_store(auditor, options=options)
-    return report.exit_code, [finding.check for finding in report.failures + report.incomplete]
 
 
 def _session_log(url: str, key: str) -> list[dict[str, object]]:
@@ -69,13 +46,13 @@ def _session_log(url: str, key: str) -> list[dict[str, object]]:
 
 
 def test_nobody_sees_an_intent_before_its_act_commits_with_it(url: str) -> None:
-    with _open(url) as store, store.open_session("s", create=True) as session:
+    with open_with_keys(url) as store, store.open_session("s", create=True) as session:
         session.append_items([{"n": 1}])
     before = _session_log(url, "s")
     done = threading.Event()
 
     def write() -> None:
-        with _open(url) as writer, writer.open_session("s") as held:
+        with open_with_keys(url) as writer, writer.open_session("s") as held:
             held.append_items([{"n": 2}])  # its act waits on a pinned row
         done.set()
 
@@ -98,13 +75,13 @@ def test_nobody_sees_an_intent_before_its_act_commits_with_it(url: str) -> None:
     after = _session_log(url, "s")[len(before):]
     assert [record["kind"] for record in after] == ["intent", "outcome"]
     assert after[1]["result"] == "committed"
-    assert _verify(url) == (0, [])
+    assert verify_with_seed(url) == (0, [])
 
 
 def test_an_act_that_fails_in_the_database_keeps_its_intent_and_outcome(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as owner:
         owner.execute(_INJECT)
-    with _open(url) as store, store.open_session("s", create=True) as session:
+    with open_with_keys(url) as store, store.open_session("s", create=True) as session:
         session.append_items([{"n": 1}])
         with pytest.raises(StorageError, match="injected fault") as failed:
             session.append_items([{"n": 2, "note": _FAIL_MARK}])
@@ -115,12 +92,12 @@ def test_an_act_that_fails_in_the_database_keeps_its_intent_and_outcome(url: str
     intents = [r for r in records if r["kind"] == "intent" and r["op"] == "journal.append"]
     outcomes = {r["txn"]: r["result"] for r in records if r["kind"] == "outcome"}
     assert [outcomes[r["seq"]] for r in intents] == ["committed", "failed", "committed"]
-    assert _verify(url) == (0, [])
+    assert verify_with_seed(url) == (0, [])
 
 
 def test_threads_sharing_a_handle_never_write_into_each_others_transaction(url: str) -> None:
     errors: list[BaseException] = []
-    with _open(url) as store:
+    with open_with_keys(url) as store:
         for key in ("a", "b", "c"):
             store.create_session(key).close()
 
@@ -144,7 +121,7 @@ def test_threads_sharing_a_handle_never_write_into_each_others_transaction(url: 
         for key in ("a", "b", "c"):
             items = store.read_items(key)
             assert items == [item for n in range(25) for item in ({"n": n}, {"t": n})]
-    assert _verify(url) == (0, [])
+    assert verify_with_seed(url) == (0, [])
 
 
 def test_a_group_waiting_for_a_lock_lets_no_other_thread_into_its_transaction(pg_server: PostgresServer) -> None:
@@ -267,7 +244,7 @@ def test_a_listing_index_replaced_from_outside_is_found_again(url: str) -> None:
     """A handle remembers where it found the listing index (PgDir.open_locked) and checks it in
     the index lock's round trip: once the index was removed from outside and rebuilt elsewhere,
     its next write lists in the new one, never in the removed one's rows."""
-    with _open(url) as writer, _open(url) as other:
+    with open_with_keys(url) as writer, open_with_keys(url) as other:
         with writer.create_session("a") as session:
             session.append_items([{"role": "user", "content": "first"}])
             with open_pg_root(parse_target(url, {}), FsContext()) as root:
@@ -276,14 +253,14 @@ def test_a_listing_index_replaced_from_outside_is_found_again(url: str) -> None:
             session.append_items([{"role": "user", "content": "second"}])
         page = other.list_sessions()
         assert [(summary.key, summary.items) for summary in page.sessions] == [("a", 2)]
-        assert _verify(url) == (0, [])
+        assert verify_with_seed(url) == (0, [])
 
 
 def test_a_write_tries_the_listing_lock_ahead_and_still_waits_for_a_holder(url: str) -> None:
     """A session write tries the listing index's lock in its first round trip (TreeDir.expect_locked).
     While another client holds that lock exclusively (as a compaction does), the try fails and
     the write's listing waits for the lock, then lists the write."""
-    with _open(url) as store, store.open_session("a", create=True) as session:
+    with open_with_keys(url) as store, store.open_session("a", create=True) as session:
         session.append_items([{"n": 1}])  # (the handle knows where the index is from now on)
         with psycopg.connect(url, autocommit=True) as holder:
             index = holder.execute("SELECT id FROM securestore.nodes WHERE parent = 0 AND name = 'index'").fetchone()
@@ -312,7 +289,7 @@ def test_a_write_tries_the_listing_lock_ahead_and_still_waits_for_a_holder(url: 
         assert waited.is_set()  # the listing waited for the holder instead of skipping it
         page = store.list_sessions()
         assert [(summary.key, summary.items) for summary in page.sessions] == [("a", 2)]
-    assert _verify(url) == (0, [])
+    assert verify_with_seed(url) == (0, [])
 
 
 def test_a_create_stands_when_its_listing_cannot_get_the_lock(url: str) -> None:
@@ -332,7 +309,7 @@ def test_a_create_stands_when_its_listing_cannot_get_the_lock(url: str) -> None:
             assert store.index_stale
         assert store.rebuild_index() == 2
         assert sorted(summary.key for summary in store.list_sessions().sessions) == ["a", "b"]
-    assert _verify(url) == (0, [])
+    assert verify_with_seed(url) == (0, [])
 
 
 def test_a_read_asked_ahead_never_answers_for_the_file_after_the_group_wrote(pg_server: PostgresServer) -> None:
@@ -385,7 +362,7 @@ def test_a_thread_waiting_to_open_a_held_session_holds_nothing_of_its_handle(url
             waiter.join(timeout=60)
         assert len(opened) == 1
         opened[0].close()  # type: ignore[attr-defined]
-    assert _verify(url) == (0, [])
+    assert verify_with_seed(url) == (0, [])
 
 
 @pytest.mark.parametrize("threshold", ["0", "5"])
@@ -408,7 +385,7 @@ def test_a_failed_act_keeps_the_handles_prepared_statements(url: str, threshold:
                 session.append_items([{"n": "x", "note": _FAIL_MARK}])
             session.append_items([{"n": 6}])
             assert session.items() == [{"n": n} for n in range(7)]
-    assert _verify(url) == (0, [])
+    assert verify_with_seed(url) == (0, [])
 
 
 def test_a_create_that_sweeps_lists_its_session_at_once(url: str) -> None:
@@ -421,9 +398,9 @@ def test_a_create_that_sweeps_lists_its_session_at_once(url: str) -> None:
             root.ensure_file(SWEEP_MARKER)  # as a failed multi-step change leaves it (sweeps.note_leftover)
         store.create_session("b").close()
         assert not store.index_stale
-    with _open(url) as other:
+    with open_with_keys(url) as other:
         assert sorted(summary.key for summary in other.list_sessions(order="created").sessions) == ["a", "b"]
-    assert _verify(url) == (0, [])
+    assert verify_with_seed(url) == (0, [])
 
 
 def test_a_write_sent_with_a_lock_wait_that_times_out_is_still_checked(pg_server: PostgresServer) -> None:

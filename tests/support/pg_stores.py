@@ -241,3 +241,20 @@ def metered(root: Path | str) -> Iterator[tuple[Path | str, dict[str, Any], Read
         listener.close()
         for end in sockets:
             end.close()
+
+
+def refuse_chunks(name: str, condition: str) -> str:
+    """SQL making a fault inside the database: a trigger `name` that refuses (as a full disk
+    would) every new row of file bytes (`securestore.chunks`, not the audit records) for which
+    `condition` holds (an SQL expression over NEW). `DROP TRIGGER name ON securestore.chunks`
+    ends it."""
+    return f"""
+CREATE FUNCTION securestore.{name}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF {condition} THEN
+        RAISE EXCEPTION 'injected fault' USING ERRCODE = 'disk_full';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER {name} BEFORE INSERT ON securestore.chunks FOR EACH ROW EXECUTE FUNCTION securestore.{name}();
+"""

@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,3 +118,20 @@ def make_server(*, durable: bool = False, settings: Mapping[str, str] | None = N
 def remove_server(server: PostgresServer) -> None:
     server.stop("immediate")
     shutil.rmtree(server.directory, ignore_errors=True)
+
+
+def set_synchronous_standby(server: PostgresServer, name: str | None) -> None:
+    """Name a synchronous standby (None: none); a new connection sees it once this returns. A
+    durable commit then waits for that standby (wait_event SyncRep) until it is named no more."""
+    import psycopg
+
+    with psycopg.connect(server.dsn, autocommit=True) as admin:
+        admin.execute("ALTER SYSTEM SET synchronous_standby_names = %s" % ("''" if name is None else f"'{name}'"))
+        admin.execute("SELECT pg_reload_conf()")
+    deadline = time.monotonic() + 30
+    while True:
+        with psycopg.connect(server.dsn, autocommit=True) as fresh:
+            if fresh.execute("SHOW synchronous_standby_names").fetchone() == (name or "",):
+                return
+        assert time.monotonic() < deadline
+        time.sleep(0.01)

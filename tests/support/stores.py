@@ -19,14 +19,15 @@ from typing import Any
 
 import orjson
 
-from securestore import AuditPolicy, SecureStore, StoreConfig, init_store
+from securestore import AuditPolicy, SecureStore, StoreConfig, init_store, verify_store
 from securestore.api.keys import SIGNING_KEY_ENV
+from securestore.api.verify import VerifyOptions
 from securestore.cli import main as cli_main
 from securestore.audit.checkpoint import peek_note
 from securestore.audit.keys import parse_seed
 from securestore.core.policy import encode_name
 from securestore.core.retention import DAY_MS
-from tests.support.keys import KEYS, MASTER_KEY, SIGNING_KEY
+from tests.support.keys import KEYS, MASTER_KEY, SIGNING, SIGNING_KEY
 
 REPO = Path(__file__).resolve().parents[2]
 WRITER_CHILD = str(Path(__file__).resolve().parent / "writer_child.py")
@@ -170,3 +171,17 @@ def drop_checkpoints_past(audit_dir: Path, size: int) -> None:
     kept = [line for line in path.read_bytes().splitlines(keepends=True)
             if peek_note(orjson.loads(line)["note"]).size <= size]
     path.write_bytes(b"".join(kept))
+
+
+def open_with_keys(root: Path | str, **kwargs: Any) -> SecureStore:
+    """A handle on a store made by `make_store`/`make_pg_store`: the tests' keys, a 5 s lock timeout."""
+    return SecureStore(root, StoreConfig(lock_timeout_seconds=5.0), master_key=MASTER_KEY, environ=KEYS, **kwargs)
+
+
+def verify_with_seed(root: Path | str) -> tuple[int, list[str]]:
+    """`audit verify` with the store's seed and the tests' public key: its exit code, and the
+    checks that failed or could not complete."""
+    options = VerifyOptions(seed=parse_seed(seed_path(root).read_bytes())[1], public_key=SIGNING.verifier)
+    with open_with_keys(root) as auditor:
+        report = verify_store(auditor, options=options)
+    return report.exit_code, [finding.check for finding in report.failures + report.incomplete]

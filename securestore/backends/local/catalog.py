@@ -63,11 +63,14 @@ class Catalog:
         try:  # derived data: whatever goes wrong here, the committed write stands
             index.note(store.root, summary(), name=name, created=created, keep_listed_items=keep_listed_items,
                        timeout=store.config.lock_timeout_seconds, now_ms=store.env.clock(),
-                       compaction=self.compaction, gone_created_ms=gone_created_ms)
+                       compaction=self.compaction, gone_created_ms=gone_created_ms, late_failure=self._went_stale)
         except SecureStoreError:  # a lock timeout, a damaged transcript to count: never the caller's failure
             if store.env.ctx.failed:
                 raise
             self.stale = True
+
+    def _went_stale(self, why: str) -> None:
+        self.stale = True  # (`why` names a lock timeout or a lost connection: the write itself stands)
 
     def _summary(self, session: SessionBackend, items: int) -> SessionSummary:
         metadata, manifest = session.manifest.metadata, session.manifest

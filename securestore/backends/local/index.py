@@ -20,6 +20,7 @@ say, readers validate each entry they return (its name must re-encode from its k
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from contextlib import closing
 
 import orjson
@@ -230,9 +231,11 @@ def expect_note(root: TreeDir) -> None:
 
 
 def note(root: TreeDir, summary: SessionSummary | None, *, name: str, created: bool, timeout: float, now_ms: int,
-         compaction: CompactionPolicy, keep_listed_items: bool = False, gone_created_ms: int | None = None) -> None:
+         compaction: CompactionPolicy, late_failure: Callable[[str], None], keep_listed_items: bool = False,
+         gone_created_ms: int | None = None) -> None:
     """Record a committed write in the listing index (summary None: the session is gone; when
-    the session that left was created, if known: `gone_created_ms`).
+    the session that left was created, if known: `gone_created_ms`). A write's line in the
+    update log follows its commit (TreeDir.append_after_commit): `late_failure(why)` if it failed.
     Not fsynced and not separately audited: it restates audited state, readers validate it,
     and `rebuild` recomputes it. `keep_listed_items`: the write left the transcript as it was,
     so the listed item count stands (NotListed when there is none to keep). Then compacts the
@@ -256,9 +259,12 @@ def note(root: TreeDir, summary: SessionSummary | None, *, name: str, created: b
                             raise NotListed(name)
                         summary = summary.model_copy(update={"items": listed.items})
                     entries.rewrite_in_place(f"{name}.json", entry_bytes(summary))  # readers validate it
-                    _append(index, UPDATES_LOG, summary_line(summary))
-                    if created:
+                    if created:  # listed in the create's own transaction: never hidden after a crash
+                        _append(index, UPDATES_LOG, summary_line(summary))
                         _append(index, CREATED_LOG, created_line(summary))
+                    else:  # (not in the write's transaction: every writer appends to this one file)
+                        index.append_after_commit(UPDATES_LOG, summary_line(summary), lock=INDEX_LOCK,
+                                                  timeout=timeout, failed=late_failure)
             # Once the shared lock is let go (on disk now; in a group, once it commits): compaction
             # takes it exclusively. (A directory of a group's backend holds nothing open: `index`
             # stays usable after this block.)

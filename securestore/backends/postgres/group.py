@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 
+from .connect import describe_error
 from .wire import Rows, Wire
 
 
@@ -36,6 +37,17 @@ class Queued:
     params: dict[str, Any] | None = None
     check: Callable[[Any], None] | None = None  # raises if the first column of the row is wrong
     answer: Callable[[Rows], None] | None = None  # given the rows, when they arrive
+
+
+@dataclass(frozen=True, eq=False)
+class Follower:
+    """A write sent after the group's COMMIT, in the same round trip, in a transaction of its own
+    under a shared lock (TreeDir.append_after_commit); `failed(why)` if it did not commit."""
+
+    lock: int
+    timeout_ms: int
+    write: Queued
+    failed: Callable[[str], None]
 
 
 class Group:
@@ -63,6 +75,7 @@ class Group:
         self.ahead: dict[Hashable, list[Rows]] = {}  # reads answered ahead (reads.read_ahead), until a write
         self.writes = 0  # writes queued or sent: a read answered before the latest one is stale
         self.asked: set[Hashable] = set()  # reads asked ahead whose answers are not all in
+        self.followers: list[Follower] = []  # sent after COMMIT as one transaction (`finish`)
 
     def wrote(self) -> None:
         self.writes += 1
@@ -117,6 +130,37 @@ class Group:
         if self.durable == (self.mode_sent == "on"):
             return [Queued(b"COMMIT")]
         return [Queued(b"SET LOCAL synchronous_commit TO " + (b"on" if self.durable else b"off")), Queued(b"COMMIT")]
+
+    def follow(self, lock: int, timeout: float, write: Queued, failed: Callable[[str], None]) -> None:
+        """Send `write` after the commit, in a transaction of its own under shared lock `lock`
+        (waited for up to `timeout` seconds on the server): see `finish`."""
+        self.followers.append(Follower(lock, max(1, int(timeout * 1000)), write, failed))
+
+    def finish(self, wire: Wire) -> str | None:
+        """Send what is queued and COMMIT (if begun), then the followers' transaction, in one
+        round trip; run the checks. Raises as `flush` does if the group's own part failed (then
+        nothing after the failure ran); returns why the followers failed (nothing of theirs
+        committed), or None."""
+        own = self.pending + (self.commit() if self.begun else [])
+        followers, self.pending, self.followers = self.followers, [], []
+        tail = _follower_items(followers)
+        try:
+            answers = wire.run([(item.statement, item.params) for item in own + tail])
+        except psycopg.Error as exc:
+            done = wire.answered
+            self.settle(list(zip(own, done)))
+            if len(done) < len(own):
+                raise
+            return _failed(followers, describe_error(exc))
+        self.settle(list(zip(own, answers)))
+        try:
+            for follower, rows in zip(followers, answers[len(own) + 1:]):  # after the lock
+                row = rows.fetchone()
+                if follower.write.check is not None:
+                    follower.write.check(None if row is None else row[0])
+        except Exception as exc:  # noqa: BLE001 - committed, but not as asked: the note is stale
+            return _failed(followers, str(exc))
+        return None
 
     def savepoint(self) -> tuple[Queued, bytes]:
         """A new savepoint, queued; and the statement that rolls back to it (names are never
@@ -181,3 +225,30 @@ class Group:
                     raise
             answer = value
         return answer
+
+
+# The followers' lock, waited for up to a timeout local to their transaction (set first: the
+# scan of `s` comes before the lock in the outer query).
+_FOLLOWERS_LOCK = (b"WITH s AS (SELECT set_config('lock_timeout', %(wait)s, true)) "
+                   b"SELECT pg_advisory_xact_lock_shared(%(key)s) FROM s")
+
+
+def _follower_items(followers: list[Follower]) -> list[Queued]:
+    """The followers' transaction: its lock, then their writes (their statements make the commit
+    asynchronous). No BEGIN or COMMIT: sent last in a round trip, after the group's COMMIT, they
+    are the implicit transaction the round trip's Sync ends, committed if all ran, else rolled
+    back by the server, which leaves the connection idle either way."""
+    if not followers:
+        return []
+    locks = {follower.lock for follower in followers}
+    if len(locks) != 1:
+        raise RuntimeError("followers of one group under different locks")  # a programming error
+    wait = max(follower.timeout_ms for follower in followers)
+    return [Queued(_FOLLOWERS_LOCK, {"wait": f"{wait}ms", "key": locks.pop()}),
+            *(follower.write for follower in followers)]
+
+
+def _failed(followers: list[Follower], why: str) -> str:
+    for follower in followers:
+        follower.failed(why)
+    return why

@@ -3,10 +3,10 @@ offset order), and split into lines exactly as `fs/lines.py` splits a file's byt
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any
 
-
+from ...errors import NotFoundError, UnsafeFileError
 from .link import PgLink
 from .reads import query
 
@@ -14,6 +14,9 @@ _BATCH = 256  # the most rows per round trip (an audit record or a journal line 
 FIRST_ROWS = 8  # a backward walk's first batch: a read of the last few lines fetches a few rows
 # No sorting; and no JIT: a plan that had to sort anyway would cost past its threshold.
 WALK_SETTINGS = b"SELECT set_config('enable_sort', 'off', true), set_config('jit', 'off', true)"
+
+
+FileRows = list[tuple[int, int, bytes]]  # (seq, pos, data) of a file's rows
 
 
 def walk_rows(link: PgLink, label: str, statement: bytes, params: dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -29,7 +32,7 @@ def walk_rows(link: PgLink, label: str, statement: bytes, params: dict[str, Any]
 
 
 def chunks_backward(link: PgLink, label: str, node: int, audit: bool, end: int,
-                    first: list[tuple[int, int, bytes]] | None = None) -> Iterator[tuple[int, bytes]]:
+                    first: FileRows | None = None) -> Iterator[tuple[int, bytes]]:
     """(pos, data) of the chunks holding bytes before `end`, last first, each cut at `end`.
     `first`: the first FIRST_ROWS rows, already read (PgDir.tail_start)."""
     statement = link.sql.audit_backward if audit else link.sql.chunks_backward
@@ -45,6 +48,42 @@ def chunks_backward(link: PgLink, label: str, node: int, audit: bool, end: int,
         if len(rows) < limit:
             return
         limit = min(limit * 2, _BATCH)  # a longer walk: fewer round trips
+
+
+def tail_query(link: PgLink, key: dict[str, Any], end: int) -> list[tuple[bytes, dict[str, Any] | None]]:
+    """The statements `tail_start` runs (walk_rows: its settings, then the walk), for a file's
+    `key` (its parent and name)."""
+    return [(WALK_SETTINGS, None), (link.sql.tail_first, {**key, "end": end, "limit": FIRST_ROWS})]
+
+
+def tail_start(link: PgLink, label: str, key: dict[str, Any], end: int) -> tuple[int, int, bool, FileRows]:
+    """(node, size, audit, the last FIRST_ROWS rows before `end`) of a file: one round trip."""
+    _, (statement, params) = tail_query(link, key, end)
+    rows = walk_rows(link, label, statement, params or {})
+    if not rows:
+        raise NotFoundError(f"{label} does not exist")
+    node, _, size, audit, kind = rows[0][:5]
+    if kind != "f":
+        raise UnsafeFileError(f"refused {label}: expected a file, found a directory")
+    # Last first (sorted here: in the statement, a sort of a few rows would be ruled out).
+    found = sorted(((int(r[5]), int(r[6]), bytes(r[7])) for r in rows if r[5] is not None),
+                   key=lambda row: row[1], reverse=True)
+    return int(node), int(size), bool(audit), found
+
+
+def tail_of(chunks: Iterable[tuple[int, bytes]], size: int, nbytes: int, first_rows: int,
+            enough: Callable[[bytes], bool] | None) -> bytes:
+    """The last `nbytes` of a file of `size` bytes, from its chunks last first, read no further
+    than needed; `enough` is asked once, of the first `first_rows` chunks (one round trip)."""
+    parts: list[bytes] = []
+    for index, (pos, data) in enumerate(chunks):
+        parts.append(data)
+        if size - pos >= nbytes:
+            break
+        if enough is not None and index + 1 == first_rows and enough(b"".join(reversed(parts))):
+            break
+    tail = b"".join(reversed(parts))
+    return tail[len(tail) - min(nbytes, len(tail)):] if nbytes else b""
 
 
 def chunks_forward(link: PgLink, label: str, node: int, audit: bool, start: int,

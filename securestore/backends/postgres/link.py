@@ -234,15 +234,14 @@ class PgLink:
         commit, roll it back and latch the handle (its memory is ahead of the database)."""
         connection = self._connection
         try:
-            if not group.begun or connection is None:
+            if not (group.begun or group.followers) or connection is None:
                 return
             if connection.broken or connection.closed:
                 self._latch(f"the connection was lost during {group.label}: nothing of it was committed")
             if group.poisoned or connection.pgconn.transaction_status == TransactionStatus.INERROR:
                 self._roll_back(group, connection, "failed")
-            group.pending.extend(group.commit())
             try:
-                group.flush(self.wire(connection))
+                group.finish(self.wire(connection))  # (followers that failed said so: the group stands)
             except psycopg.Error as exc:
                 if connection.broken or connection.closed:
                     self._latch(f"the commit of {group.label} may or may not have happened ({describe_error(exc)})")
@@ -261,6 +260,7 @@ class PgLink:
 
     def _roll_back(self, group: Group, connection: Connection, why: str) -> None:
         group.pending.clear()
+        group.followers.clear()  # (never sent: they follow a commit)
         try:
             connection.execute(b"ROLLBACK")
         except psycopg.Error:

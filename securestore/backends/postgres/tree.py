@@ -15,9 +15,10 @@ from ...audit.checkpoint import CHECKPOINTS_FILE
 from ...errors import AlreadyExistsError, IntegrityError, NotFoundError, StorageError, UnsafeFileError
 from ...fs import EntryInfo, FsContext, check_name
 from ..tree import LINE_CHUNK, Expected, ReadKind
+from .group import Queued
 from .link import PgLink
 from .reads import query, read_ahead
-from .lines import FIRST_ROWS, WALK_SETTINGS, backward_lines, chunks_backward, chunks_forward, forward_lines, walk_rows
+from .lines import backward_lines, chunks_backward, chunks_forward, forward_lines, tail_of, tail_query, tail_start
 from .locks import AdvisoryLock, DirectoryMoved, anticipate, holder, take
 from .schema import ROOT
 
@@ -26,7 +27,6 @@ AUDIT_FILES = frozenset({("audit", "log.jsonl"), ("audit", CHECKPOINTS_FILE)})
 _KINDS = {"d": "dir", "f": "file"}
 REPLACE_CHUNK = 16 * 1024  # a file replaced whole is kept in chunks of this size
 _NO_END = 1 << 62  # a read of a file's tail: up to its size, whatever that is
-Rows = list[tuple[int, int, bytes]]  # (seq, pos, data) of a file's rows
 # The store's top directories that a handle looks up once, as a directory store's handle keeps
 # them open (StoreDir): made by init, never removed or replaced. Not `index`: a lost index is
 # rebuilt in a new directory, which every handle must find.
@@ -237,15 +237,28 @@ class PgDir:
         params = {**self._key(name), "size": len(data), "data": data, "now": self._now()}
         if create and self._is_audit(name):
             raise UnsafeFileError(f"refused to create {label} by appending: the audit trail's files are made whole")
+        self.link.write(label, self.sql.append_creating if create else self.sql.append, params, durable=durable,
+                        check=self._appending(name, create))
+
+    def append_after_commit(self, name: str, line: bytes, *, lock: str, timeout: float,
+                            failed: Callable[[str], None]) -> None:
+        group = self.link.my_group()
+        if group is None:
+            return self.append(name, line, durable=False, create=True)
+        params = {**self._key(name), "size": len(line), "data": line, "now": self._now(), "commit": "off"}
+        group.follow(self.link.lock_key(self.node, lock), timeout,
+                     Queued(self.sql.append_creating, params, self._appending(name, True)), failed)
+
+    def _appending(self, name: str, create: bool) -> Callable[[Any], None]:
+        """An append's check (when its answer arrives, in a group), keeping the size it left."""
+        label = self.child_label(name)
         check = _expect(None, UnsafeFileError, f"refused {label}: expected a file, found a directory") if create \
             else _expect(None, NotFoundError, f"{label} does not exist")
 
-        def checked(size: Any) -> None:  # (in a group, when its answer arrives)
+        def checked(size: Any) -> None:
             check(size)
             self._appended[name] = int(size)
-
-        self.link.write(label, self.sql.append_creating if create else self.sql.append, params, durable=durable,
-                        check=checked)
+        return checked
 
     def appended_size(self, name: str) -> int | None:
         """The size `name` had after this handle's last append to it (None if it made none), as
@@ -282,22 +295,13 @@ class PgDir:
         return found
 
     def read_tail(self, name: str, nbytes: int, *, enough: Callable[[bytes], bool] | None = None) -> tuple[int, bytes]:
-        node, size, audit, first = _tail_start(self, name, _NO_END)
-        parts: list[bytes] = []
-        first_rows = len(first)  # `enough` is asked once, of what the first round trip read
-        for index, (pos, data) in enumerate(chunks_backward(self.link, self.child_label(name), node, audit, size,
-                                                            first)):
-            parts.append(data)
-            if size - pos >= nbytes:
-                break
-            if enough is not None and index + 1 == first_rows and enough(b"".join(reversed(parts))):
-                break
-        tail = b"".join(reversed(parts))
-        return size, tail[len(tail) - min(nbytes, len(tail)):] if nbytes else b""
+        node, size, audit, first = tail_start(self.link, self.child_label(name), self._key(name), _NO_END)
+        chunks = chunks_backward(self.link, self.child_label(name), node, audit, size, first)
+        return size, tail_of(chunks, size, nbytes, len(first), enough)
 
     def lines_backward(self, name: str, end: int, max_line: int,
                        chunk: int = LINE_CHUNK) -> Generator[tuple[int, bytes], None, None]:
-        node, size, audit, first = _tail_start(self, name, end)
+        node, size, audit, first = tail_start(self.link, self.child_label(name), self._key(name), end)
         chunks = chunks_backward(self.link, self.child_label(name), node, audit, min(end, size), first)
         return backward_lines(chunks, min(end, size), max_line)
 
@@ -352,30 +356,9 @@ def _expect_reads(directory: PgDir, reads: Sequence[Expected]) -> None:
 def _statements(directory: PgDir, kind: ReadKind, name: str, cap: int) -> list[tuple[bytes, dict[str, Any] | None]]:
     """What a read of `name` asks: an entry, a directory's lookup, a whole file, or its end."""
     if kind == "tail":
-        return _tail_query(directory, name, _NO_END)
+        return tail_query(directory.link, directory._key(name), _NO_END)
     statement = {"entry": directory.sql.entry, "dir": directory.sql.find, "read": directory.sql.read}[kind]
     return [(statement, {**directory._key(name), "cap": cap} if kind == "read" else directory._key(name))]
-
-
-def _tail_query(directory: PgDir, name: str, end: int) -> list[tuple[bytes, dict[str, Any] | None]]:
-    """The statements `_tail_start` runs (walk_rows: its settings, then the walk)."""
-    return [(WALK_SETTINGS, None), (directory.sql.tail_first, {**directory._key(name), "end": end, "limit": FIRST_ROWS})]
-
-
-def _tail_start(directory: PgDir, name: str, end: int) -> tuple[int, int, bool, Rows]:
-    """(node, size, audit, the last FIRST_ROWS rows before `end`) of a file: one round trip."""
-    label = directory.child_label(name)
-    _, (statement, params) = _tail_query(directory, name, end)
-    rows = walk_rows(directory.link, label, statement, params or {})
-    if not rows:
-        raise NotFoundError(f"{label} does not exist")
-    node, _, size, audit, kind = rows[0][:5]
-    if kind != "f":
-        raise UnsafeFileError(f"refused {label}: expected a file, found a directory")
-    # Last first (sorted here: in the statement, a sort of a few rows would be ruled out).
-    found = sorted(((int(r[5]), int(r[6]), bytes(r[7])) for r in rows if r[5] is not None),
-                   key=lambda row: row[1], reverse=True)
-    return int(node), int(size), bool(audit), found
 
 
 def _open_locked(parent: PgDir, name: str, lock: str, *, exclusive: bool,
