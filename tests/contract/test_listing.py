@@ -305,6 +305,38 @@ def test_compaction_never_waits_for_a_writer_and_runs_once_it_is_gone(root: Path
         assert _keys(store) == ["hot"]
 
 
+@pytest.mark.fs_only  # counts OS calls (on PostgreSQL the same check is round trips: tools/bench_pg.py)
+def test_a_write_past_the_floor_does_not_read_the_compaction_record_until_compaction_may_be_due(
+        root: Path) -> None:
+    """Once a handle knows the update log's compacted size, compaction is not due before the log
+    is twice that: no write reads the record to find out (every one did, past the floor)."""
+    looked: list[str] = []
+
+    def hook(name: str, args: tuple[object, ...]) -> None:
+        if name in ("open", "lstat_at") and str(args[0]).endswith("updates.compacted"):
+            looked.append(name)
+
+    with SecureStore(root, COMPACT_AT_2K, master_key=MASTER_KEY, environ=KEYS) as store:
+        for i in range(30):
+            store.put(f"s{i:02d}", "slot", i)
+        updates = root / "index" / "updates.log"
+        for i in range(200):  # until a write compacts the log (then the handle knows its size)
+            size = updates.stat().st_size
+            store.put(f"s{i % 30:02d}", "slot", "again")
+            if updates.stat().st_size < size:
+                break
+        compacted = updates.stat().st_size
+        assert compacted > 2048  # past the floor: only the compacted size says it is not due
+        store.ctx.os = instrumented(REAL_OS, hook)
+        while updates.stat().st_size < 2 * compacted - 400:
+            store.put("s00", "slot", "more")
+        store.ctx.os = REAL_OS
+        assert looked == []
+        for _ in range(10):  # past twice it: due again, and compacted
+            store.put("s00", "slot", "more")
+        assert updates.stat().st_size < 2 * compacted
+
+
 @pytest.mark.fs_only  # the order of fsync and rename OS calls
 def test_a_compacted_log_is_durable_before_it_replaces_the_old_one(root: Path) -> None:
     events: list[tuple[str, str]] = []

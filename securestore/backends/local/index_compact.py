@@ -23,7 +23,7 @@ in memory.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ...core.listing import creation_line, is_tombstone_of, parse_index_line
 from ...errors import LockHeldError, NotFoundError, SecureStoreError
@@ -38,10 +38,14 @@ _GROWTH = 2  # compact when the log is this many times its compacted size
 _MAX_COMPACTED = 64 * 1024 * 1024
 
 
-@dataclass(frozen=True)
+@dataclass
 class CompactionPolicy:
     floor: int  # never compact an update log smaller than this many bytes when merely due
     max_bytes: int  # the index cap: a log larger than this is left to `index rebuild`
+    # The update log's compacted size as this handle last read it (or wrote it): until the log
+    # this handle appends to is past twice that, compaction is not due, and no write reads it.
+    # Read by another process's compaction, the log is smaller, and it holds all the more.
+    compacted: int | None = field(default=None, compare=False)
 
 
 def compact_if_due(index: TreeDir, policy: CompactionPolicy) -> bool:
@@ -55,7 +59,7 @@ def compact_if_due(index: TreeDir, policy: CompactionPolicy) -> bool:
     with held:
         if not _due(index, policy):  # another writer compacted it meanwhile
             return False
-        compact(index)
+        policy.compacted = compact(index)
     return True
 
 
@@ -95,12 +99,12 @@ def scrub_deleted(index: TreeDir, name: str, policy: CompactionPolicy, timeout: 
 
 def _due(index: TreeDir, policy: CompactionPolicy) -> bool:
     appended = index.appended_size(UPDATES_LOG)  # the note's own descriptor: no open per write
-    if appended is not None and appended <= policy.floor:
+    if appended is not None and appended <= max(policy.floor, _GROWTH * (policy.compacted or 0)):
         return False
     stamp = index.size_of(UPDATES_LOG)
     if stamp is None or stamp[1] <= policy.floor or stamp[1] > min(policy.max_bytes, _MAX_COMPACTED):
         return False
-    compacted = _compacted_size(index, stamp[0])
+    compacted = policy.compacted = _compacted_size(index, stamp[0])
     return compacted is not None and stamp[1] > _GROWTH * compacted
 
 
@@ -148,8 +152,9 @@ def compacted_logs(index: TreeDir) -> tuple[bytes, bytes]:
     return b"".join(newest.values()), created
 
 
-def compact(index: TreeDir) -> None:
-    """Rewrite both logs as `compacted_logs` (the caller holds the index lock exclusively)."""
+def compact(index: TreeDir) -> int:
+    """Rewrite both logs as `compacted_logs` (the caller holds the index lock exclusively);
+    the update log's size now."""
     updates, created = compacted_logs(index)
     index.write_atomic(UPDATES_LOG, updates)
     if index.entry(CREATED_LOG) is not None:
@@ -160,3 +165,4 @@ def compact(index: TreeDir) -> None:
             index.write_atomic(COMPACTED_FILE, f"{stamp[0]} {stamp[1]}\n".encode(), durable=False)
     except SecureStoreError:
         pass  # derived, and only a hint: the next due check reads it as unknown
+    return len(updates)
