@@ -103,12 +103,13 @@ class TreeDir(Protocol):
         """Append `data`; `create`: make the file (empty, 0600) first if it does not exist."""
     def append_after_commit(self, name: str, line: bytes, *, lock: str, timeout: float,
                             failed: Callable[[str], None]) -> None:
-        """Append `line` to `name` (made if missing), not durably, once the open group has
-        committed: on PostgreSQL in a transaction of its own, sent in the commit's round trip,
-        under lock `lock` of this directory (shared, waited for up to `timeout`; the caller
-        holds it now). For a file every writer appends to, whose row an append in the group
-        would hold until the commit's flush: one writer at a time for the whole store.
-        `failed(why)` if it did not happen. Without a group, and on disk: an append now."""
+        """Append `line` to `name` (made if missing), not durably, once the open group has committed: on
+        PostgreSQL in a transaction of its own, sent in the commit's round trip, under lock
+        `lock` of this directory (shared; the caller holds it now; not free at once, it is
+        taken after the round trip, waiting up to `timeout`). For a file every writer appends
+        to, whose row an append in the group would hold until the commit's flush: one writer
+        at a time for the whole store. `failed(why)` if it did not happen. Without a group,
+        and on disk: an append now, which raises."""
     def appended_size(self, name: str) -> int | None: ...
     def flush(self, name: str) -> None: ...
     def truncate(self, name: str, length: int) -> None: ...

@@ -138,6 +138,25 @@ def test_rebuild_is_audited_and_recovers_a_lost_index(clocked, root: Path | str)
     assert verify_store(store).ok
 
 
+def test_verify_reports_a_session_whose_newest_listing_line_was_lost(clocked, root: Path | str) -> None:  # noqa: ANN001
+    """A crash can lose a write's line in the update log (not durable on its own, on either
+    backend) while its entry stays: the listing shows the session as of an older write. Verify
+    reports it for `index rebuild` (not as tampering), and the rebuild clears it."""
+    store, clock = clocked
+    fill(store, 3, clock)
+    clock["now"] += 1000
+    with store.open_session("s001") as session:
+        session.append_items([{"after": "the fill"}])
+    raw, updates = raw_tree(root), "index/updates.log"
+    raw.write(updates, b"".join(raw.lines(updates)[:-1]))  # its line lost, as in a crash
+    report = verify_store(store)
+    assert report.ok
+    assert report.index == [f"index: session {encode_name('s001')} is listed as of another write than its index "
+                            "entry says; run `securestore index rebuild`"]
+    store.rebuild_index()
+    assert verify_store(store).index == []
+
+
 def test_a_lost_update_log_is_started_again_by_the_next_write(clocked, root: Path | str) -> None:  # noqa: ANN001
     store, clock = clocked
     fill(store, 3, clock)

@@ -8,6 +8,7 @@ goes on."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from securestore.errors import DurabilityError
 from tests.support.pg_stores import refuse_chunks, set_up_database
 from tests.support.postgres import PostgresServer, make_server, remove_server, set_synchronous_standby
 from tests.support.stores import make_pg_store, open_with_keys, verify_with_seed
@@ -104,4 +106,119 @@ def test_a_line_that_fails_after_its_write_committed_leaves_the_write_and_a_stal
         assert store.list_sessions().sessions[0].key == "b"
         assert store.rebuild_index() == 2
         assert [(s.key, s.items) for s in store.list_sessions().sessions] == [("b", 1), ("a", 2)]
+    assert verify_with_seed(url) == (0, [])
+
+
+_INDEX = "SELECT id FROM securestore.nodes WHERE parent = 0 AND name = 'index'"
+# The index entry's row waits 1 s as it is written: the write holds the index lock (shared) that long.
+_SLOW_ENTRY = f"""
+CREATE FUNCTION securestore.slow_entry() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.node IN (SELECT e.id FROM securestore.nodes e WHERE e.parent IN (SELECT id FROM securestore.nodes
+                    WHERE parent = ({_INDEX}) AND name = 'entries')) THEN
+        PERFORM pg_sleep(1);
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER slow_entry BEFORE INSERT ON securestore.chunks FOR EACH ROW EXECUTE FUNCTION securestore.slow_entry();
+"""
+# Refused when the follower's transaction commits, at the round trip's Sync (a deferred check).
+_REFUSE_AT_COMMIT = f"""
+CREATE FUNCTION securestore.refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.node = ({_UPDATES_LOG_ROW}) THEN
+        RAISE EXCEPTION 'injected commit-time fault' USING ERRCODE = 'serialization_failure';
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER INSERT ON securestore.chunks DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION securestore.refuse_at_commit();
+"""
+
+
+def _index_lock_key(url: str) -> int:
+    with psycopg.connect(url) as connection:
+        row = connection.execute(_INDEX).fetchone()
+    assert row is not None
+    digest = hashlib.sha256(f"securestore\0{row[0]}\0lock".encode()).digest()  # PgLink.lock_key
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _wait_until(url: str, sql: str) -> int:
+    with psycopg.connect(url, autocommit=True) as watcher:
+        deadline = time.monotonic() + 30
+        while (row := watcher.execute(sql.encode()).fetchone()) is None:
+            assert time.monotonic() < deadline, sql
+            time.sleep(0.01)
+        return int(row[0])
+
+
+def test_a_connection_lost_while_the_line_waits_for_the_index_lock_leaves_the_write_acknowledged(
+        pg_server: PostgresServer, tmp_path: Path) -> None:
+    """A rebuild or compaction takes the index lock right after the write's commit: its line
+    waits for the lock after the commit's round trip, never inside it. So a connection lost (or
+    a Ctrl-C) meanwhile cannot make the committed write's outcome unknown: it is acknowledged,
+    and only the handle, whose session lock went with the connection, is latched after it."""
+    url = make_pg_store(set_up_database(pg_server), tmp_path)
+    with open_with_keys(url) as store:
+        store.create_session("a").close()
+    key = _index_lock_key(url)
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(_SLOW_ENTRY.encode())
+    outcome: list[BaseException | None] = []
+    got, release = threading.Event(), threading.Event()
+
+    def hold_the_index_lock() -> None:  # as a rebuild would: queued behind the write's shared hold
+        with psycopg.connect(url, autocommit=True, application_name="holder") as holder:
+            holder.execute("SELECT pg_advisory_lock(%s)", (key,))
+            got.set()
+            release.wait(60)
+
+    with open_with_keys(url) as store, store.open_session("a") as session:
+        def write() -> None:
+            try:
+                session.append_items([{"n": 1}])
+                outcome.append(None)
+            except BaseException as exc:  # noqa: BLE001 - reported by the test
+                outcome.append(exc)
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        holding = threading.Thread(target=hold_the_index_lock)
+        try:
+            _wait_until(url, "SELECT pid FROM pg_stat_activity WHERE wait_event = 'PgSleep'")
+            holding.start()
+            assert got.wait(30)  # granted when the write committed: its line finds the lock taken
+            pid = _wait_until(url, "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'securestore%'")
+            with psycopg.connect(url, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        finally:
+            release.set()
+            writer.join(timeout=60)
+            holding.join(timeout=60)
+        assert outcome == [None]
+        with pytest.raises(DurabilityError, match="connection was lost"):
+            session.append_items([{"n": 2}])
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(b"DROP TRIGGER slow_entry ON securestore.chunks")
+    with open_with_keys(url) as store:
+        assert store.read_items("a") == [{"n": 1}]
+    assert verify_with_seed(url) == (0, [])
+
+
+def test_a_line_refused_as_it_commits_leaves_the_write_and_a_stale_listing(pg_server: PostgresServer,
+                                                                           tmp_path: Path) -> None:
+    """The line's transaction fails at its commit (a deferred check), which the server reports at
+    the round trip's Sync: the write stands, the listing is stale, and the handle goes on."""
+    url = make_pg_store(set_up_database(pg_server), tmp_path)
+    with open_with_keys(url) as store:
+        store.create_session("a").close()
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(_REFUSE_AT_COMMIT.encode())
+    with open_with_keys(url) as store:
+        with store.open_session("a") as session:
+            session.append_items([{"n": 1}])
+            session.append_items([{"n": 2}])
+        assert store.read_items("a") == [{"n": 1}, {"n": 2}]
+        assert [skipped.name for skipped in store.list_sessions().skipped] == ["index"]
     assert verify_with_seed(url) == (0, [])

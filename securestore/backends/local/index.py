@@ -170,6 +170,7 @@ def disagreements(index: TreeDir, live: set[str], *, ignore: set[str], max_index
     """Where the index disagrees with the set of live sessions (from the audit trail): live
     sessions a listing would not show, and listed sessions that are not live. O(index)."""
     newest: dict[str, bool] = {}  # name -> listed (False: its newest line is a tombstone)
+    newest_ms: dict[str, object] = {}  # name -> the time its newest line gives
     created: set[str] = set()
     for log, into in ((UPDATES_LOG, newest), (CREATED_LOG, None)):
         size = index.size_of(log)
@@ -185,6 +186,7 @@ def disagreements(index: TreeDir, live: set[str], *, ignore: set[str], max_index
                 created.add(parsed["n"])
             else:
                 into[parsed["n"]] = not parsed.get("d")
+                newest_ms[parsed["n"]] = parsed.get("u")
     findings: list[str] = []
     entries = index.open_dir(ENTRIES_DIR) if index.entry(ENTRIES_DIR) is not None else None
     try:
@@ -192,8 +194,10 @@ def disagreements(index: TreeDir, live: set[str], *, ignore: set[str], max_index
             if not newest.get(name, False):
                 why = "a tombstone" if name in newest else "no line in updates.log"
                 findings.append(f"session {name} is live but hidden from listings by {why}")
-            elif entries is None or not _entry_matches(entries, name):
+            elif entries is None or (entry := _listed(entries, name)) is None:
                 findings.append(f"session {name} is live but its index entry is missing or damaged")
+            elif entry.updated_ms != newest_ms.get(name):  # a write's line or entry lost in a crash
+                findings.append(f"session {name} is listed as of another write than its index entry says")
             elif name not in created:
                 findings.append(f"session {name} is live but missing from the created-order listing")
         for name, listed in sorted(newest.items()):
@@ -215,10 +219,6 @@ def _listed(entries: TreeDir, name: str) -> SessionSummary | None:
     except (orjson.JSONDecodeError, ValidationError, SecureStoreError):
         return None
     return summary if belongs(summary, name) else None
-
-
-def _entry_matches(entries: TreeDir, name: str) -> bool:
-    return _listed(entries, name) is not None
 
 
 class NotListed(Exception):

@@ -42,12 +42,13 @@ class Queued:
 @dataclass(frozen=True, eq=False)
 class Follower:
     """A write sent after the group's COMMIT, in the same round trip, in a transaction of its own
-    under a shared lock (TreeDir.append_after_commit); `failed(why)` if it did not commit."""
+    under a shared lock (TreeDir.append_after_commit); `failed(why, busy)` if it did not commit
+    (`busy`: because the lock was not free at once)."""
 
     lock: int
-    timeout_ms: int
+    timeout_ms: int  # for the waits of its writes (the lock itself is only tried)
     write: Queued
-    failed: Callable[[str], None]
+    failed: Callable[[str, bool], None]
 
 
 class Group:
@@ -131,9 +132,9 @@ class Group:
             return [Queued(b"COMMIT")]
         return [Queued(b"SET LOCAL synchronous_commit TO " + (b"on" if self.durable else b"off")), Queued(b"COMMIT")]
 
-    def follow(self, lock: int, timeout: float, write: Queued, failed: Callable[[str], None]) -> None:
+    def follow(self, lock: int, timeout: float, write: Queued, failed: Callable[[str, bool], None]) -> None:
         """Send `write` after the commit, in a transaction of its own under shared lock `lock`
-        (waited for up to `timeout` seconds on the server): see `finish`."""
+        (tried: not free, the follower fails as `busy`): see `finish`."""
         self.followers.append(Follower(lock, max(1, int(timeout * 1000)), write, failed))
 
     def finish(self, wire: Wire) -> str | None:
@@ -151,7 +152,7 @@ class Group:
             self.settle(list(zip(own, done)))
             if len(done) < len(own):
                 raise
-            return _failed(followers, describe_error(exc))
+            return _failed(followers, describe_error(exc), isinstance(exc, psycopg.errors.LockNotAvailable))
         self.settle(list(zip(own, answers)))
         try:
             for follower, rows in zip(followers, answers[len(own) + 1:]):  # after the lock
@@ -159,7 +160,7 @@ class Group:
                 if follower.write.check is not None:
                     follower.write.check(None if row is None else row[0])
         except Exception as exc:  # noqa: BLE001 - committed, but not as asked: the note is stale
-            return _failed(followers, str(exc))
+            return _failed(followers, str(exc), False)
         return None
 
     def savepoint(self) -> tuple[Queued, bytes]:
@@ -227,17 +228,21 @@ class Group:
         return answer
 
 
-# The followers' lock, waited for up to a timeout local to their transaction (set first: the
-# scan of `s` comes before the lock in the outer query).
-_FOLLOWERS_LOCK = (b"WITH s AS (SELECT set_config('lock_timeout', %(wait)s, true)) "
-                   b"SELECT pg_advisory_xact_lock_shared(%(key)s) FROM s")
+# The followers' lock, tried: a wait on the server would stretch the commit's round trip, and
+# an interrupt (Ctrl-C) or a lost connection during it would leave a committed write's outcome
+# unknown. The lock's own wait is cut to 1 ms; then their writes wait up to their timeout (for
+# the update log's row, which other followers hold for a moment). Each setting comes before
+# what needs it: a CTE with a volatile function is never folded into the query that reads it.
+_FOLLOWERS_LOCK = (b"WITH s AS (SELECT set_config('lock_timeout', '1ms', true)), "
+                   b"l AS (SELECT pg_advisory_xact_lock_shared(%(key)s) FROM s) "
+                   b"SELECT set_config('lock_timeout', %(wait)s, true) FROM l")
 
 
 def _follower_items(followers: list[Follower]) -> list[Queued]:
-    """The followers' transaction: its lock, then their writes (their statements make the commit
-    asynchronous). No BEGIN or COMMIT: sent last in a round trip, after the group's COMMIT, they
-    are the implicit transaction the round trip's Sync ends, committed if all ran, else rolled
-    back by the server, which leaves the connection idle either way."""
+    """The followers' transaction: its lock tried, then their writes (their statements make the
+    commit asynchronous). No BEGIN or COMMIT: sent last in a round trip, after the group's
+    COMMIT, they are the implicit transaction the round trip's Sync ends, committed if all ran,
+    else rolled back by the server, which leaves the connection idle either way."""
     if not followers:
         return []
     locks = {follower.lock for follower in followers}
@@ -248,7 +253,7 @@ def _follower_items(followers: list[Follower]) -> list[Queued]:
             *(follower.write for follower in followers)]
 
 
-def _failed(followers: list[Follower], why: str) -> str:
+def _failed(followers: list[Follower], why: str, busy: bool) -> str:
     for follower in followers:
-        follower.failed(why)
+        follower.failed(why, busy)
     return why

@@ -240,6 +240,7 @@ class PgLink:
                 self._latch(f"the connection was lost during {group.label}: nothing of it was committed")
             if group.poisoned or connection.pgconn.transaction_status == TransactionStatus.INERROR:
                 self._roll_back(group, connection, "failed")
+            followed = bool(group.followers)  # (committed asynchronously after the group)
             try:
                 group.finish(self.wire(connection))  # (followers that failed said so: the group stands)
             except psycopg.Error as exc:
@@ -251,7 +252,7 @@ class PgLink:
             except BaseException:  # interrupted (Ctrl-C) while COMMIT was in flight: it may have happened
                 self.ctx.failed = f"{group.label} was interrupted while committing: it may or may not have happened"
                 raise
-            self.unflushed = not group.durable
+            self.unflushed = followed or not group.durable
         finally:
             self.group = None
             for release in group.after_commit.values():

@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from ...audit.checkpoint import CHECKPOINTS_FILE
-from ...errors import AlreadyExistsError, IntegrityError, NotFoundError, StorageError, UnsafeFileError
+from ...errors import AlreadyExistsError, IntegrityError, NotFoundError, SecureStoreError, StorageError, UnsafeFileError
 from ...fs import EntryInfo, FsContext, check_name
 from ..tree import LINE_CHUNK, Expected, ReadKind
 from .group import Queued
@@ -238,27 +238,11 @@ class PgDir:
         if create and self._is_audit(name):
             raise UnsafeFileError(f"refused to create {label} by appending: the audit trail's files are made whole")
         self.link.write(label, self.sql.append_creating if create else self.sql.append, params, durable=durable,
-                        check=self._appending(name, create))
+                        check=_appending(self, name, create))
 
     def append_after_commit(self, name: str, line: bytes, *, lock: str, timeout: float,
                             failed: Callable[[str], None]) -> None:
-        group = self.link.my_group()
-        if group is None:
-            return self.append(name, line, durable=False, create=True)
-        params = {**self._key(name), "size": len(line), "data": line, "now": self._now(), "commit": "off"}
-        group.follow(self.link.lock_key(self.node, lock), timeout,
-                     Queued(self.sql.append_creating, params, self._appending(name, True)), failed)
-
-    def _appending(self, name: str, create: bool) -> Callable[[Any], None]:
-        """An append's check (when its answer arrives, in a group), keeping the size it left."""
-        label = self.child_label(name)
-        check = _expect(None, UnsafeFileError, f"refused {label}: expected a file, found a directory") if create \
-            else _expect(None, NotFoundError, f"{label} does not exist")
-
-        def checked(size: Any) -> None:
-            check(size)
-            self._appended[name] = int(size)
-        return checked
+        _append_after_commit(self, name, line, lock, timeout, failed)
 
     def appended_size(self, name: str) -> int | None:
         """The size `name` had after this handle's last append to it (None if it made none), as
@@ -324,7 +308,8 @@ class PgDir:
         return _open_locked(self, name, lock, exclusive=exclusive, timeout=timeout)
 
     def expect_reads(self, reads: Sequence[Expected]) -> None:
-        _expect_reads(self, reads)
+        read_ahead(self.link, [_statements(self, read.kind, read.name, read.cap) for read in reads
+                               if read.kind != "dir" or self.link.known_dir(self.node, read.name) is None])
 
     def expect_locked(self, name: str, lock: str, *, exclusive: bool) -> None:
         known = self.link.locked_dirs.get((self.node, name))
@@ -348,9 +333,42 @@ def _expect(wanted: int | None, error: type[Exception], message: str) -> Callabl
     return check
 
 
-def _expect_reads(directory: PgDir, reads: Sequence[Expected]) -> None:
-    read_ahead(directory.link, [_statements(directory, read.kind, read.name, read.cap) for read in reads
-                                if read.kind != "dir" or directory.link.known_dir(directory.node, read.name) is None])
+def _append_after_commit(directory: PgDir, name: str, line: bytes, lock: str, timeout: float,
+                         failed: Callable[[str], None]) -> None:
+    group = directory.link.my_group()
+    if group is None:
+        return directory.append(name, line, durable=False, create=True)
+    params = {**directory._key(name), "size": len(line), "data": line, "now": directory._now(), "commit": "off"}
+
+    def append_locked() -> None:
+        try:
+            with directory.lock_plain(lock, exclusive=False, timeout=timeout):
+                directory.append(name, line, durable=False, create=True)
+        except BaseException as exc:
+            failed(str(exc) or type(exc).__name__)  # (an interrupt too: the listing is stale)
+            if not isinstance(exc, SecureStoreError):
+                raise
+
+    def late(why: str, busy: bool) -> None:
+        if not busy:
+            return failed(why)
+        # Taken once the round trip is over (polling, as outside a group), never waited for in it.
+        directory.link.after_group(append_locked)
+
+    group.follow(directory.link.lock_key(directory.node, lock), timeout,
+                 Queued(directory.sql.append_creating, params, _appending(directory, name, True)), late)
+
+
+def _appending(directory: PgDir, name: str, create: bool) -> Callable[[Any], None]:
+    """An append's check (when its answer arrives, in a group), keeping the size it left."""
+    label = directory.child_label(name)
+    check = _expect(None, UnsafeFileError, f"refused {label}: expected a file, found a directory") if create \
+        else _expect(None, NotFoundError, f"{label} does not exist")
+
+    def checked(size: Any) -> None:
+        check(size)
+        directory._appended[name] = int(size)
+    return checked
 
 
 def _statements(directory: PgDir, kind: ReadKind, name: str, cap: int) -> list[tuple[bytes, dict[str, Any] | None]]:
