@@ -31,7 +31,6 @@ class SessionHooks:
     happens after a committed write outside a turn (the listing index is told)."""
     environ: Mapping[str, str]
     on_write: Callable[[SessionBackend], None] = lambda session: None
-    will_write: Callable[[], None] = lambda: None  # inside the write's group, before it: on_write follows
 
 
 class SlotHandle:
@@ -299,7 +298,6 @@ class Session:
             if in_turn:
                 try:
                     if ops:
-                        self._hooks.will_write()
                         with self._audit_rejection("session.turn", Subject.TRANSCRIPT):  # a cap the turn exceeds
                             self._open.commit(_with_vault_op(self._sink, ops))
                 except BaseException:
@@ -342,7 +340,6 @@ class Session:
             self._applied(op, manifest)
             return
         with self._open.group():
-            self._hooks.will_write()
             try:
                 self._open.commit(_with_vault_op(sink, [op]), alone=True)
             except BaseException:

@@ -116,7 +116,7 @@ class SecureStore:
         return self._open(key, create=create, metadata=metadata)
 
     def _open(self, key: str, *, create: bool, metadata: Mapping[str, Any] | None, exclusive: bool = False) -> Session:
-        hooks = SessionHooks(self.environ, self.catalog.note_write, self.catalog.expect_write)
+        hooks = SessionHooks(self.environ, self.catalog.note_write)
         listing = Listing(self.catalog.expect_write, partial(self.catalog.note_write, created=True))
         return open_session(self.backend, key, create=create, metadata=metadata, hooks=hooks,
                             record_rejection=self.record_rejection, on_create=self._after_create, exclusive=exclusive,

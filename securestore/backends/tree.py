@@ -101,15 +101,18 @@ class TreeDir(Protocol):
     # -- appended lines
     def append(self, name: str, data: bytes, *, durable: bool, create: bool = False) -> None:
         """Append `data`; `create`: make the file (empty, 0600) first if it does not exist."""
-    def append_after_commit(self, name: str, line: bytes, *, lock: str, timeout: float,
-                            failed: Callable[[str], None]) -> None:
-        """Append `line` to `name` (made if missing), not durably, once the open group has committed: on
-        PostgreSQL in a transaction of its own, sent in the commit's round trip, under lock
-        `lock` of this directory (shared; the caller holds it now; not free at once, it is
-        taken after the round trip, waiting up to `timeout`). For a file every writer appends
-        to, whose row an append in the group would hold until the commit's flush: one writer
-        at a time for the whole store. `failed(why)` if it did not happen. Without a group,
-        and on disk: an append now, which raises."""
+    def follow_commit(self, directory: str, lock: str, *, timeout: float, replace: tuple[str, str, bytes],
+                      append: tuple[str, bytes], again: Callable[[], None],
+                      failed: Callable[[str], None]) -> TreeDir | None:
+        """In an open group on PostgreSQL: once the group has committed, in a transaction of
+        their own sent in the commit's round trip, replace the file replace[1] in the child
+        directory replace[0] of `directory` with replace[2] and append append[1] to its file
+        append[0] (made if missing), neither durably, under its lock `lock` (shared, only
+        tried). If that did not happen (the lock was busy, the directory moved...), `again()`
+        runs once the round trip is over, and `failed(why)` if it raises. Returns `directory`.
+        None (on disk, or outside a group): the caller writes them now. Every writer of the
+        store appends to that file: in the group's transaction its row would be held until the
+        commit's flush, one write at a time for the whole store."""
     def appended_size(self, name: str) -> int | None: ...
     def flush(self, name: str) -> None: ...
     def truncate(self, name: str, length: int) -> None: ...

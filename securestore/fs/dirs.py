@@ -255,9 +255,9 @@ class Dir(DirOps):
             self._appending.stop(name)  # the next append opens and checks the file again
             raise
 
-    def append_after_commit(self, name: str, line: bytes, *, lock: str, timeout: float,
-                            failed: Callable[[str], None]) -> None:
-        self.append(name, line, durable=False, create=True)  # (a disk group commits nothing: the caller holds `lock`)
+    def follow_commit(self, directory: str, lock: str, *, timeout: float, replace: tuple[str, str, bytes],
+                      append: tuple[str, bytes], again: Callable[[], None], failed: Callable[[str], None]) -> None:
+        return None  # nothing to follow: every write on disk is done when it returns
 
     def appended_size(self, name: str) -> int | None:
         """The size of a file this handle keeps open for appending (None if it does not)."""

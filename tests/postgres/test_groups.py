@@ -23,7 +23,7 @@ from securestore.backends.postgres.url import parse_target
 from securestore.errors import DurabilityError, LockHeldError, NotFoundError, StorageError
 from securestore.fs import FsContext
 from tests.support.keys import KEYS, MASTER_KEY
-from tests.support.pg_stores import refuse_chunks, set_up_database, stored_contents
+from tests.support.pg_stores import POLLING, refuse_chunks, set_up_database, stored_contents
 from tests.support.pg_workload import pin_acts
 from tests.support.postgres import PostgresServer
 from tests.support.raw_tree import session_path
@@ -256,39 +256,41 @@ def test_a_listing_index_replaced_from_outside_is_found_again(url: str) -> None:
         assert verify_with_seed(url) == (0, [])
 
 
-def test_a_write_tries_the_listing_lock_ahead_and_still_waits_for_a_holder(url: str) -> None:
-    """A session write tries the listing index's lock in its first round trip (TreeDir.expect_locked).
-    While another client holds that lock exclusively (as a compaction does), the try fails and
-    the write's listing waits for the lock, then lists the write."""
-    with open_with_keys(url) as store, store.open_session("a", create=True) as session:
-        session.append_items([{"n": 1}])  # (the handle knows where the index is from now on)
+def test_a_write_lists_itself_once_the_holder_of_the_listing_lock_lets_go(url: str) -> None:
+    """A session write's listing follows its commit and only tries the index lock there
+    (TreeDir.follow_commit). While another client holds that lock exclusively (as a compaction
+    does), the write is committed all the same, and its listing waits for the lock after the
+    commit's round trip, then lists the write (it is not skipped, nor left stale)."""
+    with open_with_keys(url) as store, open_with_keys(url) as reader, \
+            store.open_session("a", create=True) as session:
+        session.append_items([{"n": 1}])
         with psycopg.connect(url, autocommit=True) as holder:
             index = holder.execute("SELECT id FROM securestore.nodes WHERE parent = 0 AND name = 'index'").fetchone()
             assert index is not None
             digest = hashlib.sha256(f"securestore\0{index[0]}\0lock".encode()).digest()
             holder.execute("SELECT pg_advisory_lock(%s)", (int.from_bytes(digest[:8], "big", signed=True),))
-            waited = threading.Event()
+            committed_while_held = threading.Event()
 
-            def release_once_the_write_waits() -> None:
+            def release_once_the_write_committed() -> None:
+                deadline = time.monotonic() + 30
                 with psycopg.connect(url, autocommit=True) as watcher:
-                    deadline = time.monotonic() + 30
-                    while time.monotonic() < deadline:
-                        if watcher.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-                                           ).fetchone() == (1,):
-                            waited.set()
+                    while time.monotonic() < deadline:  # committed, and its listing polling for the lock
+                        if len(reader.read_items("a")) == 2 and watcher.execute(POLLING).fetchone() is not None:
+                            committed_while_held.set()
                             break
                         time.sleep(0.01)
                 holder.execute("SELECT pg_advisory_unlock_all()")
 
-            thread = threading.Thread(target=release_once_the_write_waits)
+            thread = threading.Thread(target=release_once_the_write_committed)
             thread.start()
             try:
                 session.append_items([{"n": 2}])
             finally:
                 thread.join(timeout=60)
-        assert waited.is_set()  # the listing waited for the holder instead of skipping it
+        assert committed_while_held.is_set()
         page = store.list_sessions()
         assert [(summary.key, summary.items) for summary in page.sessions] == [("a", 2)]
+        assert page.skipped == []
     assert verify_with_seed(url) == (0, [])
 
 

@@ -110,18 +110,10 @@ def test_a_line_that_fails_after_its_write_committed_leaves_the_write_and_a_stal
 
 
 _INDEX = "SELECT id FROM securestore.nodes WHERE parent = 0 AND name = 'index'"
-# The index entry's row waits 1 s as it is written: the write holds the index lock (shared) that long.
-_SLOW_ENTRY = f"""
-CREATE FUNCTION securestore.slow_entry() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF NEW.node IN (SELECT e.id FROM securestore.nodes e WHERE e.parent IN (SELECT id FROM securestore.nodes
-                    WHERE parent = ({_INDEX}) AND name = 'entries')) THEN
-        PERFORM pg_sleep(1);
-    END IF;
-    RETURN NEW;
-END $$;
-CREATE TRIGGER slow_entry BEFORE INSERT ON securestore.chunks FOR EACH ROW EXECUTE FUNCTION securestore.slow_entry();
-"""
+# The writer, its write committed, waiting for the index lock: polling for it (or, were it waited
+# for inside the commit's round trip, waiting on the server).
+_WAITING_FOR_THE_LOCK = ("SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'securestore%' AND "
+                         "(wait_event = 'advisory' OR (state = 'idle' AND query LIKE '%pg_try_advisory_lock_shared%'))")
 # Refused when the follower's transaction commits, at the round trip's Sync (a deferred check).
 _REFUSE_AT_COMMIT = f"""
 CREATE FUNCTION securestore.refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -153,28 +145,21 @@ def _wait_until(url: str, sql: str) -> int:
         return int(row[0])
 
 
-def test_a_connection_lost_while_the_line_waits_for_the_index_lock_leaves_the_write_acknowledged(
+def test_a_connection_lost_while_the_listing_waits_for_the_index_lock_leaves_the_write_acknowledged(
         pg_server: PostgresServer, tmp_path: Path) -> None:
-    """A rebuild or compaction takes the index lock right after the write's commit: its line
-    waits for the lock after the commit's round trip, never inside it. So a connection lost (or
-    a Ctrl-C) meanwhile cannot make the committed write's outcome unknown: it is acknowledged,
-    and only the handle, whose session lock went with the connection, is latched after it."""
+    """A rebuild or compaction holds the index lock as a write commits: its listing only tries the
+    lock in the commit's round trip, then waits for it after that round trip, never inside it.
+    So a connection lost (or a Ctrl-C) meanwhile cannot make the committed write's outcome
+    unknown: it is acknowledged, and only the handle, whose session lock went with the
+    connection, is latched after it."""
     url = make_pg_store(set_up_database(pg_server), tmp_path)
     with open_with_keys(url) as store:
         store.create_session("a").close()
-    key = _index_lock_key(url)
-    with psycopg.connect(url, autocommit=True) as admin:
-        admin.execute(_SLOW_ENTRY.encode())
     outcome: list[BaseException | None] = []
-    got, release = threading.Event(), threading.Event()
+    with open_with_keys(url) as store, store.open_session("a") as session, \
+            psycopg.connect(url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (_index_lock_key(url),))  # as a rebuild does
 
-    def hold_the_index_lock() -> None:  # as a rebuild would: queued behind the write's shared hold
-        with psycopg.connect(url, autocommit=True, application_name="holder") as holder:
-            holder.execute("SELECT pg_advisory_lock(%s)", (key,))
-            got.set()
-            release.wait(60)
-
-    with open_with_keys(url) as store, store.open_session("a") as session:
         def write() -> None:
             try:
                 session.append_items([{"n": 1}])
@@ -184,23 +169,16 @@ def test_a_connection_lost_while_the_line_waits_for_the_index_lock_leaves_the_wr
 
         writer = threading.Thread(target=write)
         writer.start()
-        holding = threading.Thread(target=hold_the_index_lock)
         try:
-            _wait_until(url, "SELECT pid FROM pg_stat_activity WHERE wait_event = 'PgSleep'")
-            holding.start()
-            assert got.wait(30)  # granted when the write committed: its line finds the lock taken
-            pid = _wait_until(url, "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'securestore%'")
+            pid = _wait_until(url, _WAITING_FOR_THE_LOCK)
             with psycopg.connect(url, autocommit=True) as admin:
                 admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
         finally:
-            release.set()
+            holder.execute("SELECT pg_advisory_unlock_all()")
             writer.join(timeout=60)
-            holding.join(timeout=60)
         assert outcome == [None]
         with pytest.raises(DurabilityError, match="connection was lost"):
             session.append_items([{"n": 2}])
-    with psycopg.connect(url, autocommit=True) as admin:
-        admin.execute(b"DROP TRIGGER slow_entry ON securestore.chunks")
     with open_with_keys(url) as store:
         assert store.read_items("a") == [{"n": 1}]
     assert verify_with_seed(url) == (0, [])

@@ -258,3 +258,9 @@ BEGIN
 END $$;
 CREATE TRIGGER {name} BEFORE INSERT ON securestore.chunks FOR EACH ROW EXECUTE FUNCTION securestore.{name}();
 """
+
+
+# A store handle's connection between two tries of a shared advisory lock: polling for it,
+# outside any round trip of a write (locks.take). Its pid, when there is one.
+POLLING = ("SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'securestore%' AND state = 'idle' "
+           "AND query LIKE '%pg_try_advisory_lock_shared%'")

@@ -336,8 +336,8 @@ class SecureStorePg(PgSystem):
     name = "securestore (postgres)"
     prefix = "securestore"
     durability = ("audit-before-act as one transaction per change: the intent, the act (in a savepoint) and the "
-                  "outcome commit together with the listing index's entry, one WAL flush; the listing's line follows "
-                  "in its own asynchronous transaction")
+                  "outcome commit together, one WAL flush; the session's listing follows in its own asynchronous "
+                  "transaction")
     mappings = {  # as bench/systems.py maps the filesystem store
         **{w: m for w, m in SecureStoreSystem.mappings.items() if w in PG_WRITES + (READ50,)},
         CREATE_EMPTY: "create_session(key) + append_items([item]) + close (fresh database + store per round)",

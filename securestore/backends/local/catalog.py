@@ -45,7 +45,8 @@ class Catalog:
         self._note(session.name, lambda: self._summary(session, session.item_count() if count is None else count), created)
 
     def expect_write(self) -> None:
-        """Inside a write's group, before it: `note_write` follows (index.expect_note)."""
+        """Inside a create's group, before it: `note_write` follows (index.expect_note). (A
+        session write asks nothing ahead: its listing mostly follows its commit, index.note.)"""
         index.expect_note(self.store.root)
 
     def note_gone(self, name: str, created_ms: int | None = None) -> None:

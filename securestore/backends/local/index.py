@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from contextlib import closing
+from contextlib import closing, nullcontext
+from functools import partial
 
 import orjson
 from pydantic import ValidationError
@@ -44,7 +45,7 @@ from ...core.listing import (
     summary_line,
     tombstone_line,
 )
-from ...errors import SecureStoreError, UsageError
+from ...errors import NotFoundError, SecureStoreError, UsageError
 from ...fs import FsContext
 from ..tree import TreeDir
 from .auditlog import AuditLog
@@ -234,15 +235,48 @@ def note(root: TreeDir, summary: SessionSummary | None, *, name: str, created: b
          compaction: CompactionPolicy, late_failure: Callable[[str], None], keep_listed_items: bool = False,
          gone_created_ms: int | None = None) -> None:
     """Record a committed write in the listing index (summary None: the session is gone; when
-    the session that left was created, if known: `gone_created_ms`). A write's line in the
-    update log follows its commit (TreeDir.append_after_commit): `late_failure(why)` if it failed.
-    Not fsynced and not separately audited: it restates audited state, readers validate it,
-    and `rebuild` recomputes it. `keep_listed_items`: the write left the transcript as it was,
-    so the listed item count stands (NotListed when there is none to keep). Then compacts the
-    update log when it is due (see index_compact.py)."""
+    the session that left was created, if known: `gone_created_ms`). A session write's entry
+    and line follow its commit where the backend can (TreeDir.follow_commit): `late_failure(why)`
+    if they failed. Not fsynced and not separately audited: it restates audited state, readers
+    validate it, and `rebuild` recomputes it. `keep_listed_items`: the write left the transcript
+    as it was, so the listed item count stands (NotListed when there is none to keep). Then
+    compacts the update log when it is due (see index_compact.py)."""
+    tidy = partial(_tidy, name=name, deleted=summary is None, compaction=compaction, timeout=timeout,
+                   created_ms=gone_created_ms)
     # A group: inside a write's group the note commits with the write (one transaction on
-    # PostgreSQL); on its own, it is one.
+    # PostgreSQL), or follows its commit; on its own, it is one.
     with root.group("the listing index"):
+        if summary is not None and not created:  # (a create's and a delete's go with their store change)
+            if keep_listed_items:
+                summary = _keeping_items(root, name, summary)
+            # (Not a group: on PostgreSQL each write is then its own transaction, and a failed one
+            # leaves the listing stale without latching the handle, which owes nothing to it.)
+            write_now = partial(_write, root, summary, name=name, created=False, now_ms=now_ms, timeout=timeout,
+                                tidy=tidy, grouped=False)
+            index = root.follow_commit(INDEX_DIR, INDEX_LOCK, timeout=timeout,
+                                       replace=(ENTRIES_DIR, f"{name}.json", entry_bytes(summary)),
+                                       append=(UPDATES_LOG, summary_line(summary)), again=write_now, failed=late_failure)
+            if index is not None:
+                index.after_group(lambda: tidy(index))
+                return
+        _write(root, summary, name=name, created=created, now_ms=now_ms, timeout=timeout, tidy=tidy)
+
+
+def _keeping_items(root: TreeDir, name: str, summary: SessionSummary) -> SessionSummary:
+    """`summary` with the item count its entry lists (read without the lock: derived data)."""
+    try:
+        with root.open_dir(INDEX_DIR) as index, index.open_dir(ENTRIES_DIR) as entries:
+            listed = _listed(entries, name)
+    except NotFoundError:
+        listed = None
+    if listed is None or listed.key != summary.key:
+        raise NotListed(name)
+    return summary.model_copy(update={"items": listed.items})
+
+
+def _write(root: TreeDir, summary: SessionSummary | None, *, name: str, created: bool, now_ms: int, timeout: float,
+           tidy: Callable[[TreeDir], None], grouped: bool = True) -> None:
+    with root.group("the listing index") if grouped else nullcontext():
         index, held = root.open_locked(INDEX_DIR, INDEX_LOCK, exclusive=False, timeout=timeout)
         with index:
             with held, index.open_or_make_dir(ENTRIES_DIR) as entries:
@@ -253,26 +287,17 @@ def note(root: TreeDir, summary: SessionSummary | None, *, name: str, created: b
                     if entries.entry(f"{name}.json") is not None:
                         entries.unlink(f"{name}.json")
                 else:
-                    if keep_listed_items:
-                        listed = _listed(entries, name)
-                        if listed is None or listed.key != summary.key:
-                            raise NotListed(name)
-                        summary = summary.model_copy(update={"items": listed.items})
                     entries.rewrite_in_place(f"{name}.json", entry_bytes(summary))  # readers validate it
-                    if created:  # listed in the create's own transaction: never hidden after a crash
-                        _append(index, UPDATES_LOG, summary_line(summary))
+                    _append(index, UPDATES_LOG, summary_line(summary))
+                    if created:
                         _append(index, CREATED_LOG, created_line(summary))
-                    else:  # (not in the write's transaction: every writer appends to this one file)
-                        index.append_after_commit(UPDATES_LOG, summary_line(summary), lock=INDEX_LOCK,
-                                                  timeout=timeout, failed=late_failure)
             # Once the shared lock is let go (on disk now; in a group, once it commits): compaction
             # takes it exclusively. (A directory of a group's backend holds nothing open: `index`
             # stays usable after this block.)
-            index.after_group(lambda: _tidy(index, name, deleted=summary is None, compaction=compaction,
-                                            timeout=timeout, created_ms=gone_created_ms))
+            index.after_group(lambda: tidy(index))
 
 
-def _tidy(index: TreeDir, name: str, *, deleted: bool, compaction: CompactionPolicy, timeout: float,
+def _tidy(index: TreeDir, *, name: str, deleted: bool, compaction: CompactionPolicy, timeout: float,
           created_ms: int | None) -> None:
     if deleted:
         scrub_deleted(index, name, compaction, timeout, created_ms)  # its key, title and workspace go now

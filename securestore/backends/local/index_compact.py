@@ -49,8 +49,13 @@ class CompactionPolicy:
 
 
 def compact_if_due(index: TreeDir, policy: CompactionPolicy) -> bool:
-    """Compact if the update log has grown enough and no writer is appending; True if done."""
-    if not _due(index, policy):
+    """Compact if the update log has grown enough and no writer is appending; True if done.
+    Known past twice its compacted size, it is only checked again under the lock (under load,
+    a write that finds the lock busy costs one try, not the reads as well)."""
+    appended = index.appended_size(UPDATES_LOG)
+    known_due = policy.compacted is not None and appended is not None and appended > max(
+        policy.floor, _GROWTH * policy.compacted)
+    if not known_due and not _due(index, policy):
         return False
     try:
         held = index.lock_plain(INDEX_LOCK, exclusive=True, timeout=0.0)

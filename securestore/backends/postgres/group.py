@@ -42,13 +42,13 @@ class Queued:
 @dataclass(frozen=True, eq=False)
 class Follower:
     """A write sent after the group's COMMIT, in the same round trip, in a transaction of its own
-    under a shared lock (TreeDir.append_after_commit); `failed(why, busy)` if it did not commit
-    (`busy`: because the lock was not free at once)."""
+    under a shared lock (TreeDir.follow_commit); `failed(why)` if it did not commit (the lock
+    was not free at once, or anything else failed)."""
 
     lock: int
     timeout_ms: int  # for the waits of its writes (the lock itself is only tried)
-    write: Queued
-    failed: Callable[[str, bool], None]
+    writes: tuple[Queued, ...]
+    failed: Callable[[str], None]
 
 
 class Group:
@@ -132,10 +132,10 @@ class Group:
             return [Queued(b"COMMIT")]
         return [Queued(b"SET LOCAL synchronous_commit TO " + (b"on" if self.durable else b"off")), Queued(b"COMMIT")]
 
-    def follow(self, lock: int, timeout: float, write: Queued, failed: Callable[[str, bool], None]) -> None:
-        """Send `write` after the commit, in a transaction of its own under shared lock `lock`
-        (tried: not free, the follower fails as `busy`): see `finish`."""
-        self.followers.append(Follower(lock, max(1, int(timeout * 1000)), write, failed))
+    def follow(self, lock: int, timeout: float, writes: tuple[Queued, ...], failed: Callable[[str], None]) -> None:
+        """Send `writes` after the commit, in a transaction of their own under shared lock `lock`
+        (tried: not free, the follower fails): see `finish`."""
+        self.followers.append(Follower(lock, max(1, int(timeout * 1000)), writes, failed))
 
     def finish(self, wire: Wire) -> str | None:
         """Send what is queued and COMMIT (if begun), then the followers' transaction, in one
@@ -152,15 +152,16 @@ class Group:
             self.settle(list(zip(own, done)))
             if len(done) < len(own):
                 raise
-            return _failed(followers, describe_error(exc), isinstance(exc, psycopg.errors.LockNotAvailable))
+            return _failed(followers, describe_error(exc))
         self.settle(list(zip(own, answers)))
+        writes = [write for follower in followers for write in follower.writes]
         try:
-            for follower, rows in zip(followers, answers[len(own) + 1:]):  # after the lock
+            for write, rows in zip(writes, answers[len(own) + 1:]):  # after the lock
                 row = rows.fetchone()
-                if follower.write.check is not None:
-                    follower.write.check(None if row is None else row[0])
-        except Exception as exc:  # noqa: BLE001 - committed, but not as asked: the note is stale
-            return _failed(followers, str(exc), False)
+                if write.check is not None:
+                    write.check(None if row is None else row[0])
+        except Exception as exc:  # noqa: BLE001 - committed, but not as asked: the listing is stale
+            return _failed(followers, str(exc))
         return None
 
     def savepoint(self) -> tuple[Queued, bytes]:
@@ -228,6 +229,18 @@ class Group:
         return answer
 
 
+def any_answer(answer: Any) -> None:
+    pass
+
+
+def expect_answer(wanted: int | None, error: type[Exception], message: str) -> Callable[[Any], None]:
+    """A write's check: its answer must be `wanted` (None: anything but None), or `error`."""
+    def check(answer: Any) -> None:
+        if (answer is None) if wanted is None else (answer != wanted):
+            raise error(message)
+    return check
+
+
 # The followers' lock, tried: a wait on the server would stretch the commit's round trip, and
 # an interrupt (Ctrl-C) or a lost connection during it would leave a committed write's outcome
 # unknown. The lock's own wait is cut to 1 ms; then their writes wait up to their timeout (for
@@ -250,10 +263,10 @@ def _follower_items(followers: list[Follower]) -> list[Queued]:
         raise RuntimeError("followers of one group under different locks")  # a programming error
     wait = max(follower.timeout_ms for follower in followers)
     return [Queued(_FOLLOWERS_LOCK, {"wait": f"{wait}ms", "key": locks.pop()}),
-            *(follower.write for follower in followers)]
+            *(write for follower in followers for write in follower.writes)]
 
 
-def _failed(followers: list[Follower], why: str, busy: bool) -> str:
+def _failed(followers: list[Follower], why: str) -> str:
     for follower in followers:
-        follower.failed(why, busy)
+        follower.failed(why)
     return why

@@ -29,6 +29,7 @@ class Statements:
     make_file: bytes
     read: bytes
     replace: bytes
+    replace_in: bytes  # replace, in the child directory %(sub)s of directory %(dir)s (NULL: not there)
     create: bytes
     append: bytes
     append_creating: bytes
@@ -148,6 +149,10 @@ _TEXT = {
 def compile_statements(schema: str) -> Statements:
     ident, tail = sql.Identifier(schema), sql.SQL(COMMIT_TAIL)
     texts = dict(_TEXT)
+    texts["replace_in"] = texts["replace"].replace(
+        "VALUES (%(parent)s,", "VALUES ((SELECT id FROM {s}.nodes WHERE parent = %(dir)s AND name = %(sub)s AND kind = 'd'),")
+    if texts["replace_in"] == texts["replace"]:
+        raise RuntimeError("the replace statement changed: replace_in no longer derives from it")
     for way in ("backward", "forward"):
         texts[f"audit_{way}"] = texts[f"chunks_{way}"].replace("{s}.chunks", "{s}.audit_records")
     composed = {name: sql.SQL(text.replace("{s}", "{schema}")).format(schema=ident, tail=tail).as_bytes(None)

@@ -15,7 +15,7 @@ from ...audit.checkpoint import CHECKPOINTS_FILE
 from ...errors import AlreadyExistsError, IntegrityError, NotFoundError, SecureStoreError, StorageError, UnsafeFileError
 from ...fs import EntryInfo, FsContext, check_name
 from ..tree import LINE_CHUNK, Expected, ReadKind
-from .group import Queued
+from .group import Queued, any_answer, expect_answer
 from .link import PgLink
 from .reads import query, read_ahead
 from .lines import backward_lines, chunks_backward, chunks_forward, forward_lines, tail_of, tail_query, tail_start
@@ -168,7 +168,7 @@ class PgDir:
         check_name(dst)
         params = {**self._key(src), "into": into.node, "dst": dst}
         self.link.write(into.child_label(dst), self.sql.rename, params, durable=True,  # names dst if it exists
-                        check=_expect(1, NotFoundError, f"{self.child_label(src)} does not exist"))
+                        check=expect_answer(1, NotFoundError, f"{self.child_label(src)} does not exist"))
         if (group := self.link.my_group()) is not None:
             group.renamed(self.node, src, into.node, dst)
 
@@ -194,10 +194,7 @@ class PgDir:
         label = self.child_label(name)
         if self._is_audit(name):
             raise UnsafeFileError(f"refused to replace {label}: the audit trail only grows")
-        positions = list(range(0, len(data), REPLACE_CHUNK))  # none for an empty file: no row is empty
-        params = {**self._key(name), "size": len(data), "now": self._now(), "count": len(positions),
-                  "parts": [data[at: at + REPLACE_CHUNK] for at in positions], "positions": positions}
-        self.link.write(label, self.sql.replace, params, durable=durable, check=_expect(
+        self.link.write(label, self.sql.replace, _replace_params(self, name, data), durable=durable, check=expect_answer(
             1, UnsafeFileError, f"refused {label}: expected a file, found a directory"))
 
     def write_new(self, name: str, data: bytes) -> None:
@@ -205,7 +202,7 @@ class PgDir:
         params = {**self._key(name), "size": len(data), "data": data, "now": self._now(),
                   "audit": self._is_audit(name)}
         self.link.write(label, self.sql.create, params, durable=True,
-                        check=_expect(1, AlreadyExistsError, f"{label} already exists"))
+                        check=expect_answer(1, AlreadyExistsError, f"{label} already exists"))
 
     def write_private(self, name: str, data: bytes) -> None:
         self.write_new(name, data)
@@ -224,7 +221,7 @@ class PgDir:
     def ensure_file(self, name: str) -> None:
         params = {**self._key(name), "size": 0, "data": b"", "now": self._now(), "audit": self._is_audit(name)}
         # Its answer (1 made, 0 there already) changes nothing: queued with what comes next.
-        self.link.write(self.child_label(name), self.sql.create, params, durable=False, check=_either)
+        self.link.write(self.child_label(name), self.sql.create, params, durable=False, check=any_answer)
 
     def unlink(self, name: str, *, durable: bool = True) -> None:
         label = self.child_label(name)
@@ -240,9 +237,10 @@ class PgDir:
         self.link.write(label, self.sql.append_creating if create else self.sql.append, params, durable=durable,
                         check=_appending(self, name, create))
 
-    def append_after_commit(self, name: str, line: bytes, *, lock: str, timeout: float,
-                            failed: Callable[[str], None]) -> None:
-        _append_after_commit(self, name, line, lock, timeout, failed)
+    def follow_commit(self, directory: str, lock: str, *, timeout: float, replace: tuple[str, str, bytes],
+                      append: tuple[str, bytes], again: Callable[[], None],
+                      failed: Callable[[str], None]) -> PgDir | None:
+        return _follow_commit(self, directory, lock, timeout, replace, append, again, failed)
 
     def appended_size(self, name: str) -> int | None:
         """The size `name` had after this handle's last append to it (None if it made none), as
@@ -321,49 +319,53 @@ class PgDir:
         return holder(self.link, self.link.lock_key(self.node, name), self.child_label(name))
 
 
-def _either(answer: Any) -> None:
-    pass
-
-
-def _expect(wanted: int | None, error: type[Exception], message: str) -> Callable[[Any], None]:
-    """A write's check: its answer must be `wanted` (None: anything but None), or `error`."""
-    def check(answer: Any) -> None:
-        if (answer is None) if wanted is None else (answer != wanted):
-            raise error(message)
-    return check
-
-
-def _append_after_commit(directory: PgDir, name: str, line: bytes, lock: str, timeout: float,
-                         failed: Callable[[str], None]) -> None:
-    group = directory.link.my_group()
+def _follow_commit(root: PgDir, directory: str, lock: str, timeout: float, replace: tuple[str, str, bytes],
+                   append: tuple[str, bytes], again: Callable[[], None], failed: Callable[[str], None]) -> PgDir | None:
+    """TreeDir.follow_commit: the child directory is found under the lock, by the statement that
+    writes in it (replace_in: not there, the follower fails); `directory` is remembered."""
+    link = root.link
+    group = link.my_group()
     if group is None:
-        return directory.append(name, line, durable=False, create=True)
-    params = {**directory._key(name), "size": len(line), "data": line, "now": directory._now(), "commit": "off"}
+        return None
+    known = link.locked_dirs.get((root.node, directory))
+    target = PgDir(link, known, directory, root.child_label(directory)) if known is not None \
+        else root.open_or_make_dir(directory)
+    link.locked_dirs[(root.node, directory)] = target.node
+    (sub, name, data), (log, line) = replace, append
+    check_name(sub)
+    replacing = {**_replace_params(target, name, data), "dir": target.node, "sub": sub, "commit": "off"}
+    appending = {**target._key(log), "size": len(line), "data": line, "now": target._now(), "commit": "off"}
 
-    def append_locked() -> None:
+    def once_more() -> None:
         try:
-            with directory.lock_plain(lock, exclusive=False, timeout=timeout):
-                directory.append(name, line, durable=False, create=True)
+            again()
         except BaseException as exc:
             failed(str(exc) or type(exc).__name__)  # (an interrupt too: the listing is stale)
             if not isinstance(exc, SecureStoreError):
                 raise
 
-    def late(why: str, busy: bool) -> None:
-        if not busy:
-            return failed(why)
-        # Taken once the round trip is over (polling, as outside a group), never waited for in it.
-        directory.link.after_group(append_locked)
+    def late(why: str) -> None:  # the lock was busy (now taken by polling, never waited for in the
+        link.locked_dirs.pop((root.node, directory), None)  # round trip), the directory moved...
+        link.after_group(once_more)
 
-    group.follow(directory.link.lock_key(directory.node, lock), timeout,
-                 Queued(directory.sql.append_creating, params, _appending(directory, name, True)), late)
+    label = f"{target.child_label(sub)}/{name}"
+    group.follow(link.lock_key(target.node, lock), timeout, (
+        Queued(link.sql.replace_in, replacing, expect_answer(1, NotFoundError, f"{label}: not written")),
+        Queued(link.sql.append_creating, appending, _appending(target, log, True))), late)
+    return target
+
+
+def _replace_params(directory: PgDir, name: str, data: bytes) -> dict[str, Any]:
+    positions = list(range(0, len(data), REPLACE_CHUNK))  # none for an empty file: no row is empty
+    return {**directory._key(name), "size": len(data), "now": directory._now(), "count": len(positions),
+            "parts": [data[at: at + REPLACE_CHUNK] for at in positions], "positions": positions}
 
 
 def _appending(directory: PgDir, name: str, create: bool) -> Callable[[Any], None]:
     """An append's check (when its answer arrives, in a group), keeping the size it left."""
     label = directory.child_label(name)
-    check = _expect(None, UnsafeFileError, f"refused {label}: expected a file, found a directory") if create \
-        else _expect(None, NotFoundError, f"{label} does not exist")
+    check = expect_answer(None, UnsafeFileError, f"refused {label}: expected a file, found a directory") if create \
+        else expect_answer(None, NotFoundError, f"{label} does not exist")
 
     def checked(size: Any) -> None:
         check(size)
