@@ -200,3 +200,41 @@ def test_a_line_refused_as_it_commits_leaves_the_write_and_a_stale_listing(pg_se
         assert store.read_items("a") == [{"n": 1}, {"n": 2}]
         assert [skipped.name for skipped in store.list_sessions().skipped] == ["index"]
     assert verify_with_seed(url) == (0, [])
+
+
+# The writer waiting on the server for a row (the update log's, held by another transaction).
+_WAITING_FOR_A_ROW = ("SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'securestore%' AND "
+                      "wait_event_type = 'Lock' AND wait_event IN ('transactionid', 'tuple')")
+
+
+def test_a_connection_lost_while_the_listing_waits_for_the_update_logs_row_leaves_the_write_acknowledged(
+        pg_server: PostgresServer, tmp_path: Path) -> None:
+    """Another transaction holds the update log's row (as a create does while its durable commit
+    waits): the follower does not wait for it inside the commit's round trip either, so a
+    connection lost while the listing waits leaves the committed write acknowledged."""
+    url = make_pg_store(set_up_database(pg_server), tmp_path)
+    with open_with_keys(url) as store:
+        store.create_session("a").close()
+    outcome: list[BaseException | None] = []
+    with open_with_keys(url) as store, store.open_session("a") as session, psycopg.connect(url) as holder:
+        holder.execute((_UPDATES_LOG_ROW + " FOR UPDATE OF n").encode())
+
+        def write() -> None:
+            try:
+                session.append_items([{"n": 1}])
+                outcome.append(None)
+            except BaseException as exc:  # noqa: BLE001 - reported by the test
+                outcome.append(exc)
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        try:
+            pid = _wait_until(url, _WAITING_FOR_A_ROW)
+            with psycopg.connect(url, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        finally:
+            holder.rollback()
+            writer.join(timeout=60)
+        assert outcome == [None]
+    with open_with_keys(url) as store:
+        assert store.read_items("a") == [{"n": 1}]

@@ -46,7 +46,6 @@ class Follower:
     was not free at once, or anything else failed)."""
 
     lock: int
-    timeout_ms: int  # for the waits of its writes (the lock itself is only tried)
     writes: tuple[Queued, ...]
     failed: Callable[[str], None]
 
@@ -132,10 +131,10 @@ class Group:
             return [Queued(b"COMMIT")]
         return [Queued(b"SET LOCAL synchronous_commit TO " + (b"on" if self.durable else b"off")), Queued(b"COMMIT")]
 
-    def follow(self, lock: int, timeout: float, writes: tuple[Queued, ...], failed: Callable[[str], None]) -> None:
+    def follow(self, lock: int, writes: tuple[Queued, ...], failed: Callable[[str], None]) -> None:
         """Send `writes` after the commit, in a transaction of their own under shared lock `lock`
         (tried: not free, the follower fails): see `finish`."""
-        self.followers.append(Follower(lock, max(1, int(timeout * 1000)), writes, failed))
+        self.followers.append(Follower(lock, writes, failed))
 
     def finish(self, wire: Wire) -> str | None:
         """Send what is queued and COMMIT (if begun), then the followers' transaction, in one
@@ -241,14 +240,13 @@ def expect_answer(wanted: int | None, error: type[Exception], message: str) -> C
     return check
 
 
-# The followers' lock, tried: a wait on the server would stretch the commit's round trip, and
-# an interrupt (Ctrl-C) or a lost connection during it would leave a committed write's outcome
-# unknown. The lock's own wait is cut to 1 ms; then their writes wait up to their timeout (for
-# the update log's row, which other followers hold for a moment). Each setting comes before
-# what needs it: a CTE with a volatile function is never folded into the query that reads it.
-_FOLLOWERS_LOCK = (b"WITH s AS (SELECT set_config('lock_timeout', '1ms', true)), "
-                   b"l AS (SELECT pg_advisory_xact_lock_shared(%(key)s) FROM s) "
-                   b"SELECT set_config('lock_timeout', %(wait)s, true) FROM l")
+# The followers' lock, tried, and their rows too: a wait on the server would stretch the commit's
+# round trip, and an interrupt (Ctrl-C) or a lost connection during it would leave a committed
+# write's outcome unknown. Every lock wait of their transaction is cut to 1 ms (set first: a CTE
+# with a volatile function is never folded into the query that reads it); a busy row or lock
+# fails them over to the retry after the round trip (TreeDir.follow_commit).
+_FOLLOWERS_LOCK = (b"WITH s AS (SELECT set_config('lock_timeout', '1ms', true)) "
+                   b"SELECT pg_advisory_xact_lock_shared(%(key)s) FROM s")
 
 
 def _follower_items(followers: list[Follower]) -> list[Queued]:
@@ -261,8 +259,7 @@ def _follower_items(followers: list[Follower]) -> list[Queued]:
     locks = {follower.lock for follower in followers}
     if len(locks) != 1:
         raise RuntimeError("followers of one group under different locks")  # a programming error
-    wait = max(follower.timeout_ms for follower in followers)
-    return [Queued(_FOLLOWERS_LOCK, {"wait": f"{wait}ms", "key": locks.pop()}),
+    return [Queued(_FOLLOWERS_LOCK, {"key": locks.pop()}),
             *(write for follower in followers for write in follower.writes)]
 
 

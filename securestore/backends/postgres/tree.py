@@ -349,7 +349,7 @@ def _follow_commit(root: PgDir, directory: str, lock: str, timeout: float, repla
         link.after_group(once_more)
 
     label = f"{target.child_label(sub)}/{name}"
-    group.follow(link.lock_key(target.node, lock), timeout, (
+    group.follow(link.lock_key(target.node, lock), (
         Queued(link.sql.replace_in, replacing, expect_answer(1, NotFoundError, f"{label}: not written")),
         Queued(link.sql.append_creating, appending, _appending(target, log, True))), late)
     return target
