@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -145,6 +146,30 @@ def _wait_until(url: str, sql: str) -> int:
         return int(row[0])
 
 
+def _append_cut_off(url: str, session: Any, waiting: str, let_go: Callable[[], object]) -> list[BaseException | None]:
+    """Append {"n": 1} in a thread; once its connection matches `waiting` (a pid query), end
+    that connection from the server, then `let_go` of what it waited for. What the append did."""
+    outcome: list[BaseException | None] = []
+
+    def write() -> None:
+        try:
+            session.append_items([{"n": 1}])
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            outcome.append(exc)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        pid = _wait_until(url, waiting)
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    finally:
+        let_go()
+        writer.join(timeout=60)
+    return outcome
+
+
 def test_a_connection_lost_while_the_listing_waits_for_the_index_lock_leaves_the_write_acknowledged(
         pg_server: PostgresServer, tmp_path: Path) -> None:
     """A rebuild or compaction holds the index lock as a write commits: its listing only tries the
@@ -155,27 +180,11 @@ def test_a_connection_lost_while_the_listing_waits_for_the_index_lock_leaves_the
     url = make_pg_store(set_up_database(pg_server), tmp_path)
     with open_with_keys(url) as store:
         store.create_session("a").close()
-    outcome: list[BaseException | None] = []
     with open_with_keys(url) as store, store.open_session("a") as session, \
             psycopg.connect(url, autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (_index_lock_key(url),))  # as a rebuild does
-
-        def write() -> None:
-            try:
-                session.append_items([{"n": 1}])
-                outcome.append(None)
-            except BaseException as exc:  # noqa: BLE001 - reported by the test
-                outcome.append(exc)
-
-        writer = threading.Thread(target=write)
-        writer.start()
-        try:
-            pid = _wait_until(url, _WAITING_FOR_THE_LOCK)
-            with psycopg.connect(url, autocommit=True) as admin:
-                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        finally:
-            holder.execute("SELECT pg_advisory_unlock_all()")
-            writer.join(timeout=60)
+        outcome = _append_cut_off(url, session, _WAITING_FOR_THE_LOCK,
+                                  lambda: holder.execute("SELECT pg_advisory_unlock_all()"))
         assert outcome == [None]
         with pytest.raises(DurabilityError, match="connection was lost"):
             session.append_items([{"n": 2}])
@@ -215,26 +224,9 @@ def test_a_connection_lost_while_the_listing_waits_for_the_update_logs_row_leave
     url = make_pg_store(set_up_database(pg_server), tmp_path)
     with open_with_keys(url) as store:
         store.create_session("a").close()
-    outcome: list[BaseException | None] = []
     with open_with_keys(url) as store, store.open_session("a") as session, psycopg.connect(url) as holder:
         holder.execute((_UPDATES_LOG_ROW + " FOR UPDATE OF n").encode())
-
-        def write() -> None:
-            try:
-                session.append_items([{"n": 1}])
-                outcome.append(None)
-            except BaseException as exc:  # noqa: BLE001 - reported by the test
-                outcome.append(exc)
-
-        writer = threading.Thread(target=write)
-        writer.start()
-        try:
-            pid = _wait_until(url, _WAITING_FOR_A_ROW)
-            with psycopg.connect(url, autocommit=True) as admin:
-                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        finally:
-            holder.rollback()
-            writer.join(timeout=60)
+        outcome = _append_cut_off(url, session, _WAITING_FOR_A_ROW, holder.rollback)
         assert outcome == [None]
     with open_with_keys(url) as store:
         assert store.read_items("a") == [{"n": 1}]
