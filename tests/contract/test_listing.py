@@ -356,6 +356,36 @@ def test_a_write_past_the_floor_does_not_read_the_compaction_record_until_compac
         assert updates.stat().st_size < 2 * compacted
 
 
+def test_a_log_another_handle_shrank_is_compacted_as_due_not_as_this_handle_last_knew_it(root: Path | str) -> None:
+    """A handle remembers the compacted size of the update log it compacted; once another handle
+    shrinks the log (a delete's scrub here), that size is stale and must not put compaction off."""
+    raw, updates = raw_tree(root), "index/updates.log"
+    with SecureStore(root, COMPACT_AT_2K, master_key=MASTER_KEY, environ=KEYS) as first:
+        for i in range(30):
+            first.put(f"s{i:02d}", "slot", i)
+        for i in range(200):  # until a write of this handle compacts the log: it knows its size
+            size = raw.size(updates)
+            first.put(f"s{i % 30:02d}", "slot", "again")
+            if raw.size(updates) < size:
+                break
+        known = raw.size(updates)
+        assert known > 2048
+        with SecureStore(root, COMPACT_AT_2K, master_key=MASTER_KEY, environ=KEYS) as other:
+            for i in range(2, 30):
+                other.delete_session(f"s{i:02d}")
+        longest = max(len(line) + 1 for line in raw.read(updates).splitlines())
+        assert raw.size(updates) < 2048 and 2048 + 2 * longest < 2 * known
+        largest, compacted = 0, False
+        for i in range(100):
+            size = raw.size(updates)
+            first.put("s00", "slot", f"more{i}")
+            largest = max(largest, size)
+            if raw.size(updates) < size:
+                compacted = True
+                break
+        assert compacted and largest <= 2048 + longest  # due past the floor, not past twice what it knew
+
+
 @pytest.mark.fs_only  # the order of fsync and rename OS calls
 def test_a_compacted_log_is_durable_before_it_replaces_the_old_one(root: Path) -> None:
     events: list[tuple[str, str]] = []

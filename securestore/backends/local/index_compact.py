@@ -46,6 +46,10 @@ class CompactionPolicy:
     # this handle appends to is past twice that, compaction is not due, and no write reads it.
     # Read by another process's compaction, the log is smaller, and it holds all the more.
     compacted: int | None = field(default=None, compare=False)
+    # The update log's size after this handle's last append: an append that finds it smaller
+    # means another handle replaced it (compaction, a delete's scrub, a rebuild), and then what
+    # `compacted` says is stale (too large, it would put compaction off, past the cap for good).
+    appended: int | None = field(default=None, compare=False)
 
 
 def compact_if_due(index: TreeDir, policy: CompactionPolicy) -> bool:
@@ -53,6 +57,10 @@ def compact_if_due(index: TreeDir, policy: CompactionPolicy) -> bool:
     Known past twice its compacted size, it is only checked again under the lock (under load,
     a write that finds the lock busy costs one try, not the reads as well)."""
     appended = index.appended_size(UPDATES_LOG)
+    if appended is not None:
+        if policy.appended is not None and appended < policy.appended:
+            policy.compacted = None  # replaced by another handle: read its record again
+        policy.appended = appended
     known_due = policy.compacted is not None and appended is not None and appended > max(
         policy.floor, _GROWTH * policy.compacted)
     if not known_due and not _due(index, policy):
@@ -64,7 +72,7 @@ def compact_if_due(index: TreeDir, policy: CompactionPolicy) -> bool:
     with held:
         if not _due(index, policy):  # another writer compacted it meanwhile
             return False
-        policy.compacted = compact(index)
+        policy.compacted = policy.appended = compact(index)
     return True
 
 
