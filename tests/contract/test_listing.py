@@ -476,6 +476,17 @@ def test_a_planted_compaction_record_neither_stops_nor_repeats_compaction_for_go
         assert not any("stale" in s.reason for s in store.list_sessions().skipped)
     if plant == "directory":
         assert compactions == 0  # nowhere to record a compaction: none, rather than one per write
+        with SecureStore(root, COMPACT_AT_2K, master_key=MASTER_KEY, environ=KEYS) as store:
+            assert verify_store(store).index == [
+                "index: updates.compacted is not a file, so the update log is never compacted; run "
+                "`securestore index rebuild`"]
+            store.rebuild_index()  # what verify says to do: compaction runs again
+            assert verify_store(store).index == [] and not raw.is_dir(stamp)
+            for i in range(60):
+                size = raw.size(updates)
+                store.put("hot", "slot", i)
+                compactions += raw.size(updates) < size
+        assert compactions >= 1
     else:
         # rewritten by the first one; after it, one compaction per ~2 KiB of lines, not per write
         assert 1 <= compactions <= 6 and raw.size(stamp) < 64

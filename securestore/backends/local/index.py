@@ -50,6 +50,7 @@ from ...fs import FsContext
 from ..tree import TreeDir
 from .auditlog import AuditLog
 from .index_compact import (
+    COMPACTED_FILE,
     CREATED_LOG,
     INDEX_LOCK,
     MAX_INDEX_LINE,
@@ -189,6 +190,9 @@ def disagreements(index: TreeDir, live: set[str], *, ignore: set[str], max_index
                 into[parsed["n"]] = not parsed.get("d")
                 newest_ms[parsed["n"]] = parsed.get("u")
     findings: list[str] = []
+    record = index.entry(COMPACTED_FILE)
+    if record is not None and record.kind != "file":
+        findings.append(f"{COMPACTED_FILE} is not a file, so the update log is never compacted")
     entries = index.open_dir(ENTRIES_DIR) if index.entry(ENTRIES_DIR) is not None else None
     try:
         for name in sorted(live):
@@ -330,6 +334,8 @@ def rebuild(log: AuditLog, root: TreeDir, summaries: list[SessionSummary], ctx: 
             index.rename(staging, ENTRIES_DIR)
             index.write_atomic(CREATED_LOG, created)
             index.write_atomic(UPDATES_LOG, updates)
+            if index.entry(COMPACTED_FILE) is not None:  # (about the old log; something else there
+                index.remove_tree(COMPACTED_FILE)  # than a file would have stopped compaction for good)
 
     txn.apply(log, txn.Change(
         "index.rebuild", f"{INDEX_DIR}/{UPDATES_LOG}", sha256_hex(updates), len(updates), act, lambda: None,
