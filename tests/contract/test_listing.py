@@ -304,6 +304,13 @@ def test_a_hot_session_keeps_the_update_log_compact_and_every_page_the_same(root
         lines = raw.read(updates).splitlines()
         assert not any(encode_name("s003").encode() in line for line in lines)  # its tombstone went too
         assert verify_store(store).ok
+        store.rebuild_index()
+        assert _keys(store) == expected and verify_store(store).index == []
+        rebuilt = len(raw.lines(updates))
+    assert raw.size(updates) > 2048  # past the floor: only the record says it is not due
+    with SecureStore(root, COMPACT_AT_2K, master_key=MASTER_KEY, environ=KEYS) as fresh:  # (nothing remembered)
+        fresh.put("s001", "slot", "after the rebuild")
+    assert len(raw.lines(updates)) == rebuilt + 1  # the rebuilt log is recorded as compact: not compacted again
 
 
 @pytest.mark.fs_only  # a shared flock on the index lock file stands for another appender: disk only
@@ -481,7 +488,7 @@ def test_a_planted_compaction_record_neither_stops_nor_repeats_compaction_for_go
                 "index: updates.compacted is not a file, so the update log is never compacted; run "
                 "`securestore index rebuild`"]
             store.rebuild_index()  # what verify says to do: compaction runs again
-            assert verify_store(store).index == [] and not raw.is_dir(stamp)
+            assert verify_store(store).index == [] and raw.is_file(stamp)
             for i in range(60):
                 size = raw.size(updates)
                 store.put("hot", "slot", i)

@@ -57,6 +57,7 @@ from .index_compact import (
     UPDATES_LOG,
     CompactionPolicy,
     compact_if_due,
+    record_compacted,
     scrub_deleted,
 )
 from .layout import STAGING_PREFIX, TRASH_PREFIX
@@ -334,10 +335,19 @@ def rebuild(log: AuditLog, root: TreeDir, summaries: list[SessionSummary], ctx: 
             index.rename(staging, ENTRIES_DIR)
             index.write_atomic(CREATED_LOG, created)
             index.write_atomic(UPDATES_LOG, updates)
-            if index.entry(COMPACTED_FILE) is not None:  # (about the old log; something else there
-                index.remove_tree(COMPACTED_FILE)  # than a file would have stopped compaction for good)
+            record = index.entry(COMPACTED_FILE)
+            if record is not None and record.kind != "file":  # it stopped compaction for good
+                index.remove_tree(COMPACTED_FILE)
+
+    def record_rebuilt() -> None:  # the rebuilt log is compact: a hint, written once the rebuild has
+        try:  # committed (in a group's transaction, a failed write would undo the rebuild with it)
+            with root.open_dir(INDEX_DIR) as index:
+                record_compacted(index)
+        except SecureStoreError:
+            pass  # the next due check reads the record as unknown
 
     txn.apply(log, txn.Change(
         "index.rebuild", f"{INDEX_DIR}/{UPDATES_LOG}", sha256_hex(updates), len(updates), act, lambda: None,
         (TargetState(target=f"{INDEX_DIR}/{CREATED_LOG}", sha256=sha256_hex(created), size=len(created)),),
     ))
+    root.after_group(record_rebuilt)

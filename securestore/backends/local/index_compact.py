@@ -172,10 +172,15 @@ def compact(index: TreeDir) -> int:
     index.write_atomic(UPDATES_LOG, updates)
     if index.entry(CREATED_LOG) is not None:
         index.write_atomic(CREATED_LOG, created)
+    record_compacted(index)
+    return len(updates)
+
+
+def record_compacted(index: TreeDir) -> None:
+    """Record the update log as it is now as compacted (derived, not synced)."""
     stamp = index.size_of(UPDATES_LOG)
     try:
         if stamp is not None:
             index.write_atomic(COMPACTED_FILE, f"{stamp[0]} {stamp[1]}\n".encode(), durable=False)
     except SecureStoreError:
         pass  # derived, and only a hint: the next due check reads it as unknown
-    return len(updates)
