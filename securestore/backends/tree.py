@@ -113,7 +113,9 @@ class TreeDir(Protocol):
         None (on disk, or outside a group): the caller writes them now. Every writer of the
         store appends to that file: in the group's transaction its row would be held until the
         commit's flush, one write at a time for the whole store."""
-    def appended_size(self, name: str) -> int | None: ...
+    def appended_stamp(self, name: str) -> tuple[int, int] | None:
+        """(identity, size) as `size_of` gives them, of the file this handle last appended to
+        under `name`, after that append (None if it made none): what the append learned, no read."""
     def flush(self, name: str) -> None: ...
     def truncate(self, name: str, length: int) -> None: ...
     def size_of(self, name: str) -> tuple[int, int] | None:

@@ -259,15 +259,16 @@ class Dir(DirOps):
                       append: tuple[str, bytes], again: Callable[[], None], failed: Callable[[str], None]) -> None:
         return None  # nothing to follow: every write on disk is done when it returns
 
-    def appended_size(self, name: str) -> int | None:
-        """The size of a file this handle keeps open for appending (None if it does not)."""
+    def appended_stamp(self, name: str) -> tuple[int, int] | None:
+        """(inode, size) of a file this handle keeps open for appending (None if it does not)."""
         fd = self._appending.fds.get(name)
         if fd is None:
             return None
         try:
-            return self.ctx.os.fstat(fd).st_size
+            st = self.ctx.os.fstat(fd)
         except OSError:
             return None
+        return st.st_ino, st.st_size
 
     def flush(self, name: str) -> None:
         """fsync a file we appended to without syncing (make everything in it durable)."""

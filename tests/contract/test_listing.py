@@ -393,6 +393,75 @@ def test_a_log_another_handle_shrank_is_compacted_as_due_not_as_this_handle_last
         assert compacted and largest <= 2048 + longest  # due past the floor, not past twice what it knew
 
 
+def test_a_log_replaced_and_regrown_past_this_handles_last_append_is_caught_by_its_identity(
+        root: Path | str) -> None:
+    """Another handle that never compacts (its own floor) shrinks the log by deletes, then
+    writes it past this handle's last size: no smaller log is ever seen here, but another file
+    is, and the size this handle remembered is not believed."""
+    raw, updates = raw_tree(root), "index/updates.log"
+    never = StoreConfig(limits=Limits(index_compact_bytes=1 << 30))
+    with SecureStore(root, COMPACT_AT_2K, master_key=MASTER_KEY, environ=KEYS) as first:
+        for i in range(30):
+            first.put(f"s{i:02d}", "slot", i)
+        for i in range(200):  # until a write of this handle compacts the log: it knows its size
+            size = raw.size(updates)
+            first.put(f"s{i % 30:02d}", "slot", "again")
+            if raw.size(updates) < size:
+                break
+        known = raw.size(updates)
+        first.put("s00", "slot", "one more")
+        last = raw.size(updates)
+        with SecureStore(root, never, master_key=MASTER_KEY, environ=KEYS) as other:
+            for i in range(2, 30):
+                other.delete_session(f"s{i:02d}")
+            assert raw.size(updates) < 2048
+            while raw.size(updates) <= last:
+                other.put("s01", "slot", f"regrow {raw.size(updates)}")
+        longest = max(len(line) + 1 for line in raw.read(updates).splitlines())
+        assert 2 * known > raw.size(updates) + 4 * longest  # the remembered size would put it off
+        size = raw.size(updates)
+        first.put("s00", "slot", "after the regrowth")
+        assert raw.size(updates) < size  # due past the floor, and this write compacted it
+
+
+def test_a_recorded_compacted_size_larger_than_the_log_is_not_believed(root: Path | str) -> None:
+    """Believed, it would put compaction off for good (and verify would pass): the log only
+    grows after a compaction, so no compaction ever recorded it."""
+    raw, updates, stamp = raw_tree(root), "index/updates.log", "index/updates.compacted"
+    with SecureStore(root, COMPACT_AT_2K, master_key=MASTER_KEY, environ=KEYS) as store:
+        for i in range(100):
+            store.put("hot", "slot", i)
+        identity = raw.read(stamp).split()[0]  # a compaction's record: the live log's identity
+    raw.write(stamp, identity + b" " + str(1 << 40).encode() + b"\n")
+    compactions = 0
+    with SecureStore(root, COMPACT_AT_2K, master_key=MASTER_KEY, environ=KEYS) as store:
+        for i in range(60):
+            size = raw.size(updates)
+            store.put("hot", "slot", f"value {i}")
+            compactions += raw.size(updates) < size
+    assert compactions >= 1 and raw.read(stamp).split()[0] != identity
+
+
+def test_a_planted_tree_of_any_depth_at_the_compaction_record_never_fails_the_rebuild(root: Path | str) -> None:
+    """Deeper than the store ever nests (which the removal refuses on disk): moved aside in one
+    rename, so the rebuild that verify asks for succeeds, and compaction runs again."""
+    raw, updates = raw_tree(root), "index/updates.log"
+    with SecureStore(root, COMPACT_AT_2K, master_key=MASTER_KEY, environ=KEYS) as store:
+        store.put("hot", "slot", 0)
+        raw.make_dir("index/updates.compacted")
+        for depth in range(1, 21):
+            raw.make_dir("index/updates.compacted" + "/d" * depth)
+        assert len(verify_store(store).index) == 1
+        store.rebuild_index()
+        assert verify_store(store).index == [] and raw.is_file("index/updates.compacted")
+        compactions = 0
+        for i in range(60):
+            size = raw.size(updates)
+            store.put("hot", "slot", i)
+            compactions += raw.size(updates) < size
+        assert compactions >= 1
+
+
 @pytest.mark.fs_only  # the order of fsync and rename OS calls
 def test_a_compacted_log_is_durable_before_it_replaces_the_old_one(root: Path) -> None:
     events: list[tuple[str, str]] = []

@@ -310,6 +310,18 @@ def _tidy(index: TreeDir, *, name: str, deleted: bool, compaction: CompactionPol
         compact_if_due(index, compaction)
 
 
+def _discard(index: TreeDir, name: str, ctx: FsContext) -> None:
+    """Move `name` out of the way (one rename, whatever it holds), then remove it if it can be:
+    what cannot (a planted tree deeper than any the store makes) is a leftover for the sweep,
+    never a rebuild that fails every time."""
+    aside = TRASH_PREFIX + ctx.random_hex(8)
+    index.rename(name, aside)
+    try:
+        index.remove_tree(aside)
+    except SecureStoreError:
+        pass
+
+
 def _append(index: TreeDir, log: str, line: bytes, *, durable: bool = False) -> None:
     index.append(log, line, durable=durable, create=True)  # (created: the first line of a new index)
 
@@ -329,15 +341,13 @@ def rebuild(log: AuditLog, root: TreeDir, summaries: list[SessionSummary], ctx: 
                     fresh.write_atomic(f"{summary.name}.json", entry_bytes(summary), durable=False)
                 fresh.sync()
             if index.entry(ENTRIES_DIR) is not None:
-                old = TRASH_PREFIX + ctx.random_hex(8)
-                index.rename(ENTRIES_DIR, old)
-                index.remove_tree(old)
+                _discard(index, ENTRIES_DIR, ctx)
             index.rename(staging, ENTRIES_DIR)
             index.write_atomic(CREATED_LOG, created)
             index.write_atomic(UPDATES_LOG, updates)
             record = index.entry(COMPACTED_FILE)
             if record is not None and record.kind != "file":  # it stopped compaction for good
-                index.remove_tree(COMPACTED_FILE)
+                _discard(index, COMPACTED_FILE, ctx)
 
     def record_rebuilt() -> None:  # the rebuilt log is compact: a hint, written once the rebuild has
         try:  # committed (in a group's transaction, a failed write would undo the rebuild with it)

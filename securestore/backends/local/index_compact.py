@@ -46,22 +46,24 @@ class CompactionPolicy:
     # this handle appends to is past twice that, compaction is not due, and no write reads it.
     # Read by another process's compaction, the log is smaller, and it holds all the more.
     compacted: int | None = field(default=None, compare=False)
-    # The update log's size after this handle's last append: an append that finds it smaller
-    # means another handle replaced it (compaction, a delete's scrub, a rebuild), and then what
-    # `compacted` says is stale (too large, it would put compaction off, past the cap for good).
-    appended: int | None = field(default=None, compare=False)
+    # (identity, size) of the update log after this handle's last append: an append that finds
+    # another file, or a smaller one, means another handle replaced it (compaction, a delete's
+    # scrub, a rebuild), and then what `compacted` says is stale (too large: it would put
+    # compaction off, past the cap for good).
+    appended: tuple[int, int] | None = field(default=None, compare=False)
 
 
 def compact_if_due(index: TreeDir, policy: CompactionPolicy) -> bool:
     """Compact if the update log has grown enough and no writer is appending; True if done.
     Known past twice its compacted size, it is only checked again under the lock (under load,
     a write that finds the lock busy costs one try, not the reads as well)."""
-    appended = index.appended_size(UPDATES_LOG)
-    if appended is not None:
-        if policy.appended is not None and appended < policy.appended:
+    stamp = index.appended_stamp(UPDATES_LOG)
+    if stamp is not None:
+        last = policy.appended
+        if last is not None and (stamp[0] != last[0] or stamp[1] < last[1]):
             policy.compacted = None  # replaced by another handle: read its record again
-        policy.appended = appended
-    known_due = policy.compacted is not None and appended is not None and appended > max(
+        policy.appended = stamp
+    known_due = policy.compacted is not None and stamp is not None and stamp[1] > max(
         policy.floor, _GROWTH * policy.compacted)
     if not known_due and not _due(index, policy):
         return False
@@ -72,7 +74,8 @@ def compact_if_due(index: TreeDir, policy: CompactionPolicy) -> bool:
     with held:
         if not _due(index, policy):  # another writer compacted it meanwhile
             return False
-        policy.compacted = policy.appended = compact(index)
+        policy.appended = compact(index)  # (its own compaction is no news to this handle)
+        policy.compacted = None if policy.appended is None else policy.appended[1]
     return True
 
 
@@ -111,20 +114,21 @@ def scrub_deleted(index: TreeDir, name: str, policy: CompactionPolicy, timeout: 
 
 
 def _due(index: TreeDir, policy: CompactionPolicy) -> bool:
-    appended = index.appended_size(UPDATES_LOG)  # the note's own descriptor: no open per write
-    if appended is not None and appended <= max(policy.floor, _GROWTH * (policy.compacted or 0)):
+    appended = index.appended_stamp(UPDATES_LOG)  # what the note's own append learned: no read
+    if appended is not None and appended[1] <= max(policy.floor, _GROWTH * (policy.compacted or 0)):
         return False
     stamp = index.size_of(UPDATES_LOG)
     if stamp is None or stamp[1] <= policy.floor or stamp[1] > min(policy.max_bytes, _MAX_COMPACTED):
         return False
-    compacted = policy.compacted = _compacted_size(index, stamp[0])
+    compacted = policy.compacted = _compacted_size(index, stamp)
     return compacted is not None and stamp[1] > _GROWTH * compacted
 
 
-def _compacted_size(index: TreeDir, inode: int) -> int | None:
-    """The update log's size after its last compaction if that was this very file, 0 if not
-    known (never compacted, replaced since, or a damaged record: compaction rewrites it), None
-    when something that is not a file sits in its place (compaction could never record it)."""
+def _compacted_size(index: TreeDir, log: tuple[int, int]) -> int | None:
+    """The update log's size after its last compaction if that was this very file (`log`: its
+    identity and size now), 0 if not known (never compacted, replaced since, or a damaged or
+    impossible record: compaction rewrites it), None when something that is not a file sits
+    in its place (compaction could never record it)."""
     entry = index.entry(COMPACTED_FILE)
     if entry is None:
         return 0
@@ -135,9 +139,11 @@ def _compacted_size(index: TreeDir, inode: int) -> int | None:
     except SecureStoreError:
         return 0
     parts = data.split() if data is not None else []
-    if len(parts) != 2 or not all(part.isdigit() for part in parts) or int(parts[0]) != inode:
+    if len(parts) != 2 or not all(part.isdigit() for part in parts) or int(parts[0]) != log[0]:
         return 0
-    return int(parts[1])
+    # The log only grows after its compaction: a larger size was never recorded by one, and
+    # believed, it would put compaction off for good.
+    return int(parts[1]) if int(parts[1]) <= log[1] else 0
 
 
 def _lines(index: TreeDir, log: str) -> Iterator[tuple[str, bytes, bool]]:
@@ -165,22 +171,23 @@ def compacted_logs(index: TreeDir) -> tuple[bytes, bytes]:
     return b"".join(newest.values()), created
 
 
-def compact(index: TreeDir) -> int:
+def compact(index: TreeDir) -> tuple[int, int] | None:
     """Rewrite both logs as `compacted_logs` (the caller holds the index lock exclusively);
-    the update log's size now."""
+    the update log's (identity, size) now."""
     updates, created = compacted_logs(index)
     index.write_atomic(UPDATES_LOG, updates)
     if index.entry(CREATED_LOG) is not None:
         index.write_atomic(CREATED_LOG, created)
-    record_compacted(index)
-    return len(updates)
+    return record_compacted(index)
 
 
-def record_compacted(index: TreeDir) -> None:
-    """Record the update log as it is now as compacted (derived, not synced)."""
+def record_compacted(index: TreeDir) -> tuple[int, int] | None:
+    """Record the update log as it is now as compacted (derived, not synced); its (identity,
+    size)."""
     stamp = index.size_of(UPDATES_LOG)
     try:
         if stamp is not None:
             index.write_atomic(COMPACTED_FILE, f"{stamp[0]} {stamp[1]}\n".encode(), durable=False)
     except SecureStoreError:
         pass  # derived, and only a hint: the next due check reads it as unknown
+    return stamp

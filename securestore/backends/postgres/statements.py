@@ -92,20 +92,20 @@ _TEXT = {
                "SELECT (SELECT count(*) FROM n), {tail}"),
     "append": ("WITH n AS (UPDATE {s}.nodes SET size = size + %(size)s, next_seq = next_seq + 1, mtime_ms = %(now)s "
                "WHERE parent = %(parent)s AND name = %(name)s AND kind = 'f' "
-               "RETURNING id, next_seq, size - %(size)s AS pos, audit, size), "
+               "RETURNING id, next_seq, size - %(size)s AS pos, audit, gen, size), "
                "a AS (INSERT INTO {s}.audit_records (node, seq, pos, data) SELECT id, next_seq, pos, %(data)s "
                "FROM n WHERE audit AND %(size)s > 0), "
                "c AS (INSERT INTO {s}.chunks (node, seq, pos, data) SELECT id, next_seq, pos, %(data)s "
                "FROM n WHERE NOT audit AND %(size)s > 0) "
-               "SELECT (SELECT size FROM n), {tail}"),
+               "SELECT (SELECT ARRAY[gen, size] FROM n), {tail}"),
     # Append to a (non-audit) file, creating it first if it does not exist.
     "append_creating": ("WITH n AS (INSERT INTO {s}.nodes (parent, name, kind, size, next_seq, mtime_ms) "
                         "VALUES (%(parent)s, %(name)s, 'f', %(size)s, 1, %(now)s) ON CONFLICT (parent, name) "
                         "DO UPDATE SET size = {s}.nodes.size + EXCLUDED.size, next_seq = {s}.nodes.next_seq + 1, "
                         "mtime_ms = EXCLUDED.mtime_ms WHERE {s}.nodes.kind = 'f' AND NOT {s}.nodes.audit "
-                        "RETURNING id, next_seq, size - %(size)s AS pos, size), "
+                        "RETURNING id, next_seq, size - %(size)s AS pos, gen, size), "
                         "c AS (INSERT INTO {s}.chunks (node, seq, pos, data) SELECT id, next_seq, pos, %(data)s "
-                        "FROM n WHERE %(size)s > 0) SELECT (SELECT size FROM n), {tail}"),
+                        "FROM n WHERE %(size)s > 0) SELECT (SELECT ARRAY[gen, size] FROM n), {tail}"),
     # A file's row and the last rows of its bytes before %(end)s, in one round trip: the start of
     # every backward read (a log's head, a listing's first page, the latest items).
     # No row is ever empty (an empty append or file adds none), so a file's rows tile its bytes

@@ -46,7 +46,7 @@ class PgDir:
         self.label = label
         self.ctx: FsContext = link.ctx
         self.sql = link.sql
-        self._appended: dict[str, int] = {}  # file -> its size after this handle's last append
+        self._appended: dict[str, tuple[int, int]] = {}  # file -> (gen, size) after this handle's last append
 
     def close(self) -> None:
         if self.owns_link:  # any other directory holds nothing open: the link does
@@ -242,9 +242,9 @@ class PgDir:
                       failed: Callable[[str], None]) -> PgDir | None:
         return _follow_commit(self, directory, lock, timeout, replace, append, again, failed)
 
-    def appended_size(self, name: str) -> int | None:
-        """The size `name` had after this handle's last append to it (None if it made none), as
-        an append descriptor's size on disk: no round trip."""
+    def appended_stamp(self, name: str) -> tuple[int, int] | None:
+        """(generation, size) of `name` after this handle's last append to it (None if it made
+        none), as an append descriptor's fstat on disk: the append's answer, no round trip."""
         return self._appended.get(name)
 
     def flush(self, name: str) -> None:
@@ -367,9 +367,9 @@ def _appending(directory: PgDir, name: str, create: bool) -> Callable[[Any], Non
     check = expect_answer(None, UnsafeFileError, f"refused {label}: expected a file, found a directory") if create \
         else expect_answer(None, NotFoundError, f"{label} does not exist")
 
-    def checked(size: Any) -> None:
-        check(size)
-        directory._appended[name] = int(size)
+    def checked(stamp: Any) -> None:  # [generation, size]
+        check(stamp)
+        directory._appended[name] = (int(stamp[0]), int(stamp[1]))
     return checked
 
 
