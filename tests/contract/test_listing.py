@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from tests.support.keys import KEYS, MASTER_KEY
-from tests.support.raw_tree import raw_tree, session_path
+from tests.support.raw_tree import FsRaw, PgRaw, raw_tree, session_path
 from tests.support.stores import WRITER_CHILD, run_cli_here
 
 from securestore import Limits, SecureStore, StoreConfig, UsageError, verify_store
@@ -363,19 +363,26 @@ def test_a_write_past_the_floor_does_not_read_the_compaction_record_until_compac
         assert updates.stat().st_size < 2 * compacted
 
 
+def _compacted_by(handle: SecureStore, raw: FsRaw | PgRaw) -> int:
+    """Write 30 sessions, then again until a write of `handle` compacts the update log (the
+    handle then knows its compacted size); that size."""
+    updates = "index/updates.log"
+    for i in range(30):
+        handle.put(f"s{i:02d}", "slot", i)
+    for i in range(200):
+        size = raw.size(updates)
+        handle.put(f"s{i % 30:02d}", "slot", "again")
+        if raw.size(updates) < size:
+            return raw.size(updates)
+    raise AssertionError("no write of this handle compacted the update log")
+
+
 def test_a_log_another_handle_shrank_is_compacted_as_due_not_as_this_handle_last_knew_it(root: Path | str) -> None:
     """A handle remembers the compacted size of the update log it compacted; once another handle
     shrinks the log (a delete's scrub here), that size is stale and must not put compaction off."""
     raw, updates = raw_tree(root), "index/updates.log"
     with SecureStore(root, COMPACT_AT_2K, master_key=MASTER_KEY, environ=KEYS) as first:
-        for i in range(30):
-            first.put(f"s{i:02d}", "slot", i)
-        for i in range(200):  # until a write of this handle compacts the log: it knows its size
-            size = raw.size(updates)
-            first.put(f"s{i % 30:02d}", "slot", "again")
-            if raw.size(updates) < size:
-                break
-        known = raw.size(updates)
+        known = _compacted_by(first, raw)
         assert known > 2048
         with SecureStore(root, COMPACT_AT_2K, master_key=MASTER_KEY, environ=KEYS) as other:
             for i in range(2, 30):
@@ -401,14 +408,7 @@ def test_a_log_replaced_and_regrown_past_this_handles_last_append_is_caught_by_i
     raw, updates = raw_tree(root), "index/updates.log"
     never = StoreConfig(limits=Limits(index_compact_bytes=1 << 30))
     with SecureStore(root, COMPACT_AT_2K, master_key=MASTER_KEY, environ=KEYS) as first:
-        for i in range(30):
-            first.put(f"s{i:02d}", "slot", i)
-        for i in range(200):  # until a write of this handle compacts the log: it knows its size
-            size = raw.size(updates)
-            first.put(f"s{i % 30:02d}", "slot", "again")
-            if raw.size(updates) < size:
-                break
-        known = raw.size(updates)
+        known = _compacted_by(first, raw)
         first.put("s00", "slot", "one more")
         last = raw.size(updates)
         with SecureStore(root, never, master_key=MASTER_KEY, environ=KEYS) as other:
