@@ -101,9 +101,8 @@ class TreeDir(Protocol):
     # -- appended lines
     def append(self, name: str, data: bytes, *, durable: bool, create: bool = False) -> None:
         """Append `data`; `create`: make the file (empty, 0600) first if it does not exist."""
-    def follow_commit(self, directory: str, lock: str, *, timeout: float, replace: tuple[str, str, bytes],
-                      append: tuple[str, bytes], again: Callable[[], None],
-                      failed: Callable[[str], None]) -> TreeDir | None:
+    def follow_commit(self, directory: str, lock: str, *, replace: tuple[str, str, bytes], append: tuple[str, bytes],
+                      again: Callable[[], None], failed: Callable[[str], None]) -> TreeDir | None:
         """In an open group on PostgreSQL: once the group has committed, in a transaction of
         their own sent in the commit's round trip, replace the file replace[1] in the child
         directory replace[0] of `directory` with replace[2] and append append[1] to its file

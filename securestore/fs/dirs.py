@@ -255,8 +255,8 @@ class Dir(DirOps):
             self._appending.stop(name)  # the next append opens and checks the file again
             raise
 
-    def follow_commit(self, directory: str, lock: str, *, timeout: float, replace: tuple[str, str, bytes],
-                      append: tuple[str, bytes], again: Callable[[], None], failed: Callable[[str], None]) -> None:
+    def follow_commit(self, directory: str, lock: str, *, replace: tuple[str, str, bytes], append: tuple[str, bytes],
+                      again: Callable[[], None], failed: Callable[[str], None]) -> None:
         return None  # nothing to follow: every write on disk is done when it returns
 
     def appended_stamp(self, name: str) -> tuple[int, int] | None:

@@ -53,19 +53,10 @@ def test_a_write_waiting_for_its_commit_holds_no_row_other_writers_append_to(dur
     url = make_pg_store(set_up_database(durable_server), tmp_path)
     with open_with_keys(url) as store:
         store.create_session("a").close()
-    done: list[BaseException | None] = []
     set_synchronous_standby(durable_server, "nobody")
     try:
         with open_with_keys(url) as store, store.open_session("a") as session:
-            def write() -> None:
-                try:
-                    session.append_items([{"role": "user", "content": "waits for its commit"}])
-                    done.append(None)
-                except BaseException as exc:  # noqa: BLE001 - reported by the test
-                    done.append(exc)
-
-            writer = threading.Thread(target=write)
-            writer.start()
+            writer, done = _append_in_thread(session, {"role": "user", "content": "waits for its commit"})
             try:
                 _wait_for_sync_rep(url)
                 with psycopg.connect(url) as other:
@@ -146,20 +137,27 @@ def _wait_until(url: str, sql: str) -> int:
         return int(row[0])
 
 
-def _append_cut_off(url: str, session: Any, waiting: str, let_go: Callable[[], object]) -> list[BaseException | None]:
-    """Append {"n": 1} in a thread; once its connection matches `waiting` (a pid query), end
-    that connection from the server, then `let_go` of what it waited for. What the append did."""
+def _append_in_thread(session: Any, item: dict[str, Any]) -> tuple[threading.Thread, list[BaseException | None]]:
+    """Append `item` in a thread, started; the thread, and a list that gets what the append did
+    (None: acknowledged)."""
     outcome: list[BaseException | None] = []
 
     def write() -> None:
         try:
-            session.append_items([{"n": 1}])
+            session.append_items([item])
             outcome.append(None)
         except BaseException as exc:  # noqa: BLE001 - reported by the test
             outcome.append(exc)
 
     writer = threading.Thread(target=write)
     writer.start()
+    return writer, outcome
+
+
+def _append_cut_off(url: str, session: Any, waiting: str, let_go: Callable[[], object]) -> list[BaseException | None]:
+    """Append {"n": 1} in a thread; once its connection matches `waiting` (a pid query), end
+    that connection from the server, then `let_go` of what it waited for. What the append did."""
+    writer, outcome = _append_in_thread(session, {"n": 1})
     try:
         pid = _wait_until(url, waiting)
         with psycopg.connect(url, autocommit=True) as admin:

@@ -258,7 +258,7 @@ def note(root: TreeDir, summary: SessionSummary | None, *, name: str, created: b
             # leaves the listing stale without latching the handle, which owes nothing to it.)
             write_now = partial(_write, root, summary, name=name, created=False, now_ms=now_ms, timeout=timeout,
                                 tidy=tidy, grouped=False)
-            index = root.follow_commit(INDEX_DIR, INDEX_LOCK, timeout=timeout,
+            index = root.follow_commit(INDEX_DIR, INDEX_LOCK,
                                        replace=(ENTRIES_DIR, f"{name}.json", entry_bytes(summary)),
                                        append=(UPDATES_LOG, summary_line(summary)), again=write_now, failed=late_failure)
             if index is not None:

@@ -237,10 +237,9 @@ class PgDir:
         self.link.write(label, self.sql.append_creating if create else self.sql.append, params, durable=durable,
                         check=_appending(self, name, create))
 
-    def follow_commit(self, directory: str, lock: str, *, timeout: float, replace: tuple[str, str, bytes],
-                      append: tuple[str, bytes], again: Callable[[], None],
-                      failed: Callable[[str], None]) -> PgDir | None:
-        return _follow_commit(self, directory, lock, timeout, replace, append, again, failed)
+    def follow_commit(self, directory: str, lock: str, *, replace: tuple[str, str, bytes], append: tuple[str, bytes],
+                      again: Callable[[], None], failed: Callable[[str], None]) -> PgDir | None:
+        return _follow_commit(self, directory, lock, replace, append, again, failed)
 
     def appended_stamp(self, name: str) -> tuple[int, int] | None:
         """(generation, size) of `name` after this handle's last append to it (None if it made
@@ -319,7 +318,7 @@ class PgDir:
         return holder(self.link, self.link.lock_key(self.node, name), self.child_label(name))
 
 
-def _follow_commit(root: PgDir, directory: str, lock: str, timeout: float, replace: tuple[str, str, bytes],
+def _follow_commit(root: PgDir, directory: str, lock: str, replace: tuple[str, str, bytes],
                    append: tuple[str, bytes], again: Callable[[], None], failed: Callable[[str], None]) -> PgDir | None:
     """TreeDir.follow_commit: the child directory is found under the lock, by the statement that
     writes in it (replace_in: not there, the follower fails); `directory` is remembered."""
